@@ -1,0 +1,35 @@
+"""actorstate: concurrent, durable session state built on actors.
+
+Each session is an actor that alone owns its state; a supervisor activates,
+passivates, evicts and restarts actors. See ``open_state``.
+"""
+
+from .config import Config
+from .errors import (
+    ActorStateError,
+    InvalidInput,
+    Overloaded,
+    SessionNotFound,
+    SessionQuarantined,
+    StateClosed,
+    StoreError,
+)
+from .state import DEFAULT_CLIENT_ID, Durability, Session, State, open_state
+
+__all__ = [
+    "ActorStateError",
+    "Config",
+    "DEFAULT_CLIENT_ID",
+    "Durability",
+    "InvalidInput",
+    "Overloaded",
+    "Session",
+    "SessionNotFound",
+    "SessionQuarantined",
+    "State",
+    "StateClosed",
+    "StoreError",
+    "open_state",
+]
+
+__version__ = "0.1.0"

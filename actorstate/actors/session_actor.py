@@ -1,0 +1,57 @@
+"""A session actor: the only owner of one session's state.
+
+An actor holds no task. Its mailbox is ``None`` while empty; the first
+message posted makes it ready, and the supervisor's scheduler later drains the
+whole mailbox in one go, one turn per message. Because a turn never awaits,
+turns of one actor cannot interleave, and no lock is needed.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import anyio
+
+from ..session_state import SessionState
+from ._parking import Envelope
+
+__all__ = ["ActorStatus", "SessionActor", "Passivated"]
+
+
+class ActorStatus(enum.Enum):
+    READY = "ready"  # serving; scheduled whenever its mailbox is not empty
+    BACKOFF = "backoff"  # crashed; messages wait until the restart
+    QUARANTINED = "quarantined"  # crashed too often; every call fails
+
+
+class SessionActor:
+    __slots__ = ("state", "mailbox", "status", "last_used", "crash_times", "room", "accounted")
+
+    def __init__(self, state: SessionState, now: float) -> None:
+        self.state = state
+        self.mailbox: list[Envelope] | None = None
+        self.status = ActorStatus.READY
+        self.last_used = now  # monotonic; resident dict order follows it
+        self.crash_times: list[float] | None = None
+        self.room: anyio.Event | None = None  # set when a full mailbox gets room
+        self.accounted = 0  # bytes this actor adds to the supervisor's total
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    @property
+    def idle(self) -> bool:
+        """No message waiting and serving normally: safe to passivate or evict."""
+        return self.mailbox is None and self.status is ActorStatus.READY
+
+
+class Passivated:
+    """A session that is not resident: its encoded snapshot, kept in memory."""
+
+    __slots__ = ("client_id", "blob", "last_used")
+
+    def __init__(self, client_id: str, blob: bytes, last_used: float) -> None:
+        self.client_id = client_id
+        self.blob = blob
+        self.last_used = last_used

@@ -1,0 +1,520 @@
+"""The supervisor: finds, schedules, restarts and evicts session actors.
+
+One scheduler task runs every turn. A caller posts an envelope to an actor's
+mailbox and parks; the first post to an empty mailbox puts the actor on the
+ready list and wakes the scheduler, which drains the whole mailbox of each
+ready actor in one synchronous pass. A hundred concurrent callers therefore
+cost one scheduler wake-up and one park each, not a lock hand-off per call.
+
+Residency follows Orleans-style virtual actors: an actor is activated on its
+first message, passivated (kept as an encoded snapshot) when idle or when the
+resident cap is reached, and evicted (gone, in memory mode) when the memory
+budget is exceeded. The resident dict is kept in least-recently-used order, so
+every sweep stops at the first actor that does not qualify.
+
+Crashes follow Erlang/OTP restart intensity: an actor whose loop dies is
+restarted with exponential backoff, and more than ``max_restarts`` crashes
+within ``restart_window`` quarantine the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ..config import Config
+from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
+from ..session_state import SessionState
+from ._parking import Envelope, Parking, parking_for_current_backend
+from .memory import passivated_bytes, read_rss, resident_bytes
+from .messages import CreateSession, EndSession, Message
+from .session_actor import ActorStatus, Passivated, SessionActor
+
+__all__ = ["Supervisor", "open_supervisor", "FaultHook"]
+
+logger = logging.getLogger("actorstate.supervisor")
+
+# Called before every turn with the actor's session id and the message; an
+# exception raised here kills the actor's loop (fault injection for tests and
+# the chaos runner).
+FaultHook = Callable[[str, Message], None]
+
+# Sample process RSS after this many activations (and on every maintenance
+# tick): often enough to catch a burst of new sessions, cheap per call.
+_RSS_SAMPLE_EVERY = 1024
+
+
+@asynccontextmanager
+async def open_supervisor(config: Config, *, fault_hook: FaultHook | None = None) -> AsyncIterator[Supervisor]:
+    """Run a supervisor for the duration of the ``async with`` block.
+
+    On exit, intake stops, every message already posted gets its turn, and
+    the background tasks end.
+    """
+    supervisor = Supervisor(config, parking_for_current_backend(), fault_hook=fault_hook)
+    async with anyio.create_task_group() as task_group:
+        supervisor._task_group = task_group
+        task_group.start_soon(supervisor._run_scheduler)
+        task_group.start_soon(supervisor._run_maintenance)
+        try:
+            yield supervisor
+        finally:
+            with anyio.CancelScope(shield=True):
+                await supervisor._close()
+            task_group.cancel_scope.cancel()
+
+
+class Supervisor:
+    """Owns every session actor of one state; see the module docstring."""
+
+    def __init__(self, config: Config, parking: Parking, *, fault_hook: FaultHook | None = None) -> None:
+        self.config = config
+        self._parking = parking
+        self._fault_hook = fault_hook
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closed = False
+
+        # Resident actors in least-recently-used order (oldest first).
+        self._resident: dict[str, SessionActor] = {}
+        # Passivated sessions in passivation order (oldest first).
+        self._passivated: dict[str, Passivated] = {}
+        self._ready: list[SessionActor] = []
+        self._scheduler_wakeup: Envelope | None = None
+        self._idle_wakeup: anyio.Event | None = None
+
+        # Clocks, read once per scheduler pass rather than once per turn.
+        self._now = anyio.current_time()
+        self._wall = time.time()
+
+        self._accounted = 0
+        self._high_bytes = int(config.memory_budget_bytes * config.memory_high_watermark)
+        self._low_bytes = int(config.memory_budget_bytes * config.memory_low_watermark)
+        self._rss_baseline = read_rss()
+        self._rss = self._rss_baseline
+        self._rss_mark = 0
+
+        self.activations = 0
+        self.passivations = 0
+        self.evictions: Counter[str] = Counter()
+        self.expired = 0
+        self.restarts = 0
+        self.mailbox_high_water = 0
+
+    # -- calls ----------------------------------------------------------------
+
+    async def create(self, client_id: str) -> str:
+        """Create a session owned by ``client_id``; return its id."""
+        self._check_open()
+        session_id = str(uuid.uuid4())
+        actor = SessionActor(SessionState(session_id, client_id, time.time()), anyio.current_time())
+        self._resident[session_id] = actor
+        envelope = Envelope(CreateSession(), client_id)
+        await self._post(session_id, envelope)
+        self._activated(actor)
+        result: str = await self._parking.park(envelope)
+        return result
+
+    async def ask(self, session_id: str, client_id: str, message: Message) -> Any:
+        """Post ``message`` to the session's actor and wait for its reply.
+
+        Error handling:
+            SessionNotFound: unknown, ended, expired, evicted, or another client's.
+            SessionQuarantined: the actor crashed too often.
+            Overloaded: the mailbox stayed full for ``Config.ask_timeout``.
+            Any exception the turn raised, with the state left unchanged.
+        """
+        envelope = Envelope(message, client_id)
+        await self._post(session_id, envelope)
+        return await self._parking.park(envelope)
+
+    async def tell(self, session_id: str, message: Message) -> None:
+        """Post ``message`` without waiting for its turn (fire and forget).
+
+        Waits only while the mailbox is full. The turn's result is dropped; an
+        error it raises is logged.
+        """
+        await self._post(session_id, Envelope(message, None))
+
+    def list_sessions(self, client_id: str) -> list[str]:
+        ids = [sid for sid, actor in self._resident.items() if actor.state.client_id == client_id]
+        ids.extend(sid for sid, entry in self._passivated.items() if entry.client_id == client_id)
+        return ids
+
+    def stats(self) -> dict[str, Any]:
+        quarantined = sum(1 for a in self._resident.values() if a.status is ActorStatus.QUARANTINED)
+        return {
+            "resident_actors": len(self._resident),
+            "passivated_sessions": len(self._passivated),
+            "sessions": len(self._resident) + len(self._passivated),
+            "activations": self.activations,
+            "passivations": self.passivations,
+            "evictions": dict(self.evictions),
+            "expired": self.expired,
+            "restarts": self.restarts,
+            "quarantined": quarantined,
+            "mailbox_high_water": self.mailbox_high_water,
+            "accounted_bytes": self._accounted,
+            "rss_bytes": read_rss(),
+        }
+
+    # -- posting --------------------------------------------------------------
+
+    async def _post(self, session_id: str, envelope: Envelope) -> None:
+        actor = self._resident.get(session_id)
+        if actor is None or self._closed:
+            actor = self._reactivate(session_id)
+            self._post_now(actor, envelope)
+            # Accounted only once a message is posted: an actor with a message
+            # waiting is never evicted, so the budget check cannot drop it.
+            self._activated(actor)
+            return
+        if not self._post_now(actor, envelope):
+            await self._post_when_room(actor, envelope)
+
+    def _post_now(self, actor: SessionActor, envelope: Envelope) -> bool:
+        """Post if the mailbox has room; False if it is full."""
+        mailbox = actor.mailbox
+        if mailbox is None:
+            if actor.status is ActorStatus.READY:
+                actor.mailbox = [envelope]
+                self._ready.append(actor)
+                wakeup = self._scheduler_wakeup
+                if wakeup is not None:
+                    self._scheduler_wakeup = None
+                    self._parking.resolve(wakeup, None)
+                return True
+            if actor.status is ActorStatus.QUARANTINED:
+                raise self._quarantine_error(actor, envelope.client_id)
+            actor.mailbox = [envelope]  # in backoff: wait for the restart
+            return True
+        if len(mailbox) < self.config.mailbox_size:
+            mailbox.append(envelope)
+            if len(mailbox) > self.mailbox_high_water:
+                self.mailbox_high_water = len(mailbox)
+            return True
+        return False
+
+    async def _post_when_room(self, actor: SessionActor, envelope: Envelope) -> None:
+        """The slow path: wait up to ``ask_timeout`` for room in a full mailbox."""
+        with anyio.move_on_after(self.config.ask_timeout):
+            while True:
+                if actor.room is None:
+                    actor.room = anyio.Event()
+                await actor.room.wait()
+                if self._resident.get(actor.id) is not actor:
+                    raise SessionNotFound
+                if actor.status is ActorStatus.QUARANTINED:
+                    raise self._quarantine_error(actor, envelope.client_id)
+                if self._post_now(actor, envelope):
+                    return
+        raise Overloaded(
+            f"session {actor.id} has {self.config.mailbox_size} calls waiting and none finished "
+            f"within {self.config.ask_timeout:g} s; retry later, send fewer concurrent calls to "
+            "one session, or raise Config.mailbox_size / Config.ask_timeout"
+        )
+
+    def _quarantine_error(self, actor: SessionActor, client_id: str | None) -> Exception:
+        if client_id is not None and client_id != actor.state.client_id:
+            return SessionNotFound()
+        return SessionQuarantined(
+            f"session {actor.id} is quarantined after {len(actor.crash_times or ())} crashes "
+            f"within {self.config.restart_window:g} s; end it, or restart the server"
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateClosed("this actorstate is closed; open a new one with open_state()")
+
+    # -- turns ----------------------------------------------------------------
+
+    async def _run_scheduler(self) -> None:
+        parking = self._parking
+        while True:
+            if not self._ready:
+                if self._idle_wakeup is not None:
+                    self._idle_wakeup.set()
+                wakeup = Envelope(None, None)
+                self._scheduler_wakeup = wakeup
+                await parking.park(wakeup)
+            ready, self._ready = self._ready, []
+            self._now = anyio.current_time()
+            self._wall = time.time()
+            for actor in ready:
+                self._drain(actor)
+
+    def _drain(self, actor: SessionActor) -> None:
+        """Run one turn per message in the actor's mailbox."""
+        batch = actor.mailbox
+        if batch is None or actor.status is not ActorStatus.READY:
+            return
+        actor.mailbox = None
+        if actor.room is not None:
+            actor.room.set()
+            actor.room = None
+        parking = self._parking
+        config = self.config
+        state = actor.state
+        wall = self._wall
+        fault_hook = self._fault_hook
+        ended = False
+        started = 0
+        try:
+            for envelope in batch:
+                if envelope.cancelled:
+                    started += 1
+                    continue
+                message = envelope.message
+                assert message is not None
+                if fault_hook is not None:
+                    fault_hook(state.id, message)
+                started += 1
+                if ended or (envelope.client_id is not None and envelope.client_id != state.client_id):
+                    parking.fail(envelope, SessionNotFound())
+                    continue
+                try:
+                    result = message.apply(state, wall, config)
+                except Exception as error:
+                    if envelope.client_id is None:
+                        logger.warning("a told message failed in session %s: %r", state.id, error)
+                    parking.fail(envelope, error)
+                    continue
+                if type(message) is EndSession:
+                    ended = True
+                parking.resolve(envelope, result)
+        except Exception as crash:
+            self._crashed(actor, batch, started, crash)
+            return
+        finally:
+            if ended:
+                self._remove(actor)
+        # Most recently used goes last; sweeps walk from the front.
+        resident = self._resident
+        if not ended and resident.get(state.id) is actor:
+            actor.last_used = self._now
+            del resident[state.id]
+            resident[state.id] = actor
+            self._account(actor)
+
+    # -- crashes and restarts -------------------------------------------------
+
+    def _crashed(self, actor: SessionActor, batch: list[Envelope], started: int, crash: Exception) -> None:
+        """The actor's loop died between turns; restart it or quarantine it."""
+        if started and not batch[started - 1].done:
+            # The loop died around this message's reply; never leave its caller hanging.
+            self._parking.fail(batch[started - 1], crash)
+        window_start = self._now - self.config.restart_window
+        crash_times = [t for t in actor.crash_times or () if t > window_start]
+        crash_times.append(self._now)
+        actor.crash_times = crash_times
+        unstarted = [e for e in batch[started:] if not e.cancelled]
+        actor.mailbox = unstarted or None
+        session_id = actor.id
+        if len(crash_times) > self.config.max_restarts:
+            actor.status = ActorStatus.QUARANTINED
+            logger.error(
+                "session %s quarantined: %d crashes within %g s, last: %r",
+                session_id, len(crash_times), self.config.restart_window, crash,
+            )
+            self._fail_mailbox(actor, self._quarantine_error(actor, None))
+            return
+        actor.status = ActorStatus.BACKOFF
+        delay = min(self.config.restart_backoff * 2 ** (len(crash_times) - 1), self.config.restart_backoff_max)
+        logger.warning(
+            "session %s crashed (%r); restarting from its last good state in %.3f s (crash %d of %d allowed)",
+            session_id, crash, delay, len(crash_times), self.config.max_restarts,
+        )
+        assert self._task_group is not None
+        self._task_group.start_soon(self._restart_after, actor, delay)
+
+    async def _restart_after(self, actor: SessionActor, delay: float) -> None:
+        await anyio.sleep(delay)
+        if actor.status is not ActorStatus.BACKOFF or self._resident.get(actor.id) is not actor:
+            return
+        actor.status = ActorStatus.READY
+        self.restarts += 1
+        logger.warning("session %s restarted", actor.id)
+        if actor.mailbox:
+            self._ready.append(actor)
+            wakeup = self._scheduler_wakeup
+            if wakeup is not None:
+                self._scheduler_wakeup = None
+                self._parking.resolve(wakeup, None)
+
+    def _fail_mailbox(self, actor: SessionActor, error: Exception) -> None:
+        batch, actor.mailbox = actor.mailbox or [], None
+        for envelope in batch:
+            if envelope.client_id is not None and envelope.client_id != actor.state.client_id:
+                self._parking.fail(envelope, SessionNotFound())
+            else:
+                self._parking.fail(envelope, error)
+        if actor.room is not None:
+            actor.room.set()
+            actor.room = None
+
+    # -- residency ------------------------------------------------------------
+
+    def _reactivate(self, session_id: str) -> SessionActor:
+        self._check_open()
+        entry = self._passivated.pop(session_id, None)
+        if entry is None:
+            raise SessionNotFound
+        self._accounted -= passivated_bytes(entry.blob)
+        actor = SessionActor(SessionState.decode(entry.blob), anyio.current_time())
+        self._resident[session_id] = actor
+        return actor
+
+    def _activated(self, actor: SessionActor) -> None:
+        self.activations += 1
+        self._account(actor)
+        if len(self._resident) > self.config.max_resident:
+            self._passivate_lru(len(self._resident) - self.config.max_resident, "cap")
+        if self.activations % _RSS_SAMPLE_EVERY == 0:
+            self._check_rss()
+
+    def _account(self, actor: SessionActor) -> None:
+        size = resident_bytes(actor.state.size)
+        self._accounted += size - actor.accounted
+        actor.accounted = size
+        if self._accounted > self._high_bytes:
+            self._evict_down_to(self._low_bytes, "memory")
+
+    def _remove(self, actor: SessionActor) -> None:
+        if self._resident.get(actor.id) is actor:
+            del self._resident[actor.id]
+            self._accounted -= actor.accounted
+            actor.accounted = 0
+        self._fail_mailbox(actor, SessionNotFound())
+
+    def _passivate(self, actor: SessionActor) -> None:
+        blob = actor.state.encode()
+        self._remove(actor)
+        self._passivated[actor.id] = Passivated(actor.state.client_id, blob, actor.last_used)
+        self._accounted += passivated_bytes(blob)
+        self.passivations += 1
+
+    def _passivate_lru(self, count: int, reason: str) -> None:
+        victims = []
+        for actor in self._resident.values():
+            if len(victims) >= count:
+                break
+            if actor.idle:
+                victims.append(actor)
+        for actor in victims:
+            self._passivate(actor)
+        if victims:
+            logger.debug("passivated %d idle sessions (%s)", len(victims), reason)
+
+    def _evict_down_to(self, target_bytes: int, reason: str) -> None:
+        """Drop least-recently-used sessions until the accounted bytes reach the target.
+
+        Passivated sessions go first (they are older than any resident one),
+        then idle resident actors. In memory mode an evicted session is gone.
+        """
+        dropped = 0
+        passivated = self._passivated
+        while self._accounted > target_bytes and passivated:
+            session_id = next(iter(passivated))
+            self._accounted -= passivated_bytes(passivated.pop(session_id).blob)
+            dropped += 1
+        if self._accounted > target_bytes:
+            victims = []
+            excess = self._accounted - target_bytes
+            for actor in self._resident.values():
+                if excess <= 0:
+                    break
+                if actor.idle:
+                    victims.append(actor)
+                    excess -= actor.accounted
+            for actor in victims:
+                self._remove(actor)
+            dropped += len(victims)
+        if dropped:
+            self.evictions[reason] += dropped
+            logger.info(
+                "evicted %d sessions (%s): %d bytes accounted, budget %d bytes",
+                dropped, reason, self._accounted, self.config.memory_budget_bytes,
+            )
+
+    def _check_rss(self) -> None:
+        rss = read_rss()
+        if rss is None or self._rss_baseline is None:
+            return
+        self._rss = rss
+        growth = rss - self._rss_baseline
+        if growth > self._high_bytes and rss > self._rss_mark and self._accounted > 0:
+            # The estimate is low: RSS says the sessions cost more than accounted.
+            # Scale the target by the observed ratio. RSS seldom shrinks after
+            # objects are freed (the allocator keeps the pages for reuse), so act
+            # again only when RSS grows past this mark.
+            self._evict_down_to(int(self._accounted * self._low_bytes / growth), "memory")
+            self._rss_mark = rss
+
+    # -- maintenance ----------------------------------------------------------
+
+    async def _run_maintenance(self) -> None:
+        while True:
+            await anyio.sleep(self.config.maintenance_interval)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """End expired sessions, passivate idle actors, check RSS."""
+        now = self._now = anyio.current_time()
+        self._wall = time.time()
+        ttl_cutoff = now - self.config.session_ttl
+        idle_cutoff = now - self.config.idle_timeout
+
+        expired = self._take_while(self._passivated, ttl_cutoff)
+        for session_id in expired:
+            self._accounted -= passivated_bytes(self._passivated.pop(session_id).blob)
+        stale: list[SessionActor] = []
+        idle: list[SessionActor] = []
+        for actor in self._resident.values():
+            if actor.last_used > max(idle_cutoff, ttl_cutoff):
+                break
+            if not actor.idle:
+                continue
+            if actor.last_used <= ttl_cutoff:
+                stale.append(actor)
+            elif actor.last_used <= idle_cutoff:
+                idle.append(actor)
+        for actor in stale:
+            self._remove(actor)
+        for actor in idle:
+            self._passivate(actor)
+        if expired or stale:
+            self.expired += len(expired) + len(stale)
+            logger.info("ended %d sessions idle longer than %g s", len(expired) + len(stale), self.config.session_ttl)
+        if idle:
+            logger.debug("passivated %d sessions idle longer than %g s", len(idle), self.config.idle_timeout)
+        self._check_rss()
+
+    @staticmethod
+    def _take_while(passivated: dict[str, Passivated], cutoff: float) -> list[str]:
+        ids = []
+        for session_id, entry in passivated.items():
+            if entry.last_used > cutoff:
+                break
+            ids.append(session_id)
+        return ids
+
+    # -- shutdown -------------------------------------------------------------
+
+    async def _close(self) -> None:
+        """Stop intake and let every posted message have its turn."""
+        self._closed = True
+        for actor in list(self._resident.values()):
+            if actor.status is ActorStatus.BACKOFF and actor.mailbox:
+                self._fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))
+        while self._ready:
+            self._idle_wakeup = anyio.Event()
+            await self._idle_wakeup.wait()
+        self._idle_wakeup = None
+

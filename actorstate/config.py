@@ -1,0 +1,73 @@
+"""Every limit and default of actorstate, in one place.
+
+Everything else reads these values from the :class:`Config` it was given;
+no module keeps a limit of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+__all__ = ["Config"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    """Limits and timings of one :func:`actorstate.open_state`.
+
+    Times are in seconds. Build a variant with :func:`dataclasses.replace` or
+    ``Config(field=value, ...)``; every field is checked on construction.
+    """
+
+    # Mailboxes: a caller waits at most ask_timeout for room, then Overloaded.
+    mailbox_size: int = 1024
+    ask_timeout: float = 5.0
+
+    # Restart intensity (Erlang/OTP style): more than max_restarts crashes
+    # within restart_window quarantines the session.
+    max_restarts: int = 3
+    restart_window: float = 5.0
+    restart_backoff: float = 0.01
+    restart_backoff_max: float = 1.0
+
+    # Residency: how many actors stay in memory, and for how long.
+    max_resident: int = 10_000
+    memory_budget_mb: float = 256.0
+    memory_high_watermark: float = 0.90
+    memory_low_watermark: float = 0.75
+    idle_timeout: float = 30 * 60.0
+    session_ttl: float = 24 * 3600.0
+    maintenance_interval: float = 1.0
+
+    # The session model.
+    max_events: int = 100
+    max_key_length: int = 256
+    max_value_bytes: int = 64 * 1024
+    max_session_bytes: int = 1024 * 1024
+    max_turns_limit: int = 50
+    default_max_turns: int = 10
+
+    # Persistence.
+    flush_interval: float = 0.05
+    ended_retention: float = 7 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value: Any = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"Config.{field.name} must be a number, not {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Config.{field.name} must be a positive number, not {value!r}")
+        if not self.memory_low_watermark < self.memory_high_watermark <= 1.0:
+            raise ValueError(
+                "Config needs 0 < memory_low_watermark < memory_high_watermark <= 1, got "
+                f"{self.memory_low_watermark} and {self.memory_high_watermark}"
+            )
+        if self.default_max_turns > self.max_turns_limit:
+            raise ValueError("Config.default_max_turns must not exceed Config.max_turns_limit")
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return int(self.memory_budget_mb * 1024 * 1024)

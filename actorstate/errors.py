@@ -1,0 +1,58 @@
+"""One exception tree for everything actorstate raises on purpose.
+
+Callers catch :class:`ActorStateError` to handle every refusal the library
+makes; the subclasses say which kind it was. Errors from the user's own code
+(an ``update`` function that raises) are passed through unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorStateError",
+    "InvalidInput",
+    "Overloaded",
+    "SessionNotFound",
+    "SessionQuarantined",
+    "StateClosed",
+    "StoreError",
+]
+
+
+class ActorStateError(Exception):
+    """Base class of every error actorstate raises."""
+
+
+class SessionNotFound(ActorStateError):
+    """The session is unknown, ended, expired, or belongs to another client.
+
+    All four cases share one message on purpose: a caller must not be able to
+    tell another client's session from one that never existed.
+    """
+
+    MESSAGE = "Session not found or expired"
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
+class InvalidInput(ActorStateError):
+    """An argument breaks a limit or has the wrong shape; nothing was changed."""
+
+
+class Overloaded(ActorStateError):
+    """A session's mailbox stayed full for longer than ``Config.ask_timeout``."""
+
+
+class SessionQuarantined(ActorStateError):
+    """The session's actor crashed too often and stopped serving.
+
+    It serves again once it is ended (and created anew) or the server restarts.
+    """
+
+
+class StoreError(ActorStateError):
+    """The durable store failed; the change this call made was not kept."""
+
+
+class StateClosed(ActorStateError):
+    """The state was closed (``open_state`` exited); it takes no more calls."""

@@ -1,0 +1,256 @@
+"""The state one session actor owns, and the operations a turn applies to it.
+
+Every operation checks everything it can before it changes anything, so an
+operation either raises with the state untouched or completes. That is what
+lets a turn roll back for free: the state is never half-updated.
+
+Sizes are the msgpack-encoded bytes, tracked incrementally so that a write
+does not re-encode the whole session to enforce ``Config.max_session_bytes``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgpack
+
+from .config import Config
+from .errors import InvalidInput
+from .values import check_json_like, copy_json_like, encoded_size
+
+__all__ = ["SessionState", "check_key", "check_value", "check_max_turns", "check_text"]
+
+T = TypeVar("T")
+
+# One event: (type, payload, unix time). A tuple is the smallest container.
+Event = tuple[str, dict[str, Any], float]
+
+# Encoded bytes of everything but metadata and events: format byte, ids,
+# timestamps, counters and container headers (an upper bound).
+_FIXED_BYTES = 112
+SNAPSHOT_FORMAT = 1
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def check_key(key: object, config: Config, what: str = "key") -> str:
+    if type(key) is not str:
+        raise InvalidInput(f"{what} must be a string, not {type(key).__name__}")
+    if not key:
+        raise InvalidInput(f"{what} must not be empty")
+    if len(key) > config.max_key_length:
+        raise InvalidInput(
+            f"{what} is {len(key)} characters long; the limit is {config.max_key_length}"
+        )
+    return key
+
+
+def check_value(value: object, config: Config, what: str = "value") -> int:
+    """Check a JSON-like value against the size limit; return its encoded size."""
+    check_json_like(value, what)
+    size = encoded_size(value)
+    if size > config.max_value_bytes:
+        raise InvalidInput(
+            f"{what} takes {size} bytes encoded; the limit is {config.max_value_bytes} bytes"
+        )
+    return size
+
+
+def check_text(text: object, config: Config, what: str) -> str:
+    if type(text) is not str:
+        raise InvalidInput(f"{what} must be a string, not {type(text).__name__}")
+    check_value(text, config, what)
+    return text
+
+
+def check_max_turns(max_turns: object, config: Config) -> int:
+    if type(max_turns) is not int or not 1 <= max_turns <= config.max_turns_limit:
+        raise InvalidInput(
+            f"maxTurns must be an integer from 1 to {config.max_turns_limit}, not {max_turns!r}"
+        )
+    return max_turns
+
+
+def _iso_time(unix_time: float) -> str:
+    moment = datetime.datetime.fromtimestamp(unix_time, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SessionState:
+    """Metadata, a capped event history and counters of one session."""
+
+    __slots__ = (
+        "id",
+        "client_id",
+        "created_at",
+        "last_activity",
+        "metadata",
+        "events",
+        "total_events",
+        "metadata_bytes",
+        "events_bytes",
+    )
+
+    def __init__(self, session_id: str, client_id: str, now: float) -> None:
+        self.id = session_id
+        self.client_id = client_id
+        self.created_at = now
+        self.last_activity = now
+        self.metadata: dict[str, Any] = {}
+        self.events: list[Event] = []
+        self.total_events = 0
+        self.metadata_bytes = 1
+        self.events_bytes = 1
+
+    @property
+    def size(self) -> int:
+        """Encoded bytes of the whole session (an upper bound within a few bytes)."""
+        return _FIXED_BYTES + len(self.client_id) + self.metadata_bytes + self.events_bytes
+
+    # -- writes ---------------------------------------------------------------
+
+    def add_context(self, key: str, value: Any, value_size: int, now: float, config: Config) -> int:
+        """Set ``metadata[key]`` and record a ``context`` event; return total events."""
+        meta_delta = self._metadata_delta(key, value_size)
+        event: Event = ("context", {"key": key, "value": value}, now)
+        self._append_event(event, now, config, extra_bytes=meta_delta)
+        self.metadata[key] = value
+        self.metadata_bytes += meta_delta
+        return self.total_events
+
+    def record_action(self, action: str, details: str, now: float, config: Config) -> int:
+        """Record an ``action`` event; return total events."""
+        event: Event = ("action", {"action": action, "details": details}, now)
+        self._append_event(event, now, config, extra_bytes=0)
+        return self.total_events
+
+    def set_preference(self, key: str, value: Any, value_size: int, now: float, config: Config) -> dict[str, Any]:
+        """Set ``metadata[key]``; return a copy of the metadata."""
+        meta_delta = self._metadata_delta(key, value_size)
+        self._check_growth(meta_delta, config)
+        self.metadata[key] = value
+        self.metadata_bytes += meta_delta
+        self.last_activity = now
+        copy: dict[str, Any] = copy_json_like(self.metadata)
+        return copy
+
+    def increment(self, key: str, by: int, now: float, config: Config) -> int:
+        """Add ``by`` to the integer counter ``metadata[key]`` (0 if absent)."""
+        current = self.metadata.get(key, 0)
+        if type(current) is not int:
+            raise InvalidInput(
+                f"metadata {key!r} holds a {type(current).__name__}, not an integer counter"
+            )
+        new = current + by
+        if not -(2**63) <= new <= 2**63 - 1:
+            raise InvalidInput(f"counter {key!r} would overflow 64 bits ({current} + {by})")
+        meta_delta = self._metadata_delta(key, encoded_size(new))
+        self._check_growth(meta_delta, config)
+        self.metadata[key] = new
+        self.metadata_bytes += meta_delta
+        self.last_activity = now
+        return new
+
+    def update(self, fn: Callable[[dict[str, Any]], T], now: float, config: Config) -> T:
+        """Run ``fn`` on a private copy of the metadata and keep its changes.
+
+        The copy replaces the metadata only if ``fn`` returns and the result is
+        JSON-like and within the limits; otherwise nothing changes.
+        """
+        working = copy_json_like(self.metadata)
+        result = fn(working)
+        if type(working) is not dict:
+            raise InvalidInput("update: the metadata must stay a dict")
+        check_json_like(working, "update: metadata")
+        for key in working:
+            check_key(key, config, "update: metadata key")
+        encoded = _packb(working)
+        self._check_growth(len(encoded) - self.metadata_bytes, config)
+        # Decoded afresh so nothing fn kept a reference to aliases live state.
+        self.metadata = msgpack.unpackb(encoded, raw=False)
+        self.metadata_bytes = len(encoded)
+        self.last_activity = now
+        return result
+
+    # -- reads ----------------------------------------------------------------
+
+    def context(self, max_turns: int) -> dict[str, Any]:
+        recent = self.events[-max_turns:]
+        view = {
+            "sessionId": self.id,
+            "totalEvents": self.total_events,
+            "metadata": self.metadata,
+            "recentEvents": [
+                {"type": kind, "payload": payload, "time": _iso_time(at)}
+                for kind, payload, at in recent
+            ],
+        }
+        # One deep copy of the whole reply: the caller may mutate what it gets.
+        result: dict[str, Any] = copy_json_like(view)
+        return result
+
+    # -- snapshots ------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """The session as msgpack, led by a format version."""
+        return _packb(
+            [
+                SNAPSHOT_FORMAT,
+                self.id,
+                self.client_id,
+                self.created_at,
+                self.last_activity,
+                self.total_events,
+                self.metadata,
+                self.events,
+            ]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> SessionState:
+        fields = msgpack.unpackb(data, raw=False)
+        if not isinstance(fields, list) or not fields or fields[0] != SNAPSHOT_FORMAT:
+            found = fields[0] if isinstance(fields, list) and fields else None
+            raise ValueError(f"unknown session snapshot format {found!r}")
+        _, session_id, client_id, created_at, last_activity, total, metadata, events = fields
+        state = cls(session_id, client_id, created_at)
+        state.last_activity = last_activity
+        state.total_events = total
+        state.metadata = metadata
+        state.events = [(kind, payload, at) for kind, payload, at in events]
+        state.metadata_bytes = encoded_size(metadata)
+        state.events_bytes = encoded_size(state.events)
+        return state
+
+    # -- internals ------------------------------------------------------------
+
+    def _metadata_delta(self, key: str, value_size: int) -> int:
+        """Change in encoded metadata bytes if ``key`` were set to a value of ``value_size``."""
+        metadata = self.metadata
+        if key in metadata:
+            return value_size - encoded_size(metadata[key])
+        return encoded_size(key) + value_size
+
+    def _check_growth(self, delta: int, config: Config) -> None:
+        new_size = self.size + delta
+        if delta > 0 and new_size > config.max_session_bytes:
+            raise InvalidInput(
+                f"the session would grow to {new_size} bytes encoded; the limit is "
+                f"{config.max_session_bytes} bytes. Remove keys or store smaller values."
+            )
+
+    def _append_event(self, event: Event, now: float, config: Config, extra_bytes: int) -> None:
+        event_size = encoded_size(event)
+        dropped_size = 0
+        full = len(self.events) >= config.max_events
+        if full:
+            dropped_size = encoded_size(self.events[0])
+        self._check_growth(extra_bytes + event_size - dropped_size, config)
+        if full:
+            del self.events[0]
+        self.events.append(event)
+        self.events_bytes += event_size - dropped_size
+        self.total_events += 1
+        self.last_activity = now

@@ -1,0 +1,185 @@
+"""The embedding API: ``open_state``, the :class:`State` it yields, and :class:`Session` handles."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from os import PathLike
+from typing import Any, Literal, TypeVar
+
+from .actors.messages import (
+    AddContext,
+    EndSession,
+    GetContext,
+    Increment,
+    RecordAction,
+    SetPreference,
+    Update,
+)
+from .actors.supervisor import FaultHook, Supervisor, open_supervisor
+from .config import Config
+from .errors import InvalidInput
+from .session_state import check_key, check_max_turns, check_text, check_value
+
+__all__ = ["open_state", "State", "Session", "Durability", "DEFAULT_CLIENT_ID"]
+
+T = TypeVar("T")
+Durability = Literal["commit", "interval", "memory"]
+DEFAULT_CLIENT_ID = "anonymous"
+_DURABILITIES = ("commit", "interval", "memory")
+
+
+@asynccontextmanager
+async def open_state(
+    path: str | PathLike[str] | None = None,
+    *,
+    durability: Durability = "commit",
+    config: Config | None = None,
+    fault_hook: FaultHook | None = None,
+) -> AsyncIterator[State]:
+    """Open session state for the duration of the ``async with`` block.
+
+    Args:
+        path: the SQLite database to keep sessions in, or ``None`` to keep
+            them in memory only (lost when the block exits).
+        durability: ``"commit"``, ``"interval"`` or ``"memory"``; see the
+            README. Without a path every mode behaves as ``"memory"``.
+        config: limits and timings; ``Config()`` when omitted.
+        fault_hook: called before every turn; an exception it raises kills
+            that actor's loop. For fault-injection tests only.
+
+    On exit, new calls are refused and every call already made gets its turn.
+
+    Error handling:
+        InvalidInput: an unknown durability mode.
+    """
+    if durability not in _DURABILITIES:
+        raise InvalidInput(f"durability must be one of {', '.join(_DURABILITIES)}, not {durability!r}")
+    if path is not None:
+        raise InvalidInput(
+            "a database path was given, but this build keeps sessions in memory only; "
+            "call open_state() without a path"
+        )
+    async with open_supervisor(config or Config(), fault_hook=fault_hook) as supervisor:
+        yield State(supervisor)
+
+
+class State:
+    """All sessions of one :func:`open_state`. Safe to share between tasks."""
+
+    __slots__ = ("_supervisor",)
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    @property
+    def config(self) -> Config:
+        return self._supervisor.config
+
+    async def create_session(self, client_id: str = DEFAULT_CLIENT_ID) -> Session:
+        """Create a session owned by ``client_id`` and return its handle."""
+        client_id = _check_client_id(client_id, self.config)
+        session_id = await self._supervisor.create(client_id)
+        return Session(self._supervisor, session_id, client_id)
+
+    def session(self, session_id: str, client_id: str = DEFAULT_CLIENT_ID) -> Session:
+        """A handle on an existing session; no I/O, nothing is checked yet.
+
+        Error handling:
+            InvalidInput: ``session_id`` is not a UUID.
+        """
+        try:
+            canonical = str(uuid.UUID(session_id))
+        except (TypeError, ValueError, AttributeError):
+            raise InvalidInput(f"session id must be a UUID, not {session_id!r}") from None
+        return Session(self._supervisor, canonical, _check_client_id(client_id, self.config))
+
+    async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
+        """Ids of ``client_id``'s sessions, resident or passivated."""
+        return self._supervisor.list_sessions(_check_client_id(client_id, self.config))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: resident actors, sessions, activations, passivations,
+        evictions by reason, expired sessions, restarts, quarantined sessions,
+        mailbox high-water mark, accounted bytes and process RSS."""
+        return self._supervisor.stats()
+
+
+class Session:
+    """A handle on one session, bound to the client that owns it.
+
+    Every method is a message to the session's actor; the reply comes after
+    the actor's turn. A handle with another client's id gets
+    :class:`SessionNotFound`, exactly like an unknown id.
+    """
+
+    __slots__ = ("id", "client_id", "_supervisor")
+
+    def __init__(self, supervisor: Supervisor, session_id: str, client_id: str) -> None:
+        self._supervisor = supervisor
+        self.id = session_id
+        self.client_id = client_id
+
+    def __repr__(self) -> str:
+        return f"Session(id={self.id!r}, client_id={self.client_id!r})"
+
+    async def add_context(self, key: str, value: Any) -> int:
+        """Set ``metadata[key] = value`` and record a ``context`` event; return total events."""
+        config = self._supervisor.config
+        check_key(key, config)
+        size = check_value(value, config)
+        result: int = await self._supervisor.ask(self.id, self.client_id, AddContext(key, value, size))
+        return result
+
+    async def record_action(self, action: str, details: str | None = None) -> int:
+        """Record an ``action`` event; return total events."""
+        config = self._supervisor.config
+        check_text(action, config, "action")
+        details = "" if details is None else check_text(details, config, "details")
+        result: int = await self._supervisor.ask(self.id, self.client_id, RecordAction(action, details))
+        return result
+
+    async def set_preference(self, key: str, value: Any) -> dict[str, Any]:
+        """Set ``metadata[key] = value``; return a copy of the metadata."""
+        config = self._supervisor.config
+        check_key(key, config)
+        size = check_value(value, config)
+        result: dict[str, Any] = await self._supervisor.ask(self.id, self.client_id, SetPreference(key, value, size))
+        return result
+
+    async def increment(self, key: str = "counter", by: int = 1) -> int:
+        """Add ``by`` to the integer counter ``metadata[key]``; return its new value."""
+        check_key(key, self._supervisor.config)
+        if type(by) is not int:
+            raise InvalidInput(f"by must be an integer, not {by!r}")
+        result: int = await self._supervisor.ask(self.id, self.client_id, Increment(key, by))
+        return result
+
+    async def update(self, fn: Callable[[dict[str, Any]], T]) -> T:
+        """Run ``fn(metadata)`` inside the session's turn, atomically.
+
+        ``fn`` gets a private copy of the metadata, may change it in place, and
+        must not await. If it returns, the changed copy becomes the session's
+        metadata and its return value is returned; if it raises, nothing
+        changes and the exception propagates.
+        """
+        if not callable(fn):
+            raise InvalidInput(f"update needs a callable, not {fn!r}")
+        result: T = await self._supervisor.ask(self.id, self.client_id, Update(fn))
+        return result
+
+    async def context(self, max_turns: int | None = None) -> dict[str, Any]:
+        """``{"sessionId", "totalEvents", "metadata", "recentEvents"}`` with the last ``max_turns`` events."""
+        config = self._supervisor.config
+        turns = config.default_max_turns if max_turns is None else check_max_turns(max_turns, config)
+        result: dict[str, Any] = await self._supervisor.ask(self.id, self.client_id, GetContext(turns))
+        return result
+
+    async def end(self) -> None:
+        """End the session; later calls get :class:`SessionNotFound`."""
+        await self._supervisor.ask(self.id, self.client_id, EndSession())
+
+
+def _check_client_id(client_id: object, config: Config) -> str:
+    return check_key(client_id, config, "client id")
