@@ -73,6 +73,19 @@ def check_max_turns(max_turns: object, config: Config) -> int:
     return max_turns
 
 
+def _int_size(n: int) -> int:
+    """Bytes msgpack uses for the integer ``n`` (increments stay off the encoder)."""
+    if -32 <= n <= 127:
+        return 1
+    if -128 <= n <= 255:
+        return 2
+    if -32768 <= n <= 65535:
+        return 3
+    if -(2**31) <= n <= 2**32 - 1:
+        return 5
+    return 9
+
+
 def _iso_time(unix_time: float) -> str:
     moment = datetime.datetime.fromtimestamp(unix_time, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -108,6 +121,11 @@ class SessionState:
     def size(self) -> int:
         """Encoded bytes of the whole session (an upper bound within a few bytes)."""
         return _FIXED_BYTES + len(self.client_id) + self.metadata_bytes + self.events_bytes
+
+    @property
+    def state_bytes(self) -> int:
+        """Encoded bytes of the metadata and events: the part that grows."""
+        return self.metadata_bytes + self.events_bytes
 
     # -- writes ---------------------------------------------------------------
 
@@ -146,8 +164,12 @@ class SessionState:
         new = current + by
         if not -(2**63) <= new <= 2**63 - 1:
             raise InvalidInput(f"counter {key!r} would overflow 64 bits ({current} + {by})")
-        meta_delta = self._metadata_delta(key, encoded_size(new))
-        self._check_growth(meta_delta, config)
+        if key in self.metadata:
+            meta_delta = _int_size(new) - _int_size(current)
+        else:
+            meta_delta = encoded_size(key) + _int_size(new)
+        if meta_delta > 0:
+            self._check_growth(meta_delta, config)
         self.metadata[key] = new
         self.metadata_bytes += meta_delta
         self.last_activity = now

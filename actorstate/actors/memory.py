@@ -26,8 +26,9 @@ RESIDENT_BYTES_PER_ENCODED = 4
 PASSIVATED_BASE_BYTES = 200
 
 
-def resident_bytes(encoded_size: int) -> int:
-    return RESIDENT_BASE_BYTES + RESIDENT_BYTES_PER_ENCODED * encoded_size
+def resident_bytes(state_bytes: int) -> int:
+    """Estimated bytes of a resident actor whose metadata and events encode to ``state_bytes``."""
+    return RESIDENT_BASE_BYTES + RESIDENT_BYTES_PER_ENCODED * state_bytes
 
 
 def passivated_bytes(blob: bytes) -> int:

@@ -25,7 +25,7 @@ class ActorStatus(enum.Enum):
 
 
 class SessionActor:
-    __slots__ = ("state", "mailbox", "status", "last_used", "crash_times", "room", "accounted")
+    __slots__ = ("state", "mailbox", "status", "last_used", "crash_times", "room", "accounted", "accounted_basis")
 
     def __init__(self, state: SessionState, now: float) -> None:
         self.state = state
@@ -35,6 +35,7 @@ class SessionActor:
         self.crash_times: list[float] | None = None
         self.room: anyio.Event | None = None  # set when a full mailbox gets room
         self.accounted = 0  # bytes this actor adds to the supervisor's total
+        self.accounted_basis = -1  # state.state_bytes when ``accounted`` was computed
 
     @property
     def id(self) -> str:

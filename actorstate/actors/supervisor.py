@@ -50,6 +50,7 @@ FaultHook = Callable[[str, Message], None]
 # Sample process RSS after this many activations (and on every maintenance
 # tick): often enough to catch a burst of new sessions, cheap per call.
 _RSS_SAMPLE_EVERY = 1024
+_READY = ActorStatus.READY
 
 
 @asynccontextmanager
@@ -90,9 +91,9 @@ class Supervisor:
         self._scheduler_wakeup: Envelope | None = None
         self._idle_wakeup: anyio.Event | None = None
 
-        # Clocks, read once per scheduler pass rather than once per turn.
+        # The monotonic clock, read once per scheduler pass and maintenance
+        # tick rather than once per turn: residency decisions need seconds.
         self._now = anyio.current_time()
-        self._wall = time.time()
 
         self._accounted = 0
         self._high_bytes = int(config.memory_budget_bytes * config.memory_high_watermark)
@@ -114,7 +115,7 @@ class Supervisor:
         """Create a session owned by ``client_id``; return its id."""
         self._check_open()
         session_id = str(uuid.uuid4())
-        actor = SessionActor(SessionState(session_id, client_id, time.time()), anyio.current_time())
+        actor = SessionActor(SessionState(session_id, client_id, time.time()), self._now)
         self._resident[session_id] = actor
         envelope = Envelope(CreateSession(), client_id)
         await self._post(session_id, envelope)
@@ -132,6 +133,21 @@ class Supervisor:
             Any exception the turn raised, with the state left unchanged.
         """
         envelope = Envelope(message, client_id)
+        actor = self._resident.get(session_id)
+        if actor is not None and actor.mailbox is None and actor.status is _READY:
+            # The actor is idle: after one checkpoint (where a cancelled caller
+            # leaves with nothing done), its turn runs right here, in this task.
+            await self._parking.checkpoint()
+            if (
+                self._resident.get(session_id) is actor
+                and actor.mailbox is None
+                and actor.status is _READY
+                and not self._closed
+            ):
+                self._turns(actor, [envelope])
+                if envelope.done:
+                    return envelope.unwrap()
+                return await self._parking.park(envelope)  # it crashed; wait for the restart
         await self._post(session_id, envelope)
         return await self._parking.park(envelope)
 
@@ -183,13 +199,10 @@ class Supervisor:
         """Post if the mailbox has room; False if it is full."""
         mailbox = actor.mailbox
         if mailbox is None:
-            if actor.status is ActorStatus.READY:
+            if actor.status is _READY:
                 actor.mailbox = [envelope]
                 self._ready.append(actor)
-                wakeup = self._scheduler_wakeup
-                if wakeup is not None:
-                    self._scheduler_wakeup = None
-                    self._parking.resolve(wakeup, None)
+                self._wake_scheduler()
                 return True
             if actor.status is ActorStatus.QUARANTINED:
                 raise self._quarantine_error(actor, envelope.client_id)
@@ -236,6 +249,7 @@ class Supervisor:
     # -- turns ----------------------------------------------------------------
 
     async def _run_scheduler(self) -> None:
+        """Drain every ready actor's mailbox; park while there is none."""
         parking = self._parking
         while True:
             if not self._ready:
@@ -246,24 +260,33 @@ class Supervisor:
                 await parking.park(wakeup)
             ready, self._ready = self._ready, []
             self._now = anyio.current_time()
-            self._wall = time.time()
             for actor in ready:
-                self._drain(actor)
+                batch = actor.mailbox
+                if batch is not None and actor.status is _READY:
+                    actor.mailbox = None
+                    if actor.room is not None:
+                        actor.room.set()
+                        actor.room = None
+                    self._turns(actor, batch)
 
-    def _drain(self, actor: SessionActor) -> None:
-        """Run one turn per message in the actor's mailbox."""
-        batch = actor.mailbox
-        if batch is None or actor.status is not ActorStatus.READY:
-            return
-        actor.mailbox = None
-        if actor.room is not None:
-            actor.room.set()
-            actor.room = None
+    def _wake_scheduler(self) -> None:
+        wakeup = self._scheduler_wakeup
+        if wakeup is not None:
+            self._scheduler_wakeup = None
+            self._parking.resolve(wakeup, None)
+
+    def _turns(self, actor: SessionActor, batch: list[Envelope]) -> None:
+        """Run one turn per envelope of ``batch``, taken from the actor's mailbox.
+
+        This is the hot loop of the library. A turn never awaits, so turns of
+        one actor cannot interleave. A turn that raises fails its caller and
+        changes nothing (operations check before they mutate). An exception
+        outside a turn is the actor's loop dying: see :meth:`_crashed`.
+        """
         parking = self._parking
-        config = self.config
-        state = actor.state
-        wall = self._wall
         fault_hook = self._fault_hook
+        wall = time.time()
+        state = actor.state
         ended = False
         started = 0
         try:
@@ -271,16 +294,15 @@ class Supervisor:
                 if envelope.cancelled:
                     started += 1
                     continue
-                message = envelope.message
-                assert message is not None
+                message: Any = envelope.message
                 if fault_hook is not None:
                     fault_hook(state.id, message)
                 started += 1
-                if ended or (envelope.client_id is not None and envelope.client_id != state.client_id):
+                if ended or (envelope.client_id != state.client_id and envelope.client_id is not None):
                     parking.fail(envelope, SessionNotFound())
                     continue
                 try:
-                    result = message.apply(state, wall, config)
+                    result = message.apply(state, wall, self.config)
                 except Exception as error:
                     if envelope.client_id is None:
                         logger.warning("a told message failed in session %s: %r", state.id, error)
@@ -290,18 +312,22 @@ class Supervisor:
                     ended = True
                 parking.resolve(envelope, result)
         except Exception as crash:
-            self._crashed(actor, batch, started, crash)
+            if not ended:
+                self._crashed(actor, batch, started, crash)
+                return
+            actor.mailbox = batch[started:] or None
+        if ended:
+            self._remove(actor)
             return
-        finally:
-            if ended:
-                self._remove(actor)
-        # Most recently used goes last; sweeps walk from the front.
+        # Most recently used goes last: every sweep walks from the front.
         resident = self._resident
-        if not ended and resident.get(state.id) is actor:
+        session_id = state.id
+        if resident.get(session_id) is actor:
             actor.last_used = self._now
-            del resident[state.id]
-            resident[state.id] = actor
-            self._account(actor)
+            del resident[session_id]
+            resident[session_id] = actor
+            if state.metadata_bytes + state.events_bytes != actor.accounted_basis:
+                self._account(actor)
 
     # -- crashes and restarts -------------------------------------------------
 
@@ -343,10 +369,7 @@ class Supervisor:
         logger.warning("session %s restarted", actor.id)
         if actor.mailbox:
             self._ready.append(actor)
-            wakeup = self._scheduler_wakeup
-            if wakeup is not None:
-                self._scheduler_wakeup = None
-                self._parking.resolve(wakeup, None)
+            self._wake_scheduler()
 
     def _fail_mailbox(self, actor: SessionActor, error: Exception) -> None:
         batch, actor.mailbox = actor.mailbox or [], None
@@ -367,7 +390,7 @@ class Supervisor:
         if entry is None:
             raise SessionNotFound
         self._accounted -= passivated_bytes(entry.blob)
-        actor = SessionActor(SessionState.decode(entry.blob), anyio.current_time())
+        actor = SessionActor(SessionState.decode(entry.blob), self._now)
         self._resident[session_id] = actor
         return actor
 
@@ -380,9 +403,11 @@ class Supervisor:
             self._check_rss()
 
     def _account(self, actor: SessionActor) -> None:
-        size = resident_bytes(actor.state.size)
+        basis = actor.state.state_bytes
+        size = resident_bytes(basis)
         self._accounted += size - actor.accounted
         actor.accounted = size
+        actor.accounted_basis = basis
         if self._accounted > self._high_bytes:
             self._evict_down_to(self._low_bytes, "memory")
 
@@ -467,7 +492,6 @@ class Supervisor:
     def sweep(self) -> None:
         """End expired sessions, passivate idle actors, check RSS."""
         now = self._now = anyio.current_time()
-        self._wall = time.time()
         ttl_cutoff = now - self.config.session_ttl
         idle_cutoff = now - self.config.idle_timeout
 
