@@ -42,10 +42,11 @@ __all__ = ["Supervisor", "open_supervisor", "FaultHook"]
 
 logger = logging.getLogger("actorstate.supervisor")
 
-# Called before every turn with the actor's session id and the message; an
-# exception raised here kills the actor's loop (fault injection for tests and
-# the chaos runner).
-FaultHook = Callable[[str, Message], None]
+# Called before every turn with the session id, the caller's client id (None
+# for a tell) and the message; an exception raised here kills the actor's loop
+# (fault injection for tests and the chaos runner; also a faithful log of the
+# order in which turns ran).
+FaultHook = Callable[[str, str | None, Message], None]
 
 # Sample process RSS after this many activations (and on every maintenance
 # tick): often enough to catch a burst of new sessions, cheap per call.
@@ -61,16 +62,27 @@ async def open_supervisor(config: Config, *, fault_hook: FaultHook | None = None
     the background tasks end.
     """
     supervisor = Supervisor(config, parking_for_current_backend(), fault_hook=fault_hook)
-    async with anyio.create_task_group() as task_group:
-        supervisor._task_group = task_group
-        task_group.start_soon(supervisor._run_scheduler)
-        task_group.start_soon(supervisor._run_maintenance)
-        try:
-            yield supervisor
-        finally:
-            with anyio.CancelScope(shield=True):
-                await supervisor._close()
-            task_group.cancel_scope.cancel()
+    body_error: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as task_group:
+            supervisor._task_group = task_group
+            task_group.start_soon(supervisor._run_scheduler)
+            task_group.start_soon(supervisor._run_maintenance)
+            try:
+                yield supervisor
+            except BaseException as error:
+                body_error = error
+                raise
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await supervisor._close()
+                task_group.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The task group wraps whatever the caller's block raised; hand it back
+        # unwrapped, as if there were no task group at all.
+        if body_error is not None and group.exceptions == (body_error,):
+            raise body_error from None
+        raise
 
 
 class Supervisor:
@@ -296,7 +308,7 @@ class Supervisor:
                     continue
                 message: Any = envelope.message
                 if fault_hook is not None:
-                    fault_hook(state.id, message)
+                    fault_hook(state.id, envelope.client_id, message)
                 started += 1
                 if ended or (envelope.client_id != state.client_id and envelope.client_id is not None):
                     parking.fail(envelope, SessionNotFound())

@@ -1,0 +1,174 @@
+"""The session operations of the embedding API, their limits and their errors."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import actorstate
+from actorstate import Config, InvalidInput, SessionNotFound
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_operations_return_what_the_api_promises() -> None:
+    """Each operation returns its documented value and context shows the history."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session(client_id="alice")
+        assert uuid.UUID(session.id).version == 4
+        assert session.client_id == "alice"
+        assert await session.add_context("topic", "billing") == 1
+        assert await session.record_action("search", details="q=refund") == 2
+        assert await session.record_action("close") == 3
+        assert await session.set_preference("lang", "fr") == {"topic": "billing", "lang": "fr"}
+        assert await session.increment() == 1
+        assert await session.increment("visits", by=5) == 5
+        assert await session.increment("visits", by=-2) == 3
+
+        context = await session.context(max_turns=2)
+        assert context["sessionId"] == session.id
+        assert context["totalEvents"] == 3
+        assert context["metadata"] == {"topic": "billing", "lang": "fr", "counter": 1, "visits": 3}
+        assert [(e["type"], e["payload"]) for e in context["recentEvents"]] == [
+            ("action", {"action": "search", "details": "q=refund"}),
+            ("action", {"action": "close", "details": ""}),
+        ]
+        assert all(e["time"].endswith("Z") for e in context["recentEvents"])
+
+
+async def test_history_is_capped_but_total_keeps_counting() -> None:
+    """Past max_events the oldest events drop; totalEvents counts them all."""
+    async with actorstate.open_state(config=Config(max_events=5)) as state:
+        session = await state.create_session()
+        for index in range(12):
+            await session.record_action(f"step {index}")
+        context = await session.context(max_turns=50)
+        assert context["totalEvents"] == 12
+        assert [e["payload"]["action"] for e in context["recentEvents"]] == [f"step {i}" for i in range(7, 12)]
+
+
+async def test_replies_are_copies_not_live_state() -> None:
+    """Mutating a reply does not change the session."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        metadata = await session.set_preference("tags", ["a"])
+        metadata["tags"].append("b")
+        context = await session.context()
+        context["metadata"]["tags"].append("c")
+        assert (await session.context())["metadata"] == {"tags": ["a"]}
+
+
+async def test_update_runs_inside_the_turn_and_returns_its_result() -> None:
+    """update(fn) applies fn's changes and returns what fn returned."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+
+        def move(metadata: dict[str, object]) -> str:
+            metadata["cart"] = ["book"]
+            metadata["step"] = "checkout"
+            return "moved"
+
+        assert await session.update(move) == "moved"
+        assert (await session.context())["metadata"] == {"cart": ["book"], "step": "checkout"}
+
+
+async def test_other_clients_and_unknown_ids_get_the_same_error() -> None:
+    """Another client's session is indistinguishable from one that never existed."""
+    async with actorstate.open_state() as state:
+        mine = await state.create_session(client_id="alice")
+        await mine.set_preference("secret", "42")
+        intruder = state.session(mine.id, client_id="mallory")
+        unknown = state.session(str(uuid.uuid4()), client_id="mallory")
+        errors = []
+        for handle in (intruder, unknown):
+            with pytest.raises(SessionNotFound) as info:
+                await handle.context()
+            errors.append(str(info.value))
+        with pytest.raises(SessionNotFound):
+            await intruder.set_preference("secret", "0")
+        with pytest.raises(SessionNotFound):
+            await intruder.end()
+        assert errors == ["Session not found or expired"] * 2
+        assert (await mine.context())["metadata"] == {"secret": "42"}
+        assert await state.list_sessions("alice") == [mine.id]
+        assert await state.list_sessions("mallory") == []
+
+
+async def test_ended_session_is_gone() -> None:
+    """After end() every call, including a second end(), gets SessionNotFound."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        await session.end()
+        with pytest.raises(SessionNotFound):
+            await session.increment()
+        with pytest.raises(SessionNotFound):
+            await session.end()
+        assert state.stats()["sessions"] == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.add_context("k" * 257, "v"), "key is 257 characters long; the limit is 256"),
+        (lambda s: s.add_context("", "v"), "key must not be empty"),
+        (lambda s: s.set_preference(7, "v"), "key must be a string, not int"),
+        (lambda s: s.set_preference("k", "x" * 70_000), "value takes 70005 bytes encoded; the limit is 65536"),
+        (lambda s: s.set_preference("k", {1: "a"}), "object keys must be strings"),
+        (lambda s: s.set_preference("k", float("nan")), "not a finite number"),
+        (lambda s: s.set_preference("k", b"raw"), "a bytes is not a JSON value"),
+        (lambda s: s.set_preference("k", 2**70), "does not fit in 64 bits"),
+        (lambda s: s.increment(by=1.5), "by must be an integer"),
+        (lambda s: s.context(max_turns=0), "maxTurns must be an integer from 1 to 50"),
+        (lambda s: s.context(max_turns=51), "maxTurns must be an integer from 1 to 50"),
+        (lambda s: s.record_action(None), "action must be a string"),
+    ],
+)
+async def test_bad_input_gets_a_clear_error_and_changes_nothing(call, message) -> None:  # type: ignore[no-untyped-def]
+    """Each limit is enforced with a message naming it; the session is untouched."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        await session.set_preference("kept", 1)
+        with pytest.raises(InvalidInput, match=message.replace("(", r"\(")):
+            await call(session)
+        context = await session.context()
+        assert context["metadata"] == {"kept": 1}
+        assert context["totalEvents"] == 0
+
+
+async def test_increment_refuses_a_non_integer_counter() -> None:
+    """Incrementing a key that holds text fails and leaves the text."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        await session.set_preference("counter", "ten")
+        with pytest.raises(InvalidInput, match="holds a str, not an integer counter"):
+            await session.increment()
+        assert (await session.context())["metadata"] == {"counter": "ten"}
+
+
+async def test_session_size_limit() -> None:
+    """A write that would push the encoded session past the limit is refused."""
+    config = Config(max_session_bytes=200_000)
+    async with actorstate.open_state(config=config) as state:
+        session = await state.create_session()
+        await session.set_preference("a", "x" * 60_000)
+        await session.set_preference("b", "x" * 60_000)
+        await session.set_preference("c", "x" * 60_000)
+        with pytest.raises(InvalidInput, match="the limit is 200000 bytes"):
+            await session.set_preference("d", "x" * 60_000)
+        # Replacing a value with a smaller one is always allowed.
+        assert set(await session.set_preference("a", "small")) == {"a", "b", "c"}
+
+
+async def test_malformed_session_id_is_invalid_input() -> None:
+    async with actorstate.open_state() as state:
+        with pytest.raises(InvalidInput, match="session id must be a UUID"):
+            state.session("not-a-uuid")
+
+
+async def test_calls_after_close_are_refused() -> None:
+    """A handle used after open_state exits gets StateClosed, not a hang."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+    with pytest.raises(actorstate.StateClosed):
+        await session.increment()
