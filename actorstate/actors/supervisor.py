@@ -217,6 +217,11 @@ class Supervisor:
                 self._wake_scheduler()
                 return True
             if actor.status is ActorStatus.QUARANTINED:
+                if type(envelope.message) is EndSession and envelope.client_id == actor.state.client_id:
+                    # Ending is the way out of quarantine: no turn needed.
+                    self._remove(actor)
+                    self._parking.resolve(envelope, None)
+                    return True
                 raise self._quarantine_error(actor, envelope.client_id)
             actor.mailbox = [envelope]  # in backoff: wait for the restart
             return True

@@ -1,0 +1,158 @@
+"""Faults inside actors: raising turns, dying loops, restarts, quarantine, overload."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import pytest
+
+import actorstate
+from actorstate import Config, Overloaded, SessionNotFound, SessionQuarantined
+from actorstate.actors.messages import Increment, Message
+
+pytestmark = pytest.mark.anyio
+
+
+class InjectedCrash(Exception):
+    """Raised by a fault hook: the actor's loop dies outside any turn."""
+
+
+class CrashOn:
+    """A fault hook that kills the loop of one session on chosen turns."""
+
+    def __init__(self, crashes: int) -> None:
+        self.session_id: str | None = None
+        self.crashes_left = crashes
+        self.crashed = 0
+
+    def __call__(self, session_id: str, client_id: str | None, message: Message) -> None:
+        if session_id == self.session_id and isinstance(message, Increment) and self.crashes_left:
+            self.crashes_left -= 1
+            self.crashed += 1
+            raise InjectedCrash(f"injected crash {self.crashed}")
+
+
+async def test_raising_update_rolls_back_and_actor_keeps_serving() -> None:
+    """A turn that raises leaves the state exactly as before; the caller gets the error."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        await session.set_preference("items", [1, 2])
+        await session.increment()
+        before = await session.context()
+
+        def half_done(metadata: dict[str, object]) -> None:
+            metadata["items"].append(3)  # type: ignore[attr-defined]
+            metadata["counter"] = 99
+            raise ValueError("changed my mind")
+
+        with pytest.raises(ValueError, match="changed my mind"):
+            await session.update(half_done)
+        assert await session.context() == before
+        assert await session.increment() == 2
+
+
+async def test_update_that_breaks_the_rules_changes_nothing() -> None:
+    """An update leaving a non-JSON value is refused whole."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        await session.set_preference("a", 1)
+
+        def sneak(metadata: dict[str, object]) -> None:
+            metadata["a"] = 2
+            metadata["b"] = {1, 2}
+
+        with pytest.raises(actorstate.InvalidInput, match="a set is not a JSON value"):
+            await session.update(sneak)
+        assert (await session.context())["metadata"] == {"a": 1}
+
+
+async def test_dead_loop_is_restarted_from_last_good_state(caplog: pytest.LogCaptureFixture) -> None:
+    """After its loop dies the actor restarts with its state, and the pending call completes."""
+    hook = CrashOn(crashes=1)
+    async with actorstate.open_state(fault_hook=hook) as state:
+        session = await state.create_session()
+        await session.add_context("kept", "yes")
+        hook.session_id = session.id
+        with caplog.at_level(logging.WARNING, logger="actorstate"):
+            assert await session.increment() == 1  # crashes once, then runs after the restart
+        assert hook.crashed == 1
+        assert await session.increment() == 2
+        context = await session.context()
+        assert context["metadata"] == {"kept": "yes", "counter": 2}
+        assert state.stats()["restarts"] == 1
+        assert state.stats()["quarantined"] == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("crashed (InjectedCrash('injected crash 1'))" in m for m in messages), messages
+    assert any(m == f"session {session.id} restarted" for m in messages), messages
+
+
+async def test_repeated_crashes_quarantine_only_that_session(caplog: pytest.LogCaptureFixture) -> None:
+    """More than max_restarts crashes within the window quarantine the session."""
+    hook = CrashOn(crashes=100)
+    config = Config(max_restarts=3, restart_window=60, restart_backoff=0.001)
+    async with actorstate.open_state(config=config, fault_hook=hook) as state:
+        doomed = await state.create_session()
+        healthy = await state.create_session()
+        await doomed.set_preference("note", "before")
+        hook.session_id = doomed.id
+        with caplog.at_level(logging.WARNING, logger="actorstate"):
+            with pytest.raises(SessionQuarantined, match="quarantined after 4 crashes within 60 s"):
+                await doomed.increment()
+        assert hook.crashed == 4
+        assert state.stats()["restarts"] == 3
+        assert state.stats()["quarantined"] == 1
+        # Every later call fails the same way, reads included.
+        with pytest.raises(SessionQuarantined):
+            await doomed.context()
+        # Another client still cannot tell the session exists.
+        with pytest.raises(SessionNotFound):
+            await state.session(doomed.id, client_id="mallory").context()
+        # Other sessions are unaffected.
+        assert await healthy.increment() == 1
+        # Ending is the way out.
+        await doomed.end()
+        with pytest.raises(SessionNotFound):
+            await doomed.context()
+        assert state.stats()["quarantined"] == 0
+    assert any("quarantined: 4 crashes" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+
+
+async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
+    """While an actor cannot drain, callers past mailbox_size get Overloaded; the rest complete."""
+    hook = CrashOn(crashes=1)
+    config = Config(mailbox_size=4, ask_timeout=0.05, restart_backoff=0.5)
+    async with actorstate.open_state(config=config, fault_hook=hook) as state:
+        session = await state.create_session()
+        hook.session_id = session.id
+        results: list[int] = []
+
+        async def call() -> None:
+            results.append(await session.increment())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):  # the first crashes the loop; all four wait for the restart
+                tg.start_soon(call)
+            while state.stats()["mailbox_high_water"] < 4:
+                await anyio.lowlevel.checkpoint()
+            assert results == []
+            with pytest.raises(Overloaded, match="has 4 calls waiting and none finished within 0.05 s"):
+                await session.increment()
+        assert sorted(results) == [1, 2, 3, 4]
+        assert (await session.context())["metadata"] == {"counter": 4}
+
+
+async def test_cancelled_caller_leaves_nothing_behind() -> None:
+    """A call cancelled while queued is skipped: its turn never runs."""
+    hook = CrashOn(crashes=1)
+    async with actorstate.open_state(config=Config(restart_backoff=0.5), fault_hook=hook) as state:
+        session = await state.create_session()
+        hook.session_id = session.id
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.increment)  # crashes the loop, waits for the restart
+            while not hook.crashed:
+                await anyio.lowlevel.checkpoint()
+            with anyio.move_on_after(0.01) as scope:
+                await session.increment("other", by=5)
+            assert scope.cancelled_caught
+        assert (await session.context())["metadata"] == {"counter": 1}
