@@ -16,19 +16,24 @@ import os
 
 __all__ = ["RESIDENT_BASE_BYTES", "PASSIVATED_BASE_BYTES", "resident_bytes", "passivated_bytes", "read_rss"]
 
-# An idle actor with an empty session: the actor, its SessionState, the id
-# string, empty metadata dict and events list, and its slot in the resident dict.
-RESIDENT_BASE_BYTES = 700
+# Measured with tracemalloc over 20,000 sessions (CPython 3.11, x86_64):
+#   empty session                      533 B resident, 335 B passivated
+#   one counter (11 B encoded)         677 B resident, 344 B passivated
+#   10 keys + 20 events (2,852 B enc.) 7,047 B resident, 3,235 B passivated
+# An idle actor with a small session: the actor, its SessionState, the id
+# string, metadata dict and events list, and its slot in the resident dict.
+RESIDENT_BASE_BYTES = 600
 # Python objects take about this many bytes per encoded byte of state
 # (dict and list slots, str headers, boxed floats).
-RESIDENT_BYTES_PER_ENCODED = 4
-# A passivated session: the entry object, its dict slot and the bytes header.
-PASSIVATED_BASE_BYTES = 200
+RESIDENT_BYTES_PER_ENCODED = 2.5
+# A passivated session: the entry object, the id string, its dict slot and
+# the bytes header; the encoded blob comes on top.
+PASSIVATED_BASE_BYTES = 280
 
 
 def resident_bytes(state_bytes: int) -> int:
     """Estimated bytes of a resident actor whose metadata and events encode to ``state_bytes``."""
-    return RESIDENT_BASE_BYTES + RESIDENT_BYTES_PER_ENCODED * state_bytes
+    return RESIDENT_BASE_BYTES + int(RESIDENT_BYTES_PER_ENCODED * state_bytes)
 
 
 def passivated_bytes(blob: bytes) -> int:

@@ -1,0 +1,156 @@
+"""Residency: the resident cap, the memory budget, idle passivation and TTL expiry."""
+
+from __future__ import annotations
+
+import gc
+
+import anyio
+import pytest
+import trio.testing
+
+import actorstate
+from actorstate import Config, SessionNotFound
+from actorstate.actors.memory import read_rss
+from actorstate.actors.messages import Increment, Message
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_resident_cap_passivates_and_reload_keeps_state_exactly() -> None:
+    """Past max_resident the least recently used actors passivate; a call brings them back intact."""
+    async with actorstate.open_state(config=Config(max_resident=50)) as state:
+        sessions = []
+        for index in range(200):
+            session = await state.create_session(client_id=f"client{index % 3}")
+            await session.add_context("index", index)
+            await session.record_action("made", details=str(index))
+            await session.set_preference("nested", {"list": [index, None, 1.5, True], "text": "é"})
+            sessions.append(session)
+        stats = state.stats()
+        assert stats["resident_actors"] <= 50
+        assert stats["passivated_sessions"] == 200 - stats["resident_actors"]
+        assert stats["passivations"] >= 150
+        # Byte-for-byte: what the actor encodes after a reload equals what it encoded before.
+        supervisor = state._supervisor
+        first = sessions[0]
+        blob_before = supervisor._passivated[first.id].blob
+        context = await first.context(max_turns=50)
+        assert supervisor._resident[first.id].state.encode() == blob_before
+        assert context["metadata"] == {"index": 0, "nested": {"list": [0, None, 1.5, True], "text": "é"}}
+        for index, session in enumerate(sessions):
+            assert (await session.context())["metadata"]["index"] == index
+        assert sorted(await state.list_sessions("client1")) == sorted(s.id for s in sessions[1::3])
+        assert state.stats()["sessions"] == 200
+
+
+async def test_memory_budget_holds_while_100k_sessions_are_created() -> None:
+    """With a budget far below the working set, eviction keeps memory near the budget."""
+    budget_mb = 8
+    config = Config(memory_budget_mb=budget_mb, max_resident=1_000_000)
+    budget = budget_mb * 1024 * 1024
+    gc.collect()
+    rss_before = read_rss()
+    async with actorstate.open_state(config=config) as state:
+        recent: list[actorstate.Session] = []
+        first_id = None
+        peak_accounted = 0
+        for index in range(100_000):
+            session = await state.create_session()
+            await session.increment()
+            if first_id is None:
+                first_id = session.id
+            recent = [*recent[-9:], session]
+            if index % 1000 == 0:
+                peak_accounted = max(peak_accounted, state.stats()["accounted_bytes"])
+        stats = state.stats()
+        assert peak_accounted <= budget
+        assert stats["accounted_bytes"] <= budget
+        assert stats["evictions"]["memory"] > 50_000
+        assert stats["sessions"] + stats["evictions"]["memory"] == 100_000
+        # The oldest is gone, saying so; the newest are intact.
+        with pytest.raises(SessionNotFound):
+            await state.session(first_id).context()
+        for session in recent:
+            assert (await session.context())["metadata"] == {"counter": 1}
+        gc.collect()
+        rss_after = read_rss()
+    if rss_before is not None and rss_after is not None:
+        # Without eviction the same sessions take about 70 MB.
+        assert rss_after - rss_before < 3 * budget
+
+
+class CrashOnce:
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.crashed = False
+
+    def __call__(self, session_id: str, client_id: str | None, message: Message) -> None:
+        if session_id == self.session_id and isinstance(message, Increment) and not self.crashed:
+            self.crashed = True
+            raise RuntimeError("injected crash")
+
+
+async def test_actor_with_waiting_messages_is_never_evicted() -> None:
+    """Memory pressure skips an actor whose mailbox holds calls; they complete later."""
+    hook = CrashOnce()
+    config = Config(memory_budget_mb=0.5, restart_backoff=0.3, max_resident=1_000_000)
+    async with actorstate.open_state(config=config, fault_hook=hook) as state:
+        busy = await state.create_session()
+        await busy.set_preference("keep", "me")
+        hook.session_id = busy.id
+        results: list[int] = []
+
+        async def call() -> None:
+            results.append(await busy.increment())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)  # crashes; its call waits in the mailbox for the restart
+            while not hook.crashed:
+                await anyio.lowlevel.checkpoint()
+            for _ in range(5000):  # far past the budget: everything idle is evicted
+                await state.create_session()
+            assert state.stats()["evictions"]["memory"] > 0
+            assert busy.id in state._supervisor._resident
+        assert results == [1]
+        assert (await busy.context())["metadata"] == {"keep": "me", "counter": 1}
+
+
+class TestClock:
+    """Idle passivation and TTL expiry, driven by trio's mock clock (no real sleeps)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    CONFIG = Config(idle_timeout=600, session_ttl=3600, maintenance_interval=60)
+
+    async def test_idle_actors_passivate_and_come_back_on_the_next_call(self) -> None:
+        """An actor idle past idle_timeout leaves memory; the next call reloads it unchanged."""
+        async with actorstate.open_state(config=self.CONFIG) as state:
+            idle = await state.create_session()
+            active = await state.create_session()
+            await idle.add_context("topic", "billing")
+            before = await idle.context()
+            await anyio.sleep(300)
+            await active.increment()
+            await anyio.sleep(400)  # idle: 700 s without a call; active: 400 s
+            stats = state.stats()
+            assert (stats["resident_actors"], stats["passivated_sessions"]) == (1, 1)
+            assert idle.id in state._supervisor._passivated
+            assert await idle.context() == before
+            assert state.stats()["resident_actors"] == 2
+            assert state.stats()["activations"] == 3
+
+    async def test_sessions_idle_past_ttl_end(self) -> None:
+        """A session untouched for session_ttl ends, resident or passivated; a used one lives on."""
+        async with actorstate.open_state(config=self.CONFIG) as state:
+            forgotten = await state.create_session()
+            used = await state.create_session()
+            for _ in range(8):  # 8 x 500 s: past the TTL for `forgotten` only
+                await anyio.sleep(500)
+                await used.increment()
+            with pytest.raises(SessionNotFound):
+                await forgotten.context()
+            assert (await used.context())["metadata"] == {"counter": 8}
+            assert state.stats()["expired"] == 1
+            assert await state.list_sessions() == [used.id]
