@@ -17,9 +17,9 @@ from .errors import (
 from .state import DEFAULT_CLIENT_ID, Durability, Session, State, open_state
 
 __all__ = [
+    "DEFAULT_CLIENT_ID",
     "ActorStateError",
     "Config",
-    "DEFAULT_CLIENT_ID",
     "Durability",
     "InvalidInput",
     "Overloaded",

@@ -11,16 +11,19 @@ does not re-encode the whole session to enforce ``Config.max_session_bytes``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 
-from .config import Config
 from .errors import InvalidInput
 from .values import check_json_like, copy_json_like, encoded_size
 
-__all__ = ["SessionState", "check_key", "check_value", "check_max_turns", "check_text"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .config import Config
+
+__all__ = ["SessionState", "check_key", "check_max_turns", "check_text", "check_value"]
 
 T = TypeVar("T")
 
@@ -41,9 +44,7 @@ def check_key(key: object, config: Config, what: str = "key") -> str:
     if not key:
         raise InvalidInput(f"{what} must not be empty")
     if len(key) > config.max_key_length:
-        raise InvalidInput(
-            f"{what} is {len(key)} characters long; the limit is {config.max_key_length}"
-        )
+        raise InvalidInput(f"{what} is {len(key)} characters long; the limit is {config.max_key_length}")
     return key
 
 
@@ -52,9 +53,7 @@ def check_value(value: object, config: Config, what: str = "value") -> int:
     check_json_like(value, what)
     size = encoded_size(value)
     if size > config.max_value_bytes:
-        raise InvalidInput(
-            f"{what} takes {size} bytes encoded; the limit is {config.max_value_bytes} bytes"
-        )
+        raise InvalidInput(f"{what} takes {size} bytes encoded; the limit is {config.max_value_bytes} bytes")
     return size
 
 
@@ -95,15 +94,15 @@ class SessionState:
     """Metadata, a capped event history and counters of one session."""
 
     __slots__ = (
-        "id",
         "client_id",
         "created_at",
+        "events",
+        "events_bytes",
+        "id",
         "last_activity",
         "metadata",
-        "events",
-        "total_events",
         "metadata_bytes",
-        "events_bytes",
+        "total_events",
     )
 
     def __init__(self, session_id: str, client_id: str, now: float) -> None:
@@ -144,7 +143,9 @@ class SessionState:
         self._append_event(event, now, config, extra_bytes=0)
         return self.total_events
 
-    def set_preference(self, key: str, value: Any, value_size: int, now: float, config: Config) -> dict[str, Any]:
+    def set_preference(
+        self, key: str, value: Any, value_size: int, now: float, config: Config
+    ) -> dict[str, Any]:
         """Set ``metadata[key]``; return a copy of the metadata."""
         meta_delta = self._metadata_delta(key, value_size)
         self._check_growth(meta_delta, config)
@@ -158,9 +159,7 @@ class SessionState:
         """Add ``by`` to the integer counter ``metadata[key]`` (0 if absent)."""
         current = self.metadata.get(key, 0)
         if type(current) is not int:
-            raise InvalidInput(
-                f"metadata {key!r} holds a {type(current).__name__}, not an integer counter"
-            )
+            raise InvalidInput(f"metadata {key!r} holds a {type(current).__name__}, not an integer counter")
         new = current + by
         if not -(2**63) <= new <= 2**63 - 1:
             raise InvalidInput(f"counter {key!r} would overflow 64 bits ({current} + {by})")
@@ -205,8 +204,7 @@ class SessionState:
             "totalEvents": self.total_events,
             "metadata": self.metadata,
             "recentEvents": [
-                {"type": kind, "payload": payload, "time": _iso_time(at)}
-                for kind, payload, at in recent
+                {"type": kind, "payload": payload, "time": _iso_time(at)} for kind, payload, at in recent
             ],
         }
         # One deep copy of the whole reply: the caller may mutate what it gets.
@@ -217,7 +215,7 @@ class SessionState:
 
     def encode(self) -> bytes:
         """The session as msgpack, led by a format version."""
-        return _packb(
+        blob: bytes = _packb(
             [
                 SNAPSHOT_FORMAT,
                 self.id,
@@ -229,6 +227,7 @@ class SessionState:
                 self.events,
             ]
         )
+        return blob
 
     @classmethod
     def decode(cls, data: bytes) -> SessionState:

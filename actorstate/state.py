@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from os import PathLike
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .actors.messages import (
     AddContext,
@@ -22,7 +20,11 @@ from .config import Config
 from .errors import InvalidInput
 from .session_state import check_key, check_max_turns, check_text, check_value
 
-__all__ = ["open_state", "State", "Session", "Durability", "DEFAULT_CLIENT_ID"]
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from os import PathLike
+
+__all__ = ["DEFAULT_CLIENT_ID", "Durability", "Session", "State", "open_state"]
 
 T = TypeVar("T")
 Durability = Literal["commit", "interval", "memory"]
@@ -114,7 +116,7 @@ class Session:
     :class:`SessionNotFound`, exactly like an unknown id.
     """
 
-    __slots__ = ("id", "client_id", "_supervisor")
+    __slots__ = ("_supervisor", "client_id", "id")
 
     def __init__(self, supervisor: Supervisor, session_id: str, client_id: str) -> None:
         self._supervisor = supervisor
@@ -145,7 +147,9 @@ class Session:
         config = self._supervisor.config
         check_key(key, config)
         size = check_value(value, config)
-        result: dict[str, Any] = await self._supervisor.ask(self.id, self.client_id, SetPreference(key, value, size))
+        result: dict[str, Any] = await self._supervisor.ask(
+            self.id, self.client_id, SetPreference(key, value, size)
+        )
         return result
 
     async def increment(self, key: str = "counter", by: int = 1) -> int:

@@ -15,9 +15,9 @@ import msgpack
 
 from .errors import InvalidInput
 
-__all__ = ["JSONValue", "check_json_like", "encoded_size", "copy_json_like"]
+__all__ = ["JSONValue", "check_json_like", "copy_json_like", "encoded_size"]
 
-JSONValue: TypeAlias = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 _SCALARS = (str, int, float, bool, type(None))
 _MAX_DEPTH = 64

@@ -92,7 +92,9 @@ def throughput_table(backend: str, rounds: int, ops_per_caller: int) -> list[dic
             gc.collect()
             actor_rates.append(anyio.run(run_actor, sessions, ops_per_caller, backend=backend))
         actor, lock = statistics.median(actor_rates), statistics.median(lock_rates)
-        rows.append({"backend": backend, "sessions": sessions, "actor": actor, "lock": lock, "ratio": actor / lock})
+        rows.append(
+            {"backend": backend, "sessions": sessions, "actor": actor, "lock": lock, "ratio": actor / lock}
+        )
     return rows
 
 
@@ -107,7 +109,14 @@ async def _fill_sessions(count: int) -> None:
         gc.collect()
         after = _rss()
         stats = state.stats()
-        print(json.dumps({"rss_per_session": (after - before) / count, "accounted_per_session": stats["accounted_bytes"] / count}))
+        print(
+            json.dumps(
+                {
+                    "rss_per_session": (after - before) / count,
+                    "accounted_per_session": stats["accounted_bytes"] / count,
+                }
+            )
+        )
 
 
 def _rss() -> int:
@@ -118,14 +127,18 @@ def _rss() -> int:
 def memory_per_session(backend: str, count: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--fill", str(count), "--backend", backend],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and operations")
     parser.add_argument("--backend", choices=["trio", "asyncio"], action="append")
     parser.add_argument("--fill", type=int, help=argparse.SUPPRESS)
@@ -136,17 +149,23 @@ def main() -> None:
         return
 
     rounds, ops = (3, 200) if args.quick else (5, 1000)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
     print(f"ask throughput: {CALLERS} concurrent callers, {ops} increments each, median of {rounds} rounds\n")
     print(f"{'backend':8} {'sessions':>8} {'actors/s':>10} {'lock/s':>10} {'ratio':>6}")
     for backend in backends:
         for row in throughput_table(backend, rounds, ops):
-            print(f"{row['backend']:8} {row['sessions']:>8} {row['actor']:>10,.0f} {row['lock']:>10,.0f} {row['ratio']:>5.2f}x")
+            print(
+                f"{row['backend']:8} {row['sessions']:>8} {row['actor']:>10,.0f} {row['lock']:>10,.0f} {row['ratio']:>5.2f}x"
+            )
     print("\nmemory: RSS per idle resident session (one counter each), 100,000 sessions")
     for backend in backends:
         result = memory_per_session(backend, 100_000)
-        print(f"{backend:8} {result['rss_per_session']:>8,.0f} B RSS   {result['accounted_per_session']:>8,.0f} B accounted")
+        print(
+            f"{backend:8} {result['rss_per_session']:>8,.0f} B RSS   {result['accounted_per_session']:>8,.0f} B accounted"
+        )
 
 
 if __name__ == "__main__":

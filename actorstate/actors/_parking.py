@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -22,6 +21,8 @@ import sniffio
 import trio
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .messages import Message
 
 __all__ = ["Envelope", "Parking", "parking_for_current_backend"]
@@ -30,7 +31,7 @@ __all__ = ["Envelope", "Parking", "parking_for_current_backend"]
 class Envelope:
     """One message in a mailbox, with the slots its reply goes to."""
 
-    __slots__ = ("message", "client_id", "waiter", "done", "cancelled", "result", "error")
+    __slots__ = ("cancelled", "client_id", "done", "error", "message", "result", "waiter")
 
     def __init__(self, message: Message | None, client_id: str | None) -> None:
         self.message = message

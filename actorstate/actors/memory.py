@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["RESIDENT_BASE_BYTES", "PASSIVATED_BASE_BYTES", "resident_bytes", "passivated_bytes", "read_rss"]
+__all__ = ["PASSIVATED_BASE_BYTES", "RESIDENT_BASE_BYTES", "passivated_bytes", "read_rss", "resident_bytes"]
 
 # Measured with tracemalloc over 20,000 sessions (CPython 3.11, x86_64):
 #   empty session                      533 B resident, 335 B passivated

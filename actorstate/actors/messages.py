@@ -9,11 +9,13 @@ supervisor whether a successful turn changed the state.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..config import Config
-from ..session_state import SessionState
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..config import Config
+    from ..session_state import SessionState
 
 __all__ = [
     "AddContext",

@@ -9,13 +9,15 @@ turns of one actor cannot interleave, and no lock is needed.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
-import anyio
+if TYPE_CHECKING:
+    import anyio
 
-from ..session_state import SessionState
-from ._parking import Envelope
+    from ..session_state import SessionState
+    from ._parking import Envelope
 
-__all__ = ["ActorStatus", "SessionActor", "Passivated"]
+__all__ = ["ActorStatus", "Passivated", "SessionActor"]
 
 
 class ActorStatus(enum.Enum):
@@ -25,7 +27,16 @@ class ActorStatus(enum.Enum):
 
 
 class SessionActor:
-    __slots__ = ("state", "mailbox", "status", "last_used", "crash_times", "room", "accounted", "accounted_basis")
+    __slots__ = (
+        "accounted",
+        "accounted_basis",
+        "crash_times",
+        "last_used",
+        "mailbox",
+        "room",
+        "state",
+        "status",
+    )
 
     def __init__(self, state: SessionState, now: float) -> None:
         self.state = state
@@ -50,7 +61,7 @@ class SessionActor:
 class Passivated:
     """A session that is not resident: its encoded snapshot, kept in memory."""
 
-    __slots__ = ("client_id", "blob", "last_used")
+    __slots__ = ("blob", "client_id", "last_used")
 
     def __init__(self, client_id: str, blob: bytes, last_used: float) -> None:
         self.client_id = client_id

@@ -25,12 +25,11 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
-from ..config import Config
 from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
 from ..session_state import SessionState
 from ._parking import Envelope, Parking, parking_for_current_backend
@@ -38,7 +37,10 @@ from .memory import passivated_bytes, read_rss, resident_bytes
 from .messages import CreateSession, EndSession, Message
 from .session_actor import ActorStatus, Passivated, SessionActor
 
-__all__ = ["Supervisor", "open_supervisor", "FaultHook"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["FaultHook", "Supervisor", "open_supervisor"]
 
 logger = logging.getLogger("actorstate.supervisor")
 
@@ -55,7 +57,9 @@ _READY = ActorStatus.READY
 
 
 @asynccontextmanager
-async def open_supervisor(config: Config, *, fault_hook: FaultHook | None = None) -> AsyncIterator[Supervisor]:
+async def open_supervisor(
+    config: Config, *, fault_hook: FaultHook | None = None
+) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
     On exit, intake stops, every message already posted gets its turn, and
@@ -364,15 +368,24 @@ class Supervisor:
             actor.status = ActorStatus.QUARANTINED
             logger.error(
                 "session %s quarantined: %d crashes within %g s, last: %r",
-                session_id, len(crash_times), self.config.restart_window, crash,
+                session_id,
+                len(crash_times),
+                self.config.restart_window,
+                crash,
             )
             self._fail_mailbox(actor, self._quarantine_error(actor, None))
             return
         actor.status = ActorStatus.BACKOFF
-        delay = min(self.config.restart_backoff * 2 ** (len(crash_times) - 1), self.config.restart_backoff_max)
+        delay = min(
+            self.config.restart_backoff * 2 ** (len(crash_times) - 1), self.config.restart_backoff_max
+        )
         logger.warning(
             "session %s crashed (%r); restarting from its last good state in %.3f s (crash %d of %d allowed)",
-            session_id, crash, delay, len(crash_times), self.config.max_restarts,
+            session_id,
+            crash,
+            delay,
+            len(crash_times),
+            self.config.max_restarts,
         )
         assert self._task_group is not None
         self._task_group.start_soon(self._restart_after, actor, delay)
@@ -443,7 +456,7 @@ class Supervisor:
         self.passivations += 1
 
     def _passivate_lru(self, count: int, reason: str) -> None:
-        victims = []
+        victims: list[SessionActor] = []
         for actor in self._resident.values():
             if len(victims) >= count:
                 break
@@ -467,7 +480,7 @@ class Supervisor:
             self._accounted -= passivated_bytes(passivated.pop(session_id).blob)
             dropped += 1
         if self._accounted > target_bytes:
-            victims = []
+            victims: list[SessionActor] = []
             excess = self._accounted - target_bytes
             for actor in self._resident.values():
                 if excess <= 0:
@@ -482,7 +495,10 @@ class Supervisor:
             self.evictions[reason] += dropped
             logger.info(
                 "evicted %d sessions (%s): %d bytes accounted, budget %d bytes",
-                dropped, reason, self._accounted, self.config.memory_budget_bytes,
+                dropped,
+                reason,
+                self._accounted,
+                self.config.memory_budget_bytes,
             )
 
     def _check_rss(self) -> None:
@@ -532,7 +548,9 @@ class Supervisor:
             self._passivate(actor)
         if expired or stale:
             self.expired += len(expired) + len(stale)
-            logger.info("ended %d sessions idle longer than %g s", len(expired) + len(stale), self.config.session_ttl)
+            logger.info(
+                "ended %d sessions idle longer than %g s", len(expired) + len(stale), self.config.session_ttl
+            )
         if idle:
             logger.debug("passivated %d sessions idle longer than %g s", len(idle), self.config.idle_timeout)
         self._check_rss()
@@ -558,4 +576,3 @@ class Supervisor:
             self._idle_wakeup = anyio.Event()
             await self._idle_wakeup.wait()
         self._idle_wakeup = None
-

@@ -42,6 +42,7 @@ async def test_thousand_tasks_increment_exactly() -> None:
 
 # -- the sequential model ------------------------------------------------------------
 
+
 class SequentialModel:
     """An independent, obviously-sequential implementation of the session operations."""
 
@@ -90,7 +91,10 @@ def _comparable(result: Any) -> Any:
     if isinstance(result, type):
         return result.__name__
     if isinstance(result, dict) and "recentEvents" in result:
-        result = dict(result, recentEvents=[{"type": e["type"], "payload": e["payload"]} for e in result["recentEvents"]])
+        result = dict(
+            result,
+            recentEvents=[{"type": e["type"], "payload": e["payload"]} for e in result["recentEvents"]],
+        )
     return repr(result)
 
 
@@ -103,7 +107,9 @@ OPERATION = st.one_of(
     st.tuples(st.just("record_action"), st.sampled_from(["go", "stop"]), st.none()),
     st.tuples(st.just("context"), st.integers(1, 4), st.none()),
 )
-TASK = st.lists(st.tuples(st.integers(0, 3), st.booleans(), OPERATION, st.booleans()), min_size=1, max_size=12)
+TASK = st.lists(
+    st.tuples(st.integers(0, 3), st.booleans(), OPERATION, st.booleans()), min_size=1, max_size=12
+)
 
 
 async def _run_program(tasks: list[list[Any]]) -> None:
@@ -127,7 +133,9 @@ async def _run_program(tasks: list[list[Any]]) -> None:
                 handle = state.session(session.id, client_id=client)
                 message = _message_for(name, arg1, arg2)
                 try:
-                    result = await getattr(handle, name)(*[a for a in (arg1, arg2) if a is not None or name == "set_preference"])
+                    result = await getattr(handle, name)(
+                        *[a for a in (arg1, arg2) if a is not None or name == "set_preference"]
+                    )
                 except (SessionNotFound, InvalidInput) as error:
                     result = type(error)
                 actual.setdefault((session.id, client, repr(message)), []).append(_comparable(result))

@@ -115,7 +115,9 @@ async def test_repeated_crashes_quarantine_only_that_session(caplog: pytest.LogC
         with pytest.raises(SessionNotFound):
             await doomed.context()
         assert state.stats()["quarantined"] == 0
-    assert any("quarantined: 4 crashes" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    assert any(
+        "quarantined: 4 crashes" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
+    )
 
 
 async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
@@ -136,7 +138,7 @@ async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
             while state.stats()["mailbox_high_water"] < 4:
                 await anyio.lowlevel.checkpoint()
             assert results == []
-            with pytest.raises(Overloaded, match="has 4 calls waiting and none finished within 0.05 s"):
+            with pytest.raises(Overloaded, match=r"has 4 calls waiting and none finished within 0\.05 s"):
                 await session.increment()
         assert sorted(results) == [1, 2, 3, 4]
         assert (await session.context())["metadata"] == {"counter": 4}

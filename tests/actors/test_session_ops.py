@@ -45,7 +45,9 @@ async def test_history_is_capped_but_total_keeps_counting() -> None:
             await session.record_action(f"step {index}")
         context = await session.context(max_turns=50)
         assert context["totalEvents"] == 12
-        assert [e["payload"]["action"] for e in context["recentEvents"]] == [f"step {i}" for i in range(7, 12)]
+        assert [e["payload"]["action"] for e in context["recentEvents"]] == [
+            f"step {i}" for i in range(7, 12)
+        ]
 
 
 async def test_replies_are_copies_not_live_state() -> None:
@@ -113,7 +115,10 @@ async def test_ended_session_is_gone() -> None:
         (lambda s: s.add_context("k" * 257, "v"), "key is 257 characters long; the limit is 256"),
         (lambda s: s.add_context("", "v"), "key must not be empty"),
         (lambda s: s.set_preference(7, "v"), "key must be a string, not int"),
-        (lambda s: s.set_preference("k", "x" * 70_000), "value takes 70005 bytes encoded; the limit is 65536"),
+        (
+            lambda s: s.set_preference("k", "x" * 70_000),
+            "value takes 70005 bytes encoded; the limit is 65536",
+        ),
         (lambda s: s.set_preference("k", {1: "a"}), "object keys must be strings"),
         (lambda s: s.set_preference("k", float("nan")), "not a finite number"),
         (lambda s: s.set_preference("k", b"raw"), "a bytes is not a JSON value"),
