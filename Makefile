@@ -19,6 +19,8 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check actorstate tests benchmarks
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check actorstate tests benchmarks
