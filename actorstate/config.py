@@ -52,6 +52,8 @@ class Config:
     # Persistence.
     flush_interval: float = 0.05
     ended_retention: float = 7 * 24 * 3600.0
+    housekeeping_interval: float = 60.0
+    busy_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -33,7 +33,6 @@ Event = tuple[str, dict[str, Any], float]
 # Encoded bytes of everything but metadata and events: format byte, ids,
 # timestamps, counters and container headers (an upper bound).
 _FIXED_BYTES = 112
-SNAPSHOT_FORMAT = 1
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
@@ -85,7 +84,7 @@ def _int_size(n: int) -> int:
     return 9
 
 
-def _iso_time(unix_time: float) -> str:
+def iso_time(unix_time: float) -> str:
     moment = datetime.datetime.fromtimestamp(unix_time, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -204,46 +203,12 @@ class SessionState:
             "totalEvents": self.total_events,
             "metadata": self.metadata,
             "recentEvents": [
-                {"type": kind, "payload": payload, "time": _iso_time(at)} for kind, payload, at in recent
+                {"type": kind, "payload": payload, "time": iso_time(at)} for kind, payload, at in recent
             ],
         }
         # One deep copy of the whole reply: the caller may mutate what it gets.
         result: dict[str, Any] = copy_json_like(view)
         return result
-
-    # -- snapshots ------------------------------------------------------------
-
-    def encode(self) -> bytes:
-        """The session as msgpack, led by a format version."""
-        blob: bytes = _packb(
-            [
-                SNAPSHOT_FORMAT,
-                self.id,
-                self.client_id,
-                self.created_at,
-                self.last_activity,
-                self.total_events,
-                self.metadata,
-                self.events,
-            ]
-        )
-        return blob
-
-    @classmethod
-    def decode(cls, data: bytes) -> SessionState:
-        fields = msgpack.unpackb(data, raw=False)
-        if not isinstance(fields, list) or not fields or fields[0] != SNAPSHOT_FORMAT:
-            found = fields[0] if isinstance(fields, list) and fields else None
-            raise ValueError(f"unknown session snapshot format {found!r}")
-        _, session_id, client_id, created_at, last_activity, total, metadata, events = fields
-        state = cls(session_id, client_id, created_at)
-        state.last_activity = last_activity
-        state.total_events = total
-        state.metadata = metadata
-        state.events = [(kind, payload, at) for kind, payload, at in events]
-        state.metadata_bytes = encoded_size(metadata)
-        state.events_bytes = encoded_size(state.events)
-        return state
 
     # -- internals ------------------------------------------------------------
 

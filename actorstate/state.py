@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -18,7 +20,7 @@ from .actors.messages import (
 from .actors.supervisor import FaultHook, Supervisor, open_supervisor
 from .config import Config
 from .errors import InvalidInput
-from .session_state import check_key, check_max_turns, check_text, check_value
+from .session_state import check_key, check_max_turns, check_text, check_value, iso_time
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -39,6 +41,7 @@ async def open_state(
     durability: Durability = "commit",
     config: Config | None = None,
     fault_hook: FaultHook | None = None,
+    connect: Callable[..., sqlite3.Connection] | None = None,
 ) -> AsyncIterator[State]:
     """Open session state for the duration of the ``async with`` block.
 
@@ -49,21 +52,29 @@ async def open_state(
             README. Without a path every mode behaves as ``"memory"``.
         config: limits and timings; ``Config()`` when omitted.
         fault_hook: called before every turn; an exception it raises kills
-            that actor's loop. For fault-injection tests only.
+            that actor's loop. For fault injection and turn logs.
+        connect: replaces ``sqlite3.connect`` (fault injection: a connection
+            that fails on demand).
 
-    On exit, new calls are refused and every call already made gets its turn.
+    Opening a database reads no session: each is loaded when first called.
+    On exit, new calls are refused, every call already made gets its turn,
+    everything unsaved is committed, and the database is closed.
 
     Error handling:
         InvalidInput: an unknown durability mode.
+        StoreError: the file is not an SQLite database, is corrupt, was
+            written by a newer version, or cannot be opened.
     """
     if durability not in _DURABILITIES:
         raise InvalidInput(f"durability must be one of {', '.join(_DURABILITIES)}, not {durability!r}")
-    if path is not None:
-        raise InvalidInput(
-            "a database path was given, but this build keeps sessions in memory only; "
-            "call open_state() without a path"
-        )
-    async with open_supervisor(config or Config(), fault_hook=fault_hook) as supervisor:
+    store_path = None if path is None or durability == "memory" else os.fspath(path)
+    async with open_supervisor(
+        config or Config(),
+        fault_hook=fault_hook,
+        path=store_path,
+        hold_replies=durability == "commit",
+        connect=connect,
+    ) as supervisor:
         yield State(supervisor)
 
 
@@ -98,8 +109,17 @@ class State:
         return Session(self._supervisor, canonical, _check_client_id(client_id, self.config))
 
     async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
-        """Ids of ``client_id``'s sessions, resident or passivated."""
-        return self._supervisor.list_sessions(_check_client_id(client_id, self.config))
+        """Ids of ``client_id``'s live sessions, oldest first (resident, passivated or stored)."""
+        rows = await self._supervisor.list_sessions(_check_client_id(client_id, self.config))
+        return [session_id for session_id, _, _ in rows]
+
+    async def describe_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[dict[str, Any]]:
+        """``client_id``'s live sessions with their creation and last-activity times."""
+        rows = await self._supervisor.list_sessions(_check_client_id(client_id, self.config))
+        return [
+            {"sessionId": session_id, "createdAt": iso_time(created), "lastActivity": iso_time(last)}
+            for session_id, created, last in rows
+        ]
 
     def stats(self) -> dict[str, Any]:
         """Counters: resident actors, sessions, activations, passivations,

@@ -85,6 +85,11 @@ class Parking:
     def _wake(self, envelope: Envelope, value: Any, error: BaseException | None) -> None:
         raise NotImplementedError
 
+    def threadsafe_scheduler(self) -> Callable[..., None]:
+        """A function another thread may call as ``fn(callback, *args)`` to run
+        ``callback(*args)`` soon in this event loop. Call it from the loop."""
+        raise NotImplementedError
+
 
 class _TrioParking(Parking):
     name = "trio"
@@ -105,6 +110,9 @@ class _TrioParking(Parking):
     def _wake(self, envelope: Envelope, value: Any, error: BaseException | None) -> None:
         result = outcome.Value(value) if error is None else outcome.Error(error)
         trio.lowlevel.reschedule(envelope.waiter, result)
+
+    def threadsafe_scheduler(self) -> Callable[..., None]:
+        return trio.lowlevel.current_trio_token().run_sync_soon
 
 
 class _AsyncioParking(Parking):
@@ -130,6 +138,14 @@ class _AsyncioParking(Parking):
             future.set_result(value)
         else:
             future.set_exception(error)
+
+    def threadsafe_scheduler(self) -> Callable[..., None]:
+        loop = asyncio.get_running_loop()
+
+        def call_soon(callback: Callable[..., None], *args: Any) -> None:
+            loop.call_soon_threadsafe(callback, *args)
+
+        return call_soon
 
 
 def parking_for_current_backend() -> Parking:

@@ -9,7 +9,7 @@ turns of one actor cannot interleave, and no lock is needed.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import anyio
@@ -22,8 +22,10 @@ __all__ = ["ActorStatus", "Passivated", "SessionActor"]
 
 class ActorStatus(enum.Enum):
     READY = "ready"  # serving; scheduled whenever its mailbox is not empty
+    LOADING = "loading"  # its snapshot is being read; messages wait
     BACKOFF = "backoff"  # crashed; messages wait until the restart
-    QUARANTINED = "quarantined"  # crashed too often; every call fails
+    QUARANTINED = "quarantined"  # crashed too often or undecodable; every call fails
+    ENDED = "ended"  # ended; waits for that to commit, every call gets SessionNotFound
 
 
 class SessionActor:
@@ -31,15 +33,21 @@ class SessionActor:
         "accounted",
         "accounted_basis",
         "crash_times",
+        "ending",
+        "id",
+        "in_flight",
         "last_used",
         "mailbox",
         "room",
         "state",
         "status",
+        "unflushed",
+        "version",
     )
 
-    def __init__(self, state: SessionState, now: float) -> None:
-        self.state = state
+    def __init__(self, session_id: str, state: SessionState | None, now: float) -> None:
+        self.id = session_id
+        self.state = state  # None while LOADING
         self.mailbox: list[Envelope] | None = None
         self.status = ActorStatus.READY
         self.last_used = now  # monotonic; resident dict order follows it
@@ -47,15 +55,23 @@ class SessionActor:
         self.room: anyio.Event | None = None  # set when a full mailbox gets room
         self.accounted = 0  # bytes this actor adds to the supervisor's total
         self.accounted_basis = -1  # state.state_bytes when ``accounted`` was computed
-
-    @property
-    def id(self) -> str:
-        return self.state.id
+        # Persistence (unused in memory mode): the committed version this
+        # state is based on (0: never stored), the operations since then, and
+        # whether a commit of this actor is in flight.
+        self.version = 0
+        self.unflushed: list[Any] | None = None
+        self.in_flight = False
+        self.ending = False  # an EndSession turn ran; the row gets ended_at
 
     @property
     def idle(self) -> bool:
-        """No message waiting and serving normally: safe to passivate or evict."""
-        return self.mailbox is None and self.status is ActorStatus.READY
+        """Nothing waiting, nothing unsaved, serving normally: safe to passivate or evict."""
+        return (
+            self.mailbox is None
+            and self.status is ActorStatus.READY
+            and self.unflushed is None
+            and not self.in_flight
+        )
 
 
 class Passivated:

@@ -19,7 +19,9 @@ within ``restart_window`` quarantine the session.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sqlite3
 import time
 import uuid
 from collections import Counter
@@ -30,7 +32,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
+from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed, StoreError
+from ..persistence.codec import SnapshotDecodeError, decode_session, encode_session
+from ..persistence.db_thread import DatabaseThread
+from ..persistence.snapshots import SnapshotActor
+from ..persistence.store import SQLiteStore
 from ..session_state import SessionState
 from ._parking import Envelope, Parking, parking_for_current_backend
 from .memory import passivated_bytes, read_rss, resident_bytes
@@ -58,20 +64,46 @@ _READY = ActorStatus.READY
 
 @asynccontextmanager
 async def open_supervisor(
-    config: Config, *, fault_hook: FaultHook | None = None
+    config: Config,
+    *,
+    fault_hook: FaultHook | None = None,
+    path: str | None = None,
+    hold_replies: bool = True,
+    connect: Callable[..., Any] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
-    On exit, intake stops, every message already posted gets its turn, and
-    the background tasks end.
+    With a ``path``, sessions are stored in that SQLite file and
+    ``hold_replies`` chooses commit (True) or interval (False) durability.
+    On exit, intake stops, every message already posted gets its turn, every
+    dirty session is flushed, and the background tasks end.
     """
-    supervisor = Supervisor(config, parking_for_current_backend(), fault_hook=fault_hook)
+    parking = parking_for_current_backend()
+    snapshots = None
+    if path is not None:
+        db = DatabaseThread(parking, name="actorstate-db")
+        try:
+            store = await db.run(
+                functools.partial(
+                    SQLiteStore, busy_timeout=config.busy_timeout, connect=connect or sqlite3.connect
+                ),
+                path,
+            )
+        except BaseException:
+            await db.stop()
+            raise
+        snapshots = SnapshotActor(
+            store=store, db=db, parking=parking, config=config, hold_replies=hold_replies
+        )
+    supervisor = Supervisor(config, parking, fault_hook=fault_hook, snapshots=snapshots)
     body_error: BaseException | None = None
     try:
         async with anyio.create_task_group() as task_group:
             supervisor._task_group = task_group
             task_group.start_soon(supervisor._run_scheduler)
             task_group.start_soon(supervisor._run_maintenance)
+            if snapshots is not None:
+                task_group.start_soon(snapshots.run)
             try:
                 yield supervisor
             except BaseException as error:
@@ -92,10 +124,26 @@ async def open_supervisor(
 class Supervisor:
     """Owns every session actor of one state; see the module docstring."""
 
-    def __init__(self, config: Config, parking: Parking, *, fault_hook: FaultHook | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        parking: Parking,
+        *,
+        fault_hook: FaultHook | None = None,
+        snapshots: SnapshotActor | None = None,
+    ) -> None:
         self.config = config
         self._parking = parking
         self._fault_hook = fault_hook
+        self._snapshots = snapshots
+        if snapshots is not None:
+            snapshots.attach(self)
+        # Why a session is quarantined, and who owns it (its state may be unreadable).
+        self._quarantined: dict[str, tuple[str, str]] = {}
+        self._housekeeping_due = 0.0
+        self._housekeeping_running = False
+        self._touched: dict[str, float] = {}
+        self._db_bytes: int | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
 
@@ -131,7 +179,7 @@ class Supervisor:
         """Create a session owned by ``client_id``; return its id."""
         self._check_open()
         session_id = str(uuid.uuid4())
-        actor = SessionActor(SessionState(session_id, client_id, time.time()), self._now)
+        actor = SessionActor(session_id, SessionState(session_id, client_id, time.time()), self._now)
         self._resident[session_id] = actor
         envelope = Envelope(CreateSession(), client_id)
         await self._post(session_id, envelope)
@@ -175,14 +223,31 @@ class Supervisor:
         """
         await self._post(session_id, Envelope(message, None))
 
-    def list_sessions(self, client_id: str) -> list[str]:
-        ids = [sid for sid, actor in self._resident.items() if actor.state.client_id == client_id]
-        ids.extend(sid for sid, entry in self._passivated.items() if entry.client_id == client_id)
-        return ids
+    async def list_sessions(self, client_id: str) -> list[tuple[str, float, float]]:
+        """(id, created_at, last_activity) of the client's live sessions, oldest first."""
+        found: dict[str, tuple[str, float, float]] = {}
+        if self._snapshots is not None:
+            rows = await self._snapshots.db.run(self._snapshots.store.list_client, client_id)
+            found.update((row[0], tuple(row)) for row in rows)  # type: ignore[misc]
+        for session_id, actor in self._resident.items():
+            state = actor.state
+            if actor.ending or actor.status is ActorStatus.ENDED:
+                found.pop(session_id, None)
+            elif state is not None and state.client_id == client_id:
+                found[session_id] = (session_id, state.created_at, state.last_activity)
+        for session_id, entry in self._passivated.items():
+            if entry.client_id == client_id:
+                state = decode_session(entry.blob)
+                found[session_id] = (session_id, state.created_at, state.last_activity)
+        return sorted(found.values(), key=lambda row: row[1])
 
     def stats(self) -> dict[str, Any]:
         quarantined = sum(1 for a in self._resident.values() if a.status is ActorStatus.QUARANTINED)
-        return {
+        store_stats: dict[str, Any] = {}
+        if self._snapshots is not None:
+            store_stats = self._snapshots.stats()
+            store_stats["db_bytes"] = self._db_bytes
+        return store_stats | {
             "resident_actors": len(self._resident),
             "passivated_sessions": len(self._passivated),
             "sessions": len(self._resident) + len(self._passivated),
@@ -202,32 +267,37 @@ class Supervisor:
     async def _post(self, session_id: str, envelope: Envelope) -> None:
         actor = self._resident.get(session_id)
         if actor is None or self._closed:
-            actor = self._reactivate(session_id)
+            actor = self._activate(session_id)
             self._post_now(actor, envelope)
             # Accounted only once a message is posted: an actor with a message
             # waiting is never evicted, so the budget check cannot drop it.
             self._activated(actor)
+            return
+        if (
+            actor.status is ActorStatus.QUARANTINED
+            and type(envelope.message) is EndSession
+            and envelope.client_id == self._client_of(actor)
+        ):
+            await self._end_quarantined(actor)
+            self._parking.resolve(envelope, None)
             return
         if not self._post_now(actor, envelope):
             await self._post_when_room(actor, envelope)
 
     def _post_now(self, actor: SessionActor, envelope: Envelope) -> bool:
         """Post if the mailbox has room; False if it is full."""
+        status = actor.status
+        if status is ActorStatus.QUARANTINED:
+            raise self._quarantine_error(actor, envelope.client_id)
+        if status is ActorStatus.ENDED:
+            raise SessionNotFound
         mailbox = actor.mailbox
         if mailbox is None:
-            if actor.status is _READY:
-                actor.mailbox = [envelope]
+            actor.mailbox = [envelope]
+            if status is _READY:
                 self._ready.append(actor)
                 self._wake_scheduler()
-                return True
-            if actor.status is ActorStatus.QUARANTINED:
-                if type(envelope.message) is EndSession and envelope.client_id == actor.state.client_id:
-                    # Ending is the way out of quarantine: no turn needed.
-                    self._remove(actor)
-                    self._parking.resolve(envelope, None)
-                    return True
-                raise self._quarantine_error(actor, envelope.client_id)
-            actor.mailbox = [envelope]  # in backoff: wait for the restart
+            # Loading or in backoff: the message waits for the actor.
             return True
         if len(mailbox) < self.config.mailbox_size:
             mailbox.append(envelope)
@@ -255,13 +325,30 @@ class Supervisor:
             "one session, or raise Config.mailbox_size / Config.ask_timeout"
         )
 
+    def _client_of(self, actor: SessionActor) -> str | None:
+        if actor.state is not None:
+            return actor.state.client_id
+        reason = self._quarantined.get(actor.id)
+        return reason[1] if reason else None
+
     def _quarantine_error(self, actor: SessionActor, client_id: str | None) -> Exception:
-        if client_id is not None and client_id != actor.state.client_id:
+        if client_id is not None and client_id != self._client_of(actor):
             return SessionNotFound()
-        return SessionQuarantined(
-            f"session {actor.id} is quarantined after {len(actor.crash_times or ())} crashes "
-            f"within {self.config.restart_window:g} s; end it, or restart the server"
-        )
+        reason = self._quarantined.get(actor.id, ("quarantined", ""))[0]
+        return SessionQuarantined(f"session {actor.id} is {reason}; end it, or restart the server")
+
+    def _quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None:
+        actor.status = ActorStatus.QUARANTINED
+        self._quarantined[actor.id] = (reason, client_id)
+        self._fail_mailbox(actor, self._quarantine_error(actor, None))
+
+    async def _end_quarantined(self, actor: SessionActor) -> None:
+        """Ending is the way out of quarantine; it needs no turn."""
+        if self._snapshots is not None:
+            snapshots = self._snapshots
+            await snapshots.db.run(snapshots.store.end, actor.id, time.time())
+        self._quarantined.pop(actor.id, None)
+        self._remove(actor)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -306,8 +393,9 @@ class Supervisor:
         """
         parking = self._parking
         fault_hook = self._fault_hook
+        snapshots = self._snapshots
         wall = time.time()
-        state = actor.state
+        state: Any = actor.state
         ended = False
         started = 0
         try:
@@ -330,15 +418,24 @@ class Supervisor:
                     parking.fail(envelope, error)
                     continue
                 if type(message) is EndSession:
-                    ended = True
-                parking.resolve(envelope, result)
+                    ended = actor.ending = True
+                if snapshots is None:
+                    parking.resolve(envelope, result)
+                else:
+                    snapshots.after_turn(actor, envelope, message, result)
         except Exception as crash:
             if not ended:
                 self._crashed(actor, batch, started, crash)
                 return
             actor.mailbox = batch[started:] or None
         if ended:
-            self._remove(actor)
+            if snapshots is None:
+                self._remove(actor)
+            else:
+                # Stays resident (answering SessionNotFound) until the end is
+                # committed; else a call could reload the old row meanwhile.
+                actor.status = ActorStatus.ENDED
+                self._fail_mailbox(actor, SessionNotFound())
             return
         # Most recently used goes last: every sweep walks from the front.
         resident = self._resident
@@ -365,7 +462,6 @@ class Supervisor:
         actor.mailbox = unstarted or None
         session_id = actor.id
         if len(crash_times) > self.config.max_restarts:
-            actor.status = ActorStatus.QUARANTINED
             logger.error(
                 "session %s quarantined: %d crashes within %g s, last: %r",
                 session_id,
@@ -373,7 +469,8 @@ class Supervisor:
                 self.config.restart_window,
                 crash,
             )
-            self._fail_mailbox(actor, self._quarantine_error(actor, None))
+            reason = f"quarantined after {len(crash_times)} crashes within {self.config.restart_window:g} s"
+            self._quarantine(actor, reason, self._client_of(actor) or "")
             return
         actor.status = ActorStatus.BACKOFF
         delay = min(
@@ -404,7 +501,7 @@ class Supervisor:
     def _fail_mailbox(self, actor: SessionActor, error: Exception) -> None:
         batch, actor.mailbox = actor.mailbox or [], None
         for envelope in batch:
-            if envelope.client_id is not None and envelope.client_id != actor.state.client_id:
+            if envelope.client_id is not None and envelope.client_id != self._client_of(actor):
                 self._parking.fail(envelope, SessionNotFound())
             else:
                 self._parking.fail(envelope, error)
@@ -414,26 +511,87 @@ class Supervisor:
 
     # -- residency ------------------------------------------------------------
 
-    def _reactivate(self, session_id: str) -> SessionActor:
+    def _activate(self, session_id: str) -> SessionActor:
+        """Bring a session that is not resident back: decode it, or start loading it."""
         self._check_open()
+        if self._snapshots is not None:
+            actor = SessionActor(session_id, None, self._now)
+            actor.status = ActorStatus.LOADING
+            self._resident[session_id] = actor
+            assert self._task_group is not None
+            self._task_group.start_soon(self._load, actor)
+            return actor
         entry = self._passivated.pop(session_id, None)
         if entry is None:
             raise SessionNotFound
         self._accounted -= passivated_bytes(entry.blob)
-        actor = SessionActor(SessionState.decode(entry.blob), self._now)
+        actor = SessionActor(session_id, decode_session(entry.blob), self._now)
         self._resident[session_id] = actor
         return actor
 
+    async def _load(self, actor: SessionActor) -> None:
+        """Read an actor's snapshot from the store; its messages wait meanwhile."""
+        snapshots = self._snapshots
+        assert snapshots is not None
+        session_id = actor.id
+        try:
+            row = await snapshots.db.run(snapshots.store.load, session_id)
+        except StoreError as error:
+            self._remove(actor, error)
+            return
+        if self._resident.get(session_id) is not actor or actor.status is not ActorStatus.LOADING:
+            return
+        if row is None or row.ended:
+            self._remove(actor)
+            return
+        try:
+            state = decode_session(row.state)
+        except SnapshotDecodeError as error:
+            logger.error("session %s quarantined: its stored snapshot cannot be read: %s", session_id, error)
+            self._quarantine(
+                actor, f"quarantined: its stored snapshot cannot be read ({error})", row.client_id
+            )
+            return
+        actor.state = state
+        actor.version = row.version
+        actor.status = _READY
+        self._account(actor)
+        if actor.mailbox:
+            self._ready.append(actor)
+            self._wake_scheduler()
+
+    def roll_back(self, actor: SessionActor) -> None:
+        """A commit failed: put the actor back to its last committed state (reload it)."""
+        if self._resident.get(actor.id) is not actor:
+            return
+        if actor.version == 0 or actor.status is ActorStatus.ENDED:
+            # Never stored, or its end is what failed: drop it; a call reloads the row.
+            self._remove(actor, StoreError(f"session {actor.id} was not saved; try again"))
+            return
+        self._accounted -= actor.accounted
+        actor.accounted, actor.accounted_basis = 0, -1
+        actor.state = None
+        actor.ending = False
+        actor.status = ActorStatus.LOADING
+        assert self._task_group is not None
+        self._task_group.start_soon(self._load, actor)
+
+    def forget_ended(self, actor: SessionActor) -> None:
+        """The end of this session is committed: let the actor go."""
+        self._remove(actor)
+
     def _activated(self, actor: SessionActor) -> None:
         self.activations += 1
-        self._account(actor)
+        if actor.state is not None:
+            self._account(actor)
         if len(self._resident) > self.config.max_resident:
             self._passivate_lru(len(self._resident) - self.config.max_resident, "cap")
         if self.activations % _RSS_SAMPLE_EVERY == 0:
             self._check_rss()
 
     def _account(self, actor: SessionActor) -> None:
-        basis = actor.state.state_bytes
+        state: Any = actor.state
+        basis = state.state_bytes
         size = resident_bytes(basis)
         self._accounted += size - actor.accounted
         actor.accounted = size
@@ -441,19 +599,29 @@ class Supervisor:
         if self._accounted > self._high_bytes:
             self._evict_down_to(self._low_bytes, "memory")
 
-    def _remove(self, actor: SessionActor) -> None:
+    def _remove(self, actor: SessionActor, error: Exception | None = None) -> None:
+        """Take the actor out of memory; calls waiting in its mailbox get ``error``."""
         if self._resident.get(actor.id) is actor:
             del self._resident[actor.id]
             self._accounted -= actor.accounted
             actor.accounted = 0
-        self._fail_mailbox(actor, SessionNotFound())
+        if self._snapshots is not None:
+            self._snapshots.forget(actor)
+        self._fail_mailbox(actor, error or SessionNotFound())
 
     def _passivate(self, actor: SessionActor) -> None:
-        blob = actor.state.encode()
+        """Take an idle actor out of memory, keeping its state.
+
+        With a store the state is already there (idle means nothing unsaved);
+        in memory mode it is kept as a compact encoded snapshot.
+        """
         self._remove(actor)
-        self._passivated[actor.id] = Passivated(actor.state.client_id, blob, actor.last_used)
-        self._accounted += passivated_bytes(blob)
         self.passivations += 1
+        if self._snapshots is None:
+            state: Any = actor.state
+            blob = encode_session(state)
+            self._passivated[actor.id] = Passivated(state.client_id, blob, actor.last_used)
+            self._accounted += passivated_bytes(blob)
 
     def _passivate_lru(self, count: int, reason: str) -> None:
         victims: list[SessionActor] = []
@@ -489,6 +657,7 @@ class Supervisor:
                     victims.append(actor)
                     excess -= actor.accounted
             for actor in victims:
+                # With a store this only passivates: the state is saved already.
                 self._remove(actor)
             dropped += len(victims)
         if dropped:
@@ -543,9 +712,19 @@ class Supervisor:
             elif actor.last_used <= idle_cutoff:
                 idle.append(actor)
         for actor in stale:
+            self._remember_last_use(actor)
             self._remove(actor)
         for actor in idle:
+            self._remember_last_use(actor)
             self._passivate(actor)
+        if self._snapshots is not None:
+            # With a store, the store ends expired rows (housekeeping below);
+            # resident actors idle past the TTL only leave memory here.
+            stale = []
+            if now >= self._housekeeping_due and not self._housekeeping_running:
+                self._housekeeping_running = True
+                assert self._task_group is not None
+                self._task_group.start_soon(self._housekeeping)
         if expired or stale:
             self.expired += len(expired) + len(stale)
             logger.info(
@@ -554,6 +733,48 @@ class Supervisor:
         if idle:
             logger.debug("passivated %d sessions idle longer than %g s", len(idle), self.config.idle_timeout)
         self._check_rss()
+
+    def _remember_last_use(self, actor: SessionActor) -> None:
+        """Note when a stored session was last used if reads made it later than its row says.
+
+        Reads change nothing, so they write nothing; this keeps a session that
+        was only read from looking idle to the store's TTL expiry.
+        """
+        if self._snapshots is None or actor.state is None:
+            return
+        wall_last_use = time.time() - (self._now - actor.last_used)
+        if wall_last_use > actor.state.last_activity + 1.0:
+            self._touched[actor.id] = wall_last_use
+
+    async def _housekeeping(self) -> None:
+        """End expired rows, purge old ended ones, checkpoint the WAL."""
+        snapshots = self._snapshots
+        assert snapshots is not None
+        db, store = snapshots.db, snapshots.store
+        try:
+            wall = time.time()
+            touched, self._touched = self._touched, {}
+            if touched:
+                await db.run(store.touch, list(touched.items()))
+            expired = await db.run(
+                store.expire, wall - self.config.session_ttl, wall, frozenset(self._resident)
+            )
+            purged = await db.run(store.purge, wall - self.config.ended_retention)
+            await db.run(store.checkpoint)
+            self._db_bytes = await db.run(store.size_bytes)
+            self.expired += expired
+            if expired or purged:
+                logger.info(
+                    "ended %d sessions idle longer than %g s; purged %d ended sessions",
+                    expired,
+                    self.config.session_ttl,
+                    purged,
+                )
+        except StoreError as error:
+            logger.warning("housekeeping failed, will retry: %s", error)
+        finally:
+            self._housekeeping_running = False
+            self._housekeeping_due = anyio.current_time() + self.config.housekeeping_interval
 
     @staticmethod
     def _take_while(passivated: dict[str, Passivated], cutoff: float) -> list[str]:
@@ -567,12 +788,24 @@ class Supervisor:
     # -- shutdown -------------------------------------------------------------
 
     async def _close(self) -> None:
-        """Stop intake and let every posted message have its turn."""
+        """Stop intake, let every posted message have its turn, flush, close the store."""
         self._closed = True
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.BACKOFF and actor.mailbox:
                 self._fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))
-        while self._ready:
-            self._idle_wakeup = anyio.Event()
-            await self._idle_wakeup.wait()
-        self._idle_wakeup = None
+        while True:
+            if self._ready:
+                self._idle_wakeup = anyio.Event()
+                await self._idle_wakeup.wait()
+                self._idle_wakeup = None
+            elif any(actor.status is ActorStatus.LOADING for actor in self._resident.values()):
+                await anyio.sleep(0.002)  # a load in flight; its messages still get their turns
+            else:
+                break
+        snapshots = self._snapshots
+        if snapshots is not None:
+            await snapshots.flush_all()
+            try:
+                await snapshots.db.run(snapshots.store.close)
+            finally:
+                await snapshots.db.stop()

@@ -12,6 +12,7 @@ import actorstate
 from actorstate import Config, SessionNotFound
 from actorstate.actors.memory import read_rss
 from actorstate.actors.messages import Increment, Message
+from actorstate.persistence.codec import encode_session
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +36,7 @@ async def test_resident_cap_passivates_and_reload_keeps_state_exactly() -> None:
         first = sessions[0]
         blob_before = supervisor._passivated[first.id].blob
         context = await first.context(max_turns=50)
-        assert supervisor._resident[first.id].state.encode() == blob_before
+        assert encode_session(supervisor._resident[first.id].state) == blob_before
         assert context["metadata"] == {"index": 0, "nested": {"list": [0, None, 1.5, True], "text": "é"}}
         for index, session in enumerate(sessions):
             assert (await session.context())["metadata"]["index"] == index

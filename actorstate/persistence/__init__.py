@@ -1,0 +1,1 @@
+"""Durable state: the snapshot codec, the SQLite store and the snapshot actor."""

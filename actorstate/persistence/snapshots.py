@@ -1,0 +1,294 @@
+"""The snapshot actor: group commit of dirty sessions, and replies gated on durability.
+
+After a turn changes a session, the actor is marked dirty. The snapshot actor
+collects every dirty actor and writes them all in one transaction (group
+commit): a session changed a hundred times between flushes is written once.
+
+``"commit"`` mode holds each reply until the transaction holding its state
+has committed (like Akka Persistence's reply-after-persist and Durable
+Objects' output gates); a read of a session with uncommitted changes waits
+too, so no caller ever sees state that could still roll back. ``"interval"``
+mode replies at once and flushes every ``Config.flush_interval``.
+
+Snapshots carry a version. A write based on a stale version (another process
+changed the session) is a conflict: the session is reloaded and the
+operations since its last commit are applied again on top, then written in
+the next flush. A failed transaction fails every reply it held with
+:class:`StoreError` and reloads those actors from their last committed state.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..errors import SessionNotFound, StoreError
+from ..persistence.codec import SnapshotDecodeError, decode_session, encode_session
+from .store import SnapshotWrite
+
+if TYPE_CHECKING:
+    from ..actors._parking import Envelope, Parking
+    from ..actors.messages import Message
+    from ..actors.session_actor import SessionActor
+    from ..actors.supervisor import Supervisor
+    from ..config import Config
+    from .db_thread import DatabaseThread
+    from .store import SQLiteStore
+
+__all__ = ["SnapshotActor"]
+
+logger = logging.getLogger("actorstate.snapshots")
+
+# One operation since the last commit: the caller's envelope (None once the
+# reply went out, as in interval mode) and the message, kept to re-apply it
+# after a version conflict.
+Pending = tuple["Envelope | None", "Message"]
+
+
+class SnapshotActor:
+    def __init__(
+        self,
+        *,
+        store: SQLiteStore,
+        db: DatabaseThread,
+        parking: Parking,
+        config: Config,
+        hold_replies: bool,
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.hold_replies = hold_replies
+        self._parking = parking
+        self._config = config
+        self._supervisor: Supervisor | None = None
+        # Dirty actors in the order they first changed (a dict as an ordered set).
+        self._dirty: dict[SessionActor, None] = {}
+        self._wakeup: anyio.Event | None = None
+        self._idle: anyio.Event | None = None
+        self._failures = 0
+        self.commits = 0
+        self.failed_commits = 0
+        self.conflicts = 0
+        self.sessions_written = 0
+        self._latencies: deque[float] = deque(maxlen=1024)
+        # One flush at a time: each bases its versions on the previous one's outcome.
+        self._flushing = anyio.Lock()
+
+    def attach(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    # -- called from turns (synchronous, on the event loop) -------------------
+
+    def after_turn(self, actor: SessionActor, envelope: Envelope, message: Message, result: Any) -> None:
+        """Route one turn's reply: now, or once its state is durable."""
+        if message.writes:
+            hold = self.hold_replies and envelope.client_id is not None
+            if hold:
+                envelope.result = result
+            pending = actor.unflushed
+            if pending is None:
+                actor.unflushed = [(envelope if hold else None, message)]
+                self._mark_dirty(actor)
+            else:
+                pending.append((envelope if hold else None, message))
+            if hold:
+                return
+        elif self.hold_replies and (actor.unflushed is not None or actor.in_flight):
+            # A read of uncommitted state waits for that state to commit.
+            envelope.result = result
+            if actor.unflushed is None:
+                actor.unflushed = [(envelope, message)]
+                self._mark_dirty(actor)
+            else:
+                actor.unflushed.append((envelope, message))
+            return
+        self._parking.resolve(envelope, result)
+
+    def _mark_dirty(self, actor: SessionActor) -> None:
+        self._dirty[actor] = None
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def forget(self, actor: SessionActor) -> None:
+        """Stop tracking an actor that left memory (after its state was stored)."""
+        self._dirty.pop(actor, None)
+
+    @property
+    def has_dirty(self) -> bool:
+        return bool(self._dirty)
+
+    # -- the flush loop -------------------------------------------------------
+
+    async def run(self) -> None:
+        """Flush whenever something is dirty: at once in commit mode, on the interval otherwise."""
+        while True:
+            if not self._dirty:
+                if self._idle is not None:
+                    self._idle.set()
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                self._wakeup = None
+            if not self.hold_replies:
+                await anyio.sleep(self._config.flush_interval)
+            with anyio.CancelScope(shield=True):
+                ok = await self.flush()
+            if not ok:
+                # Back off while the store fails; calls keep failing fast meanwhile.
+                await anyio.sleep(min(0.05 * 2 ** min(self._failures, 6), 2.0))
+
+    async def flush_all(self) -> None:
+        """Flush until nothing is dirty (shutdown). Gives up after repeated failures."""
+        attempts = 0
+        while self._dirty and attempts < 5:
+            if not await self.flush():
+                attempts += 1
+                await anyio.sleep(0.05 * attempts)
+
+    async def flush(self) -> bool:
+        """Write every dirty session in one transaction; False if the transaction failed."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
+        if not self._dirty:
+            return True
+        batch = list(self._dirty)
+        self._dirty.clear()
+        writes = []
+        held: list[list[Pending]] = []
+        for actor in batch:
+            state = actor.state
+            assert state is not None
+            writes.append(
+                SnapshotWrite(
+                    state.id,
+                    state.client_id,
+                    actor.version,
+                    encode_session(state),
+                    state.created_at,
+                    state.last_activity,
+                    actor.ending,
+                )
+            )
+            held.append(actor.unflushed or [])
+            actor.unflushed = None
+            actor.in_flight = True
+        started = time.perf_counter()
+        try:
+            applied = await self.db.run(self.store.write, writes, time.time())
+        except StoreError as error:
+            self._failed(batch, held, error)
+            return False
+        finally:
+            for actor in batch:
+                actor.in_flight = False
+        self._latencies.append(time.perf_counter() - started)
+        self.commits += 1
+        self.sessions_written += len(batch)
+        self._failures = 0
+        resolve = self._parking.resolve
+        conflicts = []
+        for actor, write, pending, ok in zip(batch, writes, held, applied, strict=True):
+            if not ok:
+                conflicts.append((actor, pending))
+                continue
+            actor.version = write.base_version + 1
+            for envelope, _ in pending:
+                if envelope is not None:
+                    resolve(envelope, envelope.result)
+            if write.ended:
+                self._supervisor_forget(actor)
+        for actor, pending in conflicts:
+            await self._resolve_conflict(actor, pending)
+        return True
+
+    def _supervisor_forget(self, actor: SessionActor) -> None:
+        assert self._supervisor is not None
+        self._supervisor.forget_ended(actor)
+
+    def _failed(self, batch: list[SessionActor], held: list[list[Pending]], error: StoreError) -> None:
+        """Fail every reply the transaction held and roll its actors back to the store."""
+        self._failures += 1
+        self.failed_commits += 1
+        logger.error("commit of %d sessions failed: %s", len(batch), error)
+        assert self._supervisor is not None
+        for actor, pending in zip(batch, held, strict=True):
+            self._fail_pending(pending + (actor.unflushed or []), error)
+            actor.unflushed = None
+            self._dirty.pop(actor, None)
+            self._supervisor.roll_back(actor)
+
+    def _fail_pending(self, pending: list[Pending], error: Exception) -> None:
+        for envelope, _ in pending:
+            if envelope is not None:
+                self._parking.fail(envelope, error)
+
+    async def _resolve_conflict(self, actor: SessionActor, pending: list[Pending]) -> None:
+        """Another process changed the session: reload it and apply our operations again."""
+        self.conflicts += 1
+        assert self._supervisor is not None
+        session_id = actor.id
+        try:
+            row = await self.db.run(self.store.load, session_id)
+            fresh = None if row is None or row.ended else decode_session(row.state)
+        except (StoreError, SnapshotDecodeError) as error:
+            failure = StoreError(
+                f"session {session_id} changed in another process and could not be reloaded: {error}"
+            )
+            self._fail_pending(pending + (actor.unflushed or []), failure)
+            actor.unflushed = None
+            self._dirty.pop(actor, None)
+            self._supervisor.roll_back(actor)
+            return
+        if fresh is None or row is None:
+            self._fail_pending(pending + (actor.unflushed or []), SessionNotFound())
+            actor.unflushed = None
+            self._supervisor_forget(actor)
+            return
+        # Everything since our last commit, in order, on top of the other process's state.
+        replay = pending + (actor.unflushed or [])
+        kept: list[Pending] = []
+        now = time.time()
+        ending = False
+        for envelope, message in replay:
+            try:
+                result = message.apply(fresh, now, self._config)
+            except Exception as error:
+                if envelope is not None:
+                    self._parking.fail(envelope, error)
+                continue
+            if envelope is not None:
+                envelope.result = result
+            kept.append((envelope, message))
+            ending = ending or type(message).__name__ == "EndSession"
+        actor.state = fresh
+        actor.version = row.version
+        actor.ending = actor.ending or ending
+        actor.unflushed = kept or None
+        if kept:
+            self._mark_dirty(actor)
+        logger.info("session %s changed in another process; re-applied %d operations", session_id, len(kept))
+
+    def stats(self) -> dict[str, Any]:
+        latencies = sorted(self._latencies)
+        return {
+            "commits": self.commits,
+            "failed_commits": self.failed_commits,
+            "conflicts": self.conflicts,
+            "sessions_written": self.sessions_written,
+            "commit_latency_ms_p50": round(statistics.median(latencies) * 1000, 3) if latencies else None,
+            "commit_latency_ms_p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 3)
+            if latencies
+            else None,
+        }
+
+    async def wait_idle(self) -> None:
+        while self._dirty:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+        self._idle = None

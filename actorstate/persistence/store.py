@@ -1,0 +1,301 @@
+"""The SQLite store: one row per session, written only over the version it was based on.
+
+Everything here is synchronous and runs on the :class:`DatabaseThread`.
+``sqlite3`` errors are translated into :class:`StoreError` at this boundary.
+
+Schema (``PRAGMA user_version`` holds its version; see ``_MIGRATIONS``)::
+
+    sessions(id TEXT PRIMARY KEY, client_id TEXT, version INTEGER,
+             state BLOB, created_at REAL, last_activity REAL, ended_at REAL)
+
+``version`` grows by one per committed change. A write says which version
+it was based on (``UPDATE ... WHERE id = ? AND version = ?``); a write based
+on a stale version changes nothing and is reported as a conflict, so two
+processes on one file never overwrite each other's updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "SnapshotWrite", "StoredSession", "check_database_file"]
+
+SCHEMA_VERSION = 1
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Each entry upgrades the schema from its index to index + 1.
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        state BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        last_activity REAL NOT NULL,
+        ended_at REAL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_client ON sessions (client_id) WHERE ended_at IS NULL;
+    CREATE INDEX sessions_by_activity ON sessions (last_activity) WHERE ended_at IS NULL;
+    CREATE INDEX sessions_by_end ON sessions (ended_at) WHERE ended_at IS NOT NULL;
+    """,
+]
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredSession:
+    id: str
+    client_id: str
+    version: int
+    state: bytes
+    ended: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SnapshotWrite:
+    """One session's new snapshot; ``base_version`` 0 means a new session."""
+
+    id: str
+    client_id: str
+    base_version: int
+    state: bytes
+    created_at: float
+    last_activity: float
+    ended: bool
+
+
+def check_database_file(path: str) -> None:
+    """Refuse, naming the file, anything that exists and is not an SQLite database.
+
+    Runs before SQLite opens the file, so a foreign file is never touched.
+    """
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise StoreError(f"{path} is a directory, not a database file") from None
+    except OSError as error:
+        raise StoreError(f"cannot read {path}: {error.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise StoreError(
+            f"{path} is not an SQLite database (its first bytes are {header[:16]!r}); "
+            "refusing to open it. Point --db at another file."
+        )
+
+
+@contextlib.contextmanager
+def _translated(path: str, doing: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as error:
+        code = getattr(error, "sqlite_errorname", type(error).__name__)
+        raise StoreError(f"{doing} failed on {path}: {error} ({code})") from error
+
+
+class SQLiteStore:
+    """The session table of one database file, used from one thread only."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+        connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
+    ) -> None:
+        self.path = os.fspath(path)
+        check_database_file(self.path)
+        with _translated(self.path, "opening the database"):
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE).
+            self._db = connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            with _translated(self.path, "opening the database"):
+                self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode})")
+                self._db.execute(f"PRAGMA synchronous = {synchronous}")
+                self._migrate()
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise StoreError(
+                f"{self.path} is not a usable SQLite database: {error}; refusing to open it"
+            ) from error
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer actorstate (schema {version}; this one knows "
+                f"up to {SCHEMA_VERSION}); upgrade actorstate to open it"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise StoreError(f"{self.path} holds tables that are not actorstate's; refusing to change it")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    # -- sessions -------------------------------------------------------------
+
+    def load(self, session_id: str) -> StoredSession | None:
+        with _translated(self.path, f"loading session {session_id}"):
+            row = self._db.execute(
+                "SELECT client_id, version, state, ended_at FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredSession(session_id, row[0], row[1], row[2], row[3] is not None)
+
+    def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[bool]:
+        """Commit ``writes`` in one transaction; per write, False if it hit a conflict.
+
+        A conflicting write changes nothing; the others commit. Any other
+        failure rolls the whole transaction back and raises StoreError.
+        """
+        db = self._db
+        applied: list[bool] = []
+        with _translated(self.path, f"committing {len(writes)} sessions"):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for write in writes:
+                    ended_at = now if write.ended else None
+                    if write.base_version == 0:
+                        cursor = db.execute(
+                            "INSERT OR IGNORE INTO sessions VALUES (?, ?, 1, ?, ?, ?, ?)",
+                            (
+                                write.id,
+                                write.client_id,
+                                write.state,
+                                write.created_at,
+                                write.last_activity,
+                                ended_at,
+                            ),
+                        )
+                    else:
+                        cursor = db.execute(
+                            "UPDATE sessions SET version = version + 1, state = ?, last_activity = ?, ended_at = ? "
+                            "WHERE id = ? AND version = ? AND ended_at IS NULL",
+                            (write.state, write.last_activity, ended_at, write.id, write.base_version),
+                        )
+                    applied.append(cursor.rowcount == 1)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        return applied
+
+    def list_client(self, client_id: str) -> list[tuple[str, float, float]]:
+        """(id, created_at, last_activity) of the client's live sessions, oldest first."""
+        with _translated(self.path, "listing sessions"):
+            return self._db.execute(
+                "SELECT id, created_at, last_activity FROM sessions "
+                "WHERE client_id = ? AND ended_at IS NULL ORDER BY created_at",
+                (client_id,),
+            ).fetchall()
+
+    def expire(self, idle_before: float, now: float, resident: frozenset[str]) -> int:
+        """End live sessions last active before ``idle_before``, except resident ones.
+
+        A resident actor may be in use with only reads since its last write;
+        the supervisor decides about those from its own clock.
+        """
+        with _translated(self.path, "expiring idle sessions"):
+            stale = [
+                (now, session_id)
+                for (session_id,) in self._db.execute(
+                    "SELECT id FROM sessions WHERE ended_at IS NULL AND last_activity < ?", (idle_before,)
+                ).fetchall()
+                if session_id not in resident
+            ]
+            if stale:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "UPDATE sessions SET ended_at = ?, version = version + 1 WHERE id = ? AND ended_at IS NULL",
+                        stale,
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            return len(stale)
+
+    def end(self, session_id: str, now: float) -> None:
+        """Mark one session ended, whatever its snapshot holds."""
+        with _translated(self.path, f"ending session {session_id}"):
+            self._db.execute(
+                "UPDATE sessions SET ended_at = ?, version = version + 1 WHERE id = ? AND ended_at IS NULL",
+                (now, session_id),
+            )
+
+    def touch(self, last_uses: Sequence[tuple[str, float]]) -> None:
+        """Move last_activity forward for sessions that were read since their last write."""
+        with _translated(self.path, "recording session activity"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "UPDATE sessions SET last_activity = max(last_activity, ?) WHERE id = ?",
+                    [(at, session_id) for session_id, at in last_uses],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def size_bytes(self) -> int:
+        with _translated(self.path, "measuring the database"):
+            page_count = self._db.execute("PRAGMA page_count").fetchone()[0]
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return int(page_count * page_size)
+
+    def purge(self, ended_before: float) -> int:
+        with _translated(self.path, "purging ended sessions"):
+            return self._db.execute("DELETE FROM sessions WHERE ended_at < ?", (ended_before,)).rowcount
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it, so the file stops growing."""
+        with _translated(self.path, "checkpointing the WAL"):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def counts(self) -> dict[str, Any]:
+        with _translated(self.path, "counting sessions"):
+            live, ended = self._db.execute(
+                "SELECT count(*) FILTER (WHERE ended_at IS NULL), count(*) FILTER (WHERE ended_at IS NOT NULL) "
+                "FROM sessions"
+            ).fetchone()
+            page_count = self._db.execute("PRAGMA page_count").fetchone()[0]
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return {"sessions": live, "ended": ended, "bytes": page_count * page_size}
+
+    def integrity_problems(self) -> list[str]:
+        with _translated(self.path, "checking integrity"):
+            rows = self._db.execute("PRAGMA integrity_check").fetchall()
+        return [row[0] for row in rows if row[0] != "ok"]
+
+    def close(self) -> None:
+        with _translated(self.path, "closing the database"):
+            self._db.close()
