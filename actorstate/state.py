@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -23,6 +22,7 @@ from .errors import InvalidInput
 from .session_state import check_key, check_max_turns, check_text, check_value, iso_time
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import AsyncIterator, Callable
     from os import PathLike
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from ..actors._parking import Envelope, Parking
 from ..errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["DatabaseThread"]
 

@@ -20,10 +20,12 @@ import contextlib
 import dataclasses
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "SnapshotWrite", "StoredSession", "check_database_file"]
 
