@@ -141,7 +141,7 @@ class Supervisor:
         # Why a session is quarantined, and who owns it (its state may be unreadable).
         self._quarantined: dict[str, tuple[str, str]] = {}
         self._housekeeping_due = 0.0
-        self._housekeeping_running = False
+        self._housekeeping = anyio.Lock()
         self._touched: dict[str, float] = {}
         self._db_bytes: int | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -721,10 +721,9 @@ class Supervisor:
             # With a store, the store ends expired rows (housekeeping below);
             # resident actors idle past the TTL only leave memory here.
             stale = []
-            if now >= self._housekeeping_due and not self._housekeeping_running:
-                self._housekeeping_running = True
+            if now >= self._housekeeping_due and not self._housekeeping.locked() and not self._closed:
                 assert self._task_group is not None
-                self._task_group.start_soon(self._housekeeping)
+                self._task_group.start_soon(self.housekeeping)
         if expired or stale:
             self.expired += len(expired) + len(stale)
             logger.info(
@@ -746,10 +745,19 @@ class Supervisor:
         if wall_last_use > actor.state.last_activity + 1.0:
             self._touched[actor.id] = wall_last_use
 
-    async def _housekeeping(self) -> None:
-        """End expired rows, purge old ended ones, checkpoint the WAL."""
+    async def housekeeping(self) -> None:
+        """End expired rows, purge old ended ones, checkpoint the WAL (store only).
+
+        Runs every ``Config.housekeeping_interval``; failures are logged and
+        retried next time.
+        """
         snapshots = self._snapshots
-        assert snapshots is not None
+        if snapshots is None:
+            return
+        async with self._housekeeping:
+            await self._housekeep(snapshots)
+
+    async def _housekeep(self, snapshots: SnapshotActor) -> None:
         db, store = snapshots.db, snapshots.store
         try:
             wall = time.time()
@@ -773,7 +781,6 @@ class Supervisor:
         except StoreError as error:
             logger.warning("housekeeping failed, will retry: %s", error)
         finally:
-            self._housekeeping_running = False
             self._housekeeping_due = anyio.current_time() + self.config.housekeeping_interval
 
     @staticmethod
@@ -798,8 +805,10 @@ class Supervisor:
                 self._idle_wakeup = anyio.Event()
                 await self._idle_wakeup.wait()
                 self._idle_wakeup = None
-            elif any(actor.status is ActorStatus.LOADING for actor in self._resident.values()):
-                await anyio.sleep(0.002)  # a load in flight; its messages still get their turns
+            elif self._housekeeping.locked() or any(
+                actor.status is ActorStatus.LOADING for actor in self._resident.values()
+            ):
+                await anyio.sleep(0.002)  # database work in flight; let it finish
             else:
                 break
         snapshots = self._snapshots
