@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgpack
 
 from .errors import InvalidInput
-from .values import check_json_like, copy_json_like, encoded_size
+from .values import check_json_like, check_utf8, copy_json_like, encoded_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,13 +44,18 @@ def check_key(key: object, config: Config, what: str = "key") -> str:
         raise InvalidInput(f"{what} must not be empty")
     if len(key) > config.max_key_length:
         raise InvalidInput(f"{what} is {len(key)} characters long; the limit is {config.max_key_length}")
+    if not key.isascii():
+        check_utf8(key, what)
     return key
 
 
 def check_value(value: object, config: Config, what: str = "value") -> int:
     """Check a JSON-like value against the size limit; return its encoded size."""
     check_json_like(value, what)
-    size = encoded_size(value)
+    try:
+        size = encoded_size(value)
+    except UnicodeEncodeError as error:
+        raise InvalidInput(f"{what}: text that is not valid Unicode ({error.reason})") from None
     if size > config.max_value_bytes:
         raise InvalidInput(f"{what} takes {size} bytes encoded; the limit is {config.max_value_bytes} bytes")
     return size
@@ -118,7 +123,7 @@ class SessionState:
     @property
     def size(self) -> int:
         """Encoded bytes of the whole session (an upper bound within a few bytes)."""
-        return _FIXED_BYTES + len(self.client_id) + self.metadata_bytes + self.events_bytes
+        return _FIXED_BYTES + encoded_size(self.client_id) + self.metadata_bytes + self.events_bytes
 
     @property
     def state_bytes(self) -> int:
@@ -184,8 +189,9 @@ class SessionState:
         if type(working) is not dict:
             raise InvalidInput("update: the metadata must stay a dict")
         check_json_like(working, "update: metadata")
-        for key in working:
+        for key, value in working.items():
             check_key(key, config, "update: metadata key")
+            check_value(value, config, f"update: metadata[{key!r}]")
         encoded = _packb(working)
         self._check_growth(len(encoded) - self.metadata_bytes, config)
         # Decoded afresh so nothing fn kept a reference to aliases live state.

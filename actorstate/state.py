@@ -20,6 +20,7 @@ from .actors.supervisor import FaultHook, Supervisor, open_supervisor
 from .config import Config
 from .errors import InvalidInput
 from .session_state import check_key, check_max_turns, check_text, check_value, iso_time
+from .values import copy_json_like
 
 if TYPE_CHECKING:
     import sqlite3
@@ -151,6 +152,8 @@ class Session:
         config = self._supervisor.config
         check_key(key, config)
         size = check_value(value, config)
+        # A private copy: the caller keeps its object, the session keeps its state.
+        value = copy_json_like(value)
         result: int = await self._supervisor.ask(self.id, self.client_id, AddContext(key, value, size))
         return result
 
@@ -167,6 +170,7 @@ class Session:
         config = self._supervisor.config
         check_key(key, config)
         size = check_value(value, config)
+        value = copy_json_like(value)
         result: dict[str, Any] = await self._supervisor.ask(
             self.id, self.client_id, SetPreference(key, value, size)
         )

@@ -15,7 +15,7 @@ import msgpack
 
 from .errors import InvalidInput
 
-__all__ = ["JSONValue", "check_json_like", "copy_json_like", "encoded_size"]
+__all__ = ["JSONValue", "check_json_like", "check_utf8", "copy_json_like", "encoded_size"]
 
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
@@ -65,6 +65,14 @@ def _check(value: Any, what: str, depth: int) -> None:
         f"{what}: a {kind.__name__} is not a JSON value "
         "(use null, true/false, numbers, strings, lists and string-keyed objects)"
     )
+
+
+def check_utf8(text: str, what: str) -> None:
+    """Refuse text that cannot be stored (lone surrogates from broken JSON input)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidInput(f"{what}: text that is not valid Unicode ({error.reason})") from None
 
 
 def copy_json_like(value: Any) -> Any:

@@ -76,6 +76,12 @@ class Parking:
     def fail(self, envelope: Envelope, error: BaseException) -> None:
         if envelope.done or envelope.cancelled:
             return
+        if isinstance(error, StopIteration):
+            # A future refuses StopIteration, and a coroutine turns it into
+            # RuntimeError anyway: do that here, so the caller always hears.
+            replacement = RuntimeError(f"the turn raised StopIteration: {error!r}")
+            replacement.__cause__ = error
+            error = replacement
         envelope.done = True
         if envelope.waiter is None:
             envelope.error = error
@@ -84,6 +90,10 @@ class Parking:
 
     def _wake(self, envelope: Envelope, value: Any, error: BaseException | None) -> None:
         raise NotImplementedError
+
+    def abandoned(self, envelope: Envelope) -> bool:
+        """True once the caller stopped waiting (its turn must not run)."""
+        return envelope.cancelled
 
     def threadsafe_scheduler(self) -> Callable[..., None]:
         """A function another thread may call as ``fn(callback, *args)`` to run
@@ -118,6 +128,12 @@ class _TrioParking(Parking):
 class _AsyncioParking(Parking):
     name = "asyncio"
     checkpoint = staticmethod(functools.partial(asyncio.sleep, 0))
+
+    def abandoned(self, envelope: Envelope) -> bool:
+        # Cancelling a task cancels the future it awaits at once, before the
+        # task itself runs again to mark its envelope: look at both.
+        waiter = envelope.waiter
+        return envelope.cancelled or (waiter is not None and waiter.cancelled())
 
     async def park(self, envelope: Envelope) -> Any:
         if envelope.done:

@@ -60,6 +60,9 @@ FaultHook = Callable[[str, str | None, Message], None]
 # tick): often enough to catch a burst of new sessions, cheap per call.
 _RSS_SAMPLE_EVERY = 1024
 _READY = ActorStatus.READY
+# RSS growth up to this multiple of the accounted bytes is taken as sessions
+# costing more than estimated; beyond it, as growth of the host application.
+_RSS_PLAUSIBLE_FACTOR = 3
 
 
 @asynccontextmanager
@@ -286,6 +289,7 @@ class Supervisor:
 
     def _post_now(self, actor: SessionActor, envelope: Envelope) -> bool:
         """Post if the mailbox has room; False if it is full."""
+        self._check_open()
         status = actor.status
         if status is ActorStatus.QUARANTINED:
             raise self._quarantine_error(actor, envelope.client_id)
@@ -308,15 +312,19 @@ class Supervisor:
 
     async def _post_when_room(self, actor: SessionActor, envelope: Envelope) -> None:
         """The slow path: wait up to ``ask_timeout`` for room in a full mailbox."""
+        owner = self._client_of(actor)
+        if envelope.client_id is not None and owner is not None and envelope.client_id != owner:
+            raise SessionNotFound  # before waiting: Overloaded would tell the id exists
         with anyio.move_on_after(self.config.ask_timeout):
             while True:
                 if actor.room is None:
                     actor.room = anyio.Event()
                 await actor.room.wait()
+                self._check_open()
                 if self._resident.get(actor.id) is not actor:
-                    raise SessionNotFound
-                if actor.status is ActorStatus.QUARANTINED:
-                    raise self._quarantine_error(actor, envelope.client_id)
+                    # Passivated or reloaded meanwhile: post to whatever holds it now.
+                    await self._post(actor.id, envelope)
+                    return
                 if self._post_now(actor, envelope):
                     return
         raise Overloaded(
@@ -396,11 +404,11 @@ class Supervisor:
         snapshots = self._snapshots
         wall = time.time()
         state: Any = actor.state
-        ended = False
+        ended = used = False
         started = 0
         try:
             for envelope in batch:
-                if envelope.cancelled:
+                if envelope.cancelled or (envelope.waiter is not None and parking.abandoned(envelope)):
                     started += 1
                     continue
                 message: Any = envelope.message
@@ -410,6 +418,7 @@ class Supervisor:
                 if ended or (envelope.client_id != state.client_id and envelope.client_id is not None):
                     parking.fail(envelope, SessionNotFound())
                     continue
+                used = True
                 try:
                     result = message.apply(state, wall, self.config)
                 except Exception as error:
@@ -438,9 +447,10 @@ class Supervisor:
                 self._fail_mailbox(actor, SessionNotFound())
             return
         # Most recently used goes last: every sweep walks from the front.
+        # Only the owner's calls count: another client's probes keep nothing alive.
         resident = self._resident
         session_id = state.id
-        if resident.get(session_id) is actor:
+        if used and resident.get(session_id) is actor:
             actor.last_used = self._now
             del resident[session_id]
             resident[session_id] = actor
@@ -461,6 +471,11 @@ class Supervisor:
         unstarted = [e for e in batch[started:] if not e.cancelled]
         actor.mailbox = unstarted or None
         session_id = actor.id
+        if self._closed:
+            # No restart after close: nobody would run it.
+            logger.warning("session %s crashed while closing (%r)", session_id, crash)
+            self._fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))
+            return
         if len(crash_times) > self.config.max_restarts:
             logger.error(
                 "session %s quarantined: %d crashes within %g s, last: %r",
@@ -615,13 +630,20 @@ class Supervisor:
         With a store the state is already there (idle means nothing unsaved);
         in memory mode it is kept as a compact encoded snapshot.
         """
+        if self._snapshots is not None:
+            self._remove(actor)
+            self.passivations += 1
+            return
+        state: Any = actor.state
+        try:
+            blob = encode_session(state)
+        except Exception as error:  # inputs are checked; this would be a bug, not a reason to die
+            logger.error("session %s cannot be encoded (%r); it stays resident", actor.id, error)
+            return
         self._remove(actor)
         self.passivations += 1
-        if self._snapshots is None:
-            state: Any = actor.state
-            blob = encode_session(state)
-            self._passivated[actor.id] = Passivated(state.client_id, blob, actor.last_used)
-            self._accounted += passivated_bytes(blob)
+        self._passivated[actor.id] = Passivated(state.client_id, blob, actor.last_used)
+        self._accounted += passivated_bytes(blob)
 
     def _passivate_lru(self, count: int, reason: str) -> None:
         victims: list[SessionActor] = []
@@ -676,13 +698,24 @@ class Supervisor:
             return
         self._rss = rss
         growth = rss - self._rss_baseline
-        if growth > self._high_bytes and rss > self._rss_mark and self._accounted > 0:
-            # The estimate is low: RSS says the sessions cost more than accounted.
-            # Scale the target by the observed ratio. RSS seldom shrinks after
-            # objects are freed (the allocator keeps the pages for reuse), so act
-            # again only when RSS grows past this mark.
-            self._evict_down_to(int(self._accounted * self._low_bytes / growth), "memory")
-            self._rss_mark = rss
+        if growth <= self._high_bytes or rss <= self._rss_mark or self._accounted <= 0:
+            return
+        # RSS seldom shrinks after objects are freed (the allocator keeps the
+        # pages for reuse), so act again only when RSS grows past this mark.
+        self._rss_mark = rss
+        if growth > _RSS_PLAUSIBLE_FACTOR * self._accounted:
+            # Far more growth than sessions could explain: the host application
+            # grew, not us. Evicting sessions would destroy state for nothing.
+            logger.warning(
+                "process RSS grew by %d MB, far beyond the %d MB accounted to sessions; "
+                "not evicting sessions for it",
+                growth // 2**20,
+                self._accounted // 2**20,
+            )
+            return
+        # The estimate is low: RSS says sessions cost more than accounted.
+        # Scale the target by the observed ratio.
+        self._evict_down_to(int(self._accounted * self._low_bytes / growth), "memory")
 
     # -- maintenance ----------------------------------------------------------
 

@@ -69,7 +69,9 @@ async def test_store_ends_sessions_idle_past_ttl_and_purges_old_ended(tmp_path: 
 
 async def test_checkpoint_keeps_the_wal_from_growing(tmp_path: Path) -> None:
     path = str(tmp_path / "wal.db")
-    async with actorstate.open_state(path, config=CONFIG) as state:
+    # Nothing idles out meanwhile: no background write may land after the checkpoint.
+    config = Config(idle_timeout=10**9, session_ttl=10**9, housekeeping_interval=10**9)
+    async with actorstate.open_state(path, config=config) as state:
         session = await state.create_session()
         for index in range(300):
             await session.set_preference("blob", "x" * 4000 + str(index))
