@@ -540,7 +540,9 @@ class Supervisor:
         if entry is None:
             raise SessionNotFound
         self._accounted -= passivated_bytes(entry.blob)
-        actor = SessionActor(session_id, decode_session(entry.blob), self._now)
+        # Its last use stays what it was: a call that turns out to be another
+        # client's must not make the session look recently used.
+        actor = SessionActor(session_id, decode_session(entry.blob), entry.last_used)
         self._resident[session_id] = actor
         return actor
 
@@ -570,6 +572,8 @@ class Supervisor:
         actor.state = state
         actor.version = row.version
         actor.status = _READY
+        # Last use as the store knows it (see _activate).
+        actor.last_used = self._now - max(0.0, time.time() - state.last_activity)
         self._account(actor)
         if actor.mailbox:
             self._ready.append(actor)
@@ -729,15 +733,21 @@ class Supervisor:
         now = self._now = anyio.current_time()
         ttl_cutoff = now - self.config.session_ttl
         idle_cutoff = now - self.config.idle_timeout
+        housekeeping_due = now >= self._housekeeping_due and not self._closed
 
-        expired = self._take_while(self._passivated, ttl_cutoff)
-        for session_id in expired:
-            self._accounted -= passivated_bytes(self._passivated.pop(session_id).blob)
+        expired: list[str] = []
+        if housekeeping_due and self._snapshots is None:
+            # Passivated sessions can be many; scan them only once per housekeeping interval.
+            expired = [sid for sid, entry in self._passivated.items() if entry.last_used <= ttl_cutoff]
+            for session_id in expired:
+                self._accounted -= passivated_bytes(self._passivated.pop(session_id).blob)
+            self._housekeeping_due = now + self.config.housekeeping_interval
         stale: list[SessionActor] = []
         idle: list[SessionActor] = []
+        # A full scan (about a millisecond per 10,000 actors): an actor brought
+        # back by someone else's probe keeps its old last use, so the resident
+        # order alone cannot tell which ones are idle.
         for actor in self._resident.values():
-            if actor.last_used > max(idle_cutoff, ttl_cutoff):
-                break
             if not actor.idle:
                 continue
             if actor.last_used <= ttl_cutoff:
@@ -754,7 +764,7 @@ class Supervisor:
             # With a store, the store ends expired rows (housekeeping below);
             # resident actors idle past the TTL only leave memory here.
             stale = []
-            if now >= self._housekeeping_due and not self._housekeeping.locked() and not self._closed:
+            if housekeeping_due and not self._housekeeping.locked():
                 assert self._task_group is not None
                 self._task_group.start_soon(self.housekeeping)
         if expired or stale:
@@ -815,15 +825,6 @@ class Supervisor:
             logger.warning("housekeeping failed, will retry: %s", error)
         finally:
             self._housekeeping_due = anyio.current_time() + self.config.housekeeping_interval
-
-    @staticmethod
-    def _take_while(passivated: dict[str, Passivated], cutoff: float) -> list[str]:
-        ids = []
-        for session_id, entry in passivated.items():
-            if entry.last_used > cutoff:
-                break
-            ids.append(session_id)
-        return ids
 
     # -- shutdown -------------------------------------------------------------
 

@@ -158,3 +158,48 @@ async def test_cancelled_caller_leaves_nothing_behind() -> None:
                 await session.increment("other", by=5)
             assert scope.cancelled_caught
         assert (await session.context())["metadata"] == {"counter": 1}
+
+
+async def test_update_raising_stopiteration_reaches_its_caller() -> None:
+    """Even StopIteration from a queued turn is delivered (as RuntimeError), never a hang."""
+    hook = CrashOn(crashes=1)
+    async with actorstate.open_state(config=Config(restart_backoff=0.01), fault_hook=hook) as state:
+        session = await state.create_session()
+        hook.session_id = session.id
+
+        def stop(metadata: dict[str, object]) -> None:
+            raise StopIteration
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.increment)  # crashes: the next call queues behind it
+            while not hook.crashed:
+                await anyio.lowlevel.checkpoint()
+            with anyio.fail_after(5), pytest.raises(RuntimeError, match="StopIteration"):
+                await session.update(stop)
+        assert (await session.context())["metadata"] == {"counter": 1}
+
+
+async def test_close_while_callers_wait_for_a_restart_fails_them() -> None:
+    """Leaving open_state with calls queued on a crashed actor fails them with StateClosed."""
+    hook = CrashOn(crashes=1)
+    config = Config(mailbox_size=1, restart_backoff=60, ask_timeout=60)
+    outcomes: list[object] = []
+
+    async def call(session: actorstate.Session) -> None:
+        try:
+            outcomes.append(await session.increment())
+        except actorstate.StateClosed as error:
+            outcomes.append(error)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            async with actorstate.open_state(config=config, fault_hook=hook) as state:
+                session = await state.create_session()
+                hook.session_id = session.id
+                tg.start_soon(call, session)  # crashes; queued for a restart 60 s away
+                while not hook.crashed:
+                    await anyio.lowlevel.checkpoint()
+                tg.start_soon(call, session)  # the mailbox is full: waits for room
+                await anyio.wait_all_tasks_blocked()
+    assert len(outcomes) == 2
+    assert all(isinstance(o, actorstate.StateClosed) for o in outcomes)

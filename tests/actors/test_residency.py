@@ -155,3 +155,36 @@ class TestClock:
             assert (await used.context())["metadata"] == {"counter": 8}
             assert state.stats()["expired"] == 1
             assert await state.list_sessions() == [used.id]
+
+
+async def test_growth_of_the_host_process_does_not_evict_sessions() -> None:
+    """RSS growth far beyond what sessions could cost is not blamed on sessions."""
+    async with actorstate.open_state(config=Config(memory_budget_mb=16)) as state:
+        sessions = [await state.create_session() for _ in range(200)]
+        ballast = bytearray(64 * 1024 * 1024)
+        ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page: real RSS
+        state._supervisor.sweep()
+        assert state.stats()["evictions"] == {}
+        for session in sessions:
+            await session.context()
+        del ballast
+
+
+class TestIntruders:
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    async def test_another_clients_calls_keep_nothing_alive(self) -> None:
+        """Probing an id from another client neither refreshes nor reactivates the session."""
+        config = Config(idle_timeout=600, session_ttl=3600, maintenance_interval=60)
+        async with actorstate.open_state(config=config) as state:
+            session = await state.create_session(client_id="alice")
+            probe = state.session(session.id, client_id="mallory")
+            for _ in range(10):
+                await anyio.sleep(500)
+                with pytest.raises(SessionNotFound):
+                    await probe.context()
+            with pytest.raises(SessionNotFound):
+                await session.context()
+            assert state.stats()["expired"] == 1

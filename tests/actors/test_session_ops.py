@@ -177,3 +177,34 @@ async def test_calls_after_close_are_refused() -> None:
         session = await state.create_session()
     with pytest.raises(actorstate.StateClosed):
         await session.increment()
+
+
+async def test_caller_keeps_its_object_and_the_session_keeps_its_state() -> None:
+    """Changing an object after passing it in does not reach into the session."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        tags = ["a"]
+        await session.set_preference("tags", tags)
+        await session.add_context("more", tags)
+        tags.append({1, 2})  # not even JSON: must not reach the session
+        context = await session.context()
+        assert context["metadata"] == {"tags": ["a"], "more": ["a"]}
+        assert context["recentEvents"][0]["payload"] == {"key": "more", "value": ["a"]}
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "ok\udfff"])
+async def test_text_that_is_not_unicode_is_invalid_input(bad: str) -> None:
+    """Lone surrogates (from broken JSON) are refused everywhere text goes in."""
+    async with actorstate.open_state() as state:
+        with pytest.raises(InvalidInput, match="not valid Unicode"):
+            await state.create_session(client_id=bad)
+        session = await state.create_session()
+        with pytest.raises(InvalidInput, match="not valid Unicode"):
+            await session.set_preference("k", bad)
+        with pytest.raises(InvalidInput, match="not valid Unicode"):
+            await session.set_preference(bad, "v")
+        with pytest.raises(InvalidInput, match="not valid Unicode"):
+            await session.record_action(bad)
+        with pytest.raises(InvalidInput, match="not valid Unicode"):
+            await session.update(lambda metadata: metadata.update(k=[bad]))
+        assert (await session.context())["metadata"] == {}

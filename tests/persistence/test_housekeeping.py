@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -19,6 +19,9 @@ import trio.testing
 
 import actorstate
 from actorstate import Config, SessionNotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +57,9 @@ async def test_store_ends_sessions_idle_past_ttl_and_purges_old_ended(tmp_path: 
         day_ago = time.time() - 25 * 3600
         with sqlite3.connect(path) as db:
             db.execute("UPDATE sessions SET last_activity = ? WHERE id = ?", (day_ago, old.id))
-            db.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time() - 30 * 86400, long_ended.id))
+            db.execute(
+                "UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time() - 30 * 86400, long_ended.id)
+            )
         await state._supervisor.housekeeping()
         with pytest.raises(SessionNotFound):
             await old.context()

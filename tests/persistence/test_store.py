@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -11,6 +11,9 @@ import pytest
 import actorstate
 from actorstate import Config, SessionNotFound, SessionQuarantined, StoreError
 from actorstate.persistence.codec import encode_session
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +25,9 @@ def db_path(tmp_path: Path) -> str:
 
 def _row(path: str, session_id: str) -> tuple[int, bytes, float | None]:
     with sqlite3.connect(path) as db:
-        row = db.execute("SELECT version, state, ended_at FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        row = db.execute(
+            "SELECT version, state, ended_at FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
     assert row is not None
     return row
 

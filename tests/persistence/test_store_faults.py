@@ -4,14 +4,16 @@ nothing acknowledged is lost, and service resumes once the fault clears."""
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
 import actorstate
 from actorstate import Config, StoreError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
