@@ -63,6 +63,8 @@ _READY = ActorStatus.READY
 # RSS growth up to this multiple of the accounted bytes is taken as sessions
 # costing more than estimated; beyond it, as growth of the host application.
 _RSS_PLAUSIBLE_FACTOR = 3
+# Rows per expiry scan step (a few milliseconds of database time).
+_EXPIRY_CHUNK = 2000
 
 
 @asynccontextmanager
@@ -139,6 +141,8 @@ class Supervisor:
         self._parking = parking
         self._fault_hook = fault_hook
         self._snapshots = snapshots
+        # Commit mode: a write's reply waits for its commit anyway.
+        self._hold_writes = snapshots is not None and snapshots.hold_replies
         if snapshots is not None:
             snapshots.attach(self)
         # Why a session is quarantined, and who owns it (its state may be unreadable).
@@ -202,19 +206,24 @@ class Supervisor:
         envelope = Envelope(message, client_id)
         actor = self._resident.get(session_id)
         if actor is not None and actor.mailbox is None and actor.status is _READY:
-            # The actor is idle: after one checkpoint (where a cancelled caller
-            # leaves with nothing done), its turn runs right here, in this task.
-            await self._parking.checkpoint()
-            if (
-                self._resident.get(session_id) is actor
-                and actor.mailbox is None
-                and actor.status is _READY
-                and not self._closed
-            ):
+            # The actor is idle: its turn runs right here, in this task. A reply
+            # that is ready at once gets one checkpoint first (a cancelled caller
+            # leaves with nothing done); a write whose reply waits for its commit
+            # parks after the turn instead, and that park is the checkpoint.
+            if not (self._hold_writes and message.writes):
+                await self._parking.checkpoint()
+                if (
+                    self._resident.get(session_id) is not actor
+                    or actor.mailbox is not None
+                    or actor.status is not _READY
+                ):
+                    await self._post(session_id, envelope)
+                    return await self._parking.park(envelope)
+            if not self._closed:
                 self._turns(actor, [envelope])
                 if envelope.done:
                     return envelope.unwrap()
-                return await self._parking.park(envelope)  # it crashed; wait for the restart
+                return await self._parking.park(envelope)  # held for its commit, or crashed
         await self._post(session_id, envelope)
         return await self._parking.park(envelope)
 
@@ -807,9 +816,16 @@ class Supervisor:
             touched, self._touched = self._touched, {}
             if touched:
                 await db.run(store.touch, list(touched.items()))
-            expired = await db.run(
-                store.expire, wall - self.config.session_ttl, wall, frozenset(self._resident)
-            )
+            expired = 0
+            after_id = ""
+            resident = frozenset(self._resident)
+            while True:  # one chunk per job: commits slip in between
+                ended, after_id = await db.run(
+                    store.expire, after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident
+                )
+                expired += ended
+                if not after_id:
+                    break
             purged = await db.run(store.purge, wall - self.config.ended_retention)
             await db.run(store.checkpoint)
             self._db_bytes = await db.run(store.size_bytes)
@@ -823,6 +839,8 @@ class Supervisor:
                 )
         except StoreError as error:
             logger.warning("housekeeping failed, will retry: %s", error)
+        except Exception:  # a bug must not take the whole state down with it
+            logger.exception("housekeeping failed unexpectedly, will retry")
         finally:
             self._housekeeping_due = anyio.current_time() + self.config.housekeeping_interval
 

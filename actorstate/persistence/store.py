@@ -45,7 +45,6 @@ _MIGRATIONS: list[str] = [
         ended_at REAL
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_client ON sessions (client_id) WHERE ended_at IS NULL;
-    CREATE INDEX sessions_by_activity ON sessions (last_activity) WHERE ended_at IS NULL;
     CREATE INDEX sessions_by_end ON sessions (ended_at) WHERE ended_at IS NOT NULL;
     """,
 ]
@@ -177,31 +176,14 @@ class SQLiteStore:
         failure rolls the whole transaction back and raises StoreError.
         """
         db = self._db
-        applied: list[bool] = []
         with _translated(self.path, f"committing {len(writes)} sessions"):
             db.execute("BEGIN IMMEDIATE")
             try:
-                for write in writes:
-                    ended_at = now if write.ended else None
-                    if write.base_version == 0:
-                        cursor = db.execute(
-                            "INSERT OR IGNORE INTO sessions VALUES (?, ?, 1, ?, ?, ?, ?)",
-                            (
-                                write.id,
-                                write.client_id,
-                                write.state,
-                                write.created_at,
-                                write.last_activity,
-                                ended_at,
-                            ),
-                        )
-                    else:
-                        cursor = db.execute(
-                            "UPDATE sessions SET version = version + 1, state = ?, last_activity = ?, ended_at = ? "
-                            "WHERE id = ? AND version = ? AND ended_at IS NULL",
-                            (write.state, write.last_activity, ended_at, write.id, write.base_version),
-                        )
-                    applied.append(cursor.rowcount == 1)
+                applied = self._write_all(writes, now)
+                if applied is None:  # a conflict somewhere: redo row by row to find it
+                    db.execute("ROLLBACK")
+                    db.execute("BEGIN IMMEDIATE")
+                    applied = [self._write_one(write, now) for write in writes]
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -209,6 +191,58 @@ class SQLiteStore:
                         db.execute("ROLLBACK")
                 raise
         return applied
+
+    # last_activity has no index on purpose: every write changes it, and an
+    # index on it doubled the cost of a group commit. TTL expiry scans the
+    # table in primary-key chunks instead (see expire). For the same reason
+    # the common UPDATE leaves ended_at alone; ending is its own statement.
+    _INSERT = "INSERT OR IGNORE INTO sessions VALUES (?, ?, 1, ?, ?, ?, ?)"
+    _UPDATE = (
+        "UPDATE sessions SET version = version + 1, state = ?, last_activity = ? "
+        "WHERE id = ? AND version = ? AND ended_at IS NULL"
+    )
+    _END = (
+        "UPDATE sessions SET version = version + 1, state = ?, last_activity = ?, ended_at = ? "
+        "WHERE id = ? AND version = ? AND ended_at IS NULL"
+    )
+
+    def _write_all(self, writes: Sequence[SnapshotWrite], now: float) -> list[bool] | None:
+        """The fast path: two executemany calls; None if any row did not apply."""
+        db = self._db
+        before = db.total_changes
+        inserts = [
+            (w.id, w.client_id, w.state, w.created_at, w.last_activity, now if w.ended else None)
+            for w in writes
+            if w.base_version == 0
+        ]
+        updates = [
+            (w.state, w.last_activity, w.id, w.base_version) for w in writes if w.base_version and not w.ended
+        ]
+        ends = [
+            (w.state, w.last_activity, now, w.id, w.base_version)
+            for w in writes
+            if w.base_version and w.ended
+        ]
+        if inserts:
+            db.executemany(self._INSERT, inserts)
+        if updates:
+            db.executemany(self._UPDATE, updates)
+        if ends:
+            db.executemany(self._END, ends)
+        if db.total_changes - before != len(writes):
+            return None
+        return [True] * len(writes)
+
+    def _write_one(self, write: SnapshotWrite, now: float) -> bool:
+        ended_at = now if write.ended else None
+        if write.base_version == 0:
+            row = (write.id, write.client_id, write.state, write.created_at, write.last_activity, ended_at)
+            return self._db.execute(self._INSERT, row).rowcount == 1
+        if write.ended:
+            ending = (write.state, write.last_activity, now, write.id, write.base_version)
+            return self._db.execute(self._END, ending).rowcount == 1
+        update = (write.state, write.last_activity, write.id, write.base_version)
+        return self._db.execute(self._UPDATE, update).rowcount == 1
 
     def list_client(self, client_id: str) -> list[tuple[str, float, float]]:
         """(id, created_at, last_activity) of the client's live sessions, oldest first."""
@@ -219,19 +253,27 @@ class SQLiteStore:
                 (client_id,),
             ).fetchall()
 
-    def expire(self, idle_before: float, now: float, resident: frozenset[str]) -> int:
-        """End live sessions last active before ``idle_before``, except resident ones.
+    def expire(
+        self, after_id: str, limit: int, idle_before: float, now: float, resident: frozenset[str]
+    ) -> tuple[int, str]:
+        """End live sessions last active before ``idle_before``, scanning one chunk.
 
-        A resident actor may be in use with only reads since its last write;
-        the supervisor decides about those from its own clock.
+        Scans at most ``limit`` rows with ids above ``after_id``; returns how
+        many it ended and the id to continue from ("" once the table is
+        done). Resident sessions are skipped: one may be in use with only reads
+        since its last write, and the supervisor judges those by its own clock.
+        Small chunks keep each call short, so commits queued behind it wait
+        milliseconds, not the length of a full scan.
         """
         with _translated(self.path, "expiring idle sessions"):
+            rows = self._db.execute(
+                "SELECT id, last_activity, ended_at FROM sessions WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
             stale = [
                 (now, session_id)
-                for (session_id,) in self._db.execute(
-                    "SELECT id FROM sessions WHERE ended_at IS NULL AND last_activity < ?", (idle_before,)
-                ).fetchall()
-                if session_id not in resident
+                for session_id, last_activity, ended_at in rows
+                if ended_at is None and last_activity < idle_before and session_id not in resident
             ]
             if stale:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -244,7 +286,8 @@ class SQLiteStore:
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-            return len(stale)
+        next_id = rows[-1][0] if len(rows) == limit else ""
+        return len(stale), next_id
 
     def end(self, session_id: str, now: float) -> None:
         """Mark one session ended, whatever its snapshot holds."""

@@ -19,6 +19,7 @@ import trio.testing
 
 import actorstate
 from actorstate import Config, SessionNotFound
+from actorstate.actors import supervisor as supervisor_module
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -70,6 +71,26 @@ async def test_store_ends_sessions_idle_past_ttl_and_purges_old_ended(tmp_path: 
         ids = {row[0] for row in db.execute("SELECT id FROM sessions")}
     assert long_ended.id not in ids  # purged after ended_retention
     assert {old.id, recent.id} <= ids  # expired rows stay until their retention passes
+
+
+async def test_expiry_scans_the_table_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TTL scan walks the whole table a chunk at a time and misses nothing."""
+    monkeypatch.setattr(supervisor_module, "_EXPIRY_CHUNK", 2)
+    path = str(tmp_path / "chunks.db")
+    async with actorstate.open_state(path, config=CONFIG) as state:
+        sessions = [await state.create_session() for _ in range(7)]
+        await anyio.sleep(700)  # passivated: the store decides
+        stale = sessions[::2]
+        with sqlite3.connect(path) as db:
+            db.executemany(
+                "UPDATE sessions SET last_activity = ? WHERE id = ?",
+                [(time.time() - 25 * 3600, s.id) for s in stale],
+            )
+        await state._supervisor.housekeeping()
+        assert sorted(await state.list_sessions()) == sorted(s.id for s in sessions[1::2])
+        for session in stale:
+            with pytest.raises(SessionNotFound):
+                await session.context()
 
 
 async def test_checkpoint_keeps_the_wal_from_growing(tmp_path: Path) -> None:

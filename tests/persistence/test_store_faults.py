@@ -32,18 +32,25 @@ class Connections:
 
 
 class FailingConnection(sqlite3.Connection):
-    """Fails the N-th call to execute after being armed, like a disk returning EIO."""
+    """Fails the N-th statement after being armed, like a disk returning EIO."""
 
     fail_in: int | None = None
 
-    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        cls = type(self)
+    @classmethod
+    def _count(cls) -> None:
         if cls.fail_in is not None:
             cls.fail_in -= 1
             if cls.fail_in <= 0:
                 cls.fail_in = None
                 raise sqlite3.OperationalError("disk I/O error")
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        self._count()
         return super().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        self._count()
+        return super().executemany(*args, **kwargs)
 
 
 async def _on_db_thread(state: actorstate.State, fn: Any, *args: Any) -> Any:
@@ -111,7 +118,7 @@ async def test_io_error_fails_every_reply_of_that_commit(tmp_path: Path) -> None
         sessions = [await state.create_session() for _ in range(10)]
         for session in sessions:
             await session.increment()
-        FailingConnection.fail_in = 3  # mid-transaction: BEGIN, one write, then EIO
+        FailingConnection.fail_in = 2  # mid-transaction: BEGIN, then the writes fail
         outcomes: list[object] = []
 
         async def write(session: actorstate.Session) -> None:
