@@ -15,6 +15,8 @@ import anyio
 
 from . import __version__
 from .config import Config
+from .errors import StoreError
+from .persistence.doctor import diagnose
 from .state import open_state
 
 
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server (for now: an embedded demonstration)")
     serve.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
+    doctor = commands.add_parser("doctor", help="check a database without changing it")
+    doctor.add_argument("path", help="the SQLite database file")
     args = parser.parse_args(argv)
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -60,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         report = anyio.run(_demo, 10, 100, 100, backend=args.backend)
         print(json.dumps(report, indent=2))
         return 0 if report["exact"] else 1
+    if args.command == "doctor":
+        try:
+            diagnosis = diagnose(args.path)
+        except StoreError as error:
+            print(f"actorstate doctor: {error}", file=sys.stderr)
+            return 2
+        print(diagnosis.report())
+        return 1 if diagnosis.problems else 0
     return 2
 
 

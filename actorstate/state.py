@@ -43,6 +43,7 @@ async def open_state(
     config: Config | None = None,
     fault_hook: FaultHook | None = None,
     connect: Callable[..., sqlite3.Connection] | None = None,
+    stop_on_signals: bool = False,
 ) -> AsyncIterator[State]:
     """Open session state for the duration of the ``async with`` block.
 
@@ -56,6 +57,8 @@ async def open_state(
             that actor's loop. For fault injection and turn logs.
         connect: replaces ``sqlite3.connect`` (fault injection: a connection
             that fails on demand).
+        stop_on_signals: on SIGTERM or SIGINT, cancel the ``async with``
+            block, which then exits like any other exit (main thread only).
 
     Opening a database reads no session: each is loaded when first called.
     On exit, new calls are refused, every call already made gets its turn,
@@ -75,6 +78,7 @@ async def open_state(
         path=store_path,
         hold_replies=durability == "commit",
         connect=connect,
+        stop_on_signals=stop_on_signals,
     ) as supervisor:
         yield State(supervisor)
 

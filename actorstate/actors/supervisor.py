@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sqlite3
 import time
 import uuid
@@ -75,6 +76,7 @@ async def open_supervisor(
     path: str | None = None,
     hold_replies: bool = True,
     connect: Callable[..., Any] | None = None,
+    stop_on_signals: bool = False,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
@@ -109,6 +111,8 @@ async def open_supervisor(
             task_group.start_soon(supervisor._run_maintenance)
             if snapshots is not None:
                 task_group.start_soon(snapshots.run)
+            if stop_on_signals:
+                await task_group.start(_stop_on_signals, task_group.cancel_scope)
             try:
                 yield supervisor
             except BaseException as error:
@@ -124,6 +128,18 @@ async def open_supervisor(
         if body_error is not None and group.exceptions == (body_error,):
             raise body_error from None
         raise
+
+
+async def _stop_on_signals(
+    scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """On SIGTERM or SIGINT, cancel the block using the state; leaving it flushes and closes."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for signum in signals:
+            logger.warning("received %s: stopping intake, flushing and closing", signal.Signals(signum).name)
+            scope.cancel()
+            return
 
 
 class Supervisor:

@@ -29,8 +29,15 @@ def emit(line: str) -> None:
 
 
 async def load(path: str, mode: str, round_number: int, session_ids: list[str]) -> None:
-    config = Config(flush_interval=0.05)
-    async with actorstate.open_state(path, durability=mode, config=config) as state:  # type: ignore[arg-type]
+    # "graceful": interval mode that never flushes on its own, stopped by SIGTERM.
+    graceful = mode == "graceful"
+    config = Config(flush_interval=3600 if graceful else 0.05)
+    async with actorstate.open_state(
+        path,
+        durability="interval" if graceful else mode,  # type: ignore[arg-type]
+        config=config,
+        stop_on_signals=graceful,
+    ) as state:
 
         async def worker(task: int) -> None:
             session = state.session(session_ids[task % len(session_ids)])
@@ -49,6 +56,7 @@ async def load(path: str, mode: str, round_number: int, session_ids: list[str]) 
         async with anyio.create_task_group() as tg:
             for task in range(TASKS):
                 tg.start_soon(worker, task)
+    emit("closed")
 
 
 async def count(path: str, go_file: str, session_id: str, n: int) -> None:

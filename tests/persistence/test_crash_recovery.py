@@ -187,3 +187,36 @@ def test_two_processes_incrementing_one_session_lose_nothing(tmp_path: Path) -> 
     assert stored[session_id]["hits"] == 2000
     conflicts = sum(int(out.split()[1]) for out, _ in outputs)
     assert conflicts > 0, "the two processes never overlapped: the test did not exercise conflicts"
+
+
+@pytest.mark.parametrize(("backend", "signum"), [("trio", signal.SIGTERM), ("asyncio", signal.SIGINT)])
+def test_sigterm_and_sigint_flush_everything_before_exit(tmp_path: Path, backend: str, signum: int) -> None:
+    """A stop signal drains and flushes: in a mode that never flushed by itself, nothing acknowledged is lost."""
+    path = str(tmp_path / "graceful.db")
+    ids = _prepare(path)
+    child = subprocess.Popen(
+        [sys.executable, CHILD, "load", path, "graceful", backend, "0", *ids],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert child.stderr is not None
+    lines: list[list[str]] = []
+    acks = 0
+    for raw in child.stdout:
+        lines.append(raw.decode().split())
+        acks += lines[-1][0] == "ok"
+        if acks == 2000:
+            break
+    child.send_signal(signum)
+    lines.extend(raw.decode().split() for raw in child.stdout)
+    stderr = child.stderr.read().decode()
+    child.stdout.close()
+    child.stderr.close()
+    assert child.wait(timeout=30) == 0, stderr
+    assert lines[-1] == ["closed"]
+    assert f"received {signal.Signals(signum).name}" in stderr
+    stored = anyio.run(_read_back, path, ids)
+    for session_id in ids:
+        stored[session_id] = dict(stored[session_id], hits_before=0)
+    _check_round([line for line in lines if line], stored, lost_before=None)
