@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_actors.py
+	$(BIN)/python benchmarks/bench_durable.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
