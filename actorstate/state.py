@@ -113,6 +113,17 @@ class State:
             raise InvalidInput(f"session id must be a UUID, not {session_id!r}") from None
         return Session(self._supervisor, canonical, _check_client_id(client_id, self.config))
 
+    def session_as_owner(self, session_id: str) -> Session:
+        """A handle that acts for whichever client owns the session.
+
+        For transports where the process itself is the principal (stdio: one
+        client owns the whole process). Never give one to a caller whose
+        identity was not established; use :meth:`session` for those.
+        """
+        handle = self.session(session_id)
+        handle.client_id = None
+        return handle
+
     async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
         """Ids of ``client_id``'s live sessions, oldest first (resident, passivated or stored)."""
         rows = await self._supervisor.list_sessions(_check_client_id(client_id, self.config))
@@ -143,7 +154,7 @@ class Session:
 
     __slots__ = ("_supervisor", "client_id", "id")
 
-    def __init__(self, supervisor: Supervisor, session_id: str, client_id: str) -> None:
+    def __init__(self, supervisor: Supervisor, session_id: str, client_id: str | None) -> None:
         self._supervisor = supervisor
         self.id = session_id
         self.client_id = client_id

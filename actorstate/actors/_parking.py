@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from .messages import Message
 
-__all__ = ["Envelope", "Parking", "parking_for_current_backend"]
+__all__ = ["Envelope", "Parking", "ToldEnvelope", "parking_for_current_backend"]
 
 
 class Envelope:
@@ -35,7 +35,7 @@ class Envelope:
 
     def __init__(self, message: Message | None, client_id: str | None) -> None:
         self.message = message
-        self.client_id = client_id  # None: a tell from inside (no ownership check)
+        self.client_id = client_id  # None: the caller acts as the owner (no ownership check)
         self.waiter: Any = None  # trio task or asyncio future, once the caller parked
         self.done = False
         self.cancelled = False
@@ -49,6 +49,12 @@ class Envelope:
             self.error = None  # drop the traceback cycle
             raise error
         return self.result
+
+
+class ToldEnvelope(Envelope):
+    """A message sent with ``tell``: nobody waits for its reply."""
+
+    __slots__ = ()
 
 
 class Parking:

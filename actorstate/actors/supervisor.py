@@ -39,7 +39,7 @@ from ..persistence.db_thread import DatabaseThread
 from ..persistence.snapshots import SnapshotActor
 from ..persistence.store import SQLiteStore
 from ..session_state import SessionState
-from ._parking import Envelope, Parking, parking_for_current_backend
+from ._parking import Envelope, Parking, ToldEnvelope, parking_for_current_backend
 from .memory import passivated_bytes, read_rss, resident_bytes
 from .messages import CreateSession, EndSession, Message
 from .session_actor import ActorStatus, Passivated, SessionActor
@@ -210,7 +210,7 @@ class Supervisor:
         result: str = await self._parking.park(envelope)
         return result
 
-    async def ask(self, session_id: str, client_id: str, message: Message) -> Any:
+    async def ask(self, session_id: str, client_id: str | None, message: Message) -> Any:
         """Post ``message`` to the session's actor and wait for its reply.
 
         Error handling:
@@ -249,7 +249,7 @@ class Supervisor:
         Waits only while the mailbox is full. The turn's result is dropped; an
         error it raises is logged.
         """
-        await self._post(session_id, Envelope(message, None))
+        await self._post(session_id, ToldEnvelope(message, None))
 
     async def list_sessions(self, client_id: str) -> list[tuple[str, float, float]]:
         """(id, created_at, last_activity) of the client's live sessions, oldest first."""
@@ -304,7 +304,7 @@ class Supervisor:
         if (
             actor.status is ActorStatus.QUARANTINED
             and type(envelope.message) is EndSession
-            and envelope.client_id == self._client_of(actor)
+            and envelope.client_id in (None, self._client_of(actor))
         ):
             await self._end_quarantined(actor)
             self._parking.resolve(envelope, None)
@@ -447,7 +447,7 @@ class Supervisor:
                 try:
                     result = message.apply(state, wall, self.config)
                 except Exception as error:
-                    if envelope.client_id is None:
+                    if type(envelope) is ToldEnvelope:
                         logger.warning("a told message failed in session %s: %r", state.id, error)
                     parking.fail(envelope, error)
                     continue

@@ -87,7 +87,7 @@ class SnapshotActor:
     def after_turn(self, actor: SessionActor, envelope: Envelope, message: Message, result: Any) -> None:
         """Route one turn's reply: now, or once its state is durable."""
         if message.writes:
-            hold = self.hold_replies and envelope.client_id is not None
+            hold = self.hold_replies
             if hold:
                 envelope.result = result
             pending = actor.unflushed

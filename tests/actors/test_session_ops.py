@@ -208,3 +208,29 @@ async def test_text_that_is_not_unicode_is_invalid_input(bad: str) -> None:
         with pytest.raises(InvalidInput, match="not valid Unicode"):
             await session.update(lambda metadata: metadata.update(k=[bad]))
         assert (await session.context())["metadata"] == {}
+
+
+async def test_owner_handle_acts_for_whoever_owns_the_session() -> None:
+    """session_as_owner (for single-principal transports) reaches any client's session."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session(client_id="alice")
+        owner = state.session_as_owner(session.id)
+        assert await owner.increment() == 1
+        assert await session.increment() == 2
+        await owner.end()
+        with pytest.raises(SessionNotFound):
+            await session.context()
+
+
+async def test_tell_runs_the_message_without_waiting() -> None:
+    """A told message gets its turn; its failure is logged, not raised."""
+    from actorstate.actors.messages import Increment
+
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        await session.set_preference("text", "x")
+        supervisor = state._supervisor
+        for _ in range(5):
+            await supervisor.tell(session.id, Increment("counter", 2))
+        await supervisor.tell(session.id, Increment("text", 1))  # fails inside its turn
+        assert (await session.context())["metadata"] == {"text": "x", "counter": 10}

@@ -194,3 +194,11 @@ async def test_concurrent_first_calls_share_one_load(db_path: str) -> None:
                 tg.start_soon(handle.increment)
         assert (await handle.context())["metadata"] == {"counter": 50}
         assert state.stats()["activations"] == 1
+
+
+async def test_owner_handle_writes_are_durable_before_they_return(db_path: str) -> None:
+    async with actorstate.open_state(db_path) as state:
+        session = await state.create_session(client_id="alice")
+        owner = state.session_as_owner(session.id)
+        assert await owner.increment() == 1
+        assert _row(db_path, session.id)[0] == 2
