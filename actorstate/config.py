@@ -12,6 +12,9 @@ from typing import Any
 
 __all__ = ["Config"]
 
+# max_restarts = 0 quarantines a session at its first crash.
+_MAY_BE_ZERO = frozenset({"max_restarts"})
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
@@ -60,6 +63,8 @@ class Config:
             value: Any = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"Config.{field.name} must be a number, not {value!r}")
+            if field.name in _MAY_BE_ZERO and value == 0:
+                continue
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"Config.{field.name} must be a positive number, not {value!r}")
         if not self.memory_low_watermark < self.memory_high_watermark <= 1.0:

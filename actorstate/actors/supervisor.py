@@ -111,17 +111,22 @@ async def open_supervisor(
             task_group.start_soon(supervisor._run_maintenance)
             if snapshots is not None:
                 task_group.start_soon(snapshots.run)
-            if stop_on_signals:
-                await task_group.start(_stop_on_signals, task_group.cancel_scope)
-            try:
-                yield supervisor
-            except BaseException as error:
-                body_error = error
-                raise
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await supervisor._close()
-                task_group.cancel_scope.cancel()
+            # A stop signal cancels only the caller's block: the background
+            # tasks keep serving while the close below drains and flushes.
+            with anyio.CancelScope() as body_scope:
+                if stop_on_signals:
+                    await task_group.start(_stop_on_signals, body_scope)
+                try:
+                    yield supervisor
+                except BaseException as error:
+                    body_error = error
+                    raise
+                finally:
+                    # Self-sufficient: correct even if an outer cancellation
+                    # already stopped the background tasks.
+                    with anyio.CancelScope(shield=True):
+                        await supervisor._close()
+                    task_group.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # The task group wraps whatever the caller's block raised; hand it back
         # unwrapped, as if there were no task group at all.
@@ -165,6 +170,7 @@ class Supervisor:
         self._quarantined: dict[str, tuple[str, str]] = {}
         self._housekeeping_due = 0.0
         self._housekeeping = anyio.Lock()
+        self._loads_in_flight = 0
         self._touched: dict[str, float] = {}
         self._db_bytes: int | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -176,7 +182,6 @@ class Supervisor:
         self._passivated: dict[str, Passivated] = {}
         self._ready: list[SessionActor] = []
         self._scheduler_wakeup: Envelope | None = None
-        self._idle_wakeup: anyio.Event | None = None
 
         # The monotonic clock, read once per scheduler pass and maintenance
         # tick rather than once per turn: residency decisions need seconds.
@@ -394,21 +399,23 @@ class Supervisor:
         parking = self._parking
         while True:
             if not self._ready:
-                if self._idle_wakeup is not None:
-                    self._idle_wakeup.set()
                 wakeup = Envelope(None, None)
                 self._scheduler_wakeup = wakeup
                 await parking.park(wakeup)
-            ready, self._ready = self._ready, []
-            self._now = anyio.current_time()
-            for actor in ready:
-                batch = actor.mailbox
-                if batch is not None and actor.status is _READY:
-                    actor.mailbox = None
-                    if actor.room is not None:
-                        actor.room.set()
-                        actor.room = None
-                    self._turns(actor, batch)
+            self._drain_ready()
+
+    def _drain_ready(self) -> None:
+        """One pass over the ready list: every ready actor's whole mailbox."""
+        ready, self._ready = self._ready, []
+        self._now = anyio.current_time()
+        for actor in ready:
+            batch = actor.mailbox
+            if batch is not None and actor.status is _READY:
+                actor.mailbox = None
+                if actor.room is not None:
+                    actor.room.set()
+                    actor.room = None
+                self._turns(actor, batch)
 
     def _wake_scheduler(self) -> None:
         wakeup = self._scheduler_wakeup
@@ -576,11 +583,14 @@ class Supervisor:
         snapshots = self._snapshots
         assert snapshots is not None
         session_id = actor.id
+        self._loads_in_flight += 1
         try:
             row = await snapshots.db.run(snapshots.store.load, session_id)
         except StoreError as error:
             self._remove(actor, error)
             return
+        finally:
+            self._loads_in_flight -= 1
         if self._resident.get(session_id) is not actor or actor.status is not ActorStatus.LOADING:
             return
         if row is None or row.ended:
@@ -588,6 +598,8 @@ class Supervisor:
             return
         try:
             state = decode_session(row.state)
+            if state.id != session_id:
+                raise SnapshotDecodeError(f"the snapshot belongs to session {state.id}")
         except SnapshotDecodeError as error:
             logger.error("session %s quarantined: its stored snapshot cannot be read: %s", session_id, error)
             self._quarantine(
@@ -606,7 +618,7 @@ class Supervisor:
 
     def roll_back(self, actor: SessionActor) -> None:
         """A commit failed: put the actor back to its last committed state (reload it)."""
-        if self._resident.get(actor.id) is not actor:
+        if self._resident.get(actor.id) is not actor or actor.status is ActorStatus.QUARANTINED:
             return
         if actor.version == 0 or actor.status is ActorStatus.ENDED:
             # Never stored, or its end is what failed: drop it; a call reloads the row.
@@ -623,6 +635,11 @@ class Supervisor:
     def forget_ended(self, actor: SessionActor) -> None:
         """The end of this session is committed: let the actor go."""
         self._remove(actor)
+
+    def reaccount(self, actor: SessionActor) -> None:
+        """The actor's state was replaced (conflict resolution): account its new size."""
+        if self._resident.get(actor.id) is actor and actor.state is not None:
+            self._account(actor)
 
     def _activated(self, actor: SessionActor) -> None:
         self.activations += 1
@@ -649,9 +666,10 @@ class Supervisor:
             del self._resident[actor.id]
             self._accounted -= actor.accounted
             actor.accounted = 0
+        error = error or SessionNotFound()
         if self._snapshots is not None:
-            self._snapshots.forget(actor)
-        self._fail_mailbox(actor, error or SessionNotFound())
+            self._snapshots.forget(actor, error)
+        self._fail_mailbox(actor, error)
 
     def _passivate(self, actor: SessionActor) -> None:
         """Take an idle actor out of memory, keeping its state.
@@ -831,7 +849,11 @@ class Supervisor:
             wall = time.time()
             touched, self._touched = self._touched, {}
             if touched:
-                await db.run(store.touch, list(touched.items()))
+                try:
+                    await db.run(store.touch, list(touched.items()))
+                except BaseException:
+                    self._touched = touched | self._touched  # try again next time
+                    raise
             expired = 0
             after_id = ""
             resident = frozenset(self._resident)
@@ -865,20 +887,18 @@ class Supervisor:
     async def _close(self) -> None:
         """Stop intake, let every posted message have its turn, flush, close the store."""
         self._closed = True
+        closed = StateClosed("actorstate closed before this call got its turn")
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.BACKOFF and actor.mailbox:
-                self._fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))
-        while True:
-            if self._ready:
-                self._idle_wakeup = anyio.Event()
-                await self._idle_wakeup.wait()
-                self._idle_wakeup = None
-            elif self._housekeeping.locked() or any(
-                actor.status is ActorStatus.LOADING for actor in self._resident.values()
-            ):
-                await anyio.sleep(0.002)  # database work in flight; let it finish
-            else:
-                break
+                self._fail_mailbox(actor, closed)
+        while self._loads_in_flight or self._housekeeping.locked():
+            await anyio.sleep(0.002)  # database reads in flight; let them land
+        for actor in list(self._resident.values()):
+            if actor.status is ActorStatus.LOADING:  # its load was cancelled
+                self._remove(actor, closed)
+        # Run what is queued here: the scheduler may already be cancelled.
+        while self._ready:
+            self._drain_ready()
         snapshots = self._snapshots
         if snapshots is not None:
             await snapshots.flush_all()

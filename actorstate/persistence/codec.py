@@ -39,6 +39,11 @@ def encode_session(state: SessionState) -> bytes:
     return bytes((FORMAT_VERSION,)) + body
 
 
+def _expect(value: Any, kind: type, what: str) -> None:
+    if type(value) is not kind:
+        raise TypeError(f"{what} is a {type(value).__name__}, not a {kind.__name__}")
+
+
 def decode_session(blob: bytes) -> SessionState:
     """Rebuild a session; raise :class:`SnapshotDecodeError` saying what is wrong."""
     if not blob:
@@ -50,13 +55,23 @@ def decode_session(blob: bytes) -> SessionState:
     try:
         fields: Any = msgpack.unpackb(blob[1:], raw=False)
         session_id, client_id, created_at, last_activity, total, metadata, events = fields
+        _expect(session_id, str, "id")
+        _expect(client_id, str, "client id")
+        _expect(created_at, float, "created_at")
+        _expect(last_activity, float, "last_activity")
+        _expect(total, int, "totalEvents")
+        _expect(metadata, dict, "metadata")
+        _expect(events, list, "events")
         state = SessionState(session_id, client_id, created_at)
         state.last_activity = last_activity
         state.total_events = total
-        if not isinstance(metadata, dict) or not isinstance(events, list):
-            raise TypeError("metadata must be a map and events a list")
         state.metadata = metadata
-        state.events = [(kind, payload, at) for kind, payload, at in events]
+        state.events = []
+        for kind, payload, at in events:
+            _expect(kind, str, "event type")
+            _expect(payload, dict, "event payload")
+            _expect(at, float, "event time")
+            state.events.append((kind, payload, at))
     except Exception as error:
         raise SnapshotDecodeError(f"the snapshot does not decode: {error}") from error
     state.metadata_bytes = encoded_size(metadata)

@@ -114,9 +114,12 @@ class SnapshotActor:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    def forget(self, actor: SessionActor) -> None:
-        """Stop tracking an actor that left memory (after its state was stored)."""
+    def forget(self, actor: SessionActor, error: Exception) -> None:
+        """Stop tracking an actor that leaves memory; replies it still held get ``error``."""
         self._dirty.pop(actor, None)
+        if actor.unflushed:
+            self._fail_pending(actor.unflushed, error)
+        actor.unflushed = None
 
     @property
     def has_dirty(self) -> bool:
@@ -141,20 +144,27 @@ class SnapshotActor:
                 # Back off while the store fails; calls keep failing fast meanwhile.
                 await anyio.sleep(min(0.05 * 2 ** min(self._failures, 6), 2.0))
 
-    async def flush_all(self) -> None:
-        """Flush until nothing is dirty (shutdown). Gives up after repeated failures."""
-        attempts = 0
-        while self._dirty and attempts < 5:
-            if not await self.flush():
-                attempts += 1
-                await anyio.sleep(0.05 * attempts)
+    async def flush_all(self, attempts: int = 6) -> None:
+        """Flush until nothing is dirty (shutdown).
 
-    async def flush(self) -> bool:
+        A failed attempt keeps the same sessions dirty and tries again after a
+        growing pause (a lock held briefly by another process must not cost
+        acknowledged interval-mode writes); only the last attempt gives up
+        and fails what it held.
+        """
+        for attempt in range(1, attempts + 1):
+            if not self._dirty:
+                return
+            if await self.flush(keep_on_failure=attempt < attempts):
+                continue
+            await anyio.sleep(0.05 * 2**attempt)
+
+    async def flush(self, *, keep_on_failure: bool = False) -> bool:
         """Write every dirty session in one transaction; False if the transaction failed."""
         async with self._flushing:
-            return await self._flush()
+            return await self._flush(keep_on_failure)
 
-    async def _flush(self) -> bool:
+    async def _flush(self, keep_on_failure: bool) -> bool:
         if not self._dirty:
             return True
         batch = list(self._dirty)
@@ -182,11 +192,21 @@ class SnapshotActor:
         try:
             applied = await self.db.run(self.store.write, writes, time.time())
         except StoreError as error:
-            self._failed(batch, held, error)
-            return False
-        finally:
             for actor in batch:
                 actor.in_flight = False
+            if keep_on_failure:
+                self._failures += 1
+                logger.warning("commit of %d sessions failed, will retry: %s", len(batch), error)
+                for actor, pending in zip(batch, held, strict=True):
+                    actor.unflushed = pending + (actor.unflushed or [])
+                    self._dirty[actor] = None
+                return False
+            self._failed(batch, held, error)
+            return False
+        except BaseException:
+            for actor in batch:
+                actor.in_flight = False
+            raise
         self._latencies.append(time.perf_counter() - started)
         self.commits += 1
         self.sessions_written += len(batch)
@@ -195,8 +215,10 @@ class SnapshotActor:
         conflicts = []
         for actor, write, pending, ok in zip(batch, writes, held, applied, strict=True):
             if not ok:
+                # Stays in flight until resolved: its reads wait, and it is not idle.
                 conflicts.append((actor, pending))
                 continue
+            actor.in_flight = False
             actor.version = write.base_version + 1
             for envelope, _ in pending:
                 if envelope is not None:
@@ -204,7 +226,10 @@ class SnapshotActor:
             if write.ended:
                 self._supervisor_forget(actor)
         for actor, pending in conflicts:
-            await self._resolve_conflict(actor, pending)
+            try:
+                await self._resolve_conflict(actor, pending)
+            finally:
+                actor.in_flight = False
         return True
 
     def _supervisor_forget(self, actor: SessionActor) -> None:
@@ -270,6 +295,7 @@ class SnapshotActor:
         actor.version = row.version
         actor.ending = actor.ending or ending
         actor.unflushed = kept or None
+        self._supervisor.reaccount(actor)
         if kept:
             self._mark_dirty(actor)
         logger.info("session %s changed in another process; re-applied %d operations", session_id, len(kept))

@@ -1,0 +1,339 @@
+"""The MCP tools: names, arguments and replies of the Node.js server we replace.
+
+Each tool is a :class:`Tool`: a JSON schema for its arguments, one for its
+structured result, and a handler that turns arguments into a call on the
+session state. Handlers raise :class:`ToolError` (or any
+``ActorStateError``) for anything a person should read; the server turns
+those into tool results with ``isError``. Nothing here depends on the MCP
+SDK, so the same tools can back another transport.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ActorStateError, InvalidInput
+
+if TYPE_CHECKING:
+    from ..state import Session, State
+
+__all__ = ["TOOLS", "Tool", "ToolError", "ToolResult", "call_tool"]
+
+
+class ToolError(Exception):
+    """A refusal to show the caller as the tool's error text."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolResult:
+    text: str
+    structured: dict[str, Any]
+
+
+Handler = Callable[["ToolContext", dict[str, Any]], Awaitable[ToolResult]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    handler: Handler
+
+
+@dataclasses.dataclass(slots=True)
+class ToolContext:
+    """What a handler may use: the state, and who is calling."""
+
+    state: State
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    def session(self, arguments: dict[str, Any]) -> Session:
+        # On stdio one client owns the process: clientId labels sessions, it
+        # does not authenticate, so handles act for the owner (see README).
+        return self.state.session_as_owner(_string(arguments, "sessionId"))
+
+
+# -- argument helpers ---------------------------------------------------------------
+
+
+def _string(arguments: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = arguments.get(name, default)
+    if value is None:
+        raise ToolError(f"missing required argument {name!r}")
+    if not isinstance(value, str):
+        raise ToolError(f"argument {name!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _integer(arguments: dict[str, Any], name: str, default: int) -> int:
+    value = arguments.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON clients often send 5.0 for 5
+    if type(value) is not int:
+        raise ToolError(f"argument {name!r} must be an integer, not {value!r}")
+    return value
+
+
+def _check_unknown(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
+    unknown = set(arguments) - set(schema["properties"])
+    if unknown:
+        allowed = ", ".join(sorted(schema["properties"])) or "none"
+        raise ToolError(f"unknown argument(s) {', '.join(sorted(unknown))}; this tool takes: {allowed}")
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+# -- schemas ------------------------------------------------------------------------------
+
+_UUID = {"type": "string", "format": "uuid", "description": "the id create_session returned"}
+_ANY_JSON: dict[str, Any] = {"description": "any JSON value (usually a string)"}
+_TOTAL = {"type": "integer", "minimum": 0}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+_EVENT = _object(
+    {
+        "type": {"type": "string"},
+        "payload": {"type": "object"},
+        "time": {"type": "string", "format": "date-time"},
+    },
+    ["type", "payload", "time"],
+)
+_CONTEXT = _object(
+    {
+        "sessionId": {"type": "string"},
+        "totalEvents": _TOTAL,
+        "metadata": {"type": "object"},
+        "recentEvents": {"type": "array", "items": _EVENT},
+    },
+    ["sessionId", "totalEvents", "metadata", "recentEvents"],
+)
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+
+async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    client_id = _string(arguments, "clientId", "anonymous")
+    session = await ctx.state.create_session(client_id)
+    result = {
+        "sessionId": session.id,
+        "message": "Session created. Use this sessionId in subsequent tool calls.",
+    }
+    return ToolResult(_pretty(result), result)
+
+
+async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    if "value" not in arguments:
+        raise ToolError("missing required argument 'value'")
+    total = await ctx.session(arguments).add_context(_string(arguments, "key"), arguments["value"])
+    return ToolResult(
+        f"Context added. Session has {total} events.",
+        {"sessionId": arguments["sessionId"], "totalEvents": total},
+    )
+
+
+async def _record_action(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    details = arguments.get("details")
+    if details is not None and not isinstance(details, str):
+        raise ToolError(f"argument 'details' must be a string, not {type(details).__name__}")
+    total = await ctx.session(arguments).record_action(_string(arguments, "action"), details=details)
+    return ToolResult(
+        f"Action recorded. Total events in session: {total}",
+        {"sessionId": arguments["sessionId"], "totalEvents": total},
+    )
+
+
+async def _get_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    max_turns = _integer(arguments, "maxTurns", ctx.state.config.default_max_turns)
+    context = await ctx.session(arguments).context(max_turns=max_turns)
+    return ToolResult(_pretty(context), context)
+
+
+async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    if "value" not in arguments:
+        raise ToolError("missing required argument 'value'")
+    metadata = await ctx.session(arguments).set_preference(_string(arguments, "key"), arguments["value"])
+    return ToolResult(
+        "Preference set. Current metadata: "
+        + json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
+        {"sessionId": arguments["sessionId"], "metadata": metadata},
+    )
+
+
+async def _increment_counter(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    key = _string(arguments, "key", "counter")
+    value = await ctx.session(arguments).increment(key, by=_integer(arguments, "by", 1))
+    return ToolResult(f"Counter: {value}", {"sessionId": arguments["sessionId"], "key": key, "value": value})
+
+
+async def _end_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    await ctx.session(arguments).end()
+    return ToolResult("Session ended and cleaned up.", {"sessionId": arguments["sessionId"], "ended": True})
+
+
+async def _list_sessions(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    client_id = _string(arguments, "clientId", "anonymous")
+    sessions = await ctx.state.describe_sessions(client_id)
+    result = {"clientId": client_id, "sessions": sessions}
+    return ToolResult(_pretty(result), result)
+
+
+async def _server_stats(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    stats = dict(ctx.state.stats())
+    stats["uptime_seconds"] = round(time.monotonic() - ctx.started_at, 3)
+    stats["evictions"] = dict(stats["evictions"])
+    return ToolResult(_pretty(stats), stats)
+
+
+TOOLS: dict[str, Tool] = {
+    tool.name: tool
+    for tool in [
+        Tool(
+            "create_session",
+            "Start a new tracked session for multi-turn interactions",
+            _object(
+                {
+                    "clientId": {
+                        "type": "string",
+                        "description": "a label that groups sessions (not a password)",
+                    }
+                }
+            ),
+            _object(
+                {"sessionId": {"type": "string"}, "message": {"type": "string"}}, ["sessionId", "message"]
+            ),
+            _create_session,
+        ),
+        Tool(
+            "add_context",
+            "Add context to the session: sets metadata[key] and records a context event",
+            _object(
+                {"sessionId": _UUID, "key": {"type": "string"}, "value": _ANY_JSON},
+                ["sessionId", "key", "value"],
+            ),
+            _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
+            _add_context,
+        ),
+        Tool(
+            "record_action",
+            "Record an action and its result in the session history",
+            _object(
+                {"sessionId": _UUID, "action": {"type": "string"}, "details": {"type": "string"}},
+                ["sessionId", "action"],
+            ),
+            _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
+            _record_action,
+        ),
+        Tool(
+            "get_context",
+            "Retrieve conversation context for the session",
+            _object(
+                {
+                    "sessionId": _UUID,
+                    "maxTurns": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
+                },
+                ["sessionId"],
+            ),
+            _CONTEXT,
+            _get_context,
+        ),
+        Tool(
+            "set_preference",
+            "Store a user preference in the session metadata",
+            _object(
+                {"sessionId": _UUID, "key": {"type": "string"}, "value": _ANY_JSON},
+                ["sessionId", "key", "value"],
+            ),
+            _object(
+                {"sessionId": {"type": "string"}, "metadata": {"type": "object"}}, ["sessionId", "metadata"]
+            ),
+            _set_preference,
+        ),
+        Tool(
+            "increment_counter",
+            "Add to an integer counter in the session metadata, atomically",
+            _object(
+                {
+                    "sessionId": _UUID,
+                    "key": {"type": "string", "default": "counter"},
+                    "by": {"type": "integer", "default": 1},
+                },
+                ["sessionId"],
+            ),
+            _object(
+                {"sessionId": {"type": "string"}, "key": {"type": "string"}, "value": {"type": "integer"}},
+                ["sessionId", "key", "value"],
+            ),
+            _increment_counter,
+        ),
+        Tool(
+            "end_session",
+            "End an active session and clean up resources",
+            _object({"sessionId": _UUID}, ["sessionId"]),
+            _object({"sessionId": {"type": "string"}, "ended": {"type": "boolean"}}, ["sessionId", "ended"]),
+            _end_session,
+        ),
+        Tool(
+            "list_sessions",
+            "List a client's live sessions with their creation and last-activity times",
+            _object({"clientId": {"type": "string", "default": "anonymous"}}),
+            _object(
+                {
+                    "clientId": {"type": "string"},
+                    "sessions": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "sessionId": {"type": "string"},
+                                "createdAt": {"type": "string"},
+                                "lastActivity": {"type": "string"},
+                            },
+                            ["sessionId", "createdAt", "lastActivity"],
+                        ),
+                    },
+                },
+                ["clientId", "sessions"],
+            ),
+            _list_sessions,
+        ),
+        Tool(
+            "server_stats",
+            "Uptime, memory, actors, sessions, activations, evictions, restarts, commit latency, database size",
+            _object({}),
+            {"type": "object"},
+            _server_stats,
+        ),
+    ]
+}
+
+
+async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None) -> ToolResult:
+    """Run one tool; raise ToolError with a readable message on any refusal."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        raise ToolError(f"unknown tool {name!r}; the tools are: {', '.join(TOOLS)}")
+    arguments = arguments or {}
+    if not isinstance(arguments, dict):
+        raise ToolError("arguments must be a JSON object")
+    _check_unknown(arguments, tool.input_schema)
+    try:
+        return await tool.handler(ctx, arguments)
+    except InvalidInput as error:
+        raise ToolError(str(error)) from None
+    except ActorStateError as error:
+        raise ToolError(str(error)) from None
