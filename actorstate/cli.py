@@ -1,7 +1,7 @@
-"""The ``actorstate`` command.
+"""The ``actorstate`` command: ``serve``, ``sessions``, ``doctor``.
 
-``actorstate serve`` will start the stdio MCP server; until that lands it
-runs a short embedded demonstration of the actor core and prints what it did.
+Every ``serve`` flag can also come from an ``ACTORSTATE_*`` environment
+variable (the flag wins). Logs go to stderr; stdout belongs to the protocol.
 """
 
 from __future__ import annotations
@@ -9,70 +9,231 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sqlite3
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import anyio
 
 from . import __version__
 from .config import Config
-from .errors import StoreError
+from .errors import ActorStateError, StoreError
+from .persistence.codec import SnapshotDecodeError, decode_session
 from .persistence.doctor import diagnose
+from .persistence.store import SQLiteStore, check_database_file
+from .session_state import iso_time
 from .state import open_state
+from .transport.stdio import DEFAULT_MAX_LINE_BYTES
+
+logger = logging.getLogger("actorstate.cli")
 
 
-async def _demo(sessions: int, callers: int, calls: int) -> dict[str, object]:
-    async with open_state(config=Config()) as state:
-        handles = [await state.create_session(client_id="demo") for _ in range(sessions)]
+def default_database() -> Path:
+    """The state file in the user's data directory (XDG on Linux)."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("APPDATA", Path.home()))
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "actorstate" / "state.db"
 
-        async def caller(index: int) -> None:
-            for call in range(calls):
-                await handles[(index + call) % sessions].increment()
 
-        async with anyio.create_task_group() as tg:
-            for index in range(callers):
-                tg.start_soon(caller, index)
-        counters = [(await handle.context())["metadata"]["counter"] for handle in handles]
-        return {
-            "sessions": sessions,
-            "concurrent_callers": callers,
-            "increments": callers * calls,
-            "sum_of_counters": sum(counters),
-            "exact": sum(counters) == callers * calls,
-            "stats": state.stats(),
-        }
+_DEFAULTS = Config()
+
+# flag, type, default, help (the environment variable is derived from the flag)
+_SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
+    ("--db", str, None, f"SQLite database file (default: {default_database()})"),
+    ("--durability", str, "commit", "commit | interval | memory"),
+    ("--max-resident", int, _DEFAULTS.max_resident, "actors kept in memory"),
+    ("--memory-budget-mb", float, _DEFAULTS.memory_budget_mb, "memory budget for sessions"),
+    ("--idle-timeout", float, _DEFAULTS.idle_timeout, "seconds before an idle actor leaves memory"),
+    ("--session-ttl", float, _DEFAULTS.session_ttl, "seconds of inactivity before a session ends"),
+    ("--flush-interval", float, _DEFAULTS.flush_interval, "interval mode: seconds between flushes"),
+    ("--max-line-bytes", int, DEFAULT_MAX_LINE_BYTES, "longest JSON-RPC line accepted"),
+    ("--backend", str, "asyncio", "trio | asyncio"),
+    ("--log-level", str, "INFO", "DEBUG | INFO | WARNING | ERROR"),
+]
+
+
+def _env_name(flag: str) -> str:
+    return "ACTORSTATE_" + flag.removeprefix("--").replace("-", "_").upper()
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve the session tools over MCP on stdio",
+        description="Serve the session tools over MCP on stdin/stdout. "
+        "Each flag may also be set with the environment variable shown.",
+    )
+    for flag, kind, default, text in _SERVE_OPTIONS:
+        env = _env_name(flag)
+        raw = os.environ.get(env)
+        if raw is not None:
+            try:
+                default = kind(raw)
+            except ValueError:
+                raise SystemExit(f"actorstate: {env}={raw!r} is not a valid {kind.__name__}") from None
+        serve.add_argument(flag, type=kind, default=default, help=f"{text} [{env}]")
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from .transport.server import serve_stdio
+
+    config = Config(
+        max_resident=args.max_resident,
+        memory_budget_mb=args.memory_budget_mb,
+        idle_timeout=args.idle_timeout,
+        session_ttl=args.session_ttl,
+        flush_interval=args.flush_interval,
+    )
+    path = None
+    if args.durability != "memory":
+        path = Path(args.db) if args.db else default_database()
+        path.parent.mkdir(parents=True, exist_ok=True)
+    logger.info(
+        "actorstate %s serving MCP on stdio: database %s, durability %s, backend %s",
+        __version__,
+        path or "(none: memory only)",
+        args.durability,
+        args.backend,
+    )
+    started = time.monotonic()
+    async with open_state(
+        None if path is None else str(path), durability=args.durability, config=config, stop_on_signals=True
+    ) as state:
+        await serve_stdio(state, max_line_bytes=args.max_line_bytes)
+        logger.info("end of input: closing")
+    logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
+
+
+def _read_only(path: str) -> sqlite3.Connection:
+    if not os.path.exists(path):
+        raise StoreError(f"{path} does not exist")
+    check_database_file(path)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _describe(
+    session_id: str, client_id: str, version: int, blob: bytes, ended_at: float | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"sessionId": session_id, "clientId": client_id, "version": version}
+    row["endedAt"] = None if ended_at is None else iso_time(ended_at)
+    try:
+        state = decode_session(blob)
+    except SnapshotDecodeError as error:
+        row["error"] = str(error)
+        return row
+    row.update(
+        createdAt=iso_time(state.created_at),
+        lastActivity=iso_time(state.last_activity),
+        totalEvents=state.total_events,
+        metadata=state.metadata,
+        events=[
+            {"type": kind, "payload": payload, "time": iso_time(at)} for kind, payload, at in state.events
+        ],
+    )
+    return row
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    if args.action == "purge":
+        store = SQLiteStore(args.db)
+        try:
+            purged = store.purge(time.time() - args.older_than_days * 86400)
+        finally:
+            store.close()
+        print(f"purged {purged} ended sessions")
+        return 0
+    db = _read_only(args.db)
+    try:
+        query = "SELECT id, client_id, version, state, ended_at FROM sessions"
+        where, values = [], []
+        if args.action == "show":
+            where.append("id = ?")
+            values.append(args.session_id)
+        elif not args.ended:
+            where.append("ended_at IS NULL")
+        if getattr(args, "client", None):
+            where.append("client_id = ?")
+            values.append(args.client)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        rows = db.execute(query + " ORDER BY id", values).fetchall()
+    finally:
+        db.close()
+    if args.action == "show":
+        if not rows:
+            print(f"no session {args.session_id} in {args.db}", file=sys.stderr)
+            return 1
+        print(json.dumps(_describe(*rows[0]), indent=2, ensure_ascii=False))
+    elif args.action == "export":
+        for row in rows:
+            print(json.dumps(_describe(*row), ensure_ascii=False))
+    else:
+        for row in rows:
+            described = _describe(*row)
+            status = "ended" if described["endedAt"] else "live"
+            print(
+                f"{row[0]}  {row[1]:<20} {status:<5} v{row[2]:<5} {described.get('lastActivity', described.get('error'))}"
+            )
+        print(f"{len(rows)} sessions", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="actorstate", description="Concurrent session state built on actors."
+        prog="actorstate", description="Concurrent, durable session state for MCP."
     )
     parser.add_argument("--version", action="version", version=f"actorstate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the server (for now: an embedded demonstration)")
-    serve.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
+    _add_serve(commands)
+
+    sessions = commands.add_parser("sessions", help="look inside a database")
+    actions = sessions.add_subparsers(dest="action", required=True)
+    for name, text in (("list", "one line per session"), ("export", "every session as a JSON line")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--db", required=True)
+        action.add_argument("--client", help="only this client's sessions")
+        action.add_argument("--ended", action="store_true", help="include ended sessions")
+    show = actions.add_parser("show", help="one session as JSON")
+    show.add_argument("session_id")
+    show.add_argument("--db", required=True)
+    purge = actions.add_parser("purge", help="delete ended sessions")
+    purge.add_argument("--db", required=True)
+    purge.add_argument("--older-than-days", type=float, default=0.0, help="keep those ended more recently")
+
     doctor = commands.add_parser("doctor", help="check a database without changing it")
     doctor.add_argument("path", help="the SQLite database file")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    if args.command == "serve":
-        print(
-            "actorstate serve: the stdio MCP server is not part of this build yet; "
-            "running the embedded demonstration instead",
-            file=sys.stderr,
-        )
-        report = anyio.run(_demo, 10, 100, 100, backend=args.backend)
-        print(json.dumps(report, indent=2))
-        return 0 if report["exact"] else 1
-    if args.command == "doctor":
-        try:
-            diagnosis = diagnose(args.path)
-        except StoreError as error:
-            print(f"actorstate doctor: {error}", file=sys.stderr)
-            return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            if args.durability not in ("commit", "interval", "memory"):
+                parser.error(f"--durability must be commit, interval or memory, not {args.durability!r}")
+            if args.backend not in ("trio", "asyncio"):
+                parser.error(f"--backend must be trio or asyncio, not {args.backend!r}")
+            anyio.run(_serve, args, backend=args.backend)
+            return 0
+        if args.command == "sessions":
+            return _sessions(args)
+        diagnosis = diagnose(args.path)
         print(diagnosis.report())
         return 1 if diagnosis.problems else 0
-    return 2
+    except (ActorStateError, ValueError) as error:
+        print(f"actorstate: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

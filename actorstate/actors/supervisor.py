@@ -891,7 +891,7 @@ class Supervisor:
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.BACKOFF and actor.mailbox:
                 self._fail_mailbox(actor, closed)
-        while self._loads_in_flight or self._housekeeping.locked():
+        while self._loads_in_flight or self._housekeeping.locked():  # noqa: ASYNC110 - rare, shutdown only
             await anyio.sleep(0.002)  # database reads in flight; let them land
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.LOADING:  # its load was cancelled

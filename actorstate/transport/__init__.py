@@ -1,0 +1,1 @@
+"""Transports: the MCP tools, the stdio transport and the server that joins them."""

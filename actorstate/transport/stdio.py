@@ -1,0 +1,296 @@
+"""The stdio transport: JSON-RPC lines on stdin/stdout, with no thread hop per message.
+
+The SDK's own stdio transport wraps the pipes in ``anyio.wrap_file``, so
+every line read and every write is a worker-thread round trip. This one puts
+the pipes in non-blocking mode and waits on them with
+``anyio.wait_readable``/``wait_writable`` (epoll through asyncio or trio),
+parses lines itself and feeds the SDK server the same streams of
+``SessionMessage`` its ``Server.run`` expects.
+
+It also answers what the SDK transport drops silently: a line that is not
+JSON gets a JSON-RPC parse error (-32700), a line that is JSON but not a
+JSON-RPC message gets -32600, and a line longer than the limit gets -32600
+too; the server keeps serving after each. Split and joined lines are fine:
+input is split on newlines whatever the read boundaries. At end of input the
+server finishes what is in flight and the block exits (and the state closes,
+flushing everything).
+
+Like the SDK, it serves the protocol from private duplicates of fds 0 and 1
+and points fd 1 at stderr, so a stray ``print`` cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import mcp.types as types
+from mcp.shared.message import SessionMessage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "stdio_transport"]
+
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+# After end of input, how long requests already read may take to be answered.
+_EOF_GRACE_SECONDS = 30.0
+_READ_CHUNK = 256 * 1024
+
+
+def _encode(message: SessionMessage) -> bytes:
+    return message.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+
+
+def _error_line(code: int, message: str, request_id: Any = None) -> bytes:
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        request_id = None
+    return (
+        json.dumps(
+            {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}},
+            separators=(",", ":"),
+        ).encode()
+        + b"\n"
+    )
+
+
+def _rejection(line: bytes) -> bytes:
+    """The error reply for a line the SDK could not read as a JSON-RPC message."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return _error_line(types.PARSE_ERROR, "Parse error: the line is not valid JSON")
+    request_id = document.get("id") if isinstance(document, dict) else None
+    return _error_line(types.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message", request_id)
+
+
+def _pollable(fd: int) -> bool:
+    """Pipes, sockets and terminals can be waited on; regular files cannot (epoll refuses them)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
+class _Pipe:
+    """One end of the wire: non-blocking when it can be polled, else via a worker thread."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pollable = _pollable(fd)
+        self._was_blocking = os.get_blocking(fd)
+        if self.pollable:
+            os.set_blocking(fd, False)
+
+    async def read(self) -> bytes:
+        if not self.pollable:
+            return await anyio.to_thread.run_sync(os.read, self.fd, _READ_CHUNK)
+        while True:
+            try:
+                return os.read(self.fd, _READ_CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(self.fd)
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if not self.pollable:
+                written = await anyio.to_thread.run_sync(os.write, self.fd, view)
+            else:
+                try:
+                    written = os.write(self.fd, view)
+                except BlockingIOError:
+                    await anyio.wait_writable(self.fd)
+                    continue
+            view = view[written:]
+
+    def restore(self) -> None:
+        if self.pollable:
+            os.set_blocking(self.fd, self._was_blocking)
+
+
+@asynccontextmanager
+async def stdio_transport(
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    buffer: int = 256,
+) -> AsyncIterator[tuple[MemoryObjectReceiveStream[Any], _EncodingStream]]:
+    """Yield ``(read_stream, write_stream)`` for ``Server.run`` over the given fds.
+
+    The read stream ends at end of input; the block should then return (as
+    ``Server.run`` does), and queued replies are written before this exits.
+    """
+    restore_std: list[int] = []
+    if (stdin_fd, stdout_fd) == (0, 1):
+        sys.stdout.flush()
+        wire_in, wire_out = os.dup(0), os.dup(1)
+        restore_std = [os.dup(0), os.dup(1)]
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
+        stdin_fd, stdout_fd = wire_in, wire_out
+    source, sink = _Pipe(stdin_fd), _Pipe(stdout_fd)
+
+    to_server, from_wire = anyio.create_memory_object_stream[Any](buffer)
+    # Everything bound for the client, already encoded: the server's replies
+    # and the errors this transport answers itself share one writer.
+    out_send, out_receive = anyio.create_memory_object_stream[bytes](buffer)
+    requests = _InFlight()
+    to_wire = _EncodingStream(out_send.clone(), requests)
+
+    reader_scope = anyio.CancelScope()
+
+    async def read_lines() -> None:
+        pending = bytearray()
+        discarding = False  # inside a line that broke the limit
+        with reader_scope:
+            async with to_server, out_send:
+                await read_into(pending, discarding)
+                # End of input. The SDK server cancels whatever is still running
+                # when its input ends; a client that wrote its requests and
+                # closed stdin still deserves every answer, so wait for them.
+                with anyio.move_on_after(_EOF_GRACE_SECONDS):
+                    await requests.all_answered()
+
+    async def read_into(pending: bytearray, discarding: bool) -> None:
+        """Split input into lines whatever the read boundaries; answer what cannot be served."""
+        while True:
+            chunk = await source.read()
+            if not chunk:
+                return  # end of input: the server winds down when its stream ends
+            pending += chunk
+            start = 0
+            while (end := pending.find(b"\n", start)) >= 0:
+                line = bytes(pending[start:end])
+                start = end + 1
+                if discarding:
+                    discarding = False
+                    continue
+                if len(line) > max_line_bytes:
+                    await out_send.send(_too_long(len(line), max_line_bytes))
+                elif line.strip():
+                    await dispatch(line)
+            del pending[:start]
+            if len(pending) > max_line_bytes:
+                if not discarding:
+                    await out_send.send(_too_long(len(pending), max_line_bytes))
+                discarding = True
+                pending.clear()
+
+    async def dispatch(line: bytes) -> None:
+        try:
+            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValueError as error:  # pydantic's ValidationError: not JSON, or not JSON-RPC
+            await out_send.send(_rejection(line))
+            await to_server.send(error)  # the server logs and drops it, as with the SDK transport
+            return
+        if isinstance(message, types.JSONRPCRequest):
+            requests.started(message.id)
+        await to_server.send(SessionMessage(message))
+
+    async def write_lines() -> None:
+        async with out_receive:
+            async for first in out_receive:
+                batch = [first]
+                while True:  # one write for everything already queued
+                    try:
+                        batch.append(out_receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await sink.write(b"".join(batch))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_lines)
+            writer_done = anyio.Event()
+
+            async def writer() -> None:
+                try:
+                    await write_lines()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away; nobody is left to read replies
+                finally:
+                    writer_done.set()
+
+            tg.start_soon(writer)
+            try:
+                yield from_wire, to_wire
+            finally:
+                # The server has stopped (and closed to_wire); once the reader
+                # ends too, the writer drains what is queued and stops.
+                to_wire.close()
+                reader_scope.cancel()  # its exit closes the last sender: the writer then ends
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await writer_done.wait()
+                tg.cancel_scope.cancel()
+    finally:
+        source.restore()
+        sink.restore()
+        if restore_std:
+            os.dup2(restore_std[0], 0)
+            os.dup2(restore_std[1], 1)
+            for fd in (*restore_std, stdin_fd, stdout_fd):
+                os.close(fd)
+
+
+class _InFlight:
+    """Ids of requests passed to the server and not answered yet."""
+
+    def __init__(self) -> None:
+        self._ids: set[Any] = set()
+        self._empty: anyio.Event | None = None
+
+    def started(self, request_id: Any) -> None:
+        self._ids.add(request_id)
+
+    def answered(self, request_id: Any) -> None:
+        self._ids.discard(request_id)
+        if not self._ids and self._empty is not None:
+            self._empty.set()
+
+    async def all_answered(self) -> None:
+        while self._ids:
+            self._empty = anyio.Event()
+            await self._empty.wait()
+
+
+class _EncodingStream:
+    """The server's write stream: encodes each message and queues its bytes for the writer."""
+
+    def __init__(self, sink: MemoryObjectSendStream[bytes], requests: _InFlight) -> None:
+        self._sink = sink
+        self._requests = requests
+
+    async def send(self, message: SessionMessage, /) -> None:
+        await self._sink.send(_encode(message))
+        reply = message.message
+        if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError):
+            self._requests.answered(reply.id)
+
+    def close(self) -> None:
+        self._sink.close()
+
+    async def aclose(self) -> None:
+        self._sink.close()
+
+    async def __aenter__(self) -> _EncodingStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _too_long(size: int, limit: int) -> bytes:
+    return _error_line(
+        types.INVALID_REQUEST,
+        f"Invalid Request: a line of more than {size} bytes is over the {limit}-byte limit and was dropped",
+    )

@@ -1,0 +1,104 @@
+"""The stdio wire: restarts, kills, bad input, and end of input, over raw pipes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import TYPE_CHECKING
+
+from .raw_client import RawClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _server(path: Path, *extra: str) -> RawClient:
+    client = RawClient("--db", str(path), *extra)
+    client.initialize()
+    return client
+
+
+def test_state_survives_sigterm(tmp_path: Path) -> None:
+    """SIGTERM stops intake, flushes and exits 0; a new server finds the counter."""
+    db = tmp_path / "term.db"
+    server = _server(db, "--durability", "interval", "--flush-interval", "3600")
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    for _ in range(25):
+        server.call("increment_counter", sessionId=session_id)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
+    stderr = server.process.stderr.read().decode()  # type: ignore[union-attr]
+    server.kill()
+    assert "received SIGTERM" in stderr
+    restarted = _server(db)
+    context = restarted.call("get_context", sessionId=session_id)["structuredContent"]
+    assert context["metadata"] == {"counter": 25}
+    assert restarted.close()[0] == 0
+
+
+def test_state_survives_sigkill_in_commit_mode(tmp_path: Path) -> None:
+    """Every acknowledged increment is there after SIGKILL."""
+    db = tmp_path / "kill.db"
+    server = _server(db)
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    acked = [
+        server.call("increment_counter", sessionId=session_id)["structuredContent"]["value"]
+        for _ in range(40)
+    ]
+    server.process.send_signal(signal.SIGKILL)
+    server.kill()
+    restarted = _server(db)
+    assert restarted.call("get_context", sessionId=session_id)["structuredContent"]["metadata"] == {
+        "counter": acked[-1]
+    }
+    assert restarted.close()[0] == 0
+
+
+def test_garbage_oversized_and_split_lines_do_not_stop_the_server(tmp_path: Path) -> None:
+    server = _server(tmp_path / "wire.db", "--max-line-bytes", "100000")
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+
+    server.send_raw(b"this is not json\n")
+    assert server.receive()["error"]["code"] == -32700
+    server.send_raw(b'{"jsonrpc": "1.0", "id": 77}\n')
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (77, -32600)
+    server.send_raw(b'{"jsonrpc":"2.0","id":5,"method":"x","params":"' + b"a" * 200_000 + b'"}\n')
+    reply = server.receive()
+    assert reply["error"]["code"] == -32600
+    assert "limit" in reply["error"]["message"]
+
+    # One request split over three writes, then two joined in one write.
+    line = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 100,
+            "method": "tools/call",
+            "params": {"name": "increment_counter", "arguments": {"sessionId": session_id}},
+        }
+    ).encode()
+    for part in (line[:10], line[10:50], line[50:] + b"\n"):
+        server.send_raw(part)
+        time.sleep(0.05)
+    assert server.receive()["result"]["structuredContent"]["value"] == 1
+    second = line.replace(b'"id": 100', b'"id": 101')
+    third = line.replace(b'"id": 100', b'"id": 102')
+    server.send_raw(second + b"\n" + third + b"\n")
+    values = sorted(server.receive()["result"]["structuredContent"]["value"] for _ in range(2))
+    assert values == [2, 3]
+    assert server.close()[0] == 0
+
+
+def test_end_of_input_answers_everything_then_exits_cleanly(tmp_path: Path) -> None:
+    """Requests written just before stdin closes are all answered; the exit code is 0."""
+    server = _server(tmp_path / "eof.db")
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    for _ in range(20):
+        server.send("tools/call", {"name": "increment_counter", "arguments": {"sessionId": session_id}})
+    assert server.process.stdin is not None
+    server.process.stdin.close()
+    values = sorted(server.receive()["result"]["structuredContent"]["value"] for _ in range(20))
+    assert values == list(range(1, 21))
+    assert server.process.wait(timeout=30) == 0
+    server.kill()
