@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench soak clean
+.PHONY: serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_actors.py
 	$(BIN)/python benchmarks/bench_durable.py
+	$(BIN)/python benchmarks/bench_stdio.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,113 @@
+"""The ``actorstate`` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import anyio
+
+import actorstate
+from tests.transport.raw_client import RawClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actorstate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def _fill(path: str) -> list[str]:
+    async with actorstate.open_state(path) as state:
+        alice = await state.create_session("alice")
+        await alice.add_context("topic", "billing")
+        bob = await state.create_session("bob")
+        gone = await state.create_session("alice")
+        await gone.end()
+        return [alice.id, bob.id, gone.id]
+
+
+def test_sessions_list_show_export_purge(tmp_path: Path) -> None:
+    path = str(tmp_path / "look.db")
+    alice, bob, gone = anyio.run(_fill, path)
+
+    listed = _run("sessions", "list", "--db", path)
+    assert listed.returncode == 0, listed.stderr
+    assert alice in listed.stdout
+    assert bob in listed.stdout
+    assert gone not in listed.stdout
+    only_bob = _run("sessions", "list", "--db", path, "--client", "bob")
+    assert bob in only_bob.stdout
+    assert alice not in only_bob.stdout
+    with_ended = _run("sessions", "list", "--db", path, "--ended")
+    assert gone in with_ended.stdout
+
+    shown = _run("sessions", "show", alice, "--db", path)
+    detail = json.loads(shown.stdout)
+    assert detail["metadata"] == {"topic": "billing"}
+    assert detail["events"][0]["payload"] == {"key": "topic", "value": "billing"}
+    assert _run("sessions", "show", "00000000-0000-4000-8000-000000000000", "--db", path).returncode == 1
+
+    exported = [json.loads(line) for line in _run("sessions", "export", "--db", path).stdout.splitlines()]
+    assert sorted(row["sessionId"] for row in exported) == sorted([alice, bob])
+
+    purged = _run("sessions", "purge", "--db", path)
+    assert purged.stdout.strip() == "purged 1 ended sessions"
+    assert gone not in _run("sessions", "list", "--db", path, "--ended").stdout
+
+
+def test_missing_database_is_an_error_not_a_new_file(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    done = _run("sessions", "list", "--db", str(missing))
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr
+    assert not missing.exists()
+
+
+def test_serve_reads_its_settings_from_the_environment(tmp_path: Path) -> None:
+    """ACTORSTATE_* variables configure serve; the default database lives in the data directory."""
+    data_home = tmp_path / "data"
+    client = RawClient(env={"XDG_DATA_HOME": str(data_home), "ACTORSTATE_MAX_LINE_BYTES": "1000"})
+    client.initialize()
+    session_id = client.call("create_session")["structuredContent"]["sessionId"]
+    client.send_raw(b'{"jsonrpc":"2.0","id":9,"method":"ping","params":{"pad":"' + b"x" * 2000 + b'"}}\n')
+    assert "1000-byte limit" in client.receive()["error"]["message"]
+    code, stderr = client.close()
+    assert code == 0, stderr
+    database = data_home / "actorstate" / "state.db"
+    assert database.exists()
+    assert str(database) in stderr  # the lifecycle log names the file, on stderr
+    assert session_id in _run("sessions", "list", "--db", str(database)).stdout
+
+
+def test_bad_settings_are_refused_clearly(tmp_path: Path) -> None:
+    done = _run("serve", "--durability", "sometimes")
+    assert done.returncode == 2
+    assert "--durability must be commit, interval or memory" in done.stderr
+    done = _run("serve", env={"ACTORSTATE_MAX_RESIDENT": "many"})
+    assert done.returncode != 0
+    assert "ACTORSTATE_MAX_RESIDENT='many' is not a valid int" in done.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    done = subprocess.run(
+        [sys.executable, "-m", "actorstate", "serve", "--db", str(notes)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "is not an SQLite database" in done.stderr
+    assert notes.read_text() == "mine"
