@@ -73,9 +73,14 @@ def _rejection(line: bytes) -> bytes:
 
 
 def _pollable(fd: int) -> bool:
-    """Pipes, sockets and terminals can be waited on; regular files cannot (epoll refuses them)."""
+    """Pipes and sockets are read non-blocking; anything else through a worker thread.
+
+    Regular files cannot be polled (epoll refuses them), and a terminal's
+    non-blocking flag is shared with the shell that owns it, so neither is
+    switched to non-blocking mode.
+    """
     mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 class _Pipe:

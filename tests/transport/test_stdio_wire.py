@@ -102,3 +102,38 @@ def test_end_of_input_answers_everything_then_exits_cleanly(tmp_path: Path) -> N
     assert values == list(range(1, 21))
     assert server.process.wait(timeout=30) == 0
     server.kill()
+
+
+def test_requests_from_a_regular_file_are_served(tmp_path: Path) -> None:
+    """stdin may be a file (it cannot be polled): the server reads it through a thread."""
+    import subprocess
+    import sys
+
+    requests = tmp_path / "requests.jsonl"
+    lines = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "f", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with requests.open("rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "actorstate", "serve", "--durability", "memory"],
+            stdin=stdin,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [reply["id"] for reply in replies] == [1, 2]
+    assert len(replies[1]["result"]["tools"]) == 9
