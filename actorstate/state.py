@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CLIENT_ID", "Durability", "Session", "State", "open_state"]
 
 T = TypeVar("T")
+# Distinct increment messages remembered per state (the common ones: a few keys and steps).
+_MESSAGE_CACHE_SIZE = 1024
+_GET_CONTEXT = {turns: GetContext(turns) for turns in range(1, 101)}
 Durability = Literal["commit", "interval", "memory"]
 DEFAULT_CLIENT_ID = "anonymous"
 _DURABILITIES = ("commit", "interval", "memory")
@@ -193,10 +196,17 @@ class Session:
 
     async def increment(self, key: str = "counter", by: int = 1) -> int:
         """Add ``by`` to the integer counter ``metadata[key]``; return its new value."""
-        check_key(key, self._supervisor.config)
-        if type(by) is not int:
-            raise InvalidInput(f"by must be an integer, not {by!r}")
-        result: int = await self._supervisor.ask(self.id, self.client_id, Increment(key, by))
+        supervisor = self._supervisor
+        # Messages are immutable, so the common ones are built (and checked) once.
+        message = supervisor.increments.get((key, by)) if type(key) is str and type(by) is int else None
+        if message is None:
+            check_key(key, supervisor.config)
+            if type(by) is not int:
+                raise InvalidInput(f"by must be an integer, not {by!r}")
+            message = Increment(key, by)
+            if len(supervisor.increments) < _MESSAGE_CACHE_SIZE:
+                supervisor.increments[key, by] = message
+        result: int = await supervisor.ask(self.id, self.client_id, message)
         return result
 
     async def update(self, fn: Callable[[dict[str, Any]], T]) -> T:
@@ -216,7 +226,9 @@ class Session:
         """``{"sessionId", "totalEvents", "metadata", "recentEvents"}`` with the last ``max_turns`` events."""
         config = self._supervisor.config
         turns = config.default_max_turns if max_turns is None else check_max_turns(max_turns, config)
-        result: dict[str, Any] = await self._supervisor.ask(self.id, self.client_id, GetContext(turns))
+        result: dict[str, Any] = await self._supervisor.ask(
+            self.id, self.client_id, _GET_CONTEXT.get(turns) or GetContext(turns)
+        )
         return result
 
     async def end(self) -> None:

@@ -194,6 +194,9 @@ class Supervisor:
         self._rss = self._rss_baseline
         self._rss_mark = 0
 
+        # Increment messages already built and checked, by (key, by): see Session.increment.
+        self.increments: dict[tuple[str, int], Message] = {}
+
         self.activations = 0
         self.passivations = 0
         self.evictions: Counter[str] = Counter()
