@@ -57,6 +57,11 @@ _SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--backend", str, "asyncio", "trio | asyncio"),
     ("--log-level", str, "INFO", "DEBUG | INFO | WARNING | ERROR"),
 ]
+_CHOICES = {
+    "--durability": ("commit", "interval", "memory"),
+    "--backend": ("trio", "asyncio"),
+    "--log-level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
 
 
 def _env_name(flag: str) -> str:
@@ -70,15 +75,42 @@ def _add_serve(commands: Any) -> None:
         description="Serve the session tools over MCP on stdin/stdout. "
         "Each flag may also be set with the environment variable shown.",
     )
-    for flag, kind, default, text in _SERVE_OPTIONS:
-        env = _env_name(flag)
-        raw = os.environ.get(env)
-        if raw is not None:
-            try:
-                default = kind(raw)
-            except ValueError:
-                raise SystemExit(f"actorstate: {env}={raw!r} is not a valid {kind.__name__}") from None
-        serve.add_argument(flag, type=kind, default=default, help=f"{text} [{env}]")
+    for flag, kind, _, text in _SERVE_OPTIONS:
+        # Unset flags stay None here; _serve_settings fills them from the
+        # environment or the default, so a bad variable troubles only serve.
+        serve.add_argument(flag, type=kind, default=None, help=f"{text} [{_env_name(flag)}]")
+
+
+def _serve_settings(args: argparse.Namespace) -> None:
+    """Fill unset serve flags from ACTORSTATE_* variables, then defaults; check them all."""
+    for flag, kind, default, _ in _SERVE_OPTIONS:
+        name = flag.removeprefix("--").replace("-", "_")
+        value = getattr(args, name)
+        source = flag
+        if value is None:
+            env = _env_name(flag)
+            raw = os.environ.get(env)
+            if raw is None:
+                value = default
+            else:
+                source = env
+                try:
+                    value = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
+        choices = _CHOICES.get(flag)
+        if choices is not None:
+            value = value.upper() if flag == "--log-level" else value
+            if value not in choices:
+                raise ValueError(f"{source} must be one of {', '.join(choices)}, not {value!r}")
+        if flag == "--max-line-bytes" and value < 1024:
+            raise ValueError(f"{source} must be at least 1024 bytes, not {value}")
+        setattr(args, name, value)
+    if args.durability != "memory":
+        # The default database lives in the user's data directory, made on first run.
+        path = Path(args.db).expanduser() if args.db else default_database()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        args.db = str(path)
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -91,10 +123,7 @@ async def _serve(args: argparse.Namespace) -> None:
         session_ttl=args.session_ttl,
         flush_interval=args.flush_interval,
     )
-    path = None
-    if args.durability != "memory":
-        path = Path(args.db) if args.db else default_database()
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path = None if args.durability == "memory" else args.db
     logger.info(
         "actorstate %s serving MCP on stdio: database %s, durability %s, backend %s",
         __version__,
@@ -103,19 +132,21 @@ async def _serve(args: argparse.Namespace) -> None:
         args.backend,
     )
     started = time.monotonic()
-    async with open_state(
-        None if path is None else str(path), durability=args.durability, config=config, stop_on_signals=True
-    ) as state:
+    async with open_state(path, durability=args.durability, config=config, stop_on_signals=True) as state:
         await serve_stdio(state, max_line_bytes=args.max_line_bytes)
         logger.info("end of input: closing")
     logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
 
 
 def _read_only(path: str) -> sqlite3.Connection:
-    if not os.path.exists(path):
-        raise StoreError(f"{path} does not exist")
+    _must_exist(path)
     check_database_file(path)
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+
+
+def _must_exist(path: str) -> None:
+    if not os.path.isfile(path):
+        raise StoreError(f"{path} does not exist")
 
 
 def _describe(
@@ -142,6 +173,7 @@ def _describe(
 
 def _sessions(args: argparse.Namespace) -> int:
     if args.action == "purge":
+        _must_exist(args.db)
         store = SQLiteStore(args.db)
         try:
             purged = store.purge(time.time() - args.older_than_days * 86400)
@@ -208,28 +240,26 @@ def main(argv: list[str] | None = None) -> int:
     purge.add_argument("--older-than-days", type=float, default=0.0, help="keep those ended more recently")
 
     doctor = commands.add_parser("doctor", help="check a database without changing it")
-    doctor.add_argument("path", help="the SQLite database file")
+    doctor.add_argument("path", nargs="?", help=f"the SQLite database file (default: {default_database()})")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         if args.command == "serve":
-            if args.durability not in ("commit", "interval", "memory"):
-                parser.error(f"--durability must be commit, interval or memory, not {args.durability!r}")
-            if args.backend not in ("trio", "asyncio"):
-                parser.error(f"--backend must be trio or asyncio, not {args.backend!r}")
+            _serve_settings(args)
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=getattr(logging, getattr(args, "log_level", None) or "WARNING"),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if args.command == "serve":
             anyio.run(_serve, args, backend=args.backend)
             return 0
         if args.command == "sessions":
             return _sessions(args)
-        diagnosis = diagnose(args.path)
+        diagnosis = diagnose(args.path or str(default_database()))
         print(diagnosis.report())
         return 1 if diagnosis.problems else 0
-    except (ActorStateError, ValueError) as error:
+    except (ActorStateError, ValueError, sqlite3.Error) as error:
         print(f"actorstate: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

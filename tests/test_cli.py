@@ -78,11 +78,11 @@ def test_missing_database_is_an_error_not_a_new_file(tmp_path: Path) -> None:
 def test_serve_reads_its_settings_from_the_environment(tmp_path: Path) -> None:
     """ACTORSTATE_* variables configure serve; the default database lives in the data directory."""
     data_home = tmp_path / "data"
-    client = RawClient(env={"XDG_DATA_HOME": str(data_home), "ACTORSTATE_MAX_LINE_BYTES": "1000"})
+    client = RawClient(env={"XDG_DATA_HOME": str(data_home), "ACTORSTATE_MAX_LINE_BYTES": "2000"})
     client.initialize()
     session_id = client.call("create_session")["structuredContent"]["sessionId"]
-    client.send_raw(b'{"jsonrpc":"2.0","id":9,"method":"ping","params":{"pad":"' + b"x" * 2000 + b'"}}\n')
-    assert "1000-byte limit" in client.receive()["error"]["message"]
+    client.send_raw(b'{"jsonrpc":"2.0","id":9,"method":"ping","params":{"pad":"' + b"x" * 3000 + b'"}}\n')
+    assert "2000-byte limit" in client.receive()["error"]["message"]
     code, stderr = client.close()
     assert code == 0, stderr
     database = data_home / "actorstate" / "state.db"
@@ -94,7 +94,13 @@ def test_serve_reads_its_settings_from_the_environment(tmp_path: Path) -> None:
 def test_bad_settings_are_refused_clearly(tmp_path: Path) -> None:
     done = _run("serve", "--durability", "sometimes")
     assert done.returncode == 2
-    assert "--durability must be commit, interval or memory" in done.stderr
+    assert "--durability must be one of commit, interval, memory, not 'sometimes'" in done.stderr
+    done = _run("serve", "--max-line-bytes", "0")
+    assert done.returncode == 2
+    assert "--max-line-bytes must be at least 1024 bytes" in done.stderr
+    # A bad variable for serve does not trouble the other commands.
+    other = _run("sessions", "list", "--db", str(tmp_path / "none.db"), env={"ACTORSTATE_MAX_RESIDENT": "x"})
+    assert "does not exist" in other.stderr
     done = _run("serve", env={"ACTORSTATE_MAX_RESIDENT": "many"})
     assert done.returncode != 0
     assert "ACTORSTATE_MAX_RESIDENT='many' is not a valid int" in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+from pathlib import Path
 
 from ..errors import StoreError
 from .codec import SnapshotDecodeError, decode_session
@@ -49,7 +50,7 @@ def diagnose(path: str) -> Diagnosis:
     check_database_file(path)
     diagnosis = Diagnosis(path)
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
     except sqlite3.Error as error:
         raise StoreError(f"cannot open {path}: {error}") from error
     try:

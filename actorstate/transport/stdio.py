@@ -90,8 +90,10 @@ class _Pipe:
         self.fd = fd
         self.pollable = _pollable(fd)
         self._was_blocking = os.get_blocking(fd)
+
+    def switch(self) -> None:
         if self.pollable:
-            os.set_blocking(fd, False)
+            os.set_blocking(self.fd, False)
 
     async def read(self) -> bytes:
         if not self.pollable:
@@ -143,7 +145,10 @@ async def stdio_transport(
         os.close(devnull)
         os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
         stdin_fd, stdout_fd = wire_in, wire_out
+    # Both flags are read before either end changes: stdin and stdout may be one socket.
     source, sink = _Pipe(stdin_fd), _Pipe(stdout_fd)
+    source.switch()
+    sink.switch()
 
     to_server, from_wire = anyio.create_memory_object_stream[Any](buffer)
     # Everything bound for the client, already encoded: the server's replies
@@ -155,23 +160,26 @@ async def stdio_transport(
     reader_scope = anyio.CancelScope()
 
     async def read_lines() -> None:
-        pending = bytearray()
-        discarding = False  # inside a line that broke the limit
         with reader_scope:
             async with to_server, out_send:
-                await read_into(pending, discarding)
+                await read_into()
                 # End of input. The SDK server cancels whatever is still running
                 # when its input ends; a client that wrote its requests and
                 # closed stdin still deserves every answer, so wait for them.
                 with anyio.move_on_after(_EOF_GRACE_SECONDS):
                     await requests.all_answered()
 
-    async def read_into(pending: bytearray, discarding: bool) -> None:
+    async def read_into() -> None:
         """Split input into lines whatever the read boundaries; answer what cannot be served."""
+        pending = bytearray()
+        discarding = False  # inside a line that broke the limit
         while True:
             chunk = await source.read()
             if not chunk:
-                return  # end of input: the server winds down when its stream ends
+                # End of input: a last line without its newline still counts.
+                if pending.strip() and not discarding:
+                    await dispatch(bytes(pending))
+                return
             pending += chunk
             start = 0
             while (end := pending.find(b"\n", start)) >= 0:
@@ -200,9 +208,21 @@ async def stdio_transport(
             return
         if isinstance(message, types.JSONRPCRequest):
             requests.started(message.id)
+        elif isinstance(message, types.JSONRPCNotification):
+            if b'"id"' in line and "id" in json.loads(line):
+                # A request whose id is not a string or an integer reads as a
+                # notification, which nobody answers: refuse it instead.
+                await out_send.send(
+                    _error_line(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
+                )
+                return
+            if message.method == "notifications/cancelled" and message.params:
+                # The SDK never answers a request its client cancelled.
+                requests.answered(message.params.get("requestId"))
         await to_server.send(SessionMessage(message))
 
     async def write_lines() -> None:
+        client_gone = False
         async with out_receive:
             async for first in out_receive:
                 batch = [first]
@@ -211,7 +231,15 @@ async def stdio_transport(
                         batch.append(out_receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await sink.write(b"".join(batch))
+                if client_gone:
+                    continue  # keep taking replies, so nothing waits on a dead pipe
+                try:
+                    await sink.write(b"".join(batch))
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client closed its end: stop reading requests, and let
+                    # the server finish and close as at end of input.
+                    client_gone = True
+                    reader_scope.cancel()
 
     try:
         async with anyio.create_task_group() as tg:
@@ -221,8 +249,6 @@ async def stdio_transport(
             async def writer() -> None:
                 try:
                     await write_lines()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client went away; nobody is left to read replies
                 finally:
                     writer_done.set()
 
@@ -238,9 +264,10 @@ async def stdio_transport(
                     await writer_done.wait()
                 tg.cancel_scope.cancel()
     finally:
-        source.restore()
         sink.restore()
+        source.restore()
         if restore_std:
+            sys.stdout.flush()  # a stray print buffered meanwhile goes to stderr, not the protocol
             os.dup2(restore_std[0], 0)
             os.dup2(restore_std[1], 1)
             for fd in (*restore_std, stdin_fd, stdout_fd):
@@ -259,6 +286,8 @@ class _InFlight:
 
     def answered(self, request_id: Any) -> None:
         self._ids.discard(request_id)
+        if isinstance(request_id, str) and request_id.lstrip("-").isdigit():
+            self._ids.discard(int(request_id))  # a cancellation may name an integer id as text
         if not self._ids and self._empty is not None:
             self._empty.set()
 
@@ -276,10 +305,12 @@ class _EncodingStream:
         self._requests = requests
 
     async def send(self, message: SessionMessage, /) -> None:
-        await self._sink.send(_encode(message))
-        reply = message.message
-        if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError):
-            self._requests.answered(reply.id)
+        try:
+            await self._sink.send(_encode(message))
+        finally:
+            reply = message.message
+            if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError):
+                self._requests.answered(reply.id)
 
     def close(self) -> None:
         self._sink.close()

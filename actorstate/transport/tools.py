@@ -63,7 +63,10 @@ class ToolContext:
 
 
 def _string(arguments: dict[str, Any], name: str, default: str | None = None) -> str:
-    value = arguments.get(name, default)
+    # null counts as "not given": some clients send it for omitted arguments.
+    value = arguments.get(name)
+    if value is None:
+        value = default
     if value is None:
         raise ToolError(f"missing required argument {name!r}")
     if not isinstance(value, str):
@@ -72,11 +75,14 @@ def _string(arguments: dict[str, Any], name: str, default: str | None = None) ->
 
 
 def _integer(arguments: dict[str, Any], name: str, default: int) -> int:
-    value = arguments.get(name, default)
-    if isinstance(value, float) and value.is_integer():
+    value = arguments.get(name)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         value = int(value)  # JSON clients often send 5.0 for 5
     if type(value) is not int:
-        raise ToolError(f"argument {name!r} must be an integer, not {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ToolError(f"argument {name!r} must be an integer, not {shown}")
     return value
 
 
@@ -148,7 +154,7 @@ async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
 
 
 async def _record_action(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    details = arguments.get("details")
+    details = arguments.get("details")  # null or absent: no details
     if details is not None and not isinstance(details, str):
         raise ToolError(f"argument 'details' must be a string, not {type(details).__name__}")
     total = await ctx.session(arguments).record_action(_string(arguments, "action"), details=details)

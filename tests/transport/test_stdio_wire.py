@@ -137,3 +137,60 @@ def test_requests_from_a_regular_file_are_served(tmp_path: Path) -> None:
     replies = [json.loads(line) for line in done.stdout.splitlines()]
     assert [reply["id"] for reply in replies] == [1, 2]
     assert len(replies[1]["result"]["tools"]) == 9
+
+
+def test_odd_ids_cancellations_and_a_last_line_without_newline(tmp_path: Path) -> None:
+    """Every request gets an answer or a refusal; a cancelled one does not hold up the exit."""
+    server = _server(tmp_path / "odd.db")
+    for odd_id in ("true", "1.5", "null", "[1]"):
+        server.send_raw(b'{"jsonrpc":"2.0","id":' + odd_id.encode() + b',"method":"ping"}\n')
+        reply = server.receive()
+        assert reply["error"]["code"] == -32600, reply
+    # A request the client cancels is never answered by the SDK; end of input must not wait for it.
+    server.send_raw(
+        b'{"jsonrpc":"2.0","id":50,"method":"tools/call","params":{"name":"server_stats","arguments":{}}}\n'
+    )
+    server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":50}}\n')
+    # The last request has no newline: end of input completes it.
+    server.send_raw(b'{"jsonrpc":"2.0","id":51,"method":"ping"}')
+    assert server.process.stdin is not None
+    server.process.stdin.close()
+    ids = set()
+    while True:
+        try:
+            ids.add(server.receive(timeout=20)["id"])
+        except EOFError:
+            break
+    assert 51 in ids
+    assert server.process.wait(timeout=20) == 0
+    server.kill()
+
+
+def test_client_closing_its_end_stops_the_server_cleanly(tmp_path: Path) -> None:
+    """With nobody reading replies, the server stops reading too and exits 0 at end of input."""
+    server = _server(tmp_path / "gone.db")
+    assert server.process.stdout is not None
+    server.process.stdout.close()
+    for request_id in range(3):
+        server.send_raw(b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % request_id)
+    server.send_raw(b"garbage\n")
+    assert server.process.stdin is not None
+    server.process.stdin.close()
+    assert server.process.wait(timeout=20) == 0
+    server.process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_null_for_optional_arguments_means_the_default(tmp_path: Path) -> None:
+    server = _server(tmp_path / "null.db")
+    created = server.call("create_session", clientId=None)
+    session_id = created["structuredContent"]["sessionId"]
+    assert (
+        server.call("increment_counter", sessionId=session_id, key=None, by=None)["content"][0]["text"]
+        == "Counter: 1"
+    )
+    context = server.call("get_context", sessionId=session_id, maxTurns=None)
+    assert context["structuredContent"]["metadata"] == {"counter": 1}
+    huge = server.call("increment_counter", sessionId=session_id, by=1e300)
+    assert huge["isError"]
+    assert len(huge["content"][0]["text"]) < 200
+    assert server.close()[0] == 0
