@@ -191,7 +191,6 @@ class Supervisor:
         self._high_bytes = int(config.memory_budget_bytes * config.memory_high_watermark)
         self._low_bytes = int(config.memory_budget_bytes * config.memory_low_watermark)
         self._rss_baseline = read_rss()
-        self._rss = self._rss_baseline
         self._rss_mark = 0
 
         # Increment messages already built and checked, by (key, by): see Session.increment.
@@ -746,7 +745,6 @@ class Supervisor:
         rss = read_rss()
         if rss is None or self._rss_baseline is None:
             return
-        self._rss = rss
         growth = rss - self._rss_baseline
         if growth <= self._high_bytes or rss <= self._rss_mark or self._accounted <= 0:
             return

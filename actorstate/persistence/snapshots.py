@@ -69,7 +69,6 @@ class SnapshotActor:
         # Dirty actors in the order they first changed (a dict as an ordered set).
         self._dirty: dict[SessionActor, None] = {}
         self._wakeup: anyio.Event | None = None
-        self._idle: anyio.Event | None = None
         self._failures = 0
         self.commits = 0
         self.failed_commits = 0
@@ -121,18 +120,12 @@ class SnapshotActor:
             self._fail_pending(actor.unflushed, error)
         actor.unflushed = None
 
-    @property
-    def has_dirty(self) -> bool:
-        return bool(self._dirty)
-
     # -- the flush loop -------------------------------------------------------
 
     async def run(self) -> None:
         """Flush whenever something is dirty: at once in commit mode, on the interval otherwise."""
         while True:
             if not self._dirty:
-                if self._idle is not None:
-                    self._idle.set()
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 self._wakeup = None
@@ -312,9 +305,3 @@ class SnapshotActor:
             if latencies
             else None,
         }
-
-    async def wait_idle(self) -> None:
-        while self._dirty:
-            self._idle = anyio.Event()
-            await self._idle.wait()
-        self._idle = None

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError
 
@@ -325,21 +325,6 @@ class SQLiteStore:
         """Copy the WAL into the database and truncate it, so the file stops growing."""
         with _translated(self.path, "checkpointing the WAL"):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def counts(self) -> dict[str, Any]:
-        with _translated(self.path, "counting sessions"):
-            live, ended = self._db.execute(
-                "SELECT count(*) FILTER (WHERE ended_at IS NULL), count(*) FILTER (WHERE ended_at IS NOT NULL) "
-                "FROM sessions"
-            ).fetchone()
-            page_count = self._db.execute("PRAGMA page_count").fetchone()[0]
-            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
-        return {"sessions": live, "ended": ended, "bytes": page_count * page_size}
-
-    def integrity_problems(self) -> list[str]:
-        with _translated(self.path, "checking integrity"):
-            rows = self._db.execute("PRAGMA integrity_check").fetchall()
-        return [row[0] for row in rows if row[0] != "ok"]
 
     def close(self) -> None:
         with _translated(self.path, "closing the database"):
