@@ -1,16 +1,20 @@
 """The supervisor: finds, schedules, restarts and evicts session actors.
 
-One scheduler task runs every turn. A caller posts an envelope to an actor's
-mailbox and parks; the first post to an empty mailbox puts the actor on the
-ready list and wakes the scheduler, which drains the whole mailbox of each
-ready actor in one synchronous pass. A hundred concurrent callers therefore
-cost one scheduler wake-up and one park each, not a lock hand-off per call.
+A call is an envelope for the session's actor. When the actor is idle its
+turn runs at once in the caller's task (after one checkpoint), so an
+uncontended call costs no hand-off at all. Otherwise (the actor is loading,
+restarting, or has calls queued) the envelope waits in the mailbox and the
+caller parks; the first post to an empty mailbox puts the actor on the ready
+list and wakes the scheduler task, which drains the whole mailbox of every
+ready actor in one synchronous pass. Turns never await, so turns of one
+actor never interleave, and no lock is taken.
 
 Residency follows Orleans-style virtual actors: an actor is activated on its
-first message, passivated (kept as an encoded snapshot) when idle or when the
-resident cap is reached, and evicted (gone, in memory mode) when the memory
-budget is exceeded. The resident dict is kept in least-recently-used order, so
-every sweep stops at the first actor that does not qualify.
+first message, passivated when idle or past the resident cap (memory mode
+keeps an encoded snapshot; with a store the state is already saved), and
+evicted, least recently used first, when the memory budget is exceeded (in
+memory mode an evicted session is gone). The resident dict is kept in
+least-recently-used order for eviction.
 
 Crashes follow Erlang/OTP restart intensity: an actor whose loop dies is
 restarted with exponential backoff, and more than ``max_restarts`` crashes
@@ -52,7 +56,7 @@ __all__ = ["FaultHook", "Supervisor", "open_supervisor"]
 logger = logging.getLogger("actorstate.supervisor")
 
 # Called before every turn with the session id, the caller's client id (None
-# for a tell) and the message; an exception raised here kills the actor's loop
+# for a tell or an owner handle) and the message; an exception raised here kills the actor's loop
 # (fault injection for tests and the chaos runner; also a faithful log of the
 # order in which turns ran).
 FaultHook = Callable[[str, str | None, Message], None]
