@@ -63,6 +63,7 @@ async def count(path: str, go_file: str, session_id: str, n: int) -> None:
     async with actorstate.open_state(path) as state:
         session = state.session(session_id)
         await session.context()
+        emit("ready")
         while not os.path.exists(go_file):  # noqa: ASYNC110 - a barrier across processes
             await anyio.sleep(0.005)
 

@@ -178,14 +178,16 @@ def test_two_processes_incrementing_one_session_lose_nothing(tmp_path: Path) -> 
         )
         for backend in ("trio", "asyncio")
     ]
-    time.sleep(0.5)  # let both open the database before the start signal (not a correctness wait)
+    for child in children:  # both have the database open and the session loaded
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
     go.write_text("go")
     outputs = [child.communicate(timeout=120) for child in children]
     for child, (_out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err
     stored = anyio.run(_read_back, path, [session_id])
     assert stored[session_id]["hits"] == 2000
-    conflicts = sum(int(out.split()[1]) for out, _ in outputs)
+    conflicts = sum(int(out.split()[-1]) for out, _ in outputs)
     assert conflicts > 0, "the two processes never overlapped: the test did not exercise conflicts"
 
 
