@@ -26,6 +26,7 @@ class ActorStatus(enum.Enum):
     BACKOFF = "backoff"  # crashed; messages wait until the restart
     QUARANTINED = "quarantined"  # crashed too often or undecodable; every call fails
     ENDED = "ended"  # ended; waits for that to commit, every call gets SessionNotFound
+    GONE = "gone"  # left memory; a call in flight looks the session up again
 
 
 class SessionActor:

@@ -180,8 +180,9 @@ class Supervisor:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
 
-        # Resident actors in least-recently-used order (oldest first).
+        # Resident actors in least-recently-used order (oldest first), and the last one.
         self._resident: dict[str, SessionActor] = {}
+        self._most_recent: SessionActor | None = None
         # Passivated sessions in passivation order (oldest first).
         self._passivated: dict[str, Passivated] = {}
         self._ready: list[SessionActor] = []
@@ -215,6 +216,7 @@ class Supervisor:
         session_id = str(uuid.uuid4())
         actor = SessionActor(session_id, SessionState(session_id, client_id, time.time()), self._now)
         self._resident[session_id] = actor
+        self._most_recent = actor
         envelope = Envelope(CreateSession(), client_id)
         await self._post(session_id, envelope)
         self._activated(actor)
@@ -239,11 +241,8 @@ class Supervisor:
             # parks after the turn instead, and that park is the checkpoint.
             if not (self._hold_writes and message.writes):
                 await self._parking.checkpoint()
-                if (
-                    self._resident.get(session_id) is not actor
-                    or actor.mailbox is not None
-                    or actor.status is not _READY
-                ):
+                # Still idle? (Removal marks an actor GONE, so no lookup is needed.)
+                if actor.mailbox is not None or actor.status is not _READY:
                     await self._post(session_id, envelope)
                     return await self._parking.park(envelope)
             if not self._closed:
@@ -488,10 +487,12 @@ class Supervisor:
         # Only the owner's calls count: another client's probes keep nothing alive.
         resident = self._resident
         session_id = state.id
-        if used and resident.get(session_id) is actor:
+        if used and actor.status is not ActorStatus.GONE:
+            if actor is not self._most_recent:  # a hot session is already last
+                del resident[session_id]
+                resident[session_id] = actor
+                self._most_recent = actor
             actor.last_used = self._now
-            del resident[session_id]
-            resident[session_id] = actor
             if state.metadata_bytes + state.events_bytes != actor.accounted_basis:
                 self._account(actor)
 
@@ -571,6 +572,7 @@ class Supervisor:
             actor = SessionActor(session_id, None, self._now)
             actor.status = ActorStatus.LOADING
             self._resident[session_id] = actor
+            self._most_recent = actor
             assert self._task_group is not None
             self._task_group.start_soon(self._load, actor)
             return actor
@@ -582,6 +584,7 @@ class Supervisor:
         # client's must not make the session look recently used.
         actor = SessionActor(session_id, decode_session(entry.blob), entry.last_used)
         self._resident[session_id] = actor
+        self._most_recent = actor
         return actor
 
     async def _load(self, actor: SessionActor) -> None:
@@ -672,6 +675,9 @@ class Supervisor:
             del self._resident[actor.id]
             self._accounted -= actor.accounted
             actor.accounted = 0
+            actor.status = ActorStatus.GONE
+            if self._most_recent is actor:
+                self._most_recent = None
         error = error or SessionNotFound()
         if self._snapshots is not None:
             self._snapshots.forget(actor, error)
