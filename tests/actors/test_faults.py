@@ -203,3 +203,44 @@ async def test_close_while_callers_wait_for_a_restart_fails_them() -> None:
                 await anyio.wait_all_tasks_blocked()
     assert len(outcomes) == 2
     assert all(isinstance(o, actorstate.StateClosed) for o in outcomes)
+
+
+async def test_caller_waiting_for_room_follows_a_passivated_session() -> None:
+    """A caller waiting on a full mailbox is not told SessionNotFound if the session was passivated meanwhile.
+
+    The race (the mailbox drains, the actor goes idle and is passivated before
+    the waiting caller runs) is laid out step by step on the supervisor.
+    """
+    from actorstate.actors.session_actor import ActorStatus
+
+    hook = CrashOn(crashes=1)
+    config = Config(mailbox_size=1, restart_backoff=60, ask_timeout=30)
+    async with actorstate.open_state(config=config, fault_hook=hook) as state:
+        session = await state.create_session()
+        hook.session_id = session.id
+        supervisor = state._supervisor
+        results: dict[str, object] = {}
+
+        async def call(name: str) -> None:
+            results[name] = await session.increment()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "first")  # crashes: waits in the (now full) mailbox
+            while not hook.crashed:
+                await anyio.lowlevel.checkpoint()
+            actor = supervisor._resident[session.id]
+            tg.start_soon(call, "waiter")  # the mailbox is full: waits for room
+            while actor.room is None:
+                await anyio.lowlevel.checkpoint()
+            # What a restart does: the mailbox drains and the waiter is told there is room...
+            actor.status = ActorStatus.READY
+            batch, actor.mailbox = actor.mailbox, None
+            assert batch is not None
+            actor.room.set()
+            actor.room = None
+            supervisor._turns(actor, batch)
+            # ...and before the waiter runs, the now idle actor is passivated.
+            supervisor._passivate(actor)
+            assert session.id in supervisor._passivated
+        assert results == {"first": 1, "waiter": 2}
+        assert (await session.context())["metadata"] == {"counter": 2}
