@@ -177,6 +177,8 @@ class Supervisor:
         self._loads_in_flight = 0
         self._touched: dict[str, float] = {}
         self._db_bytes: int | None = None
+        # Live sessions in the store, counted by the last housekeeping pass.
+        self._stored_sessions: int | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
 
@@ -282,13 +284,18 @@ class Supervisor:
     def stats(self) -> dict[str, Any]:
         quarantined = sum(1 for a in self._resident.values() if a.status is ActorStatus.QUARANTINED)
         store_stats: dict[str, Any] = {}
+        sessions = len(self._resident) + len(self._passivated)
         if self._snapshots is not None:
             store_stats = self._snapshots.stats()
             store_stats["db_bytes"] = self._db_bytes
+            # Counting a million rows on demand would stall commits; the
+            # housekeeping pass counts them as it scans for expired ones.
+            if self._stored_sessions is not None:
+                sessions = self._stored_sessions
         return store_stats | {
             "resident_actors": len(self._resident),
             "passivated_sessions": len(self._passivated),
-            "sessions": len(self._resident) + len(self._passivated),
+            "sessions": sessions,
             "activations": self.activations,
             "passivations": self.passivations,
             "evictions": dict(self.evictions),
@@ -865,16 +872,18 @@ class Supervisor:
                 except BaseException:
                     self._touched = touched | self._touched  # try again next time
                     raise
-            expired = 0
+            expired = live = 0
             after_id = ""
             resident = frozenset(self._resident)
             while True:  # one chunk per job: commits slip in between
-                ended, after_id = await db.run(
+                ended, still_live, after_id = await db.run(
                     store.expire, after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident
                 )
                 expired += ended
+                live += still_live
                 if not after_id:
                     break
+            self._stored_sessions = live
             purged = await db.run(store.purge, wall - self.config.ended_retention)
             await db.run(store.checkpoint)
             self._db_bytes = await db.run(store.size_bytes)

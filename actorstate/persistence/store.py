@@ -255,12 +255,12 @@ class SQLiteStore:
 
     def expire(
         self, after_id: str, limit: int, idle_before: float, now: float, resident: frozenset[str]
-    ) -> tuple[int, str]:
+    ) -> tuple[int, int, str]:
         """End live sessions last active before ``idle_before``, scanning one chunk.
 
         Scans at most ``limit`` rows with ids above ``after_id``; returns how
-        many it ended and the id to continue from ("" once the table is
-        done). Resident sessions are skipped: one may be in use with only reads
+        many it ended, how many live ones it left, and the id to continue from
+        ("" once the table is done): a full pass also counts the live sessions. Resident sessions are skipped: one may be in use with only reads
         since its last write, and the supervisor judges those by its own clock.
         Small chunks keep each call short, so commits queued behind it wait
         milliseconds, not the length of a full scan.
@@ -287,7 +287,8 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                     raise
         next_id = rows[-1][0] if len(rows) == limit else ""
-        return len(stale), next_id
+        live = sum(1 for _, _, ended_at in rows if ended_at is None) - len(stale)
+        return len(stale), live, next_id
 
     def end(self, session_id: str, now: float) -> None:
         """Mark one session ended, whatever its snapshot holds."""

@@ -62,6 +62,7 @@ async def test_store_ends_sessions_idle_past_ttl_and_purges_old_ended(tmp_path: 
                 "UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time() - 30 * 86400, long_ended.id)
             )
         await state._supervisor.housekeeping()
+        assert state.stats()["sessions"] == 1  # counted in the store: only `recent` is live
         with pytest.raises(SessionNotFound):
             await old.context()
         assert (await recent.context())["metadata"] == {}
