@@ -1,5 +1,8 @@
 # The README's commands. Each creates .venv and installs on first use, so a
 # fresh machine needs only Python 3.11 and make.
+#
+# `make serve` speaks MCP on stdout, so everything else it prints (set-up
+# included) goes to stderr, and recipe lines are not echoed.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,14 +11,15 @@ STAMP := $(VENV)/.installed
 .PHONY: serve test lint bench clean
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)" >&2; exit 1; }
+	@echo "setting up $(VENV) (first run only)" >&2
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e '.[dev]' >&2
+	@touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/actorstate serve
+	@$(BIN)/actorstate serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
