@@ -1,0 +1,419 @@
+"""Residency: which session actors are in memory, and for how long.
+
+Orleans-style virtual actors: an actor is activated on its first message
+(decoded from a passivated snapshot, or loaded from the store), passivated
+when idle or past the resident cap, and evicted, least recently used first,
+when the memory budget is exceeded. With a store, passivation and eviction
+only drop the in-memory copy; in memory mode a passivated session is kept as
+a compact encoded snapshot and an evicted one is gone. Also here: memory
+accounting, the maintenance sweep, and the store's housekeeping.
+
+:class:`Residency` is a part of :class:`~actorstate.actors.supervisor.Supervisor`
+(a mixin): it owns the state :meth:`Residency._init_residency` creates and
+uses the scheduling and failure handling the supervisor provides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from ..errors import SessionNotFound, StoreError
+from ..persistence.codec import SnapshotDecodeError, decode_session, encode_session
+from .memory import passivated_bytes, read_rss, resident_bytes
+from .session_actor import ActorStatus, Passivated, SessionActor
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..persistence.snapshots import SnapshotActor
+
+__all__ = ["Residency"]
+
+logger = logging.getLogger("actorstate.supervisor")
+
+# Sample process RSS after this many activations (and on every maintenance
+# tick): often enough to catch a burst of new sessions, cheap per call.
+_RSS_SAMPLE_EVERY = 1024
+# RSS growth up to this multiple of the accounted bytes is taken as sessions
+# costing more than estimated; beyond it, as growth of the host application.
+_RSS_PLAUSIBLE_FACTOR = 3
+# Rows per expiry scan step (a few milliseconds of database time).
+_EXPIRY_CHUNK = 2000
+_READY = ActorStatus.READY
+
+
+class Residency:
+    # Provided by the supervisor.
+    config: Config
+    _snapshots: SnapshotActor | None
+    _task_group: anyio.abc.TaskGroup | None
+    _closed: bool
+    _now: float
+    _ready: list[SessionActor]
+
+    if TYPE_CHECKING:
+
+        def _check_open(self) -> None: ...
+        def _fail_mailbox(self, actor: SessionActor, error: Exception) -> None: ...
+        def _quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None: ...
+        def _wake_scheduler(self) -> None: ...
+
+    def _init_residency(self, config: Config) -> None:
+        # Resident actors in least-recently-used order (oldest first), and the last one.
+        self._resident: dict[str, SessionActor] = {}
+        self._most_recent: SessionActor | None = None
+        # Passivated sessions in passivation order (oldest first).
+        self._passivated: dict[str, Passivated] = {}
+        self._accounted = 0
+        self._high_bytes = int(config.memory_budget_bytes * config.memory_high_watermark)
+        self._low_bytes = int(config.memory_budget_bytes * config.memory_low_watermark)
+        self._rss_baseline = read_rss()
+        self._rss_mark = 0
+        self._housekeeping_due = 0.0
+        self._housekeeping = anyio.Lock()
+        self._loads_in_flight = 0
+        self._touched: dict[str, float] = {}
+        self._db_bytes: int | None = None
+        # Live sessions in the store, counted by the last housekeeping pass.
+        self._stored_sessions: int | None = None
+        self.activations = 0
+        self.passivations = 0
+        self.evictions: Counter[str] = Counter()
+        self.expired = 0
+
+    # -- activation, passivation, eviction -----------------------------------
+
+    def _activate(self, session_id: str) -> SessionActor:
+        """Bring a session that is not resident back: decode it, or start loading it."""
+        self._check_open()
+        if self._snapshots is not None:
+            actor = SessionActor(session_id, None, self._now)
+            actor.status = ActorStatus.LOADING
+            self._resident[session_id] = actor
+            self._most_recent = actor
+            assert self._task_group is not None
+            self._task_group.start_soon(self._load, actor)
+            return actor
+        entry = self._passivated.pop(session_id, None)
+        if entry is None:
+            raise SessionNotFound
+        self._accounted -= passivated_bytes(entry.blob)
+        # Its last use stays what it was: a call that turns out to be another
+        # client's must not make the session look recently used.
+        actor = SessionActor(session_id, decode_session(entry.blob), entry.last_used)
+        self._resident[session_id] = actor
+        self._most_recent = actor
+        return actor
+
+    async def _load(self, actor: SessionActor) -> None:
+        """Read an actor's snapshot from the store; its messages wait meanwhile."""
+        snapshots = self._snapshots
+        assert snapshots is not None
+        session_id = actor.id
+        self._loads_in_flight += 1
+        try:
+            row = await snapshots.db.run(snapshots.store.load, session_id)
+        except StoreError as error:
+            self._remove(actor, error)
+            return
+        finally:
+            self._loads_in_flight -= 1
+        if self._resident.get(session_id) is not actor or actor.status is not ActorStatus.LOADING:
+            return
+        if row is None or row.ended:
+            self._remove(actor)
+            return
+        try:
+            state = decode_session(row.state)
+            if state.id != session_id:
+                raise SnapshotDecodeError(f"the snapshot belongs to session {state.id}")
+        except SnapshotDecodeError as error:
+            logger.error("session %s quarantined: its stored snapshot cannot be read: %s", session_id, error)
+            self._quarantine(
+                actor, f"quarantined: its stored snapshot cannot be read ({error})", row.client_id
+            )
+            return
+        actor.state = state
+        actor.version = row.version
+        actor.status = _READY
+        # Last use as the store knows it (see _activate).
+        actor.last_used = self._now - max(0.0, time.time() - state.last_activity)
+        self._account(actor)
+        if actor.mailbox:
+            self._ready.append(actor)
+            self._wake_scheduler()
+
+    def roll_back(self, actor: SessionActor) -> None:
+        """A commit failed: put the actor back to its last committed state (reload it)."""
+        if self._resident.get(actor.id) is not actor or actor.status is ActorStatus.QUARANTINED:
+            return
+        if actor.version == 0 or actor.status is ActorStatus.ENDED:
+            # Never stored, or its end is what failed: drop it; a call reloads the row.
+            self._remove(actor, StoreError(f"session {actor.id} was not saved; try again"))
+            return
+        self._accounted -= actor.accounted
+        actor.accounted, actor.accounted_basis = 0, -1
+        actor.state = None
+        actor.ending = False
+        actor.status = ActorStatus.LOADING
+        assert self._task_group is not None
+        self._task_group.start_soon(self._load, actor)
+
+    def forget_ended(self, actor: SessionActor) -> None:
+        """The end of this session is committed: let the actor go."""
+        self._remove(actor)
+
+    def reaccount(self, actor: SessionActor) -> None:
+        """The actor's state was replaced (conflict resolution): account its new size."""
+        if self._resident.get(actor.id) is actor and actor.state is not None:
+            self._account(actor)
+
+    def _activated(self, actor: SessionActor) -> None:
+        self.activations += 1
+        if actor.state is not None:
+            self._account(actor)
+        if len(self._resident) > self.config.max_resident:
+            self._passivate_lru(len(self._resident) - self.config.max_resident, "cap")
+        if self.activations % _RSS_SAMPLE_EVERY == 0:
+            self._check_rss()
+
+    def _account(self, actor: SessionActor) -> None:
+        state: Any = actor.state
+        basis = state.state_bytes
+        size = resident_bytes(basis)
+        self._accounted += size - actor.accounted
+        actor.accounted = size
+        actor.accounted_basis = basis
+        if self._accounted > self._high_bytes:
+            self._evict_down_to(self._low_bytes, "memory")
+
+    def _remove(self, actor: SessionActor, error: Exception | None = None) -> None:
+        """Take the actor out of memory; calls waiting in its mailbox get ``error``."""
+        if self._resident.get(actor.id) is actor:
+            del self._resident[actor.id]
+            self._accounted -= actor.accounted
+            actor.accounted = 0
+            actor.status = ActorStatus.GONE
+            if self._most_recent is actor:
+                self._most_recent = None
+        error = error or SessionNotFound()
+        if self._snapshots is not None:
+            self._snapshots.forget(actor, error)
+        self._fail_mailbox(actor, error)
+
+    def _passivate(self, actor: SessionActor) -> None:
+        """Take an idle actor out of memory, keeping its state.
+
+        With a store the state is already there (idle means nothing unsaved);
+        in memory mode it is kept as a compact encoded snapshot.
+        """
+        if self._snapshots is not None:
+            self._remove(actor)
+            self.passivations += 1
+            return
+        state: Any = actor.state
+        try:
+            blob = encode_session(state)
+        except Exception as error:  # inputs are checked; this would be a bug, not a reason to die
+            logger.error("session %s cannot be encoded (%r); it stays resident", actor.id, error)
+            return
+        self._remove(actor)
+        self.passivations += 1
+        self._passivated[actor.id] = Passivated(state.client_id, blob, actor.last_used)
+        self._accounted += passivated_bytes(blob)
+
+    def _passivate_lru(self, count: int, reason: str) -> None:
+        victims: list[SessionActor] = []
+        for actor in self._resident.values():
+            if len(victims) >= count:
+                break
+            if actor.idle:
+                victims.append(actor)
+        for actor in victims:
+            self._passivate(actor)
+        if victims:
+            logger.debug("passivated %d idle sessions (%s)", len(victims), reason)
+
+    def _evict_down_to(self, target_bytes: int, reason: str) -> None:
+        """Drop least-recently-used sessions until the accounted bytes reach the target.
+
+        Passivated sessions go first (they are older than any resident one),
+        then idle resident actors. In memory mode an evicted session is gone.
+        """
+        dropped = 0
+        passivated = self._passivated
+        while self._accounted > target_bytes and passivated:
+            session_id = next(iter(passivated))
+            self._accounted -= passivated_bytes(passivated.pop(session_id).blob)
+            dropped += 1
+        if self._accounted > target_bytes:
+            victims: list[SessionActor] = []
+            excess = self._accounted - target_bytes
+            for actor in self._resident.values():
+                if excess <= 0:
+                    break
+                if actor.idle:
+                    victims.append(actor)
+                    excess -= actor.accounted
+            for actor in victims:
+                # With a store this only passivates: the state is saved already.
+                self._remove(actor)
+            dropped += len(victims)
+        if dropped:
+            self.evictions[reason] += dropped
+            logger.info(
+                "evicted %d sessions (%s): %d bytes accounted, budget %d bytes",
+                dropped,
+                reason,
+                self._accounted,
+                self.config.memory_budget_bytes,
+            )
+
+    def _check_rss(self) -> None:
+        rss = read_rss()
+        if rss is None or self._rss_baseline is None:
+            return
+        growth = rss - self._rss_baseline
+        if growth <= self._high_bytes or rss <= self._rss_mark or self._accounted <= 0:
+            return
+        # RSS seldom shrinks after objects are freed (the allocator keeps the
+        # pages for reuse), so act again only when RSS grows past this mark.
+        self._rss_mark = rss
+        if growth > _RSS_PLAUSIBLE_FACTOR * self._accounted:
+            # Far more growth than sessions could explain: the host application
+            # grew, not us. Evicting sessions would destroy state for nothing.
+            logger.warning(
+                "process RSS grew by %d MB, far beyond the %d MB accounted to sessions; "
+                "not evicting sessions for it",
+                growth // 2**20,
+                self._accounted // 2**20,
+            )
+            return
+        # The estimate is low: RSS says sessions cost more than accounted.
+        # Scale the target by the observed ratio.
+        self._evict_down_to(int(self._accounted * self._low_bytes / growth), "memory")
+
+    # -- maintenance ----------------------------------------------------------
+
+    async def _run_maintenance(self) -> None:
+        while True:
+            await anyio.sleep(self.config.maintenance_interval)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """End expired sessions, passivate idle actors, check RSS."""
+        now = self._now = anyio.current_time()
+        ttl_cutoff = now - self.config.session_ttl
+        idle_cutoff = now - self.config.idle_timeout
+        housekeeping_due = now >= self._housekeeping_due and not self._closed
+
+        expired: list[str] = []
+        if housekeeping_due and self._snapshots is None:
+            # Passivated sessions can be many; scan them only once per housekeeping interval.
+            expired = [sid for sid, entry in self._passivated.items() if entry.last_used <= ttl_cutoff]
+            for session_id in expired:
+                self._accounted -= passivated_bytes(self._passivated.pop(session_id).blob)
+            self._housekeeping_due = now + self.config.housekeeping_interval
+        stale: list[SessionActor] = []
+        idle: list[SessionActor] = []
+        # A full scan (about a millisecond per 10,000 actors): an actor brought
+        # back by someone else's probe keeps its old last use, so the resident
+        # order alone cannot tell which ones are idle.
+        for actor in self._resident.values():
+            if not actor.idle:
+                continue
+            if actor.last_used <= ttl_cutoff:
+                stale.append(actor)
+            elif actor.last_used <= idle_cutoff:
+                idle.append(actor)
+        for actor in stale:
+            self._remember_last_use(actor)
+            self._remove(actor)
+        for actor in idle:
+            self._remember_last_use(actor)
+            self._passivate(actor)
+        if self._snapshots is not None:
+            # With a store, the store ends expired rows (housekeeping below);
+            # resident actors idle past the TTL only leave memory here.
+            stale = []
+            if housekeeping_due and not self._housekeeping.locked():
+                assert self._task_group is not None
+                self._task_group.start_soon(self.housekeeping)
+        if expired or stale:
+            self.expired += len(expired) + len(stale)
+            logger.info(
+                "ended %d sessions idle longer than %g s", len(expired) + len(stale), self.config.session_ttl
+            )
+        if idle:
+            logger.debug("passivated %d sessions idle longer than %g s", len(idle), self.config.idle_timeout)
+        self._check_rss()
+
+    def _remember_last_use(self, actor: SessionActor) -> None:
+        """Note when a stored session was last used if reads made it later than its row says.
+
+        Reads change nothing, so they write nothing; this keeps a session that
+        was only read from looking idle to the store's TTL expiry.
+        """
+        if self._snapshots is None or actor.state is None:
+            return
+        wall_last_use = time.time() - (self._now - actor.last_used)
+        if wall_last_use > actor.state.last_activity + 1.0:
+            self._touched[actor.id] = wall_last_use
+
+    async def housekeeping(self) -> None:
+        """End expired rows, purge old ended ones, checkpoint the WAL (store only).
+
+        Runs every ``Config.housekeeping_interval``; failures are logged and
+        retried next time.
+        """
+        snapshots = self._snapshots
+        if snapshots is None:
+            return
+        async with self._housekeeping:
+            await self._housekeep(snapshots)
+
+    async def _housekeep(self, snapshots: SnapshotActor) -> None:
+        db, store = snapshots.db, snapshots.store
+        try:
+            wall = time.time()
+            touched, self._touched = self._touched, {}
+            if touched:
+                try:
+                    await db.run(store.touch, list(touched.items()))
+                except BaseException:
+                    self._touched = touched | self._touched  # try again next time
+                    raise
+            expired = live = 0
+            after_id = ""
+            resident = frozenset(self._resident)
+            while True:  # one chunk per job: commits slip in between
+                ended, still_live, after_id = await db.run(
+                    store.expire, after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident
+                )
+                expired += ended
+                live += still_live
+                if not after_id:
+                    break
+            self._stored_sessions = live
+            purged = await db.run(store.purge, wall - self.config.ended_retention)
+            await db.run(store.checkpoint)
+            self._db_bytes = await db.run(store.size_bytes)
+            self.expired += expired
+            if expired or purged:
+                logger.info(
+                    "ended %d sessions idle longer than %g s; purged %d ended sessions",
+                    expired,
+                    self.config.session_ttl,
+                    purged,
+                )
+        except StoreError as error:
+            logger.warning("housekeeping failed, will retry: %s", error)
+        except Exception:  # a bug must not take the whole state down with it
+            logger.exception("housekeeping failed unexpectedly, will retry")
+        finally:
+            self._housekeeping_due = anyio.current_time() + self.config.housekeeping_interval
