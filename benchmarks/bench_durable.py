@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -33,6 +33,9 @@ from actorstate.persistence.codec import encode_session
 from actorstate.persistence.db_thread import DatabaseThread
 from actorstate.persistence.store import SnapshotWrite, SQLiteStore
 from actorstate.session_state import SessionState, check_key
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 CALLERS = 100
 SESSIONS = 10_000
@@ -45,25 +48,12 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 async def run_group_commit(path: str, ids: list[str], ops_per_caller: int) -> dict[str, float]:
     config = Config(max_resident=SESSIONS * 2, memory_budget_mb=1024)
-    latencies: list[float] = []
     async with actorstate.open_state(path, config=config) as state:
         handles = [state.session(session_id) for session_id in ids]
         for handle in handles:  # activate everything first: measure writes, not loads
             await handle.context()
 
-        async def caller(index: int) -> None:
-            rng = random.Random(index)
-            for _ in range(ops_per_caller):
-                started = time.perf_counter()
-                await handles[rng.randrange(len(handles))].increment()
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for index in range(CALLERS):
-                tg.start_soon(caller, index)
-        elapsed = time.perf_counter() - started
-    return _summary(CALLERS * ops_per_caller / elapsed, latencies)
+        return await _drive(lambda index: handles[index].increment(), len(handles), ops_per_caller)
 
 
 async def run_commit_per_write(path: str, ids: list[str], ops_per_caller: int) -> dict[str, float]:
@@ -81,7 +71,6 @@ async def run_commit_per_write(path: str, ids: list[str], ops_per_caller: int) -
         states[session_id] = decode_session(row.state)
         versions[session_id] = row.version
         locks[session_id] = anyio.Lock()
-    latencies: list[float] = []
 
     async def increment(session_id: str) -> int:
         check_key("counter", config)
@@ -102,21 +91,31 @@ async def run_commit_per_write(path: str, ids: list[str], ops_per_caller: int) -
             versions[session_id] += 1
             return value
 
+    try:
+        return await _drive(lambda index: increment(ids[index]), len(ids), ops_per_caller)
+    finally:
+        await db.run(store.close)
+        await db.stop()
+
+
+async def _drive(
+    write: Callable[[int], Awaitable[Any]], sessions: int, ops_per_caller: int
+) -> dict[str, float]:
+    """CALLERS concurrent callers, each writing to random sessions; rate and ack latencies."""
+    latencies: list[float] = []
+
     async def caller(index: int) -> None:
         rng = random.Random(index)
         for _ in range(ops_per_caller):
             started = time.perf_counter()
-            await increment(ids[rng.randrange(len(ids))])
+            await write(rng.randrange(sessions))
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for index in range(CALLERS):
             tg.start_soon(caller, index)
-    elapsed = time.perf_counter() - started
-    await db.run(store.close)
-    await db.stop()
-    return _summary(CALLERS * ops_per_caller / elapsed, latencies)
+    return _summary(CALLERS * ops_per_caller / (time.perf_counter() - started), latencies)
 
 
 def _summary(rate: float, latencies: list[float]) -> dict[str, float]:

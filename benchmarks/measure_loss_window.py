@@ -26,7 +26,9 @@ import anyio
 
 import actorstate
 
-CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "persistence", "crash_child.py")
+CHILD = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "tests", "persistence", "crash_child.py"
+)
 
 
 async def _sessions(path: str) -> list[str]:
@@ -77,7 +79,9 @@ def one_round(seed: int, workdir: str) -> tuple[int, int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
@@ -87,8 +91,10 @@ def main() -> None:
         for seed in range(args.rounds):
             acks, lost, oldest = one_round(seed, workdir)
             worst = max(worst, oldest)
-            print(f"round {seed}: {acks:,} writes acknowledged, {lost:,} lost, "
-                  f"oldest lost acknowledged {oldest * 1000:.0f} ms before the kill")
+            print(
+                f"round {seed}: {acks:,} writes acknowledged, {lost:,} lost, "
+                f"oldest lost acknowledged {oldest * 1000:.0f} ms before the kill"
+            )
     print(f"\nworst: {worst * 1000:.0f} ms")
 
 
