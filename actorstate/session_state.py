@@ -49,16 +49,34 @@ def check_key(key: object, config: Config, what: str = "key") -> str:
     return key
 
 
-def check_value(value: object, config: Config, what: str = "value") -> int:
-    """Check a JSON-like value against the size limit; return its encoded size."""
+def _encode_checked(value: object, config: Config, what: str) -> bytes:
     check_json_like(value, what)
     try:
-        size = encoded_size(value)
+        encoded: bytes = _packb(value)
     except UnicodeEncodeError as error:
         raise InvalidInput(f"{what}: text that is not valid Unicode ({error.reason})") from None
-    if size > config.max_value_bytes:
-        raise InvalidInput(f"{what} takes {size} bytes encoded; the limit is {config.max_value_bytes} bytes")
-    return size
+    if len(encoded) > config.max_value_bytes:
+        raise InvalidInput(
+            f"{what} takes {len(encoded)} bytes encoded; the limit is {config.max_value_bytes} bytes"
+        )
+    return encoded
+
+
+def check_value(value: object, config: Config, what: str = "value") -> int:
+    """Check a JSON-like value against the size limit; return its encoded size."""
+    return len(_encode_checked(value, config, what))
+
+
+def checked_copy(value: object, config: Config, what: str = "value") -> tuple[Any, int]:
+    """Check a value as :func:`check_value` does; return a private copy and its encoded size.
+
+    The copy is decoded from the one encoding the check made (strings and
+    numbers are immutable and need none).
+    """
+    encoded = _encode_checked(value, config, what)
+    if type(value) in (str, int, float, bool) or value is None:
+        return value, len(encoded)
+    return msgpack.unpackb(encoded, raw=False), len(encoded)
 
 
 def check_text(text: object, config: Config, what: str) -> str:

@@ -19,8 +19,7 @@ from .actors.messages import (
 from .actors.supervisor import FaultHook, Supervisor, open_supervisor
 from .config import Config
 from .errors import InvalidInput
-from .session_state import check_key, check_max_turns, check_text, check_value, iso_time
-from .values import copy_json_like
+from .session_state import check_key, check_max_turns, check_text, checked_copy, iso_time
 
 if TYPE_CHECKING:
     import sqlite3
@@ -169,9 +168,8 @@ class Session:
         """Set ``metadata[key] = value`` and record a ``context`` event; return total events."""
         config = self._supervisor.config
         check_key(key, config)
-        size = check_value(value, config)
         # A private copy: the caller keeps its object, the session keeps its state.
-        value = copy_json_like(value)
+        value, size = checked_copy(value, config)
         result: int = await self._supervisor.ask(self.id, self.client_id, AddContext(key, value, size))
         return result
 
@@ -187,8 +185,7 @@ class Session:
         """Set ``metadata[key] = value``; return a copy of the metadata."""
         config = self._supervisor.config
         check_key(key, config)
-        size = check_value(value, config)
-        value = copy_json_like(value)
+        value, size = checked_copy(value, config)
         result: dict[str, Any] = await self._supervisor.ask(
             self.id, self.client_id, SetPreference(key, value, size)
         )

@@ -74,6 +74,13 @@ def _string(arguments: dict[str, Any], name: str, default: str | None = None) ->
     return value
 
 
+def _present(arguments: dict[str, Any], name: str) -> Any:
+    """A required argument of any JSON type (null included)."""
+    if name not in arguments:
+        raise ToolError(f"missing required argument {name!r}")
+    return arguments[name]
+
+
 def _integer(arguments: dict[str, Any], name: str, default: int) -> int:
     value = arguments.get(name)
     if value is None:
@@ -144,9 +151,8 @@ async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
 
 
 async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    if "value" not in arguments:
-        raise ToolError("missing required argument 'value'")
-    total = await ctx.session(arguments).add_context(_string(arguments, "key"), arguments["value"])
+    value = _present(arguments, "value")
+    total = await ctx.session(arguments).add_context(_string(arguments, "key"), value)
     return ToolResult(
         f"Context added. Session has {total} events.",
         {"sessionId": arguments["sessionId"], "totalEvents": total},
@@ -171,9 +177,8 @@ async def _get_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
 
 
 async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    if "value" not in arguments:
-        raise ToolError("missing required argument 'value'")
-    metadata = await ctx.session(arguments).set_preference(_string(arguments, "key"), arguments["value"])
+    value = _present(arguments, "value")
+    metadata = await ctx.session(arguments).set_preference(_string(arguments, "key"), value)
     return ToolResult(
         "Preference set. Current metadata: "
         + json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
