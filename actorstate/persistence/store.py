@@ -122,6 +122,9 @@ class SQLiteStore:
         try:
             with _translated(self.path, "opening the database"):
                 self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                # Refuse a database that is not ours before changing anything
+                # in it (switching to WAL rewrites the file header).
+                self._check_schema()
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode})")
@@ -136,17 +139,20 @@ class SQLiteStore:
             self._db.close()
             raise
 
-    def _migrate(self) -> None:
+    def _check_schema(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer actorstate (schema {version}; this one knows "
                 f"up to {SCHEMA_VERSION}); upgrade actorstate to open it"
             )
-        if version == SCHEMA_VERSION:
-            return
         if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise StoreError(f"{self.path} holds tables that are not actorstate's; refusing to change it")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for step in range(version, SCHEMA_VERSION):

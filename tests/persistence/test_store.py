@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import anyio
 import pytest
@@ -11,9 +11,6 @@ import pytest
 import actorstate
 from actorstate import Config, SessionNotFound, SessionQuarantined, StoreError
 from actorstate.persistence.codec import encode_session
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -148,9 +145,11 @@ async def test_other_applications_database_is_refused(tmp_path: Path) -> None:
     path = str(tmp_path / "app.db")
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE invoices (id INTEGER)")
+    before = Path(path).read_bytes()
     with pytest.raises(StoreError, match="holds tables that are not actorstate's"):
         async with actorstate.open_state(path):
             pass
+    assert Path(path).read_bytes() == before
 
 
 async def test_newer_schema_is_refused(db_path: str) -> None:
@@ -158,9 +157,11 @@ async def test_newer_schema_is_refused(db_path: str) -> None:
         await state.create_session()
     with sqlite3.connect(db_path) as db:
         db.execute("PRAGMA user_version = 99")
+    before = Path(db_path).read_bytes()
     with pytest.raises(StoreError, match="written by a newer actorstate"):
         async with actorstate.open_state(db_path):
             pass
+    assert Path(db_path).read_bytes() == before
 
 
 async def test_undecodable_snapshot_quarantines_only_its_session(db_path: str) -> None:
