@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .config import Config
 
-__all__ = ["SessionState", "check_key", "check_max_turns", "check_text", "check_value"]
+__all__ = ["SessionState", "check_key", "check_max_turns", "check_text", "check_value", "checked_copy"]
 
 T = TypeVar("T")
 

@@ -120,10 +120,16 @@ async def test_repeated_crashes_quarantine_only_that_session(caplog: pytest.LogC
     )
 
 
+async def restart_now(state: actorstate.State, session_id: str) -> None:
+    """End a crashed actor's backoff now: tests order steps instead of waiting on timers."""
+    supervisor = state._supervisor
+    await supervisor._restart_after(supervisor._resident[session_id], 0)
+
+
 async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
     """While an actor cannot drain, callers past mailbox_size get Overloaded; the rest complete."""
     hook = CrashOn(crashes=1)
-    config = Config(mailbox_size=4, ask_timeout=0.05, restart_backoff=0.5)
+    config = Config(mailbox_size=4, ask_timeout=0.05, restart_backoff=60)
     async with actorstate.open_state(config=config, fault_hook=hook) as state:
         session = await state.create_session()
         hook.session_id = session.id
@@ -140,6 +146,8 @@ async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
             assert results == []
             with pytest.raises(Overloaded, match=r"has 4 calls waiting and none finished within 0\.05 s"):
                 await session.increment()
+            assert results == []
+            await restart_now(state, session.id)
         assert sorted(results) == [1, 2, 3, 4]
         assert (await session.context())["metadata"] == {"counter": 4}
 
@@ -147,16 +155,29 @@ async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
 async def test_cancelled_caller_leaves_nothing_behind() -> None:
     """A call cancelled while queued is skipped: its turn never runs."""
     hook = CrashOn(crashes=1)
-    async with actorstate.open_state(config=Config(restart_backoff=0.5), fault_hook=hook) as state:
+    async with actorstate.open_state(config=Config(restart_backoff=60), fault_hook=hook) as state:
         session = await state.create_session()
         hook.session_id = session.id
+        cancelled = anyio.Event()
+
+        async def cancelled_call(scope: anyio.CancelScope) -> None:
+            with scope:
+                await session.increment("other", by=5)
+            cancelled.set()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.increment)  # crashes the loop, waits for the restart
             while not hook.crashed:
                 await anyio.lowlevel.checkpoint()
-            with anyio.move_on_after(0.01) as scope:
-                await session.increment("other", by=5)
+            actor = state._supervisor._resident[session.id]
+            scope = anyio.CancelScope()
+            tg.start_soon(cancelled_call, scope)
+            while len(actor.mailbox or ()) < 2:  # queued behind the crashed call
+                await anyio.lowlevel.checkpoint()
+            scope.cancel()
+            await cancelled.wait()
             assert scope.cancelled_caught
+            await restart_now(state, session.id)
         assert (await session.context())["metadata"] == {"counter": 1}
 
 

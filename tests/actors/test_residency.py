@@ -94,7 +94,7 @@ class CrashOnce:
 async def test_actor_with_waiting_messages_is_never_evicted() -> None:
     """Memory pressure skips an actor whose mailbox holds calls; they complete later."""
     hook = CrashOnce()
-    config = Config(memory_budget_mb=0.5, restart_backoff=0.3, max_resident=1_000_000)
+    config = Config(memory_budget_mb=0.5, restart_backoff=60, max_resident=1_000_000)
     async with actorstate.open_state(config=config, fault_hook=hook) as state:
         busy = await state.create_session()
         await busy.set_preference("keep", "me")
@@ -112,6 +112,10 @@ async def test_actor_with_waiting_messages_is_never_evicted() -> None:
                 await state.create_session()
             assert state.stats()["evictions"]["memory"] > 0
             assert busy.id in state._supervisor._resident
+            assert results == []
+            # End the backoff now rather than waiting on its timer.
+            supervisor = state._supervisor
+            await supervisor._restart_after(supervisor._resident[busy.id], 0)
         assert results == [1]
         assert (await busy.context())["metadata"] == {"keep": "me", "counter": 1}
 

@@ -5,6 +5,7 @@ held replies, and shutdown retries."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,14 @@ async def _make(path: str, **metadata: Any) -> str:
 
 
 class SlowLoad(sqlite3.Connection):
-    """Loading a session takes half a second (a busy disk)."""
+    """Loading a session takes half a second (a busy disk); ``loading`` is set when one starts."""
 
     armed = False
+    loading = threading.Event()
 
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
         if SlowLoad.armed and sql.startswith("SELECT client_id, version"):
+            SlowLoad.loading.set()
             time.sleep(0.5)
         return super().execute(sql, *args, **kwargs)
 
@@ -83,6 +86,7 @@ async def test_reads_wait_while_a_conflict_is_resolved(tmp_path: Path) -> None:
         session = await first.create_session()
         assert await session.increment() == 1
         await second.session(session.id).set_preference("counter", "text")  # the other process wins
+        SlowLoad.loading.clear()
         SlowLoad.armed = True
         seen: dict[str, Any] = {}
 
@@ -93,7 +97,8 @@ async def test_reads_wait_while_a_conflict_is_resolved(tmp_path: Path) -> None:
                 seen["write"] = error
 
         async def reader() -> None:
-            await anyio.sleep(0.15)  # inside the slow reload
+            # Once the reload has started, the conflict is being resolved.
+            assert await anyio.to_thread.run_sync(SlowLoad.loading.wait, 30)
             seen["idle"] = first._supervisor._resident[session.id].idle
             seen["read"] = (await session.context())["metadata"]
 
