@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from typing import Any
 
@@ -27,6 +30,15 @@ class RawClient:
         assert self.process.stdin is not None
         self.process.stdin.write(data)
         self.process.stdin.flush()
+
+    def wait_consumed(self, timeout: float = 30.0) -> None:
+        """Wait until the server has read everything written so far (the pipe is empty)."""
+        assert self.process.stdin is not None
+        deadline = time.monotonic() + timeout
+        while struct.unpack("i", fcntl.ioctl(self.process.stdin.fileno(), termios.FIONREAD, b"\0" * 4))[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server stopped reading")
+            time.sleep(0.001)
 
     def send(self, method: str, params: dict[str, Any] | None = None, *, notify: bool = False) -> int:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}

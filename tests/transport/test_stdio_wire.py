@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from typing import TYPE_CHECKING
 
 from .raw_client import RawClient
@@ -80,7 +79,7 @@ def test_garbage_oversized_and_split_lines_do_not_stop_the_server(tmp_path: Path
     ).encode()
     for part in (line[:10], line[10:50], line[50:] + b"\n"):
         server.send_raw(part)
-        time.sleep(0.05)
+        server.wait_consumed()  # each part is read on its own
     assert server.receive()["result"]["structuredContent"]["value"] == 1
     second = line.replace(b'"id": 100', b'"id": 101')
     third = line.replace(b'"id": 100', b'"id": 102')
