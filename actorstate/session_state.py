@@ -11,6 +11,7 @@ does not re-encode the whole session to enforce ``Config.max_session_bytes``.
 from __future__ import annotations
 
 import datetime
+import inspect
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
@@ -204,6 +205,15 @@ class SessionState:
         """
         working = copy_json_like(self.metadata)
         result = fn(working)
+        if inspect.isawaitable(result):
+            # An async function in disguise (a lambda or partial around one):
+            # its body never ran, so keeping its "changes" would keep none.
+            if inspect.iscoroutine(result):
+                result.close()  # no "never awaited" warning: the refusal says it all
+            raise InvalidInput(
+                "update: the function returned an awaitable; a turn cannot await. Pass a plain "
+                "function that changes the metadata and returns."
+            )
         if type(working) is not dict:
             raise InvalidInput("update: the metadata must stay a dict")
         check_json_like(working, "update: metadata")

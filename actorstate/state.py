@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 from contextlib import asynccontextmanager
@@ -212,10 +213,24 @@ class Session:
         ``fn`` gets a private copy of the metadata, may change it in place, and
         must not await. If it returns, the changed copy becomes the session's
         metadata and its return value is returned; if it raises, nothing
-        changes and the exception propagates.
+        changes and the exception propagates to this caller only: the actor
+        and every other caller go on. ``KeyboardInterrupt``, ``SystemExit``
+        and any other ``BaseException`` reach this caller as they are (as if
+        ``fn`` had run in the caller's own task); a cancellation exception,
+        ``GeneratorExit`` or ``StopIteration`` raised by ``fn`` arrives as
+        ``RuntimeError`` naming it, since the caller was not cancelled.
+
+        Error handling:
+            InvalidInput: ``fn`` is not callable, is an ``async`` function, or
+                returned an awaitable (a turn cannot await; nothing changes).
         """
         if not callable(fn):
-            raise InvalidInput(f"update needs a callable, not {fn!r}")
+            raise InvalidInput(f"update needs a callable, not {_shown(fn)}")
+        if inspect.iscoroutinefunction(fn):
+            raise InvalidInput(
+                f"update needs a plain function, not the async function {_shown(fn)}: a turn cannot "
+                "await. Do the awaiting before the call and pass a function that only changes the metadata."
+            )
         result: T = await self._supervisor.ask(self.id, self.client_id, Update(fn))
         return result
 
@@ -231,6 +246,12 @@ class Session:
     async def end(self) -> None:
         """End the session; later calls get :class:`SessionNotFound`."""
         await self._supervisor.ask(self.id, self.client_id, EndSession())
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: error texts must not echo big inputs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_client_id(client_id: object, config: Config) -> str:

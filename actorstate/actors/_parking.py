@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 __all__ = ["Envelope", "Parking", "ToldEnvelope", "parking_for_current_backend"]
 
 
+# Control-flow exceptions a turn may raise that must not reach its caller as
+# they are: each means something to the machinery between the turn and the
+# caller (a generator's end or close, a cancellation) that is not true here.
+_MISLEADING = (StopIteration, GeneratorExit, asyncio.CancelledError, trio.Cancelled)
+
+
 class Envelope:
     """One message in a mailbox, with the slots its reply goes to."""
 
@@ -82,10 +88,13 @@ class Parking:
     def fail(self, envelope: Envelope, error: BaseException) -> None:
         if envelope.done or envelope.cancelled:
             return
-        if isinstance(error, StopIteration):
+        if isinstance(error, _MISLEADING):
             # A future refuses StopIteration, and a coroutine turns it into
-            # RuntimeError anyway: do that here, so the caller always hears.
-            replacement = RuntimeError(f"the turn raised StopIteration: {error!r}")
+            # RuntimeError anyway. A cancellation raised by the turn's code is
+            # not this caller being cancelled, but delivered as it is it would
+            # look like one (an asyncio task would end quietly). In each case
+            # the caller hears a plain error that names what was raised.
+            replacement = RuntimeError(f"the turn raised {type(error).__name__}: {error!r}")
             replacement.__cause__ = error
             error = replacement
         envelope.done = True

@@ -430,7 +430,10 @@ class Supervisor(Residency):
                 used = True
                 try:
                     result = message.apply(state, wall, self.config)
-                except Exception as error:
+                except BaseException as error:
+                    # Whatever the turn raised is that caller's alone, even a
+                    # BaseException from user code (see Session.update):
+                    # the actor and every other caller go on.
                     if type(envelope) is ToldEnvelope:
                         logger.warning("a told message failed in session %s: %r", state.id, error)
                     parking.fail(envelope, error)

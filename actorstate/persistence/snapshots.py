@@ -276,7 +276,7 @@ class SnapshotActor:
         for envelope, message in replay:
             try:
                 result = message.apply(fresh, now, self._config)
-            except Exception as error:
+            except BaseException as error:  # the caller's alone, as in a turn
                 if envelope is not None:
                     self._parking.fail(envelope, error)
                 continue

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -10,6 +15,9 @@ import pytest
 import actorstate
 from actorstate import Config, Overloaded, SessionNotFound, SessionQuarantined
 from actorstate.actors.messages import Increment, Message
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -265,3 +273,99 @@ async def test_caller_waiting_for_room_follows_a_passivated_session() -> None:
             assert session.id in supervisor._passivated
         assert results == {"first": 1, "waiter": 2}
         assert (await session.context())["metadata"] == {"counter": 2}
+
+
+class UserBaseException(BaseException):
+    """A BaseException of the user's own."""
+
+
+class GatedLoad(sqlite3.Connection):
+    """Loading a session waits until the test opens the gate: calls queue in the mailbox meanwhile."""
+
+    gate: threading.Event | None = None
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        gate = GatedLoad.gate
+        if gate is not None and sql.startswith("SELECT client_id, version"):
+            gate.wait(30)
+        return super().execute(sql, *args, **kwargs)
+
+
+def _gated_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+    return sqlite3.connect(*args, factory=GatedLoad, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("raised", "caller_gets"),
+    [
+        (KeyboardInterrupt, KeyboardInterrupt),
+        (SystemExit, SystemExit),
+        (UserBaseException, UserBaseException),
+        (asyncio.CancelledError, RuntimeError),
+        (GeneratorExit, RuntimeError),
+    ],
+)
+async def test_base_exception_from_a_queued_update_reaches_only_its_caller(
+    tmp_path: Path, raised: type[BaseException], caller_gets: type[BaseException]
+) -> None:
+    """A BaseException raised by ``update``'s function in a queued turn goes to that caller only.
+
+    The turn runs in the scheduler (the session is loading, so every call
+    queues): the caller gets the exception (a cancellation or GeneratorExit
+    arrives as RuntimeError: the caller was not cancelled, nor closed), the calls
+    queued before and after it get their results, and the block goes on.
+    """
+    path = tmp_path / "queued.db"
+    async with actorstate.open_state(path) as state:
+        session_id = (await state.create_session()).id
+    gate = GatedLoad.gate = threading.Event()
+    results: dict[str, object] = {}
+    try:
+        async with actorstate.open_state(path, connect=_gated_connect) as state:
+            session = state.session(session_id)
+
+            def user_code(metadata: dict[str, object]) -> None:
+                metadata["counter"] = 100
+                raise raised("raised by user code")
+
+            async def increment(name: str) -> None:
+                results[name] = await session.increment()
+
+            async def update() -> None:
+                try:
+                    await session.update(user_code)
+                except caller_gets as error:
+                    results["update"] = type(error)
+
+            async with anyio.create_task_group() as tg:
+                for task in (functools.partial(increment, "before"), update, functools.partial(increment, "after")):
+                    tg.start_soon(task)
+                    await anyio.wait_all_tasks_blocked()
+                gate.set()
+            results["still serving"] = await session.increment()
+    finally:
+        GatedLoad.gate = None
+    assert results == {"before": 1, "update": caller_gets, "after": 2, "still serving": 3}
+
+
+async def test_update_with_an_async_function_is_refused_and_changes_nothing() -> None:
+    """``update(async_fn)`` is refused with InvalidInput naming the mistake, however the coroutine hides."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        await session.set_preference("counter", 1)
+
+        async def bump(metadata: dict[str, Any]) -> None:
+            metadata["counter"] += 1
+
+        class AsyncCallable:
+            async def __call__(self, metadata: dict[str, Any]) -> None:
+                metadata["counter"] += 1
+
+        with pytest.raises(actorstate.InvalidInput, match="not the async function"):
+            await session.update(bump)
+        with pytest.raises(actorstate.InvalidInput, match="returned an awaitable; a turn cannot await"):
+            await session.update(lambda metadata: bump(metadata))
+        with pytest.raises(actorstate.InvalidInput, match="returned an awaitable; a turn cannot await"):
+            await session.update(AsyncCallable())
+        assert (await session.context())["metadata"] == {"counter": 1}
+        assert await session.increment() == 2
