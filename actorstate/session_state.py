@@ -258,19 +258,31 @@ class SessionState:
         if delta > 0 and new_size > config.max_session_bytes:
             raise InvalidInput(
                 f"the session would grow to {new_size} bytes encoded; the limit is "
-                f"{config.max_session_bytes} bytes. Remove keys or store smaller values."
+                f"{config.max_session_bytes} bytes (metadata {self.metadata_bytes} bytes, "
+                f"{len(self.events)} events {self.events_bytes} bytes). Remove keys or store smaller values."
             )
 
     def _append_event(self, event: Event, now: float, config: Config, extra_bytes: int) -> None:
+        """Append ``event``, dropping the oldest events for room: past ``max_events``, and as
+        many more as the size limit needs. Refuses only what cannot fit with no events left."""
+        events = self.events
         event_size = encoded_size(event)
-        dropped_size = 0
-        full = len(self.events) >= config.max_events
-        if full:
-            dropped_size = encoded_size(self.events[0])
-        self._check_growth(extra_bytes + event_size - dropped_size, config)
-        if full:
-            del self.events[0]
-        self.events.append(event)
+        drop = max(0, len(events) + 1 - config.max_events)
+        dropped_size = sum(encoded_size(old) for old in events[:drop])
+        room = config.max_session_bytes - self.size - extra_bytes - event_size
+        while room + dropped_size < 0 and drop < len(events):
+            dropped_size += encoded_size(events[drop])
+            drop += 1
+        if room + dropped_size < 0 and extra_bytes + event_size - dropped_size > 0:
+            without_events = self.size - self.events_bytes + extra_bytes
+            raise InvalidInput(
+                f"this event takes {event_size} bytes encoded and the session's other contents "
+                f"{without_events} bytes: even with every older event dropped it would not fit the "
+                f"{config.max_session_bytes}-byte session limit. Record a smaller event, or remove metadata keys."
+            )
+        if drop:
+            del events[:drop]
+        events.append(event)
         self.events_bytes += event_size - dropped_size
         self.total_events += 1
         self.last_activity = now

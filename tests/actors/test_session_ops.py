@@ -165,6 +165,44 @@ async def test_session_size_limit() -> None:
         assert set(await session.set_preference("a", "small")) == {"a", "b", "c"}
 
 
+async def test_a_session_full_of_large_events_drops_the_oldest_to_record_more() -> None:
+    """Events fill the size limit: the next event, even a small one, drops the oldest instead of failing."""
+    async with actorstate.open_state() as state:
+        session = await state.create_session()
+        big = "x" * 40_000
+        for _ in range(25):
+            await session.record_action("upload", details=big)
+        for _ in range(3):
+            await session.record_action("upload", details=big)  # the size limit, not max_events, drops
+        assert await session.record_action("x") == 29
+        await session.add_context("topic", "billing")
+        context = await session.context(max_turns=50)
+        events = context["recentEvents"]
+        assert context["totalEvents"] == 30
+        kept_big = sum(1 for event in events if event["payload"].get("details") == big)
+        assert kept_big <= 1024 * 1024 // 40_000 < 28  # the oldest dropped for room, not for max_events
+        assert events[-2]["payload"] == {"action": "x", "details": ""}
+        assert events[-1]["payload"] == {"key": "topic", "value": "billing"}
+        assert context["metadata"] == {"topic": "billing"}
+
+
+async def test_an_event_that_cannot_fit_even_alone_is_refused_and_changes_nothing() -> None:
+    """Only an event too large for the session with every older event dropped is refused, saying so."""
+    config = Config(max_session_bytes=100_000)
+    async with actorstate.open_state(config=config) as state:
+        session = await state.create_session()
+        await session.record_action("kept", details="y" * 30_000)
+        with pytest.raises(InvalidInput, match="even with every older event dropped it would not fit"):
+            await session.record_action("a" * 50_000, details="z" * 55_000)
+        await session.set_preference("big", "m" * 60_000)
+        with pytest.raises(InvalidInput, match="remove metadata keys"):
+            await session.add_context("other", "c" * 30_000)
+        context = await session.context()
+        assert context["totalEvents"] == 1
+        assert [event["payload"]["action"] for event in context["recentEvents"]] == ["kept"]
+        assert set(context["metadata"]) == {"big"}
+
+
 async def test_malformed_session_id_is_invalid_input() -> None:
     async with actorstate.open_state() as state:
         with pytest.raises(InvalidInput, match="session id must be a UUID"):
