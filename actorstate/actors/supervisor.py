@@ -230,6 +230,7 @@ class Supervisor(Residency):
 
     async def list_sessions(self, client_id: str) -> list[tuple[str, float, float]]:
         """(id, created_at, last_activity) of the client's live sessions, oldest first."""
+        self._check_open()
         found: dict[str, tuple[str, float, float]] = {}
         if self._snapshots is not None:
             rows = await self._snapshots.db.run(self._snapshots.store.list_client, client_id)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 
 import actorstate
 from actorstate import Config, InvalidInput, SessionNotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -215,6 +219,17 @@ async def test_calls_after_close_are_refused() -> None:
         session = await state.create_session()
     with pytest.raises(actorstate.StateClosed):
         await session.increment()
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["memory", "database"])
+async def test_listing_after_close_is_refused_like_every_call(tmp_path: Path, stored: bool) -> None:
+    """list_sessions and describe_sessions after open_state exits raise StateClosed, with or without a database."""
+    async with actorstate.open_state(tmp_path / "closed.db" if stored else None) as state:
+        await state.create_session("alice")
+    with pytest.raises(actorstate.StateClosed):
+        await state.list_sessions("alice")
+    with pytest.raises(actorstate.StateClosed):
+        await state.describe_sessions("alice")
 
 
 async def test_caller_keeps_its_object_and_the_session_keeps_its_state() -> None:
