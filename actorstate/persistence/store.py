@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import os
 import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
@@ -124,12 +125,11 @@ class SQLiteStore:
                 self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 # Refuse a database that is not ours before changing anything
                 # in it (switching to WAL rewrites the file header).
-                self._check_schema()
-                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode})")
+                version = self._check_schema()
+                self._switch_to_wal(busy_timeout)
                 self._db.execute(f"PRAGMA synchronous = {synchronous}")
-                self._migrate()
+                if version != SCHEMA_VERSION:
+                    self._migrate()
         except sqlite3.DatabaseError as error:
             self._db.close()
             raise StoreError(
@@ -139,26 +139,59 @@ class SQLiteStore:
             self._db.close()
             raise
 
-    def _check_schema(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+    def _check_schema(self) -> int:
+        """The schema version, after refusing a newer schema or another application's tables.
+
+        Both are read in one statement, hence one snapshot: read apart, they
+        could straddle another process's migration and see its tables
+        without its version.
+        """
+        version, tables = self._db.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer actorstate (schema {version}; this one knows "
                 f"up to {SCHEMA_VERSION}); upgrade actorstate to open it"
             )
-        if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        if version == 0 and tables:
             raise StoreError(f"{self.path} holds tables that are not actorstate's; refusing to change it")
+        return int(version)
+
+    def _switch_to_wal(self, busy_timeout: float) -> None:
+        deadline = time.monotonic() + busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as error:
+                # Two connections switching one file at once both hold a read
+                # lock and want the write lock; SQLite answers one of them
+                # SQLITE_BUSY at once, without its busy handler (waiting could
+                # deadlock), so the waiting happens here.
+                busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        if mode.lower() != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode})")
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
+        """Bring the schema up to date in one exclusive transaction.
+
+        The version is read again under the lock: another process opening
+        the same new file at the same moment may have migrated it already.
+        """
+        self._db.execute("BEGIN EXCLUSIVE")
         try:
+            version = self._check_schema()
             for step in range(version, SCHEMA_VERSION):
                 for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
                     self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
