@@ -69,7 +69,6 @@ class SnapshotActor:
         # Dirty actors in the order they first changed (a dict as an ordered set).
         self._dirty: dict[SessionActor, None] = {}
         self._wakeup: anyio.Event | None = None
-        self._failures = 0
         self.commits = 0
         self.failed_commits = 0
         self.conflicts = 0
@@ -131,11 +130,13 @@ class SnapshotActor:
                 self._wakeup = None
             if not self.hold_replies:
                 await anyio.sleep(self._config.flush_interval)
+            # No pause after a failed flush: its sessions were rolled back and
+            # are no longer dirty, so the next flush holds only writes made
+            # since, and their callers hear the store's verdict at once
+            # instead of after a backoff. A store that keeps failing costs one
+            # failed transaction per group of writes, never a busy loop.
             with anyio.CancelScope(shield=True):
-                ok = await self.flush()
-            if not ok:
-                # Back off while the store fails; calls keep failing fast meanwhile.
-                await anyio.sleep(min(0.05 * 2 ** min(self._failures, 6), 2.0))
+                await self.flush()
 
     async def flush_all(self, attempts: int = 6) -> None:
         """Flush until nothing is dirty (shutdown).
@@ -188,7 +189,6 @@ class SnapshotActor:
             for actor in batch:
                 actor.in_flight = False
             if keep_on_failure:
-                self._failures += 1
                 logger.warning("commit of %d sessions failed, will retry: %s", len(batch), error)
                 for actor, pending in zip(batch, held, strict=True):
                     actor.unflushed = pending + (actor.unflushed or [])
@@ -203,7 +203,6 @@ class SnapshotActor:
         self._latencies.append(time.perf_counter() - started)
         self.commits += 1
         self.sessions_written += len(batch)
-        self._failures = 0
         resolve = self._parking.resolve
         conflicts = []
         for actor, write, pending, ok in zip(batch, writes, held, applied, strict=True):
@@ -231,7 +230,6 @@ class SnapshotActor:
 
     def _failed(self, batch: list[SessionActor], held: list[list[Pending]], error: StoreError) -> None:
         """Fail every reply the transaction held and roll its actors back to the store."""
-        self._failures += 1
         self.failed_commits += 1
         logger.error("commit of %d sessions failed: %s", len(batch), error)
         assert self._supervisor is not None
