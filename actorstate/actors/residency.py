@@ -300,7 +300,20 @@ class Residency:
 
     # -- maintenance ----------------------------------------------------------
 
-    async def _run_maintenance(self) -> None:
+    async def _run_maintenance(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        if self._snapshots is not None:
+            # Known from the first call on: the size is cheap to read, and the
+            # first housekeeping pass (which counts the live sessions) starts now.
+            snapshots = self._snapshots
+            try:
+                self._db_bytes = await snapshots.db.run(snapshots.store.size_bytes)
+            except StoreError as error:
+                logger.warning("cannot measure the database: %s", error)
+            assert self._task_group is not None
+            self._task_group.start_soon(self.housekeeping)
+        task_status.started()
         while True:
             await anyio.sleep(self.config.maintenance_interval)
             self.sweep()

@@ -100,7 +100,7 @@ async def open_supervisor(
         async with anyio.create_task_group() as task_group:
             supervisor._task_group = task_group
             task_group.start_soon(supervisor._run_scheduler)
-            task_group.start_soon(supervisor._run_maintenance)
+            await task_group.start(supervisor._run_maintenance)
             if snapshots is not None:
                 task_group.start_soon(snapshots.run)
             # A stop signal cancels only the caller's block: the background
@@ -250,14 +250,15 @@ class Supervisor(Residency):
     def stats(self) -> dict[str, Any]:
         quarantined = sum(1 for a in self._resident.values() if a.status is ActorStatus.QUARANTINED)
         store_stats: dict[str, Any] = {}
-        sessions = len(self._resident) + len(self._passivated)
+        sessions: int | None = len(self._resident) + len(self._passivated)
         if self._snapshots is not None:
             store_stats = self._snapshots.stats()
             store_stats["db_bytes"] = self._db_bytes
             # Counting a million rows on demand would stall commits; the
             # housekeeping pass counts them as it scans for expired ones.
-            if self._stored_sessions is not None:
-                sessions = self._stored_sessions
+            # Until the first pass ends the count is unknown: None, never a
+            # wrong number.
+            sessions = self._stored_sessions
         return store_stats | {
             "resident_actors": len(self._resident),
             "passivated_sessions": len(self._passivated),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -13,6 +14,9 @@ from actorstate import Config, SessionNotFound
 from actorstate.actors.memory import read_rss
 from actorstate.actors.messages import Increment, Message
 from actorstate.persistence.codec import encode_session
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -192,3 +196,20 @@ class TestIntruders:
             with pytest.raises(SessionNotFound):
                 await session.context()
             assert state.stats()["expired"] == 1
+
+
+async def test_stats_right_after_open_never_report_a_wrong_session_count(tmp_path: Path) -> None:
+    """Reopening a database of 251 sessions: the size is known at once, and the count is unknown (None)
+    until the housekeeping pass that opening starts has counted 251, never 0."""
+    path = tmp_path / "counted.db"
+    async with actorstate.open_state(path) as state:
+        for _ in range(251):
+            await state.create_session()
+    async with actorstate.open_state(path) as state:
+        first = state.stats()
+        assert first["db_bytes"] is not None and first["db_bytes"] > 0
+        assert first["sessions"] in (None, 251)
+        with anyio.fail_after(30):
+            while state.stats()["sessions"] is None:  # the pass runs on the database thread
+                await anyio.sleep(0.01)
+        assert state.stats()["sessions"] == 251
