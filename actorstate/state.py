@@ -140,6 +140,14 @@ class State:
             for session_id, created, last in rows
         ]
 
+    async def housekeeping(self) -> None:
+        """Run a housekeeping pass now and wait for it (it also runs every
+        ``Config.housekeeping_interval``): with a database, sessions idle past
+        ``session_ttl`` end, ended ones past ``ended_retention`` are purged, the
+        WAL is checkpointed, and the live sessions are counted for :meth:`stats`.
+        A pass already running is waited for first. Without a database it does nothing."""
+        await self._supervisor.housekeeping()
+
     def stats(self) -> dict[str, Any]:
         """Counters: resident actors, sessions, activations, passivations,
         evictions by reason, expired sessions, restarts, quarantined sessions,

@@ -207,9 +207,7 @@ async def test_stats_right_after_open_never_report_a_wrong_session_count(tmp_pat
             await state.create_session()
     async with actorstate.open_state(path) as state:
         first = state.stats()
-        assert first["db_bytes"] is not None and first["db_bytes"] > 0
+        assert first["db_bytes"] > 0
         assert first["sessions"] in (None, 251)
-        with anyio.fail_after(30):
-            while state.stats()["sessions"] is None:  # the pass runs on the database thread
-                await anyio.sleep(0.01)
+        await state.housekeeping()  # waits for the pass opening started, then makes one more
         assert state.stats()["sessions"] == 251
