@@ -7,10 +7,13 @@ the pipes in non-blocking mode and waits on them with
 parses lines itself and feeds the SDK server the same streams of
 ``SessionMessage`` its ``Server.run`` expects.
 
-It also answers what the SDK transport drops silently: a line that is not
-JSON gets a JSON-RPC parse error (-32700), a line that is JSON but not a
-JSON-RPC message gets -32600, and a line longer than the limit gets -32600
-too; the server keeps serving after each. Split and joined lines are fine:
+It also answers what the SDK transport drops silently: a line that cannot
+be read as JSON gets a JSON-RPC parse error (-32700), a line that is JSON but
+not a JSON-RPC message gets -32600 (-32602 when only a request's params are
+wrong: not an object, or holding text that is not valid Unicode), and a line
+longer than the limit gets -32600 too. Each reply names the problem; the
+server keeps serving after each, whatever the line (nesting at any depth
+included). Split and joined lines are fine:
 input is split on newlines whatever the read boundaries. At end of input the
 server finishes what is in flight and the block exits (and the state closes,
 flushing everything).
@@ -31,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import mcp.types as types
+import pydantic_core
 from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -62,14 +67,101 @@ def _error_line(code: int, message: str, request_id: Any = None) -> bytes:
     )
 
 
-def _rejection(line: bytes) -> bytes:
-    """The error reply for a line the SDK could not read as a JSON-RPC message."""
+def _rejection(line: bytes, error: ValidationError) -> bytes:
+    """The error reply for a line the SDK could not read as a JSON-RPC message.
+
+    It names the problem, and carries the request's id when the line can be
+    read far enough to have one. The SDK's parser refuses some JSON that
+    Python's reads (lone surrogate escapes, nesting past its limit), so the
+    line is read again here, leniently, to find the id and what is wrong.
+    """
+    refusal = _parser_refusal(error)
+    document = _read_leniently(line)
+    if document is _UNREADABLE:
+        problem = _explain(refusal, None) or f"the line is not valid JSON ({refusal})"
+        return _error_line(types.PARSE_ERROR, f"Parse error: {problem}")
+    if not isinstance(document, dict):
+        return _error_line(
+            types.INVALID_REQUEST, "Invalid Request: send one JSON-RPC message (a JSON object) per line"
+        )
+    request_id = document.get("id")
+    problem = _explain(refusal, document) or _structural_problem(document)
+    if "params" in document and _is_request(_without_params(document)):
+        return _error_line(types.INVALID_PARAMS, f"Invalid params: {problem}", request_id)
+    return _error_line(types.INVALID_REQUEST, f"Invalid Request: {problem}", request_id)
+
+
+_UNREADABLE = object()
+
+
+def _read_leniently(line: bytes) -> Any:
     try:
-        document = json.loads(line)
+        return json.loads(line)
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's own limit
+        return _UNREADABLE
+
+
+def _parser_refusal(error: ValidationError) -> str | None:
+    """Why the SDK's JSON parser refused the line, or None if it read the JSON and the shape was wrong."""
+    for detail in error.errors(include_url=False, include_input=False):
+        if detail["type"] == "json_invalid":
+            return str((detail.get("ctx") or {}).get("error", detail["msg"]))
+    return None
+
+
+def _explain(refusal: str | None, document: Any) -> str | None:
+    if refusal is None:
+        return None
+    if refusal.startswith("recursion limit exceeded"):
+        return "arrays or objects nested too deeply (the limit is about 200 levels)"
+    if refusal.startswith("number out of range"):
+        return "a number too long to read"
+    if refusal.startswith("invalid unicode code point"):
+        return "the line is not valid UTF-8"
+    if document is not None and not _encodable(document):
+        return "text that is not valid Unicode (an unpaired surrogate escape such as \\ud800)"
+    return None
+
+
+def _encodable(document: Any) -> bool:
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
+
+
+def _structural_problem(document: dict[str, Any]) -> str:
+    if document.get("jsonrpc") != "2.0":
+        return 'not a JSON-RPC 2.0 message ("jsonrpc" must be "2.0")'
+    if "params" in document and not isinstance(document["params"], dict):
+        return "params must be an object"
+    return "not a JSON-RPC 2.0 message"
+
+
+def _without_params(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if key != "params"}
+
+
+def _is_request(envelope: dict[str, Any]) -> bool:
+    """Whether ``envelope`` alone is a well-formed request (so its params are what is wrong)."""
+    try:
+        message = types.jsonrpc_message_adapter.validate_json(
+            json.dumps(envelope, ensure_ascii=False).encode(), by_name=False
+        )
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(message, types.JSONRPCRequest)
+
+
+def _has_id(line: bytes) -> bool:
+    """Whether a line that parsed as a notification names an id after all (one of a type JSON-RPC refuses)."""
+    try:
+        # The parser that just accepted this line: it reads it again the same way.
+        document = pydantic_core.from_json(line)
     except ValueError:
-        return _error_line(types.PARSE_ERROR, "Parse error: the line is not valid JSON")
-    request_id = document.get("id") if isinstance(document, dict) else None
-    return _error_line(types.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message", request_id)
+        return False
+    return isinstance(document, dict) and "id" in document
 
 
 def _pollable(fd: int) -> bool:
@@ -202,14 +294,14 @@ async def stdio_transport(
     async def dispatch(line: bytes) -> None:
         try:
             message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except ValueError as error:  # pydantic's ValidationError: not JSON, or not JSON-RPC
-            await out_send.send(_rejection(line))
+        except ValidationError as error:  # not JSON, or not JSON-RPC
+            await out_send.send(_rejection(line, error))
             await to_server.send(error)  # the server logs and drops it, as with the SDK transport
             return
         if isinstance(message, types.JSONRPCRequest):
             requests.started(message.id)
         elif isinstance(message, types.JSONRPCNotification):
-            if b'"id"' in line and "id" in json.loads(line):
+            if _has_id(line):
                 # A request whose id is not a string or an integer reads as a
                 # notification, which nobody answers: refuse it instead.
                 await out_send.send(

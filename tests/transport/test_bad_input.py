@@ -1,0 +1,97 @@
+"""Bad input on the wire: each gets an error reply that names the problem, and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .raw_client import RawClient
+
+_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"},
+    },
+}
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+def _memory_server() -> RawClient:
+    client = RawClient("--durability", "memory")
+    client.initialize()
+    return client
+
+
+def _still_serving(server: RawClient) -> None:
+    assert server.request("ping")["result"] == {}
+    assert server.close()[0] == 0
+
+
+def test_deeply_nested_lines_get_an_error_and_the_server_keeps_serving() -> None:
+    """Nesting at any depth gets an error reply; a reply already due is not lost, and serving goes on."""
+    server = RawClient("--durability", "memory")
+    # The initialize just before the deep line is answered too.
+    server.send_raw(_line(_INITIALIZE) + b"[" * 1000 + b"]" * 1000 + b"\n")
+    replies = {reply["id"]: reply for reply in (server.receive(), server.receive())}
+    assert "result" in replies[1]
+    reply = replies[None]
+    assert reply["error"]["code"] in (-32700, -32600)
+    assert "nested too deeply" in reply["error"]["message"]
+    server.send("notifications/initialized", notify=True)
+
+    for depth in (300, 5000, 100_000):
+        server.send_raw(
+            b'{"jsonrpc":"2.0","id":7,"method":"ping","params":{"a":%s%s}}\n' % (b"[" * depth, b"]" * depth)
+        )
+        reply = server.receive()
+        assert "nested too deeply" in reply["error"]["message"], reply
+        if reply["id"] == 7:  # read far enough to know the request: its params are at fault
+            assert reply["error"]["code"] == -32602
+        else:
+            assert reply["error"]["code"] in (-32700, -32600)
+    # A notification nested deeply inside is not answered by the server, but must not stop it either.
+    server.send_raw(
+        b'{"jsonrpc":"2.0","method":"notifications/x","params":{"id":%s%s}}\n' % (b"[" * 150, b"]" * 150)
+    )
+    _still_serving(server)
+
+
+def test_refused_lines_get_the_precise_code_and_name_their_problem() -> None:
+    """A lone surrogate in an argument and array params are invalid params of that request, said so."""
+    server = _memory_server()
+    server.send_raw(
+        b'{"jsonrpc":"2.0","id":8,"method":"tools/call",'
+        b'"params":{"name":"increment_counter","arguments":{"sessionId":"\\ud800"}}}\n'
+    )
+    reply = server.receive()
+    assert reply["id"] == 8
+    assert reply["error"]["code"] == -32602
+    assert "text that is not valid Unicode" in reply["error"]["message"]
+
+    server.send_raw(b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":["increment_counter"]}\n')
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (9, -32602)
+    assert "params must be an object" in reply["error"]["message"]
+
+    server.send_raw(b'{"jsonrpc":"1.0","id":10,"method":"ping"}\n')
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (10, -32600)
+    assert '"jsonrpc" must be "2.0"' in reply["error"]["message"]
+
+    server.send_raw(b'[{"jsonrpc":"2.0","id":11,"method":"ping"}]\n')
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (None, -32600)
+    assert "one JSON-RPC message" in reply["error"]["message"]
+
+    server.send_raw(b'{"jsonrpc":"2.0","id":12,"method":"ping","params":{"text":"\xff"}}\n')
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (None, -32700)
+    assert "not valid UTF-8" in reply["error"]["message"]
+    _still_serving(server)
