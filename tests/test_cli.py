@@ -117,3 +117,20 @@ def test_bad_settings_are_refused_clearly(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "is not an SQLite database" in done.stderr
     assert notes.read_text() == "mine"
+
+
+def test_serve_refuses_writes_once_its_database_is_deleted(tmp_path: Path) -> None:
+    """A served database deleted under the server: the next write is an error naming the file."""
+    path = tmp_path / "state.db"
+    client = RawClient("--db", str(path))
+    try:
+        client.initialize()
+        session_id = client.call("create_session")["structuredContent"]["sessionId"]
+        assert client.call("increment_counter", sessionId=session_id)["content"][0]["text"] == "Counter: 1"
+        for suffix in ("", "-wal", "-shm"):
+            os.unlink(f"{path}{suffix}")
+        refused = client.call("increment_counter", sessionId=session_id)
+        assert refused["isError"] is True
+        assert f"{path} was deleted or moved away while open" in refused["content"][0]["text"]
+    finally:
+        client.close()

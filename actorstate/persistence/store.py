@@ -12,6 +12,11 @@ Schema (``PRAGMA user_version`` holds its version; see ``_MIGRATIONS``)::
 it was based on (``UPDATE ... WHERE id = ? AND version = ?``); a write based
 on a stale version changes nothing and is reported as a conflict, so two
 processes on one file never overwrite each other's updates.
+
+The store remembers which file it opened (device and inode). A transaction
+commits only if the path still names that file: once the file is deleted
+or replaced, a commit would land in a file nobody can open again, so it is
+refused with :class:`StoreError` instead of being acknowledged.
 """
 
 from __future__ import annotations
@@ -130,6 +135,7 @@ class SQLiteStore:
                 self._db.execute(f"PRAGMA synchronous = {synchronous}")
                 if version != SCHEMA_VERSION:
                     self._migrate()
+            self._opened = self._file_identity()
         except sqlite3.DatabaseError as error:
             self._db.close()
             raise StoreError(
@@ -197,6 +203,45 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
             raise
 
+    def _file_identity(self) -> tuple[int, int]:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.path} was deleted or moved away while open; refusing to write: the changes "
+                "would be lost with the deleted file (restart actorstate to create a new database there)"
+            ) from None
+        except OSError as error:
+            raise StoreError(f"cannot check {self.path}: {error.strerror}") from None
+        return stat.st_dev, stat.st_ino
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreError` unless the path still names the file that was opened.
+
+        A stat costs microseconds; every commit and every checkpoint call
+        this before writing, so nothing is acknowledged into a deleted file.
+        """
+        if self._file_identity() != self._opened:
+            raise StoreError(
+                f"{self.path} was replaced by another file while open; refusing to write: the "
+                "changes would not reach the file now at that path (restart actorstate to open it)"
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, committed only into the file that was opened."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.check_file()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+
     # -- sessions -------------------------------------------------------------
 
     def load(self, session_id: str) -> StoredSession | None:
@@ -215,20 +260,12 @@ class SQLiteStore:
         failure rolls the whole transaction back and raises StoreError.
         """
         db = self._db
-        with _translated(self.path, f"committing {len(writes)} sessions"):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                applied = self._write_all(writes, now)
-                if applied is None:  # a conflict somewhere: redo row by row to find it
-                    db.execute("ROLLBACK")
-                    db.execute("BEGIN IMMEDIATE")
-                    applied = [self._write_one(write, now) for write in writes]
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
+        with _translated(self.path, f"committing {len(writes)} sessions"), self._transaction():
+            applied = self._write_all(writes, now)
+            if applied is None:  # a conflict somewhere: redo row by row to find it
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                applied = [self._write_one(write, now) for write in writes]
         return applied
 
     # last_activity has no index on purpose: every write changes it, and an
@@ -315,23 +352,18 @@ class SQLiteStore:
                 if ended_at is None and last_activity < idle_before and session_id not in resident
             ]
             if stale:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction():
                     self._db.executemany(
                         "UPDATE sessions SET ended_at = ?, version = version + 1 WHERE id = ? AND ended_at IS NULL",
                         stale,
                     )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
         next_id = rows[-1][0] if len(rows) == limit else ""
         live = sum(1 for _, _, ended_at in rows if ended_at is None) - len(stale)
         return len(stale), live, next_id
 
     def end(self, session_id: str, now: float) -> None:
         """Mark one session ended, whatever its snapshot holds."""
-        with _translated(self.path, f"ending session {session_id}"):
+        with _translated(self.path, f"ending session {session_id}"), self._transaction():
             self._db.execute(
                 "UPDATE sessions SET ended_at = ?, version = version + 1 WHERE id = ? AND ended_at IS NULL",
                 (now, session_id),
@@ -339,17 +371,11 @@ class SQLiteStore:
 
     def touch(self, last_uses: Sequence[tuple[str, float]]) -> None:
         """Move last_activity forward for sessions that were read since their last write."""
-        with _translated(self.path, "recording session activity"):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "UPDATE sessions SET last_activity = max(last_activity, ?) WHERE id = ?",
-                    [(at, session_id) for session_id, at in last_uses],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with _translated(self.path, "recording session activity"), self._transaction():
+            self._db.executemany(
+                "UPDATE sessions SET last_activity = max(last_activity, ?) WHERE id = ?",
+                [(at, session_id) for session_id, at in last_uses],
+            )
 
     def size_bytes(self) -> int:
         with _translated(self.path, "measuring the database"):
@@ -358,11 +384,16 @@ class SQLiteStore:
         return int(page_count * page_size)
 
     def purge(self, ended_before: float) -> int:
-        with _translated(self.path, "purging ended sessions"):
+        with _translated(self.path, "purging ended sessions"), self._transaction():
             return self._db.execute("DELETE FROM sessions WHERE ended_at < ?", (ended_before,)).rowcount
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database and truncate it, so the file stops growing."""
+        """Copy the WAL into the database and truncate it, so the file stops growing.
+
+        Runs on every housekeeping tick, so a deleted database is noticed
+        (and logged) even while nothing is written.
+        """
+        self.check_file()
         with _translated(self.path, "checkpointing the WAL"):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
