@@ -35,13 +35,15 @@ import anyio
 import anyio.abc
 import mcp.types as types
 import pydantic_core
-from mcp.shared.message import SessionMessage
+from mcp.shared.dispatcher import coerce_request_id
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from mcp.types import RequestId
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "stdio_transport"]
 
@@ -300,17 +302,18 @@ async def stdio_transport(
             return
         if isinstance(message, types.JSONRPCRequest):
             requests.started(message.id)
-        elif isinstance(message, types.JSONRPCNotification):
-            if _has_id(line):
-                # A request whose id is not a string or an integer reads as a
-                # notification, which nobody answers: refuse it instead.
-                await out_send.send(
-                    _error_line(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
-                )
-                return
-            if message.method == "notifications/cancelled" and message.params:
-                # The SDK never answers a request its client cancelled.
-                requests.answered(message.params.get("requestId"))
+            # The SDK never answers a request its client cancelled; it says so
+            # through this hook once the request has settled.
+            metadata = ServerMessageMetadata(on_request_unanswered=requests.settled_unanswered(message.id))
+            await to_server.send(SessionMessage(message, metadata=metadata))
+            return
+        if isinstance(message, types.JSONRPCNotification) and _has_id(line):
+            # A request whose id is not a string or an integer reads as a
+            # notification, which nobody answers: refuse it instead.
+            await out_send.send(
+                _error_line(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
+            )
+            return
         await to_server.send(SessionMessage(message))
 
     async def write_lines() -> None:
@@ -367,26 +370,34 @@ async def stdio_transport(
 
 
 class _InFlight:
-    """Ids of requests passed to the server and not answered yet."""
+    """Requests passed to the server and not answered yet.
+
+    Keyed as the SDK keys its own table (``coerce_request_id``: ``"7"`` and
+    ``7`` are one id), so a reply or a settled request always finds its entry.
+    """
 
     def __init__(self) -> None:
-        self._ids: set[Any] = set()
-        self._empty: anyio.Event | None = None
+        self._keys: set[RequestId] = set()
+        self._changed: anyio.Event | None = None
 
-    def started(self, request_id: Any) -> None:
-        self._ids.add(request_id)
+    def started(self, request_id: RequestId) -> None:
+        self._keys.add(coerce_request_id(request_id))
 
-    def answered(self, request_id: Any) -> None:
-        self._ids.discard(request_id)
-        if isinstance(request_id, str) and request_id.lstrip("-").isdigit():
-            self._ids.discard(int(request_id))  # a cancellation may name an integer id as text
-        if not self._ids and self._empty is not None:
-            self._empty.set()
+    def answered(self, request_id: RequestId) -> None:
+        self._keys.discard(coerce_request_id(request_id))
+        if self._changed is not None:
+            self._changed.set()
+
+    def settled_unanswered(self, request_id: RequestId) -> Callable[[], Awaitable[None]]:
+        async def settled() -> None:
+            self.answered(request_id)
+
+        return settled
 
     async def all_answered(self) -> None:
-        while self._ids:
-            self._empty = anyio.Event()
-            await self._empty.wait()
+        while self._keys:
+            self._changed = anyio.Event()
+            await self._changed.wait()
 
 
 class _EncodingStream:
@@ -402,7 +413,8 @@ class _EncodingStream:
         finally:
             reply = message.message
             if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError):
-                self._requests.answered(reply.id)
+                if reply.id is not None:
+                    self._requests.answered(reply.id)
 
     def close(self) -> None:
         self._sink.close()

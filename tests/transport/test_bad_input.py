@@ -95,3 +95,26 @@ def test_refused_lines_get_the_precise_code_and_name_their_problem() -> None:
     assert (reply["id"], reply["error"]["code"]) == (None, -32700)
     assert "not valid UTF-8" in reply["error"]["message"]
     _still_serving(server)
+
+
+def test_malformed_cancellations_are_ignored() -> None:
+    """A cancellation whose requestId is not a request id (or names nothing in flight) changes nothing."""
+    server = _memory_server()
+    for request_id in (
+        '{"x":1}',
+        "[1]",
+        '"\\u00b2"',
+        '"-\\u0661"',
+        "true",
+        "null",
+        "1.5",
+        '"' + "7" * 5000 + '"',
+    ):
+        server.send_raw(
+            b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":%s}}\n'
+            % request_id.encode()
+        )
+    server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"x":[]}}\n')
+    server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":"nope"}\n')
+    server.receive()  # params that are not an object are refused like any malformed line
+    _still_serving(server)
