@@ -39,6 +39,8 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
+from .tools import clipped_repr
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -301,6 +303,18 @@ async def stdio_transport(
             await to_server.send(error)  # the server logs and drops it, as with the SDK transport
             return
         if isinstance(message, types.JSONRPCRequest):
+            if message.id in requests:
+                # The SDK keys its requests by id: a second one under an id in
+                # flight would take over the first one's entry. Refused, not run.
+                await out_send.send(
+                    _error_line(
+                        types.INVALID_REQUEST,
+                        f"Invalid Request: request id {clipped_repr(message.id)} is already in flight; "
+                        "wait for its reply or use another id",
+                        message.id,
+                    )
+                )
+                return
             requests.started(message.id)
             # The SDK never answers a request its client cancelled; it says so
             # through this hook once the request has settled.
@@ -379,6 +393,9 @@ class _InFlight:
     def __init__(self) -> None:
         self._keys: set[RequestId] = set()
         self._changed: anyio.Event | None = None
+
+    def __contains__(self, request_id: RequestId) -> bool:
+        return coerce_request_id(request_id) in self._keys
 
     def started(self, request_id: RequestId) -> None:
         self._keys.add(coerce_request_id(request_id))

@@ -21,7 +21,17 @@ from ..errors import ActorStateError, InvalidInput
 if TYPE_CHECKING:
     from ..state import Session, State
 
-__all__ = ["TOOLS", "Tool", "ToolError", "ToolResult", "call_tool"]
+__all__ = ["TOOLS", "Tool", "ToolError", "ToolResult", "call_tool", "clipped_repr"]
+
+# Caller input quoted in an error message is cut to this many characters:
+# enough to recognise it, never an echo of a huge argument.
+QUOTED_INPUT_CHARS = 60
+
+
+def clipped_repr(value: object) -> str:
+    """``repr(value)`` cut to ``QUOTED_INPUT_CHARS`` with an ellipsis: how errors quote caller input."""
+    text = repr(value)
+    return text if len(text) <= QUOTED_INPUT_CHARS else text[: QUOTED_INPUT_CHARS - 3] + "..."
 
 
 class ToolError(Exception):
@@ -88,8 +98,7 @@ def _integer(arguments: dict[str, Any], name: str, default: int) -> int:
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         value = int(value)  # JSON clients often send 5.0 for 5
     if type(value) is not int:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-        raise ToolError(f"argument {name!r} must be an integer, not {shown}")
+        raise ToolError(f"argument {name!r} must be an integer, not {clipped_repr(value)}")
     return value
 
 
@@ -199,8 +208,14 @@ async def _end_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
 
 async def _list_sessions(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     client_id = _string(arguments, "clientId", "anonymous")
-    sessions = await ctx.state.describe_sessions(client_id)
-    result = {"clientId": client_id, "sessions": sessions}
+    cursor = arguments.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise ToolError(f"argument 'cursor' must be a string, not {type(cursor).__name__}")
+    limit = _integer(arguments, "limit", ctx.state.config.list_page_size)
+    page = await ctx.state.describe_sessions(client_id, cursor=cursor, limit=limit)
+    result: dict[str, Any] = {"clientId": client_id, "sessions": page.sessions}
+    if page.next_cursor is not None:
+        result["nextCursor"] = page.next_cursor
     return ToolResult(_pretty(result), result)
 
 
@@ -301,8 +316,15 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool(
             "list_sessions",
-            "List a client's live sessions with their creation and last-activity times",
-            _object({"clientId": {"type": "string", "default": "anonymous"}}),
+            "List a client's live sessions, oldest first, with their creation and last-activity times, "
+            "one page at a time: pass nextCursor back as cursor for the next page",
+            _object(
+                {
+                    "clientId": {"type": "string", "default": "anonymous"},
+                    "cursor": {"type": "string", "description": "nextCursor of the page before"},
+                    "limit": {"type": "integer", "minimum": 1, "description": "sessions per page"},
+                }
+            ),
             _object(
                 {
                     "clientId": {"type": "string"},
@@ -317,6 +339,7 @@ TOOLS: dict[str, Tool] = {
                             ["sessionId", "createdAt", "lastActivity"],
                         ),
                     },
+                    "nextCursor": {"type": "string", "description": "absent on the last page"},
                 },
                 ["clientId", "sessions"],
             ),

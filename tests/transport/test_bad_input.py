@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .raw_client import RawClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _INITIALIZE = {
     "jsonrpc": "2.0",
@@ -118,3 +121,45 @@ def test_malformed_cancellations_are_ignored() -> None:
     server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":"nope"}\n')
     server.receive()  # params that are not an object are refused like any malformed line
     _still_serving(server)
+
+
+def test_a_request_reusing_an_id_in_flight_is_refused_and_not_run(tmp_path: Path) -> None:
+    """Duplicate ids in flight: each duplicate is refused (-32600 naming the id) and not run; all get a reply."""
+    db = tmp_path / "dup.db"
+    server = RawClient("--db", str(db))
+    server.initialize()
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    increment = {"name": "increment_counter", "arguments": {"sessionId": session_id}}
+    server.send_raw(
+        b"".join(
+            _line({"jsonrpc": "2.0", "id": "dup", "method": "tools/call", "params": increment})
+            for _ in range(200)
+        )
+    )
+    assert server.process.stdin is not None
+    server.process.stdin.close()
+    replies = []
+    while True:
+        try:
+            replies.append(server.receive())
+        except EOFError:
+            break
+    assert server.process.wait(timeout=30) == 0
+    server.kill()
+    assert len(replies) == 200
+    answered = [reply for reply in replies if "result" in reply]
+    refused = [reply for reply in replies if "error" in reply]
+    assert len(answered) + len(refused) == 200
+    for reply in refused:
+        assert reply["id"] == "dup"
+        assert reply["error"]["code"] == -32600
+        assert "'dup' is already in flight" in reply["error"]["message"]
+    assert sorted(reply["result"]["structuredContent"]["value"] for reply in answered) == list(
+        range(1, len(answered) + 1)
+    )
+
+    restarted = RawClient("--db", str(db))
+    restarted.initialize()
+    stored = restarted.call("get_context", sessionId=session_id)["structuredContent"]["metadata"]
+    assert stored == {"counter": len(answered)}
+    _still_serving(restarted)
