@@ -14,6 +14,7 @@ from .errors import (
     StateClosed,
     StoreError,
 )
+from .listing import SessionPage
 from .state import DEFAULT_CLIENT_ID, Durability, Session, State, open_state
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Overloaded",
     "Session",
     "SessionNotFound",
+    "SessionPage",
     "SessionQuarantined",
     "State",
     "StateClosed",

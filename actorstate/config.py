@@ -52,6 +52,10 @@ class Config:
     max_turns_limit: int = 50
     default_max_turns: int = 10
 
+    # Listing a client's sessions goes page by page: one page never holds more.
+    list_page_size: int = 100
+    max_list_page_size: int = 1000
+
     # Persistence.
     flush_interval: float = 0.05
     ended_retention: float = 7 * 24 * 3600.0
@@ -74,6 +78,8 @@ class Config:
             )
         if self.default_max_turns > self.max_turns_limit:
             raise ValueError("Config.default_max_turns must not exceed Config.max_turns_limit")
+        if self.list_page_size > self.max_list_page_size:
+            raise ValueError("Config.list_page_size must not exceed Config.max_list_page_size")
 
     @property
     def memory_budget_bytes(self) -> int:

@@ -20,6 +20,7 @@ from .actors.messages import (
 from .actors.supervisor import FaultHook, Supervisor, open_supervisor
 from .config import Config
 from .errors import InvalidInput
+from .listing import ListingKey, SessionPage, decode_cursor, encode_cursor
 from .session_state import check_key, check_max_turns, check_text, checked_copy, iso_time
 
 if TYPE_CHECKING:
@@ -128,17 +129,51 @@ class State:
         return handle
 
     async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
-        """Ids of ``client_id``'s live sessions, oldest first (resident, passivated or stored)."""
-        rows = await self._supervisor.list_sessions(_check_client_id(client_id, self.config))
-        return [session_id for session_id, _, _ in rows]
+        """Ids of all of ``client_id``'s live sessions, oldest first (resident, passivated or stored).
 
-    async def describe_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[dict[str, Any]]:
-        """``client_id``'s live sessions with their creation and last-activity times."""
-        rows = await self._supervisor.list_sessions(_check_client_id(client_id, self.config))
-        return [
-            {"sessionId": session_id, "createdAt": iso_time(created), "lastActivity": iso_time(last)}
-            for session_id, created, last in rows
-        ]
+        Read page by page (``Config.max_list_page_size`` at a time), so other
+        calls go on between pages however many sessions the client has; the
+        list itself is as long as they are. :meth:`describe_sessions` reads one page.
+        """
+        client_id = _check_client_id(client_id, self.config)
+        ids: list[str] = []
+        after: ListingKey | None = None
+        while True:
+            rows, after = await self._supervisor.list_sessions(client_id, after, self.config.max_list_page_size)
+            ids.extend(session_id for session_id, _, _ in rows)
+            if after is None:
+                return ids
+
+    async def describe_sessions(
+        self, client_id: str = DEFAULT_CLIENT_ID, *, cursor: str | None = None, limit: int | None = None
+    ) -> SessionPage:
+        """One page of ``client_id``'s live sessions with their creation and last-activity times.
+
+        Args:
+            cursor: where to go on: the ``next_cursor`` of the page before; None for the first page.
+            limit: sessions per page, 1 to ``Config.max_list_page_size``
+                (default ``Config.list_page_size``).
+
+        Error handling:
+            InvalidInput: a cursor no listing gave out, or a limit out of range.
+        """
+        config = self.config
+        client_id = _check_client_id(client_id, config)
+        if limit is None:
+            limit = config.list_page_size
+        elif type(limit) is not int or not 1 <= limit <= config.max_list_page_size:
+            raise InvalidInput(
+                f"limit must be an integer from 1 to {config.max_list_page_size}, not {_shown(limit)}"
+            )
+        after = None if cursor is None else decode_cursor(cursor)
+        rows, next_key = await self._supervisor.list_sessions(client_id, after, limit)
+        return SessionPage(
+            [
+                {"sessionId": session_id, "createdAt": iso_time(created), "lastActivity": iso_time(last)}
+                for session_id, created, last in rows
+            ],
+            None if next_key is None else encode_cursor(next_key),
+        )
 
     async def housekeeping(self) -> None:
         """Run a housekeeping pass now and wait for it (it also runs every

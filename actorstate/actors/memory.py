@@ -26,9 +26,9 @@ RESIDENT_BASE_BYTES = 600
 # Python objects take about this many bytes per encoded byte of state
 # (dict and list slots, str headers, boxed floats).
 RESIDENT_BYTES_PER_ENCODED = 2.5
-# A passivated session: the entry object, the id string, its dict slot and
-# the bytes header; the encoded blob comes on top.
-PASSIVATED_BASE_BYTES = 280
+# A passivated session: the entry object, the id string, its creation time,
+# its dict slot and the bytes header; the encoded blob comes on top.
+PASSIVATED_BASE_BYTES = 312
 
 
 def resident_bytes(state_bytes: int) -> int:

@@ -224,7 +224,7 @@ class Residency:
             return
         self._remove(actor)
         self.passivations += 1
-        self._passivated[actor.id] = Passivated(state.client_id, blob, actor.last_used)
+        self._passivated[actor.id] = Passivated(state.client_id, state.created_at, blob, actor.last_used)
         self._accounted += passivated_bytes(blob)
 
     def _passivate_lru(self, count: int, reason: str) -> None:

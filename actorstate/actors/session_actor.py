@@ -76,11 +76,16 @@ class SessionActor:
 
 
 class Passivated:
-    """A session that is not resident: its encoded snapshot, kept in memory."""
+    """A session that is not resident: its encoded snapshot, kept in memory.
 
-    __slots__ = ("blob", "client_id", "last_used")
+    Its owner and creation time stay outside the blob: listing a client's
+    sessions page by page filters and orders by them without decoding.
+    """
 
-    def __init__(self, client_id: str, blob: bytes, last_used: float) -> None:
+    __slots__ = ("blob", "client_id", "created_at", "last_used")
+
+    def __init__(self, client_id: str, created_at: float, blob: bytes, last_used: float) -> None:
         self.client_id = client_id
+        self.created_at = created_at
         self.blob = blob
         self.last_used = last_used

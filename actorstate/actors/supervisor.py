@@ -33,6 +33,7 @@ import anyio
 import anyio.abc
 
 from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
+from ..listing import ListingKey, SessionRow, merge_page
 from ..persistence.codec import decode_session
 from ..persistence.db_thread import DatabaseThread
 from ..persistence.snapshots import SnapshotActor
@@ -228,24 +229,41 @@ class Supervisor(Residency):
         """
         await self._post(session_id, ToldEnvelope(message, None))
 
-    async def list_sessions(self, client_id: str) -> list[tuple[str, float, float]]:
-        """(id, created_at, last_activity) of the client's live sessions, oldest first."""
+    async def list_sessions(
+        self, client_id: str, after: ListingKey | None, limit: int
+    ) -> tuple[list[SessionRow], ListingKey | None]:
+        """One page of the client's live sessions after ``after``, oldest first, and the next key.
+
+        The store reads one page (an indexed range, so a page costs the same
+        however many sessions the client has); memory adds what it knows
+        better (sessions not stored yet, newer rows, ones ending).
+        """
         self._check_open()
-        found: dict[str, tuple[str, float, float]] = {}
+        stored: list[SessionRow] = []
         if self._snapshots is not None:
-            rows = await self._snapshots.db.run(self._snapshots.store.list_client, client_id)
-            found.update((row[0], tuple(row)) for row in rows)  # type: ignore[misc]
+            snapshots = self._snapshots
+            # One row more than the page: it tells whether the store has more.
+            stored = await snapshots.db.run(snapshots.store.list_client, client_id, after, limit + 1)
+            self._check_open()
+        in_memory: list[SessionRow] = []
+        gone: set[str] = set()
         for session_id, actor in self._resident.items():
             state = actor.state
+            if state is None or state.client_id != client_id:
+                continue
             if actor.ending or actor.status is ActorStatus.ENDED:
-                found.pop(session_id, None)
-            elif state is not None and state.client_id == client_id:
-                found[session_id] = (session_id, state.created_at, state.last_activity)
+                gone.add(session_id)
+            elif after is None or (state.created_at, session_id) > after:
+                in_memory.append((session_id, state.created_at, state.last_activity))
         for session_id, entry in self._passivated.items():
-            if entry.client_id == client_id:
-                state = decode_session(entry.blob)
-                found[session_id] = (session_id, state.created_at, state.last_activity)
-        return sorted(found.values(), key=lambda row: row[1])
+            if entry.client_id == client_id and (after is None or (entry.created_at, session_id) > after):
+                in_memory.append((session_id, entry.created_at, 0.0))  # last activity: below, if listed
+        page, next_key = merge_page(stored, len(stored) > limit, in_memory, gone, limit)
+        passivated = self._passivated
+        for index, (session_id, created_at, _) in enumerate(page):
+            if (kept := passivated.get(session_id)) is not None:
+                page[index] = (session_id, created_at, decode_session(kept.blob).last_activity)
+        return page, next_key
 
     def stats(self) -> dict[str, Any]:
         quarantined = sum(1 for a in self._resident.values() if a.status is ActorStatus.QUARANTINED)

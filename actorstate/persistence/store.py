@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "SnapshotWrite", "StoredSession", "check_database_file"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Each entry upgrades the schema from its index to index + 1.
@@ -52,6 +52,14 @@ _MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_client ON sessions (client_id) WHERE ended_at IS NULL;
     CREATE INDEX sessions_by_end ON sessions (ended_at) WHERE ended_at IS NOT NULL;
+    """,
+    # Listing a client's sessions page by page, oldest first: each page is
+    # one range of this index (it holds the id too, the table's key), so a
+    # page costs the same whether the client has ten sessions or a million.
+    # Neither column ever changes, so writes do not maintain it.
+    """
+    DROP INDEX sessions_by_client;
+    CREATE INDEX sessions_by_client ON sessions (client_id, created_at) WHERE ended_at IS NULL;
     """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -320,13 +328,24 @@ class SQLiteStore:
         update = (write.state, write.last_activity, write.id, write.base_version)
         return self._db.execute(self._UPDATE, update).rowcount == 1
 
-    def list_client(self, client_id: str) -> list[tuple[str, float, float]]:
-        """(id, created_at, last_activity) of the client's live sessions, oldest first."""
+    def list_client(
+        self, client_id: str, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[str, float, float]]:
+        """(id, created_at, last_activity) of up to ``limit`` of the client's live sessions
+        after the key ``after`` = (created_at, id), in key order."""
         with _translated(self.path, "listing sessions"):
+            if after is None:
+                return self._db.execute(
+                    "SELECT id, created_at, last_activity FROM sessions "
+                    "WHERE client_id = ? AND ended_at IS NULL ORDER BY created_at, id LIMIT ?",
+                    (client_id, limit),
+                ).fetchall()
+            created_at, session_id = after
             return self._db.execute(
                 "SELECT id, created_at, last_activity FROM sessions "
-                "WHERE client_id = ? AND ended_at IS NULL ORDER BY created_at",
-                (client_id,),
+                "WHERE client_id = ? AND ended_at IS NULL AND created_at >= ? "
+                "AND (created_at > ? OR id > ?) ORDER BY created_at, id LIMIT ?",
+                (client_id, created_at, created_at, session_id, limit),
             ).fetchall()
 
     def expire(

@@ -118,6 +118,7 @@ async def test_io_error_fails_every_reply_of_that_commit(tmp_path: Path) -> None
         sessions = [await state.create_session() for _ in range(10)]
         for session in sessions:
             await session.increment()
+        await state.housekeeping()  # the pass opening started: its statements must not be counted
         FailingConnection.fail_in = 2  # mid-transaction: BEGIN, then the writes fail
         outcomes: list[object] = []
 
@@ -146,6 +147,7 @@ async def test_new_session_whose_insert_fails_does_not_exist(tmp_path: Path) -> 
     path = str(tmp_path / "create.db")
     FailingConnection.fail_in = None
     async with actorstate.open_state(path, connect=Connections(FailingConnection)) as state:
+        await state.housekeeping()  # the pass opening started: its statements must not be counted
         FailingConnection.fail_in = 2
         with pytest.raises(StoreError):
             await state.create_session(client_id="alice")
