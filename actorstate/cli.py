@@ -26,7 +26,7 @@ from .persistence.doctor import diagnose
 from .persistence.store import SQLiteStore, check_database_file
 from .session_state import iso_time
 from .state import open_state
-from .transport.stdio import DEFAULT_MAX_LINE_BYTES
+from .transport.stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES
 
 logger = logging.getLogger("actorstate.cli")
 
@@ -54,6 +54,7 @@ _SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--session-ttl", float, _DEFAULTS.session_ttl, "seconds of inactivity before a session ends"),
     ("--flush-interval", float, _DEFAULTS.flush_interval, "interval mode: seconds between flushes"),
     ("--max-line-bytes", int, DEFAULT_MAX_LINE_BYTES, "longest JSON-RPC line accepted"),
+    ("--max-in-flight", int, DEFAULT_MAX_IN_FLIGHT, "unanswered requests before reading pauses"),
     ("--backend", str, "asyncio", "trio | asyncio"),
     ("--log-level", str, "INFO", "DEBUG | INFO | WARNING | ERROR"),
 ]
@@ -105,6 +106,8 @@ def _serve_settings(args: argparse.Namespace) -> None:
                 raise ValueError(f"{source} must be one of {', '.join(choices)}, not {value!r}")
         if flag == "--max-line-bytes" and value < 1024:
             raise ValueError(f"{source} must be at least 1024 bytes, not {value}")
+        if flag == "--max-in-flight" and value < 1:
+            raise ValueError(f"{source} must be at least 1, not {value}")
         setattr(args, name, value)
     if args.durability != "memory":
         # The default database lives in the user's data directory, made on first run.
@@ -133,7 +136,7 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     started = time.monotonic()
     async with open_state(path, durability=args.durability, config=config, stop_on_signals=True) as state:
-        await serve_stdio(state, max_line_bytes=args.max_line_bytes)
+        await serve_stdio(state, max_line_bytes=args.max_line_bytes, max_in_flight=args.max_in_flight)
         logger.info("end of input: closing")
     logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
 

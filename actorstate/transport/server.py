@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from .. import __version__
 from ..errors import ActorStateError
-from .stdio import DEFAULT_MAX_LINE_BYTES, stdio_transport
+from .stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, stdio_transport
 from .tools import TOOLS, ToolContext, ToolError, call_tool
 
 if TYPE_CHECKING:
@@ -117,8 +117,16 @@ def build_server(state: State) -> Server[Any]:
     return server
 
 
-async def serve_stdio(state: State, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
-    """Serve MCP on stdin/stdout until end of input (or cancellation)."""
+async def serve_stdio(
+    state: State,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> None:
+    """Serve MCP on stdin/stdout until end of input (or cancellation); see :func:`stdio_transport`."""
     server = build_server(state)
-    async with stdio_transport(max_line_bytes=max_line_bytes) as (read_stream, write_stream):
+    async with stdio_transport(max_line_bytes=max_line_bytes, max_in_flight=max_in_flight) as (
+        read_stream,
+        write_stream,
+    ):
         await server.run(read_stream, write_stream, server.create_initialization_options())

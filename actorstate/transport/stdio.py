@@ -18,6 +18,12 @@ input is split on newlines whatever the read boundaries. At end of input the
 server finishes what is in flight and the block exits (and the state closes,
 flushing everything).
 
+Requests in flight are bounded: a request counts from the moment it is read
+until its reply is written (or it settles unanswered, cancelled by its
+client). At ``max_in_flight`` the transport stops reading until one leaves,
+so a client that writes requests and never reads replies holds the server
+to a fixed amount of memory; the pipe fills and the client's writes block.
+
 Like the SDK, it serves the protocol from private duplicates of fds 0 and 1
 and points fd 1 at stderr, so a stray ``print`` cannot corrupt the protocol.
 """
@@ -45,11 +51,14 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-    from mcp.types import RequestId
 
-__all__ = ["DEFAULT_MAX_LINE_BYTES", "stdio_transport"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_LINE_BYTES", "stdio_transport"]
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+# Requests read and not answered on the wire yet; past it the transport stops
+# reading until a reply is written. Bounds what a client that writes and
+# never reads can make the server hold, whatever the size of the replies.
+DEFAULT_MAX_IN_FLIGHT = 128
 # After end of input, how long requests already read may take to be answered.
 _EOF_GRACE_SECONDS = 30.0
 _READ_CHUNK = 256 * 1024
@@ -224,13 +233,25 @@ async def stdio_transport(
     stdout_fd: int = 1,
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     buffer: int = 256,
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[Any], _EncodingStream]]:
     """Yield ``(read_stream, write_stream)`` for ``Server.run`` over the given fds.
 
     The read stream ends at end of input; the block should then return (as
     ``Server.run`` does), and queued replies are written before this exits.
+
+    Args:
+        max_line_bytes: longer lines are refused (-32600) and dropped unread.
+        max_in_flight: requests read whose reply is not written yet; at the
+            bound, reading stops until a reply goes out (backpressure).
+        buffer: messages queued between the wire and the server, each way.
+
+    Error handling:
+        ValueError: ``max_in_flight`` is less than 1.
     """
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
     restore_std: list[int] = []
     if (stdin_fd, stdout_fd) == (0, 1):
         sys.stdout.flush()
@@ -247,9 +268,10 @@ async def stdio_transport(
     sink.switch()
 
     to_server, from_wire = anyio.create_memory_object_stream[Any](buffer)
-    # Everything bound for the client, already encoded: the server's replies
-    # and the errors this transport answers itself share one writer.
-    out_send, out_receive = anyio.create_memory_object_stream[bytes](buffer)
+    # Everything bound for the client, already encoded, with the id of the
+    # request it answers (None for the rest): the server's replies and the
+    # errors this transport answers itself share one writer.
+    out_send, out_receive = anyio.create_memory_object_stream[tuple[bytes, types.RequestId | None]](buffer)
     requests = _InFlight()
     to_wire = _EncodingStream(out_send.clone(), requests)
 
@@ -263,7 +285,7 @@ async def stdio_transport(
                 # when its input ends; a client that wrote its requests and
                 # closed stdin still deserves every answer, so wait for them.
                 with anyio.move_on_after(_EOF_GRACE_SECONDS):
-                    await requests.all_answered()
+                    await requests.wait_for_fewer_than(1)
 
     async def read_into() -> None:
         """Split input into lines whatever the read boundaries; answer what cannot be served."""
@@ -285,13 +307,13 @@ async def stdio_transport(
                     discarding = False
                     continue
                 if len(line) > max_line_bytes:
-                    await out_send.send(_too_long(len(line), max_line_bytes))
+                    await out_send.send((_too_long(len(line), max_line_bytes), None))
                 elif line.strip():
                     await dispatch(line)
             del pending[:start]
             if len(pending) > max_line_bytes:
                 if not discarding:
-                    await out_send.send(_too_long(len(pending), max_line_bytes))
+                    await out_send.send((_too_long(len(pending), max_line_bytes), None))
                 discarding = True
                 pending.clear()
 
@@ -299,21 +321,21 @@ async def stdio_transport(
         try:
             message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except ValidationError as error:  # not JSON, or not JSON-RPC
-            await out_send.send(_rejection(line, error))
+            await out_send.send((_rejection(line, error), None))
             await to_server.send(error)  # the server logs and drops it, as with the SDK transport
             return
         if isinstance(message, types.JSONRPCRequest):
+            await requests.wait_for_fewer_than(max_in_flight)
             if message.id in requests:
                 # The SDK keys its requests by id: a second one under an id in
                 # flight would take over the first one's entry. Refused, not run.
-                await out_send.send(
-                    _error_line(
-                        types.INVALID_REQUEST,
-                        f"Invalid Request: request id {clipped_repr(message.id)} is already in flight; "
-                        "wait for its reply or use another id",
-                        message.id,
-                    )
+                refusal = _error_line(
+                    types.INVALID_REQUEST,
+                    f"Invalid Request: request id {clipped_repr(message.id)} is already in flight; "
+                    "wait for its reply or use another id",
+                    message.id,
                 )
+                await out_send.send((refusal, None))
                 return
             requests.started(message.id)
             # The SDK never answers a request its client cancelled; it says so
@@ -324,9 +346,8 @@ async def stdio_transport(
         if isinstance(message, types.JSONRPCNotification) and _has_id(line):
             # A request whose id is not a string or an integer reads as a
             # notification, which nobody answers: refuse it instead.
-            await out_send.send(
-                _error_line(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
-            )
+            refusal = _error_line(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
+            await out_send.send((refusal, None))
             return
         await to_server.send(SessionMessage(message))
 
@@ -340,15 +361,18 @@ async def stdio_transport(
                         batch.append(out_receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                if client_gone:
-                    continue  # keep taking replies, so nothing waits on a dead pipe
-                try:
-                    await sink.write(b"".join(batch))
-                except (BrokenPipeError, ConnectionResetError):
-                    # The client closed its end: stop reading requests, and let
-                    # the server finish and close as at end of input.
-                    client_gone = True
-                    reader_scope.cancel()
+                if not client_gone:  # else keep taking replies, so nothing waits on a dead pipe
+                    try:
+                        await sink.write(b"".join(data for data, _ in batch))
+                    except (BrokenPipeError, ConnectionResetError):
+                        # The client closed its end: stop reading requests, and let
+                        # the server finish and close as at end of input.
+                        client_gone = True
+                        reader_scope.cancel()
+                # Written, or never will be: either way these requests are done.
+                for _, request_id in batch:
+                    if request_id is not None:
+                        requests.answered(request_id)
 
     try:
         async with anyio.create_task_group() as tg:
@@ -391,47 +415,55 @@ class _InFlight:
     """
 
     def __init__(self) -> None:
-        self._keys: set[RequestId] = set()
+        self._keys: set[types.RequestId] = set()
         self._changed: anyio.Event | None = None
 
-    def __contains__(self, request_id: RequestId) -> bool:
+    def __contains__(self, request_id: types.RequestId) -> bool:
         return coerce_request_id(request_id) in self._keys
 
-    def started(self, request_id: RequestId) -> None:
+    def started(self, request_id: types.RequestId) -> None:
         self._keys.add(coerce_request_id(request_id))
 
-    def answered(self, request_id: RequestId) -> None:
+    def answered(self, request_id: types.RequestId) -> None:
         self._keys.discard(coerce_request_id(request_id))
         if self._changed is not None:
             self._changed.set()
 
-    def settled_unanswered(self, request_id: RequestId) -> Callable[[], Awaitable[None]]:
+    def settled_unanswered(self, request_id: types.RequestId) -> Callable[[], Awaitable[None]]:
         async def settled() -> None:
             self.answered(request_id)
 
         return settled
 
-    async def all_answered(self) -> None:
-        while self._keys:
+    async def wait_for_fewer_than(self, count: int) -> None:
+        """Return once fewer than ``count`` requests are in flight (one waiter at a time: the reader)."""
+        while len(self._keys) >= count:
             self._changed = anyio.Event()
             await self._changed.wait()
 
 
 class _EncodingStream:
-    """The server's write stream: encodes each message and queues its bytes for the writer."""
+    """The server's write stream: encodes each message and queues its bytes for the writer.
 
-    def __init__(self, sink: MemoryObjectSendStream[bytes], requests: _InFlight) -> None:
+    A reply stays in flight until the writer has written it; one that can no
+    longer be queued never will be, so it leaves at once.
+    """
+
+    def __init__(
+        self, sink: MemoryObjectSendStream[tuple[bytes, types.RequestId | None]], requests: _InFlight
+    ) -> None:
         self._sink = sink
         self._requests = requests
 
     async def send(self, message: SessionMessage, /) -> None:
+        reply = message.message
+        request_id = reply.id if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError) else None
         try:
-            await self._sink.send(_encode(message))
-        finally:
-            reply = message.message
-            if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError):
-                if reply.id is not None:
-                    self._requests.answered(reply.id)
+            await self._sink.send((_encode(message), request_id))
+        except BaseException:
+            if request_id is not None:
+                self._requests.answered(request_id)
+            raise
 
     def close(self) -> None:
         self._sink.close()

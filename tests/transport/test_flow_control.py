@@ -1,0 +1,109 @@
+"""Flow control on the wire: requests in flight are bounded, and stopping answers every request read."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+
+import pytest
+
+from .raw_client import RawClient
+
+
+def _unread_bytes(fd: int) -> int:
+    """Bytes written into a pipe and not read from it yet (asked through either end)."""
+    count: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+    return count
+
+
+class _PipeWriter:
+    """Writes one block of bytes into the server's stdin from a thread, counting what went in."""
+
+    def __init__(self, server: RawClient, data: bytes) -> None:
+        assert server.process.stdin is not None
+        self.fd = server.process.stdin.fileno()
+        self.data = data
+        self.written = 0
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        view = memoryview(self.data)
+        try:
+            while self.written < len(view):
+                # At most PIPE_BUF bytes a write: each goes in whole or waits, so
+                # `written` never counts bytes still held by a blocked write.
+                self.written += os.write(self.fd, view[self.written : self.written + select.PIPE_BUF])
+        except BrokenPipeError:
+            pass  # the server stopped reading for good
+        finally:
+            self.done.set()
+
+    def consumed(self) -> int:
+        """Bytes the server has read so far."""
+        return self.written - _unread_bytes(self.fd)
+
+    def wait_until_stalled(self, polls: int = 100, deadline: float = 60.0) -> None:
+        """Return once everything is written, or the server read nothing over ``polls`` checks in a row."""
+        last, unchanged = -1, 0
+        stop = time.monotonic() + deadline
+        while not self.done.is_set() and unchanged < polls and time.monotonic() < stop:
+            consumed = self.consumed()
+            unchanged = unchanged + 1 if consumed == last else 0
+            last = consumed
+            time.sleep(0.01)
+
+    def join(self) -> None:
+        self._thread.join(timeout=60)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_client_that_reads_no_replies_stops_the_server_reading(backend: str) -> None:
+    """Past --max-in-flight unanswered requests the server stops reading; reading replies lets all finish."""
+    server = RawClient("--durability", "memory", "--max-in-flight", "8", "--backend", backend)
+    server.initialize()
+    count = 4000
+    # Small requests, large replies (about 5.6 KB each): a handful fill the pipe back to the client.
+    requests = b"".join(
+        json.dumps(
+            {"jsonrpc": "2.0", "id": i, "method": "tools/list", "params": {"_meta": {"pad": "x" * 700}}}
+        ).encode()
+        + b"\n"
+        for i in range(count)
+    )
+    writer = _PipeWriter(server, requests)
+    writer.wait_until_stalled()
+    assert not writer.done.is_set(), "the server read every request while no reply was read"
+    # Requests in flight (8), replies in the pipe to the client (about 12) and one read's worth of input.
+    assert writer.consumed() < len(requests) // 10
+
+    ids = sorted(server.receive()["id"] for _ in range(count))
+    assert ids == list(range(count))
+    writer.join()
+    assert writer.written == len(requests)
+    assert server.close()[0] == 0
+
+
+def test_max_in_flight_must_be_at_least_one() -> None:
+    """--max-in-flight 0 (or the same from the environment) is refused before serving, naming the setting."""
+    for args, env in ((["--max-in-flight", "0"], {}), ([], {"ACTORSTATE_MAX_IN_FLIGHT": "0"})):
+        done = subprocess.run(
+            [sys.executable, "-m", "actorstate", "serve", "--durability", "memory", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env={**os.environ, **env},
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert b"must be at least 1" in done.stderr
+        assert done.stdout == b""
