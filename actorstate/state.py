@@ -8,6 +8,8 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import anyio.lowlevel
+
 from .actors.messages import (
     AddContext,
     EndSession,
@@ -143,6 +145,7 @@ class State:
             ids.extend(session_id for session_id, _, _ in rows)
             if after is None:
                 return ids
+            await anyio.lowlevel.checkpoint()  # memory mode reads pages without awaiting
 
     async def describe_sessions(
         self, client_id: str = DEFAULT_CLIENT_ID, *, cursor: str | None = None, limit: int | None = None

@@ -40,6 +40,7 @@ from ..persistence.snapshots import SnapshotActor
 from ..persistence.store import SQLiteStore
 from ..session_state import SessionState
 from ._parking import Envelope, Parking, ToldEnvelope, parking_for_current_backend
+from .client_index import ClientIndex
 from .memory import read_rss
 from .messages import CreateSession, EndSession, Message
 from .residency import Residency
@@ -171,6 +172,9 @@ class Supervisor(Residency):
         self._now = anyio.current_time()
         self._init_residency(config)
 
+        # Memory mode's listing order (a store keeps its own index).
+        self._by_client = ClientIndex(self._listed_in_memory) if snapshots is None else None
+
         # Increment messages already built and checked, by (key, by): see Session.increment.
         self.increments: dict[tuple[str, int], Message] = {}
         self.restarts = 0
@@ -182,13 +186,16 @@ class Supervisor(Residency):
         """Create a session owned by ``client_id``; return its id."""
         self._check_open()
         session_id = str(uuid.uuid4())
-        actor = SessionActor(session_id, SessionState(session_id, client_id, time.time()), self._now)
+        state = SessionState(session_id, client_id, time.time())
+        actor = SessionActor(session_id, state, self._now)
         self._resident[session_id] = actor
         self._most_recent = actor
         envelope = Envelope(CreateSession(), client_id)
         await self._post(session_id, envelope)
         self._activated(actor)
         result: str = await self._parking.park(envelope)
+        if self._by_client is not None:
+            self._by_client.add(client_id, state.created_at, session_id)
         return result
 
     async def ask(self, session_id: str, client_id: str | None, message: Message) -> Any:
@@ -239,6 +246,8 @@ class Supervisor(Residency):
         better (sessions not stored yet, newer rows, ones ending).
         """
         self._check_open()
+        if self._by_client is not None:
+            return self._list_in_memory(client_id, after, limit)
         stored: list[SessionRow] = []
         if self._snapshots is not None:
             snapshots = self._snapshots
@@ -255,15 +264,29 @@ class Supervisor(Residency):
                 gone.add(session_id)
             elif after is None or (state.created_at, session_id) > after:
                 in_memory.append((session_id, state.created_at, state.last_activity))
-        for session_id, entry in self._passivated.items():
-            if entry.client_id == client_id and (after is None or (entry.created_at, session_id) > after):
-                in_memory.append((session_id, entry.created_at, 0.0))  # last activity: below, if listed
-        page, next_key = merge_page(stored, len(stored) > limit, in_memory, gone, limit)
-        passivated = self._passivated
-        for index, (session_id, created_at, _) in enumerate(page):
-            if (kept := passivated.get(session_id)) is not None:
-                page[index] = (session_id, created_at, decode_session(kept.blob).last_activity)
-        return page, next_key
+        return merge_page(stored, len(stored) > limit, in_memory, gone, limit)
+
+    def _list_in_memory(
+        self, client_id: str, after: ListingKey | None, limit: int
+    ) -> tuple[list[SessionRow], ListingKey | None]:
+        assert self._by_client is not None
+        ids, next_key = self._by_client.page(client_id, after, limit)
+        rows: list[SessionRow] = []
+        for session_id in ids:
+            actor = self._resident.get(session_id)
+            if actor is not None and actor.state is not None:
+                state = actor.state
+            else:
+                state = decode_session(self._passivated[session_id].blob)
+            rows.append((session_id, state.created_at, state.last_activity))
+        return rows, next_key
+
+    def _listed_in_memory(self, session_id: str) -> bool:
+        """Whether memory mode lists this session: live, resident or passivated."""
+        actor = self._resident.get(session_id)
+        if actor is None:
+            return session_id in self._passivated
+        return actor.state is not None and not actor.ending and actor.status is not ActorStatus.ENDED
 
     def stats(self) -> dict[str, Any]:
         quarantined = sum(1 for a in self._resident.values() if a.status is ActorStatus.QUARANTINED)

@@ -116,3 +116,29 @@ async def test_list_sessions_tool_pages_with_next_cursor(tmp_path: Path) -> None
         assert "nextCursor" not in one
         with pytest.raises(ToolError, match="cursor is not one a listing gave out"):
             await call_tool(context, "list_sessions", {"clientId": "carol", "cursor": "nope"})
+
+
+def test_client_index_keeps_order_when_the_clock_goes_back_and_skips_the_dead() -> None:
+    """Memory mode's index: insertion out of time order lands in key order; dead ids are skipped and compacted."""
+    from actorstate.actors.client_index import ClientIndex
+
+    live: set[str] = set()
+    index = ClientIndex(live.__contains__)
+    for n in range(3000):
+        session_id = f"s{n:05d}"
+        live.add(session_id)
+        index.add("c", 1000.0 + n, session_id)
+        if n % 3 == 0:
+            live.discard(session_id)  # ended: the index learns it only when it looks
+    index.add("c", 500.0, "early")  # the wall clock went back
+    live.add("early")
+    expected = ["early"] + [f"s{n:05d}" for n in range(3000) if n % 3]
+    listed: list[str] = []
+    after = None
+    while True:
+        page, after = index.page("c", after, 333)
+        listed.extend(page)
+        if after is None:
+            break
+    assert listed == expected
+    assert index.page("nobody", None, 10) == ([], None)
