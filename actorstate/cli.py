@@ -117,7 +117,7 @@ def _serve_settings(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from .transport.server import serve_stdio
+    from .transport.server import StopSignals, serve_stdio
 
     config = Config(
         max_resident=args.max_resident,
@@ -135,9 +135,27 @@ async def _serve(args: argparse.Namespace) -> None:
         args.backend,
     )
     started = time.monotonic()
-    async with open_state(path, durability=args.durability, config=config, stop_on_signals=True) as state:
-        await serve_stdio(state, max_line_bytes=args.max_line_bytes, max_in_flight=args.max_in_flight)
-        logger.info("end of input: closing")
+    # Signals are received from before the state opens until it has closed:
+    # the first stops intake, a second stops serving at once, and none can
+    # interrupt the close that commits everything.
+    signals = StopSignals()
+    try:
+        async with anyio.create_task_group() as task_group:
+            await task_group.start(signals.receive)
+            async with open_state(path, durability=args.durability, config=config) as state:
+                await serve_stdio(
+                    state,
+                    max_line_bytes=args.max_line_bytes,
+                    max_in_flight=args.max_in_flight,
+                    signals=signals,
+                )
+                logger.info("serving ended: closing")
+            task_group.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Only the signal task shares the group: hand back what the block raised, unwrapped.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
 
 

@@ -7,9 +7,14 @@ work per call is parsing, one actor turn, and encoding.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import signal
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.abc
 import mcp.types as types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
@@ -20,9 +25,13 @@ from .stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, stdio_transpor
 from .tools import TOOLS, ToolContext, ToolError, call_tool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from ..state import State
 
-__all__ = ["build_server", "serve_stdio"]
+__all__ = ["StopSignals", "build_server", "serve_stdio"]
+
+logger = logging.getLogger(__name__)
 
 # JSON-RPC error code MCP uses for a resource that does not exist.
 RESOURCE_NOT_FOUND = -32002
@@ -122,11 +131,73 @@ async def serve_stdio(
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    signals: StopSignals | None = None,
 ) -> None:
-    """Serve MCP on stdin/stdout until end of input (or cancellation); see :func:`stdio_transport`."""
+    """Serve MCP on stdin/stdout until end of input, a stop signal, or cancellation.
+
+    Args:
+        max_line_bytes, max_in_flight: see :func:`stdio_transport`.
+        signals: what SIGTERM and SIGINT do while this serves (see
+            :class:`StopSignals`); without it they are left alone.
+    """
     server = build_server(state)
-    async with stdio_transport(max_line_bytes=max_line_bytes, max_in_flight=max_in_flight) as (
-        read_stream,
-        write_stream,
-    ):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
+    async with stdio_transport(max_line_bytes=max_line_bytes, max_in_flight=max_in_flight) as wire:
+        with anyio.CancelScope() as serving:
+            with signals.serving(wire.stop_intake, serving.cancel) if signals else contextlib.nullcontext():
+                await server.run(wire.read_stream, wire.write_stream, server.create_initialization_options())
+
+
+class StopSignals:
+    """SIGTERM and SIGINT for a process serving MCP on stdio.
+
+    The first signal stops intake: no more input is read, every request
+    already read is answered (as at end of input), and serving ends; the
+    caller then closes the state, which commits everything. A second signal
+    stops serving at once: requests still running are answered "Connection
+    closed", and the state still closes and commits what they did.
+
+    Signals are received from :meth:`receive` until it is cancelled, so one
+    that comes before serving starts stops it as soon as it does, and one
+    that comes while the state closes is logged and ignored: the close is
+    what commits everything (SIGKILL still stops the process).
+    """
+
+    def __init__(self) -> None:
+        self._received = 0
+        self._closing = False
+        self._stop_intake: Callable[[], None] | None = None
+        self._stop_at_once: Callable[[], None] | None = None
+
+    async def receive(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Receive SIGTERM and SIGINT until cancelled (main thread only)."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+            task_status.started()
+            # Every signal is taken as it comes: trio redelivers, with the
+            # default action, any still pending when the receiver closes.
+            async for signum in received:
+                self._on_signal(signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def serving(self, stop_intake: Callable[[], None], stop_at_once: Callable[[], None]) -> Iterator[None]:
+        """While the block runs, signals stop serving; once it exits, the state is closing."""
+        self._stop_intake, self._stop_at_once = stop_intake, stop_at_once
+        try:
+            if self._received:
+                stop_intake()
+            yield
+        finally:
+            self._stop_intake = self._stop_at_once = None
+            self._closing = True
+
+    def _on_signal(self, name: str) -> None:
+        self._received += 1
+        if self._closing:
+            logger.warning("received %s while closing: the close commits everything first", name)
+        elif self._received == 1:
+            logger.warning("received %s: stopping intake; every request already read will be answered", name)
+            if self._stop_intake is not None:
+                self._stop_intake()
+        else:
+            logger.warning("received %s again: stopping at once", name)
+            if self._stop_at_once is not None:
+                self._stop_at_once()

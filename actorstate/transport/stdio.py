@@ -16,7 +16,9 @@ server keeps serving after each, whatever the line (nesting at any depth
 included). Split and joined lines are fine:
 input is split on newlines whatever the read boundaries. At end of input the
 server finishes what is in flight and the block exits (and the state closes,
-flushing everything).
+flushing everything). ``stop_intake()`` (what a stop signal calls) ends
+intake the same way: nothing more is read, and every request already read
+is answered.
 
 Requests in flight are bounded: a request counts from the moment it is read
 until its reply is written (or it settles unanswered, cancelled by its
@@ -30,6 +32,7 @@ and points fd 1 at stderr, so a stray ``print`` cannot corrupt the protocol.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -52,14 +55,14 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_LINE_BYTES", "stdio_transport"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_LINE_BYTES", "StdioWire", "stdio_transport"]
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 # Requests read and not answered on the wire yet; past it the transport stops
 # reading until a reply is written. Bounds what a client that writes and
 # never reads can make the server hold, whatever the size of the replies.
 DEFAULT_MAX_IN_FLIGHT = 128
-# After end of input, how long requests already read may take to be answered.
+# After end of input (or a stop), how long requests already read may take to be answered.
 _EOF_GRACE_SECONDS = 30.0
 _READ_CHUNK = 256 * 1024
 
@@ -227,6 +230,16 @@ class _Pipe:
             os.set_blocking(self.fd, self._was_blocking)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StdioWire:
+    """What :func:`stdio_transport` yields: the streams for ``Server.run``, and a way to stop reading."""
+
+    read_stream: MemoryObjectReceiveStream[Any]
+    write_stream: _EncodingStream
+    stop_intake: Callable[[], None]
+    """Stop reading input, as at end of input: every request already read is answered."""
+
+
 @asynccontextmanager
 async def stdio_transport(
     stdin_fd: int = 0,
@@ -235,11 +248,13 @@ async def stdio_transport(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     buffer: int = 256,
-) -> AsyncIterator[tuple[MemoryObjectReceiveStream[Any], _EncodingStream]]:
-    """Yield ``(read_stream, write_stream)`` for ``Server.run`` over the given fds.
+) -> AsyncIterator[StdioWire]:
+    """Yield the streams for ``Server.run`` over the given fds (a :class:`StdioWire`).
 
-    The read stream ends at end of input; the block should then return (as
-    ``Server.run`` does), and queued replies are written before this exits.
+    The read stream ends at end of input, or after ``stop_intake()``, once
+    every request already read is answered (or the grace period is over);
+    the block should then return (as ``Server.run`` does), and queued replies
+    are written before this exits.
 
     Args:
         max_line_bytes: longer lines are refused (-32600) and dropped unread.
@@ -276,23 +291,41 @@ async def stdio_transport(
     to_wire = _EncodingStream(out_send.clone(), requests)
 
     reader_scope = anyio.CancelScope()
+    stopping = False  # stop_intake() was called
+    read_scope: anyio.CancelScope | None = None  # set while waiting for input
+
+    def stop_intake() -> None:
+        nonlocal stopping
+        stopping = True
+        if read_scope is not None and source.pollable:
+            # A pipe is read only once it is readable, so the cancel lands in
+            # the wait and nothing read is lost. A file or terminal read in a
+            # thread is left to finish, and its lines are served.
+            read_scope.cancel()
 
     async def read_lines() -> None:
         with reader_scope:
             async with to_server, out_send:
                 await read_into()
-                # End of input. The SDK server cancels whatever is still running
-                # when its input ends; a client that wrote its requests and
-                # closed stdin still deserves every answer, so wait for them.
+                # End of input, or intake stopped. The SDK server cancels
+                # whatever is still running when its input ends; a client that
+                # wrote its requests and closed stdin (or a server told to stop)
+                # still owes every request read an answer, so wait for them.
                 with anyio.move_on_after(_EOF_GRACE_SECONDS):
                     await requests.wait_for_fewer_than(1)
 
     async def read_into() -> None:
         """Split input into lines whatever the read boundaries; answer what cannot be served."""
+        nonlocal read_scope
         pending = bytearray()
         discarding = False  # inside a line that broke the limit
-        while True:
-            chunk = await source.read()
+        while not stopping:  # stopped: a partial line left in `pending` was never a request read
+            with anyio.CancelScope() as scope:
+                read_scope = scope
+                chunk = await source.read()
+            read_scope = None
+            if scope.cancelled_caught:
+                return
             if not chunk:
                 # End of input: a last line without its newline still counts.
                 if pending.strip() and not discarding:
@@ -387,7 +420,7 @@ async def stdio_transport(
 
             tg.start_soon(writer)
             try:
-                yield from_wire, to_wire
+                yield StdioWire(from_wire, to_wire, stop_intake)
             finally:
                 # The server has stopped (and closed to_wire); once the reader
                 # ends too, the writer drains what is queued and stops.

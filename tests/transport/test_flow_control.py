@@ -6,16 +6,21 @@ import fcntl
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
 import termios
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .raw_client import RawClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _unread_bytes(fd: int) -> int:
@@ -107,3 +112,46 @@ def test_max_in_flight_must_be_at_least_one() -> None:
         assert done.returncode == 2
         assert b"must be at least 1" in done.stderr
         assert done.stdout == b""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_answers_every_request_already_read(
+    tmp_path: Path, signum: signal.Signals, backend: str
+) -> None:
+    """A signal under load stops reading; every request read is answered and stored, none other; exit 0."""
+    db = tmp_path / "stop.db"
+    server = RawClient("--db", str(db), "--backend", backend)
+    server.initialize()
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    increment = {"name": "increment_counter", "arguments": {"sessionId": session_id}}
+    requests = b"".join(
+        json.dumps({"jsonrpc": "2.0", "id": f"inc-{i}", "method": "tools/call", "params": increment}).encode()
+        + b"\n"
+        for i in range(3000)
+    )
+    writer = _PipeWriter(server, requests)
+    replies = [server.receive()]  # the server is working through the requests
+    server.process.send_signal(signum)
+    while True:
+        try:
+            replies.append(server.receive())
+        except EOFError:
+            break
+    assert server.process.wait(timeout=60) == 0
+    writer.join()
+    read = requests[: writer.consumed()].count(b"\n")
+    server.kill()
+
+    assert all("result" in reply for reply in replies), [reply for reply in replies if "result" not in reply][
+        :3
+    ]
+    assert len(replies) == read
+    assert len({reply["id"] for reply in replies}) == read
+    values = sorted(reply["result"]["structuredContent"]["value"] for reply in replies)
+    assert values == list(range(1, read + 1))
+    restarted = RawClient("--db", str(db))
+    restarted.initialize()
+    stored = restarted.call("get_context", sessionId=session_id)["structuredContent"]["metadata"]
+    assert stored == {"counter": read}
+    assert restarted.close()[0] == 0
