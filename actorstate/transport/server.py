@@ -27,6 +27,8 @@ from .tools import TOOLS, ToolContext, ToolError, call_tool
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+
     from ..state import State
 
 __all__ = ["StopSignals", "build_server", "serve_stdio"]
@@ -122,8 +124,26 @@ def build_server(state: State) -> Server[Any]:
     )
     # The default OpenTelemetry middleware opens a span per message: about 5%
     # of the server's time per call here, for traces nobody collects on stdio.
-    server.middleware.clear()
+    server.middleware[:] = [_explain_refusals]
     return server
+
+
+# The SDK's refusal of a request sent before initialize, word for word: the
+# same bare error as malformed params ("pinned compat" with its first version).
+_NOT_INITIALIZED = (types.INVALID_PARAMS, "Invalid request parameters")
+
+
+async def _explain_refusals(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Say what the SDK's bare refusals mean: a request before initialize is told to initialize."""
+    try:
+        return await call_next(ctx)
+    except MCPError as error:
+        if (error.code, error.message) == _NOT_INITIALIZED and ctx.session.client_params is None:
+            raise MCPError(
+                code=types.INVALID_REQUEST,
+                message="Invalid Request: the server is not initialized yet: send initialize first",
+            ) from None
+        raise
 
 
 async def serve_stdio(

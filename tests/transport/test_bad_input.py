@@ -163,3 +163,23 @@ def test_a_request_reusing_an_id_in_flight_is_refused_and_not_run(tmp_path: Path
     stored = restarted.call("get_context", sessionId=session_id)["structuredContent"]["metadata"]
     assert stored == {"counter": len(answered)}
     _still_serving(restarted)
+
+
+def test_calls_before_initialize_are_told_to_initialize_first() -> None:
+    """A request before initialize gets -32600 saying to send initialize first; ping works; then all serve."""
+    server = RawClient("--durability", "memory")
+    for method, params in (
+        ("tools/call", {"name": "create_session", "arguments": {}}),
+        ("tools/list", None),
+        ("resources/read", {"uri": "actorstate://stats"}),
+    ):
+        reply = server.request(method, params)
+        assert reply["error"]["code"] == -32600, reply
+        assert (
+            reply["error"]["message"]
+            == "Invalid Request: the server is not initialized yet: send initialize first"
+        )
+    assert server.request("ping")["result"] == {}
+    server.initialize()
+    assert server.call("create_session")["structuredContent"]["sessionId"]
+    _still_serving(server)
