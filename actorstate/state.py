@@ -39,6 +39,7 @@ _GET_CONTEXT = {turns: GetContext(turns) for turns in range(1, 101)}
 Durability = Literal["commit", "interval", "memory"]
 DEFAULT_CLIENT_ID = "anonymous"
 _DURABILITIES = ("commit", "interval", "memory")
+_QUOTED_ID_CHARS = 60
 
 
 @asynccontextmanager
@@ -116,7 +117,11 @@ class State:
         try:
             canonical = str(uuid.UUID(session_id))
         except (TypeError, ValueError, AttributeError):
-            raise InvalidInput(f"session id must be a UUID, not {session_id!r}") from None
+            # Ids come from callers: quoted cut short, never echoed whole.
+            shown = repr(session_id)
+            if len(shown) > _QUOTED_ID_CHARS:
+                shown = shown[: _QUOTED_ID_CHARS - 3] + "..."
+            raise InvalidInput(f"session id must be a UUID, not {shown}") from None
         return Session(self._supervisor, canonical, _check_client_id(client_id, self.config))
 
     def session_as_owner(self, session_id: str) -> Session:

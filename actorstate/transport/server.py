@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from .. import __version__
 from ..errors import ActorStateError
 from .stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, stdio_transport
-from .tools import TOOLS, ToolContext, ToolError, call_tool
+from .tools import TOOLS, ToolContext, ToolError, call_tool, clipped, clipped_repr
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -105,7 +105,7 @@ def build_server(state: State) -> Server[Any]:
             except ActorStateError as error:
                 raise MCPError(code=RESOURCE_NOT_FOUND, message=str(error)) from None
         else:
-            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"unknown resource {uri}")
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"unknown resource {clipped_repr(uri)}")
         return types.ReadResourceResult(
             contents=[
                 types.TextResourceContents(uri=uri, mime_type="application/json", text=json.dumps(payload))
@@ -134,7 +134,11 @@ _NOT_INITIALIZED = (types.INVALID_PARAMS, "Invalid request parameters")
 
 
 async def _explain_refusals(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Say what the SDK's bare refusals mean: a request before initialize is told to initialize."""
+    """Say what the SDK's bare refusals mean, and quote the caller's input cut short.
+
+    A request before initialize is told to initialize; an unknown method is
+    named in the error's data clipped, not echoed whole.
+    """
     try:
         return await call_next(ctx)
     except MCPError as error:
@@ -143,6 +147,8 @@ async def _explain_refusals(ctx: ServerRequestContext[Any, Any], call_next: Call
                 code=types.INVALID_REQUEST,
                 message="Invalid Request: the server is not initialized yet: send initialize first",
             ) from None
+        if error.code == types.METHOD_NOT_FOUND and isinstance(error.data, str):
+            raise MCPError(code=error.code, message=error.message, data=clipped(error.data)) from None
         raise
 
 

@@ -21,17 +21,23 @@ from ..errors import ActorStateError, InvalidInput
 if TYPE_CHECKING:
     from ..state import Session, State
 
-__all__ = ["TOOLS", "Tool", "ToolError", "ToolResult", "call_tool", "clipped_repr"]
+__all__ = ["TOOLS", "Tool", "ToolError", "ToolResult", "call_tool", "clipped", "clipped_repr"]
 
 # Caller input quoted in an error message is cut to this many characters:
 # enough to recognise it, never an echo of a huge argument.
 QUOTED_INPUT_CHARS = 60
+# Unknown argument names listed in an error, at most.
+_LISTED_NAMES = 3
+
+
+def clipped(text: str) -> str:
+    """``text`` cut to ``QUOTED_INPUT_CHARS`` with an ellipsis: how errors quote caller input."""
+    return text if len(text) <= QUOTED_INPUT_CHARS else text[: QUOTED_INPUT_CHARS - 3] + "..."
 
 
 def clipped_repr(value: object) -> str:
-    """``repr(value)`` cut to ``QUOTED_INPUT_CHARS`` with an ellipsis: how errors quote caller input."""
-    text = repr(value)
-    return text if len(text) <= QUOTED_INPUT_CHARS else text[: QUOTED_INPUT_CHARS - 3] + "..."
+    """``repr(value)``, clipped like :func:`clipped`."""
+    return clipped(repr(value))
 
 
 class ToolError(Exception):
@@ -105,8 +111,12 @@ def _integer(arguments: dict[str, Any], name: str, default: int) -> int:
 def _check_unknown(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
     unknown = set(arguments) - set(schema["properties"])
     if unknown:
+        names = sorted(unknown)
+        listed = ", ".join(clipped(name) for name in names[:_LISTED_NAMES])
+        if len(names) > _LISTED_NAMES:
+            listed += f" and {len(names) - _LISTED_NAMES} more"
         allowed = ", ".join(sorted(schema["properties"])) or "none"
-        raise ToolError(f"unknown argument(s) {', '.join(sorted(unknown))}; this tool takes: {allowed}")
+        raise ToolError(f"unknown argument(s) {listed}; this tool takes: {allowed}")
 
 
 def _pretty(value: Any) -> str:
@@ -360,7 +370,7 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | Non
     """Run one tool; raise ToolError with a readable message on any refusal."""
     tool = TOOLS.get(name)
     if tool is None:
-        raise ToolError(f"unknown tool {name!r}; the tools are: {', '.join(TOOLS)}")
+        raise ToolError(f"unknown tool {clipped_repr(name)}; the tools are: {', '.join(TOOLS)}")
     arguments = arguments or {}
     if not isinstance(arguments, dict):
         raise ToolError("arguments must be a JSON object")

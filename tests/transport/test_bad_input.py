@@ -183,3 +183,36 @@ def test_calls_before_initialize_are_told_to_initialize_first() -> None:
     server.initialize()
     assert server.call("create_session")["structuredContent"]["sessionId"]
     _still_serving(server)
+
+
+def test_errors_quote_caller_input_cut_short() -> None:
+    """Tool names, argument names, session ids, URIs, methods and ids in errors are cut to a short quote."""
+    server = _memory_server()
+    huge = "x" * 100_000
+
+    def tool_error(name: str, arguments: dict[str, Any]) -> str:
+        result = server.request("tools/call", {"name": name, "arguments": arguments})["result"]
+        assert result["isError"], result
+        text: str = result["content"][0]["text"]
+        return text
+
+    texts = [
+        tool_error(huge, {}),
+        tool_error("get_context", {"sessionId": huge}),
+        tool_error("get_context", {f"{i}{huge[:1000]}": 1 for i in range(100)}),
+    ]
+    assert texts[0].startswith("unknown tool 'xxx")
+    assert "session id must be a UUID, not 'xxx" in texts[1]
+    assert texts[2].startswith("unknown argument(s) ")
+    errors = [
+        server.request("resources/read", {"uri": "zz://" + huge})["error"],
+        server.request("resources/read", {"uri": "session://" + huge})["error"],
+        server.request(huge)["error"],
+    ]
+    assert "unknown resource 'zz://xxx" in errors[0]["message"]
+    assert "session id must be a UUID" in errors[1]["message"]
+    assert errors[2]["code"] == -32601
+    for text in [*texts, *(error["message"] + str(error.get("data", "")) for error in errors)]:
+        assert len(text) < 300, text[:300]
+        assert "..." in text
+    _still_serving(server)
