@@ -2,7 +2,12 @@
 # fresh machine needs only Python 3.11 and make.
 #
 # `make serve` speaks MCP on stdout, so everything else it prints (set-up
-# included) goes to stderr, and recipe lines are not echoed.
+# included) goes to stderr, and recipe lines are not echoed. Nor does make
+# announce directories there ("Entering directory", for `make -C DIR serve` or
+# a make run from another make): GNU make 4.4 and later take this setting from
+# here; older ones announce -C before reading any makefile, so a client that
+# runs them passes --no-print-directory itself.
+MAKEFLAGS += --no-print-directory
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
