@@ -18,6 +18,7 @@ import anyio.abc
 import mcp.types as types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import ActorStateError
@@ -128,6 +129,16 @@ def build_server(state: State) -> Server[Any]:
     return server
 
 
+def _first_problem(error: ValidationError) -> str:
+    """The first thing pydantic found wrong: where (clipped: keys are caller input) and what."""
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    first = problems[0]
+    text = f"{clipped('.'.join(str(part) for part in first['loc']))}: {first['msg']}"
+    if len(problems) > 1:
+        text += f" (and {len(problems) - 1} more)"
+    return text
+
+
 # The SDK's refusal of a request sent before initialize, word for word: the
 # same bare error as malformed params ("pinned compat" with its first version).
 _NOT_INITIALIZED = (types.INVALID_PARAMS, "Invalid request parameters")
@@ -136,11 +147,16 @@ _NOT_INITIALIZED = (types.INVALID_PARAMS, "Invalid request parameters")
 async def _explain_refusals(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
     """Say what the SDK's bare refusals mean, and quote the caller's input cut short.
 
-    A request before initialize is told to initialize; an unknown method is
-    named in the error's data clipped, not echoed whole.
+    A request before initialize is told to initialize; malformed params name
+    the field and what it should be; an unknown method is named in the
+    error's data clipped, not echoed whole.
     """
     try:
         return await call_next(ctx)
+    except ValidationError as error:  # the SDK would answer a bare "Invalid request parameters"
+        raise MCPError(
+            code=types.INVALID_PARAMS, message=f"Invalid params: {_first_problem(error)}"
+        ) from None
     except MCPError as error:
         if (error.code, error.message) == _NOT_INITIALIZED and ctx.session.client_params is None:
             raise MCPError(

@@ -216,3 +216,14 @@ def test_errors_quote_caller_input_cut_short() -> None:
         assert len(text) < 300, text[:300]
         assert "..." in text
     _still_serving(server)
+
+
+def test_malformed_params_are_refused_naming_the_field() -> None:
+    """Params of the wrong shape get -32602 naming the field and what it should be."""
+    server = _memory_server()
+    reply = server.request("tools/call", {"name": 5})
+    assert reply["error"]["code"] == -32602
+    assert reply["error"]["message"] == "Invalid params: params.name: Input should be a valid string"
+    reply = server.request("resources/read", {})
+    assert reply["error"]["message"] == "Invalid params: params.uri: Field required"
+    _still_serving(server)
