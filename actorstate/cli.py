@@ -26,7 +26,7 @@ from .persistence.doctor import diagnose
 from .persistence.store import SQLiteStore, check_database_file
 from .session_state import iso_time
 from .state import open_state
-from .transport.stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES
+from .transport.stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 
 logger = logging.getLogger("actorstate.cli")
 
@@ -55,6 +55,7 @@ _SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--flush-interval", float, _DEFAULTS.flush_interval, "interval mode: seconds between flushes"),
     ("--max-line-bytes", int, DEFAULT_MAX_LINE_BYTES, "longest JSON-RPC line accepted"),
     ("--max-in-flight", int, DEFAULT_MAX_IN_FLIGHT, "unanswered requests before reading pauses"),
+    ("--stop-grace", float, DEFAULT_STOP_GRACE, "seconds to answer requests read before a stop"),
     ("--backend", str, "asyncio", "trio | asyncio"),
     ("--log-level", str, "INFO", "DEBUG | INFO | WARNING | ERROR"),
 ]
@@ -108,6 +109,8 @@ def _serve_settings(args: argparse.Namespace) -> None:
             raise ValueError(f"{source} must be at least 1024 bytes, not {value}")
         if flag == "--max-in-flight" and value < 1:
             raise ValueError(f"{source} must be at least 1, not {value}")
+        if flag == "--stop-grace" and not value >= 0:  # not NaN either
+            raise ValueError(f"{source} must be a number of seconds, 0 or more, not {value}")
         setattr(args, name, value)
     if args.durability != "memory":
         # The default database lives in the user's data directory, made on first run.
@@ -147,6 +150,7 @@ async def _serve(args: argparse.Namespace) -> None:
                     state,
                     max_line_bytes=args.max_line_bytes,
                     max_in_flight=args.max_in_flight,
+                    stop_grace=args.stop_grace,
                     signals=signals,
                 )
                 logger.info("serving ended: closing")

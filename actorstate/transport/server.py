@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import ActorStateError
-from .stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, stdio_transport
+from .stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE, stdio_transport
 from .tools import TOOLS, ToolContext, ToolError, call_tool, clipped, clipped_repr
 
 if TYPE_CHECKING:
@@ -173,17 +173,20 @@ async def serve_stdio(
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    stop_grace: float = DEFAULT_STOP_GRACE,
     signals: StopSignals | None = None,
 ) -> None:
     """Serve MCP on stdin/stdout until end of input, a stop signal, or cancellation.
 
     Args:
-        max_line_bytes, max_in_flight: see :func:`stdio_transport`.
+        max_line_bytes, max_in_flight, stop_grace: see :func:`stdio_transport`.
         signals: what SIGTERM and SIGINT do while this serves (see
             :class:`StopSignals`); without it they are left alone.
     """
     server = build_server(state)
-    async with stdio_transport(max_line_bytes=max_line_bytes, max_in_flight=max_in_flight) as wire:
+    async with stdio_transport(
+        max_line_bytes=max_line_bytes, max_in_flight=max_in_flight, stop_grace=stop_grace
+    ) as wire:
         with anyio.CancelScope() as serving:
             with signals.serving(wire.stop_intake, serving.cancel) if signals else contextlib.nullcontext():
                 await server.run(wire.read_stream, wire.write_stream, server.create_initialization_options())

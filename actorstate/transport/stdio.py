@@ -13,12 +13,14 @@ not a JSON-RPC message gets -32600 (-32602 when only a request's params are
 wrong: not an object, or holding text that is not valid Unicode), and a line
 longer than the limit gets -32600 too. Each reply names the problem; the
 server keeps serving after each, whatever the line (nesting at any depth
-included). Split and joined lines are fine:
-input is split on newlines whatever the read boundaries. At end of input the
-server finishes what is in flight and the block exits (and the state closes,
-flushing everything). ``stop_intake()`` (what a stop signal calls) ends
-intake the same way: nothing more is read, and every request already read
-is answered.
+included). Split and joined lines are fine: input is split on newlines
+whatever the read boundaries.
+
+At end of input the server finishes what is in flight and the block exits
+(and the state closes, flushing everything). ``stop_intake()`` (what a stop
+signal calls) ends intake the same way: nothing more is read, and every
+request already read is answered. Either way the answers get a grace period,
+after which the server stops waiting.
 
 Requests in flight are bounded: a request counts from the moment it is read
 until its reply is written (or it settles unanswered, cancelled by its
@@ -55,15 +57,21 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_LINE_BYTES", "StdioWire", "stdio_transport"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_STOP_GRACE",
+    "StdioWire",
+    "stdio_transport",
+]
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 # Requests read and not answered on the wire yet; past it the transport stops
 # reading until a reply is written. Bounds what a client that writes and
 # never reads can make the server hold, whatever the size of the replies.
 DEFAULT_MAX_IN_FLIGHT = 128
-# After end of input (or a stop), how long requests already read may take to be answered.
-_EOF_GRACE_SECONDS = 30.0
+# After end of input or stop_intake(), how long requests already read may take to be answered.
+DEFAULT_STOP_GRACE = 30.0
 _READ_CHUNK = 256 * 1024
 
 
@@ -94,7 +102,9 @@ def _rejection(line: bytes, error: ValidationError) -> bytes:
     refusal = _parser_refusal(error)
     document = _read_leniently(line)
     if document is _UNREADABLE:
-        problem = _explain(refusal, None) or f"the line is not valid JSON ({refusal})"
+        problem = _explain(refusal, None) or "the line is not valid JSON" + (
+            f" ({refusal})" if refusal else ""
+        )
         return _error_line(types.PARSE_ERROR, f"Parse error: {problem}")
     if not isinstance(document, dict):
         return _error_line(
@@ -247,6 +257,7 @@ async def stdio_transport(
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    stop_grace: float = DEFAULT_STOP_GRACE,
     buffer: int = 256,
 ) -> AsyncIterator[StdioWire]:
     """Yield the streams for ``Server.run`` over the given fds (a :class:`StdioWire`).
@@ -260,13 +271,18 @@ async def stdio_transport(
         max_line_bytes: longer lines are refused (-32600) and dropped unread.
         max_in_flight: requests read whose reply is not written yet; at the
             bound, reading stops until a reply goes out (backpressure).
+        stop_grace: seconds the requests already read get to be answered
+            after end of input or ``stop_intake()``; then the read stream
+            ends anyway, and the server cancels what is still running.
         buffer: messages queued between the wire and the server, each way.
 
     Error handling:
-        ValueError: ``max_in_flight`` is less than 1.
+        ValueError: ``max_in_flight`` is less than 1, or ``stop_grace`` negative.
     """
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+    if stop_grace < 0:
+        raise ValueError(f"stop_grace must not be negative, not {stop_grace}")
     restore_std: list[int] = []
     if (stdin_fd, stdout_fd) == (0, 1):
         sys.stdout.flush()
@@ -296,7 +312,12 @@ async def stdio_transport(
 
     def stop_intake() -> None:
         nonlocal stopping
+        if stopping:
+            return
         stopping = True
+        # The lines already read may still wait for room (a client that does
+        # not read its replies): the grace bounds everything from here on.
+        reader_scope.deadline = min(reader_scope.deadline, anyio.current_time() + stop_grace)
         if read_scope is not None and source.pollable:
             # A pipe is read only once it is readable, so the cancel lands in
             # the wait and nothing read is lost. A file or terminal read in a
@@ -311,7 +332,7 @@ async def stdio_transport(
                 # whatever is still running when its input ends; a client that
                 # wrote its requests and closed stdin (or a server told to stop)
                 # still owes every request read an answer, so wait for them.
-                with anyio.move_on_after(_EOF_GRACE_SECONDS):
+                with anyio.move_on_after(stop_grace):
                     await requests.wait_for_fewer_than(1)
 
     async def read_into() -> None:

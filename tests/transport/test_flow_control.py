@@ -71,20 +71,24 @@ class _PipeWriter:
         self._thread.join(timeout=60)
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_a_client_that_reads_no_replies_stops_the_server_reading(backend: str) -> None:
-    """Past --max-in-flight unanswered requests the server stops reading; reading replies lets all finish."""
-    server = RawClient("--durability", "memory", "--max-in-flight", "8", "--backend", backend)
-    server.initialize()
-    count = 4000
-    # Small requests, large replies (about 5.6 KB each): a handful fill the pipe back to the client.
-    requests = b"".join(
+def _tools_list_flood(count: int) -> bytes:
+    """Small requests with large replies (about 5.6 KB each): a handful fill the pipe back to the client."""
+    return b"".join(
         json.dumps(
             {"jsonrpc": "2.0", "id": i, "method": "tools/list", "params": {"_meta": {"pad": "x" * 700}}}
         ).encode()
         + b"\n"
         for i in range(count)
     )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_client_that_reads_no_replies_stops_the_server_reading(backend: str) -> None:
+    """Past --max-in-flight unanswered requests the server stops reading; reading replies lets all finish."""
+    server = RawClient("--durability", "memory", "--max-in-flight", "8", "--backend", backend)
+    server.initialize()
+    count = 4000
+    requests = _tools_list_flood(count)
     writer = _PipeWriter(server, requests)
     writer.wait_until_stalled()
     assert not writer.done.is_set(), "the server read every request while no reply was read"
@@ -98,20 +102,30 @@ def test_a_client_that_reads_no_replies_stops_the_server_reading(backend: str) -
     assert server.close()[0] == 0
 
 
-def test_max_in_flight_must_be_at_least_one() -> None:
-    """--max-in-flight 0 (or the same from the environment) is refused before serving, naming the setting."""
-    for args, env in ((["--max-in-flight", "0"], {}), ([], {"ACTORSTATE_MAX_IN_FLIGHT": "0"})):
-        done = subprocess.run(
-            [sys.executable, "-m", "actorstate", "serve", "--durability", "memory", *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            env={**os.environ, **env},
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 2
-        assert b"must be at least 1" in done.stderr
-        assert done.stdout == b""
+@pytest.mark.parametrize(
+    ("args", "env", "complaint"),
+    [
+        (["--max-in-flight", "0"], {}, b"--max-in-flight must be at least 1"),
+        ([], {"ACTORSTATE_MAX_IN_FLIGHT": "0"}, b"ACTORSTATE_MAX_IN_FLIGHT must be at least 1"),
+        (["--stop-grace", "-1"], {}, b"--stop-grace must be a number of seconds, 0 or more"),
+        ([], {"ACTORSTATE_STOP_GRACE": "nan"}, b"ACTORSTATE_STOP_GRACE must be a number of seconds"),
+    ],
+)
+def test_flow_settings_are_checked_before_serving(
+    args: list[str], env: dict[str, str], complaint: bytes
+) -> None:
+    """A bad --max-in-flight or --stop-grace (flag or environment) is refused before serving, naming it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "actorstate", "serve", "--durability", "memory", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert complaint in done.stderr
+    assert done.stdout == b""
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -155,3 +169,18 @@ def test_a_stop_signal_answers_every_request_already_read(
     stored = restarted.call("get_context", sessionId=session_id)["structuredContent"]["metadata"]
     assert stored == {"counter": read}
     assert restarted.close()[0] == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_stop_while_the_client_reads_nothing_ends_after_the_grace(backend: str) -> None:
+    """SIGTERM with replies piling up unread: the server waits --stop-grace for answers, then exits 0."""
+    server = RawClient(
+        "--durability", "memory", "--max-in-flight", "8", "--stop-grace", "1", "--backend", backend
+    )
+    server.initialize()
+    writer = _PipeWriter(server, _tools_list_flood(4000))
+    writer.wait_until_stalled()
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0
+    writer.join()
+    server.kill()
