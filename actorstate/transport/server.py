@@ -2,7 +2,9 @@
 
 The low-level ``Server`` (not ``MCPServer``) because our tools bring their own
 schemas and checks, and every microsecond per call counts: the server's
-work per call is parsing, one actor turn, and encoding.
+work per call is parsing, one actor turn, and encoding. Its one middleware
+makes the SDK's bare refusals say what is wrong. :class:`StopSignals` is
+what SIGTERM and SIGINT do to ``actorstate serve``.
 """
 
 from __future__ import annotations
@@ -229,6 +231,8 @@ class StopSignals:
         try:
             if self._received:
                 stop_intake()
+            if self._received > 1:
+                stop_at_once()
             yield
         finally:
             self._stop_intake = self._stop_at_once = None
@@ -243,6 +247,6 @@ class StopSignals:
             if self._stop_intake is not None:
                 self._stop_intake()
         else:
-            logger.warning("received %s again: stopping at once", name)
+            logger.warning("received %s, a second stop signal: stopping at once", name)
             if self._stop_at_once is not None:
                 self._stop_at_once()

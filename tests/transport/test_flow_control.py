@@ -184,3 +184,45 @@ def test_a_stop_while_the_client_reads_nothing_ends_after_the_grace(backend: str
     assert server.process.wait(timeout=60) == 0
     writer.join()
     server.kill()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_second_stop_signal_stops_at_once_and_still_commits(tmp_path: Path, backend: str) -> None:
+    """Two signals: serving stops without waiting; the exit is clean and every answered write is stored."""
+    db = tmp_path / "twice.db"
+    server = RawClient("--db", str(db), "--backend", backend)
+    server.initialize()
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    increment = {"name": "increment_counter", "arguments": {"sessionId": session_id}}
+    writer = _PipeWriter(
+        server,
+        b"".join(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": f"inc-{i}", "method": "tools/call", "params": increment}
+            ).encode()
+            + b"\n"
+            for i in range(3000)
+        ),
+    )
+    replies = [server.receive()]
+    # Two different signals: two of one kind sent together may arrive as one.
+    server.process.send_signal(signal.SIGTERM)
+    server.process.send_signal(signal.SIGINT)
+    while True:
+        try:
+            replies.append(server.receive())
+        except EOFError:
+            break
+    assert server.process.wait(timeout=60) == 0
+    assert server.process.stderr is not None
+    assert "a second stop signal: stopping at once" in server.process.stderr.read().decode()
+    writer.join()
+    server.kill()
+
+    values = [reply["result"]["structuredContent"]["value"] for reply in replies if "result" in reply]
+    restarted = RawClient("--db", str(db))
+    restarted.initialize()
+    stored = restarted.call("get_context", sessionId=session_id)["structuredContent"]["metadata"]["counter"]
+    assert len(values) <= stored
+    assert max(values) <= stored
+    assert restarted.close()[0] == 0
