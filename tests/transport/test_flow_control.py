@@ -57,7 +57,7 @@ class _PipeWriter:
         """Bytes the server has read so far."""
         return self.written - _unread_bytes(self.fd)
 
-    def wait_until_stalled(self, polls: int = 100, deadline: float = 60.0) -> None:
+    def wait_until_stalled(self, polls: int = 50, deadline: float = 60.0) -> None:
         """Return once everything is written, or the server read nothing over ``polls`` checks in a row."""
         last, unchanged = -1, 0
         stop = time.monotonic() + deadline
@@ -171,12 +171,9 @@ def test_a_stop_signal_answers_every_request_already_read(
     assert restarted.close()[0] == 0
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_a_stop_while_the_client_reads_nothing_ends_after_the_grace(backend: str) -> None:
+def test_a_stop_while_the_client_reads_nothing_ends_after_the_grace() -> None:
     """SIGTERM with replies piling up unread: the server waits --stop-grace for answers, then exits 0."""
-    server = RawClient(
-        "--durability", "memory", "--max-in-flight", "8", "--stop-grace", "1", "--backend", backend
-    )
+    server = RawClient("--durability", "memory", "--max-in-flight", "8", "--stop-grace", "1")
     server.initialize()
     writer = _PipeWriter(server, _tools_list_flood(4000))
     writer.wait_until_stalled()
