@@ -15,7 +15,7 @@ import msgpack
 
 from .errors import InvalidInput
 
-__all__ = ["JSONValue", "check_json_like", "check_utf8", "copy_json_like", "encoded_size"]
+__all__ = ["JSONValue", "check_json_like", "check_utf8", "copy_json_like", "encoded_size", "is_json_like"]
 
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
@@ -65,6 +65,45 @@ def _check(value: Any, what: str, depth: int) -> None:
         f"{what}: a {kind.__name__} is not a JSON value "
         "(use null, true/false, numbers, strings, lists and string-keyed objects)"
     )
+
+
+def is_json_like(value: Any) -> bool:
+    """Whether ``value`` is JSON-like: the test :func:`check_json_like` makes, without a message.
+
+    Several times faster, for decoding stored sessions, where every value is
+    tested and nearly all pass; call ``check_json_like`` to say why one fails.
+    """
+    kind = type(value)
+    if kind is dict or kind is list:
+        return _is_json_like(value, 0)
+    return _is_json_like([value], -1)  # a scalar, tested as an item
+
+
+def _is_json_like(container: dict[Any, Any] | list[Any], depth: int) -> bool:
+    # One flat loop with the common types first: this runs over every value
+    # of a session each time one is loaded.
+    if depth >= _MAX_DEPTH:
+        return False
+    if type(container) is dict:
+        for key in container:
+            if type(key) is not str:
+                return False
+        items: Any = container.values()
+    else:
+        items = container
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is dict or kind is list:
+            if not _is_json_like(item, depth + 1):
+                return False
+        elif kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return False
+        elif kind is not float or not math.isfinite(item):
+            return False
+    return True
 
 
 def check_utf8(text: str, what: str) -> None:

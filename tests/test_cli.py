@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import anyio
+import msgpack
 
 import actorstate
 from tests.transport.raw_client import RawClient
@@ -132,5 +134,29 @@ def test_serve_refuses_writes_once_its_database_is_deleted(tmp_path: Path) -> No
         refused = client.call("increment_counter", sessionId=session_id)
         assert refused["isError"] is True
         assert f"{path} was deleted or moved away while open" in refused["content"][0]["text"]
+    finally:
+        client.close()
+
+
+def test_served_snapshot_holding_bytes_is_quarantined_not_a_protocol_error(tmp_path: Path) -> None:
+    """get_context and resources/read on a stored snapshot holding bytes say the session is
+    quarantined, instead of failing with JSON-RPC error 0 (bytes are not JSON serializable)."""
+    path = str(tmp_path / "state.db")
+    session_id = anyio.run(_fill, path)[0]
+    fields = [session_id, "alice", 1_780_000_000.0, 1_780_000_000.0, 0, {"blob": b"raw"}, []]
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE sessions SET state = ? WHERE id = ?",
+            (b"\x01" + msgpack.packb(fields, use_bin_type=True), session_id),
+        )
+    client = RawClient("--db", path)
+    try:
+        client.initialize()
+        result = client.call("get_context", sessionId=session_id)
+        assert result["isError"] is True
+        assert "quarantined: its stored snapshot cannot be read" in result["content"][0]["text"]
+        reply = client.request("resources/read", {"uri": f"session://{session_id}"})
+        assert reply["error"]["code"] != 0
+        assert "quarantined" in reply["error"]["message"]
     finally:
         client.close()

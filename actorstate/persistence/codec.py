@@ -2,6 +2,11 @@
 
 The version byte lets a later release read what an earlier one wrote (and
 refuse, clearly, what it cannot read) without guessing from the payload.
+
+A decoded session holds only JSON-like values (see :mod:`actorstate.values`)
+and times a date can be made of: a snapshot holding anything else (msgpack
+``bin`` or ``ext`` values, NaN or infinity) would decode and then fail every
+reply that renders it, so it is refused here and its session quarantined.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import Any
 import msgpack
 
 from ..session_state import SessionState
-from ..values import encoded_size
+from ..values import check_json_like, is_json_like
 
 __all__ = ["FORMAT_VERSION", "SnapshotDecodeError", "decode_session", "encode_session"]
 
@@ -44,6 +49,49 @@ def _expect(value: Any, kind: type, what: str) -> None:
         raise TypeError(f"{what} is a {type(value).__name__}, not a {kind.__name__}")
 
 
+# Times iso_time can render: from year 1 to year 9999. The comparison also
+# refuses NaN, which compares false with everything.
+_EARLIEST = -62135596800.0
+_LATEST = 253402300799.0
+
+
+def _expect_time(value: Any, what: str) -> None:
+    _expect(value, float, what)
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError(f"{what} {value} is not a time that can be rendered")
+
+
+def _json_like(value: Any, what: str) -> None:
+    if not is_json_like(value):
+        check_json_like(value, what)  # raises, saying what is wrong
+        raise ValueError(f"{what} is not JSON-like")
+
+
+def _read(body: bytes) -> tuple[list[Any], int, int]:
+    """The seven fields, and the encoded bytes of the metadata and of the events.
+
+    Both sizes are read from the offsets, so nothing is encoded again: that
+    saves about as much time as checking every value costs.
+    """
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(body))
+    unpacker.feed(body)
+    try:
+        count = unpacker.read_array_header()
+        if count != 7:
+            raise ValueError(f"it holds {count} fields, not 7")
+        fields = [unpacker.unpack() for _ in range(5)]
+        metadata_start = unpacker.tell()
+        fields.append(unpacker.unpack())
+        events_start = unpacker.tell()
+        fields.append(unpacker.unpack())
+    except msgpack.OutOfData:
+        raise ValueError("it is cut short") from None
+    end = unpacker.tell()
+    if end != len(body):
+        raise ValueError(f"{len(body) - end} bytes follow it")
+    return fields, events_start - metadata_start, end - events_start
+
+
 def decode_session(blob: bytes) -> SessionState:
     """Rebuild a session; raise :class:`SnapshotDecodeError` saying what is wrong."""
     if not blob:
@@ -53,27 +101,38 @@ def decode_session(blob: bytes) -> SessionState:
             f"snapshot format {blob[0]} is not one this version reads (it reads format {FORMAT_VERSION})"
         )
     try:
-        fields: Any = msgpack.unpackb(blob[1:], raw=False)
+        fields, metadata_bytes, events_bytes = _read(blob[1:])
         session_id, client_id, created_at, last_activity, total, metadata, events = fields
         _expect(session_id, str, "id")
         _expect(client_id, str, "client id")
-        _expect(created_at, float, "created_at")
-        _expect(last_activity, float, "last_activity")
+        _expect_time(created_at, "created_at")
+        _expect_time(last_activity, "last_activity")
         _expect(total, int, "totalEvents")
         _expect(metadata, dict, "metadata")
         _expect(events, list, "events")
+        _json_like(metadata, "metadata")
         state = SessionState(session_id, client_id, created_at)
         state.last_activity = last_activity
         state.total_events = total
         state.metadata = metadata
         state.events = []
+        kept = state.events
         for kind, payload, at in events:
-            _expect(kind, str, "event type")
-            _expect(payload, dict, "event payload")
-            _expect(at, float, "event time")
-            state.events.append((kind, payload, at))
+            # One test for the common case; the calls below say what is wrong.
+            if not (
+                type(kind) is str
+                and type(payload) is dict
+                and type(at) is float
+                and _EARLIEST <= at <= _LATEST
+                and is_json_like(payload)
+            ):
+                _expect(kind, str, "event type")
+                _expect(payload, dict, "event payload")
+                _expect_time(at, "event time")
+                _json_like(payload, "event payload")
+            kept.append((kind, payload, at))
     except Exception as error:
         raise SnapshotDecodeError(f"the snapshot does not decode: {error}") from error
-    state.metadata_bytes = encoded_size(metadata)
-    state.events_bytes = encoded_size(state.events)
+    state.metadata_bytes = metadata_bytes
+    state.events_bytes = events_bytes
     return state
