@@ -222,26 +222,21 @@ class Session:
         check_key(key, config)
         # A private copy: the caller keeps its object, the session keeps its state.
         value, size = checked_copy(value, config)
-        result: int = await self._supervisor.ask(self.id, self.client_id, AddContext(key, value, size))
-        return result
+        return await self._supervisor.ask(self.id, self.client_id, AddContext(key, value, size))
 
     async def record_action(self, action: str, details: str | None = None) -> int:
         """Record an ``action`` event; return total events."""
         config = self._supervisor.config
         check_text(action, config, "action")
         details = "" if details is None else check_text(details, config, "details")
-        result: int = await self._supervisor.ask(self.id, self.client_id, RecordAction(action, details))
-        return result
+        return await self._supervisor.ask(self.id, self.client_id, RecordAction(action, details))
 
     async def set_preference(self, key: str, value: Any) -> dict[str, Any]:
         """Set ``metadata[key] = value``; return a copy of the metadata."""
         config = self._supervisor.config
         check_key(key, config)
         value, size = checked_copy(value, config)
-        result: dict[str, Any] = await self._supervisor.ask(
-            self.id, self.client_id, SetPreference(key, value, size)
-        )
-        return result
+        return await self._supervisor.ask(self.id, self.client_id, SetPreference(key, value, size))
 
     async def increment(self, key: str = "counter", by: int = 1) -> int:
         """Add ``by`` to the integer counter ``metadata[key]``; return its new value."""
@@ -255,8 +250,7 @@ class Session:
             message = Increment(key, by)
             if len(supervisor.increments) < _MESSAGE_CACHE_SIZE:
                 supervisor.increments[key, by] = message
-        result: int = await supervisor.ask(self.id, self.client_id, message)
-        return result
+        return await supervisor.ask(self.id, self.client_id, message)
 
     async def update(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Run ``fn(metadata)`` inside the session's turn, atomically.
@@ -282,17 +276,13 @@ class Session:
                 f"update needs a plain function, not the async function {_shown(fn)}: a turn cannot "
                 "await. Do the awaiting before the call and pass a function that only changes the metadata."
             )
-        result: T = await self._supervisor.ask(self.id, self.client_id, Update(fn))
-        return result
+        return await self._supervisor.ask(self.id, self.client_id, Update(fn))
 
     async def context(self, max_turns: int | None = None) -> dict[str, Any]:
         """``{"sessionId", "totalEvents", "metadata", "recentEvents"}`` with the last ``max_turns`` events."""
         config = self._supervisor.config
         turns = config.default_max_turns if max_turns is None else check_max_turns(max_turns, config)
-        result: dict[str, Any] = await self._supervisor.ask(
-            self.id, self.client_id, _GET_CONTEXT.get(turns) or GetContext(turns)
-        )
-        return result
+        return await self._supervisor.ask(self.id, self.client_id, _GET_CONTEXT.get(turns) or GetContext(turns))
 
     async def end(self) -> None:
         """End the session; later calls get :class:`SessionNotFound`."""

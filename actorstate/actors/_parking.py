@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import outcome
 import sniffio
@@ -28,36 +28,39 @@ if TYPE_CHECKING:
 __all__ = ["Envelope", "Parking", "ToldEnvelope", "parking_for_current_backend"]
 
 
+R = TypeVar("R")
+
 # Control-flow exceptions a turn may raise that must not reach its caller as
 # they are: each means something to the machinery between the turn and the
 # caller (a generator's end or close, a cancellation) that is not true here.
 _MISLEADING = (StopIteration, GeneratorExit, asyncio.CancelledError, trio.Cancelled)
 
 
-class Envelope:
-    """One message in a mailbox, with the slots its reply goes to."""
+class Envelope(Generic[R]):
+    """One message in a mailbox, with the slots its reply (of type ``R``) goes to."""
 
     __slots__ = ("cancelled", "client_id", "done", "error", "message", "result", "waiter")
 
-    def __init__(self, message: Message | None, client_id: str | None) -> None:
+    def __init__(self, message: Message[R] | None, client_id: str | None) -> None:
         self.message = message
         self.client_id = client_id  # None: the caller acts as the owner (no ownership check)
         self.waiter: Any = None  # trio task or asyncio future, once the caller parked
         self.done = False
         self.cancelled = False
-        self.result: Any = None
+        self.result: Any = None  # an R once resolved
         self.error: BaseException | None = None
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> R:
         """The reply of a resolved envelope: its result, or its error raised."""
         error = self.error
         if error is not None:
             self.error = None  # drop the traceback cycle
             raise error
-        return self.result
+        result: R = self.result
+        return result
 
 
-class ToldEnvelope(Envelope):
+class ToldEnvelope(Envelope[Any]):
     """A message sent with ``tell``: nobody waits for its reply."""
 
     __slots__ = ()
@@ -72,11 +75,11 @@ class Parking:
     # runs once per call, and a wrapper coroutine would cost a frame each time.
     checkpoint: Callable[[], Awaitable[None]]
 
-    async def park(self, envelope: Envelope) -> Any:
+    async def park(self, envelope: Envelope[R]) -> R:
         """Wait until ``envelope`` is resolved; return its result or raise its error."""
         raise NotImplementedError
 
-    def resolve(self, envelope: Envelope, value: Any) -> None:
+    def resolve(self, envelope: Envelope[Any], value: Any) -> None:
         if envelope.done or envelope.cancelled:
             return
         envelope.done = True
@@ -85,7 +88,7 @@ class Parking:
         else:
             self._wake(envelope, value, None)
 
-    def fail(self, envelope: Envelope, error: BaseException) -> None:
+    def fail(self, envelope: Envelope[Any], error: BaseException) -> None:
         if envelope.done or envelope.cancelled:
             return
         if isinstance(error, _MISLEADING):
@@ -103,10 +106,10 @@ class Parking:
         else:
             self._wake(envelope, None, error)
 
-    def _wake(self, envelope: Envelope, value: Any, error: BaseException | None) -> None:
+    def _wake(self, envelope: Envelope[Any], value: Any, error: BaseException | None) -> None:
         raise NotImplementedError
 
-    def abandoned(self, envelope: Envelope) -> bool:
+    def abandoned(self, envelope: Envelope[Any]) -> bool:
         """True once the caller stopped waiting (its turn must not run)."""
         return envelope.cancelled
 
@@ -120,7 +123,7 @@ class _TrioParking(Parking):
     name = "trio"
     checkpoint = staticmethod(trio.lowlevel.checkpoint)
 
-    async def park(self, envelope: Envelope) -> Any:
+    async def park(self, envelope: Envelope[R]) -> R:
         if envelope.done:  # resolved before the caller got to park
             await trio.lowlevel.checkpoint()
             return envelope.unwrap()
@@ -130,9 +133,10 @@ class _TrioParking(Parking):
             envelope.cancelled = True
             return trio.lowlevel.Abort.SUCCEEDED
 
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+        result: R = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
 
-    def _wake(self, envelope: Envelope, value: Any, error: BaseException | None) -> None:
+    def _wake(self, envelope: Envelope[Any], value: Any, error: BaseException | None) -> None:
         result = outcome.Value(value) if error is None else outcome.Error(error)
         trio.lowlevel.reschedule(envelope.waiter, result)
 
@@ -144,24 +148,25 @@ class _AsyncioParking(Parking):
     name = "asyncio"
     checkpoint = staticmethod(functools.partial(asyncio.sleep, 0))
 
-    def abandoned(self, envelope: Envelope) -> bool:
+    def abandoned(self, envelope: Envelope[Any]) -> bool:
         # Cancelling a task cancels the future it awaits at once, before the
         # task itself runs again to mark its envelope: look at both.
         waiter = envelope.waiter
         return envelope.cancelled or (waiter is not None and waiter.cancelled())
 
-    async def park(self, envelope: Envelope) -> Any:
+    async def park(self, envelope: Envelope[R]) -> R:
         if envelope.done:
             await asyncio.sleep(0)
             return envelope.unwrap()
-        future = envelope.waiter = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        envelope.waiter = future
         try:
             return await future
         except asyncio.CancelledError:
             envelope.cancelled = True
             raise
 
-    def _wake(self, envelope: Envelope, value: Any, error: BaseException | None) -> None:
+    def _wake(self, envelope: Envelope[Any], value: Any, error: BaseException | None) -> None:
         future: asyncio.Future[Any] = envelope.waiter
         if future.done():
             return

@@ -9,7 +9,7 @@ supervisor whether a successful turn changed the state.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,26 +30,31 @@ __all__ = [
 ]
 
 
-class Message:
-    """Base of all messages; ``apply`` runs inside the actor's turn."""
+R = TypeVar("R", covariant=True)
+T = TypeVar("T")
+
+
+class Message(Generic[R]):
+    """Base of all messages; ``apply`` runs inside the actor's turn and its result,
+    of type ``R``, is the reply (so ``ask`` is typed by the message it sends)."""
 
     __slots__ = ()
     writes: ClassVar[bool] = True
 
-    def apply(self, state: SessionState, now: float, config: Config) -> Any:
+    def apply(self, state: SessionState, now: float, config: Config) -> R:
         raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class CreateSession(Message):
+class CreateSession(Message[str]):
     """The first turn of a new actor: there is no state before it."""
 
-    def apply(self, state: SessionState, now: float, config: Config) -> Any:
+    def apply(self, state: SessionState, now: float, config: Config) -> str:
         return state.id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class AddContext(Message):
+class AddContext(Message[int]):
     key: str
     value: Any
     value_size: int
@@ -59,7 +64,7 @@ class AddContext(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class RecordAction(Message):
+class RecordAction(Message[int]):
     action: str
     details: str
 
@@ -68,7 +73,7 @@ class RecordAction(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class SetPreference(Message):
+class SetPreference(Message[dict[str, Any]]):
     key: str
     value: Any
     value_size: int
@@ -78,7 +83,7 @@ class SetPreference(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Increment(Message):
+class Increment(Message[int]):
     key: str
     by: int
 
@@ -87,15 +92,15 @@ class Increment(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Update(Message):
-    fn: Callable[[dict[str, Any]], Any]
+class Update(Message[T]):
+    fn: Callable[[dict[str, Any]], T]
 
-    def apply(self, state: SessionState, now: float, config: Config) -> Any:
+    def apply(self, state: SessionState, now: float, config: Config) -> T:
         return state.update(self.fn, now, config)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class GetContext(Message):
+class GetContext(Message[dict[str, Any]]):
     writes: ClassVar[bool] = False
     max_turns: int
 
@@ -104,7 +109,7 @@ class GetContext(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class EndSession(Message):
+class EndSession(Message[None]):
     """Ends the session: the supervisor removes the actor after this turn."""
 
     def apply(self, state: SessionState, now: float, config: Config) -> None:

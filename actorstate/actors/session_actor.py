@@ -49,7 +49,7 @@ class SessionActor:
     def __init__(self, session_id: str, state: SessionState | None, now: float) -> None:
         self.id = session_id
         self.state = state  # None while LOADING
-        self.mailbox: list[Envelope] | None = None
+        self.mailbox: list[Envelope[Any]] | None = None
         self.status = ActorStatus.READY
         self.last_used = now  # monotonic; resident dict order follows it
         self.crash_times: list[float] | None = None

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -42,7 +42,7 @@ from ..session_state import SessionState
 from ._parking import Envelope, Parking, ToldEnvelope, parking_for_current_backend
 from .client_index import ClientIndex
 from .memory import read_rss
-from .messages import CreateSession, EndSession, Message
+from .messages import CreateSession, EndSession, Increment, Message
 from .residency import Residency
 from .session_actor import ActorStatus, SessionActor
 
@@ -57,9 +57,10 @@ logger = logging.getLogger("actorstate.supervisor")
 # for a tell or an owner handle) and the message; an exception raised here
 # kills the actor's loop (fault injection for tests and the chaos runner; also
 # a faithful log of the order in which turns ran).
-FaultHook = Callable[[str, str | None, Message], None]
+FaultHook = Callable[[str, str | None, Message[Any]], None]
 
 _READY = ActorStatus.READY
+R = TypeVar("R")
 
 
 @asynccontextmanager
@@ -165,7 +166,7 @@ class Supervisor(Residency):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
         self._ready: list[SessionActor] = []
-        self._scheduler_wakeup: Envelope | None = None
+        self._scheduler_wakeup: Envelope[Any] | None = None
 
         # The monotonic clock, read once per scheduler pass and maintenance
         # tick rather than once per turn: residency decisions need seconds.
@@ -176,7 +177,7 @@ class Supervisor(Residency):
         self._by_client = ClientIndex(self._listed_in_memory) if snapshots is None else None
 
         # Increment messages already built and checked, by (key, by): see Session.increment.
-        self.increments: dict[tuple[str, int], Message] = {}
+        self.increments: dict[tuple[str, int], Increment] = {}
         self.restarts = 0
         self.mailbox_high_water = 0
 
@@ -198,7 +199,7 @@ class Supervisor(Residency):
             self._by_client.add(client_id, state.created_at, session_id)
         return result
 
-    async def ask(self, session_id: str, client_id: str | None, message: Message) -> Any:
+    async def ask(self, session_id: str, client_id: str | None, message: Message[R]) -> R:
         """Post ``message`` to the session's actor and wait for its reply.
 
         Error handling:
@@ -228,7 +229,7 @@ class Supervisor(Residency):
         await self._post(session_id, envelope)
         return await self._parking.park(envelope)
 
-    async def tell(self, session_id: str, message: Message) -> None:
+    async def tell(self, session_id: str, message: Message[Any]) -> None:
         """Post ``message`` without waiting for its turn (fire and forget).
 
         Waits only while the mailbox is full. The turn's result is dropped; an
@@ -317,7 +318,7 @@ class Supervisor(Residency):
 
     # -- posting --------------------------------------------------------------
 
-    async def _post(self, session_id: str, envelope: Envelope) -> None:
+    async def _post(self, session_id: str, envelope: Envelope[Any]) -> None:
         actor = self._resident.get(session_id)
         if actor is None or self._closed:
             actor = self._activate(session_id)
@@ -337,7 +338,7 @@ class Supervisor(Residency):
         if not self._post_now(actor, envelope):
             await self._post_when_room(actor, envelope)
 
-    def _post_now(self, actor: SessionActor, envelope: Envelope) -> bool:
+    def _post_now(self, actor: SessionActor, envelope: Envelope[Any]) -> bool:
         """Post if the mailbox has room; False if it is full."""
         self._check_open()
         status = actor.status
@@ -360,7 +361,7 @@ class Supervisor(Residency):
             return True
         return False
 
-    async def _post_when_room(self, actor: SessionActor, envelope: Envelope) -> None:
+    async def _post_when_room(self, actor: SessionActor, envelope: Envelope[Any]) -> None:
         """The slow path: wait up to ``ask_timeout`` for room in a full mailbox."""
         owner = self._client_of(actor)
         if envelope.client_id is not None and owner is not None and envelope.client_id != owner:
@@ -419,7 +420,7 @@ class Supervisor(Residency):
         parking = self._parking
         while True:
             if not self._ready:
-                wakeup = Envelope(None, None)
+                wakeup: Envelope[None] = Envelope(None, None)
                 self._scheduler_wakeup = wakeup
                 await parking.park(wakeup)
             self._drain_ready()
@@ -443,7 +444,7 @@ class Supervisor(Residency):
             self._scheduler_wakeup = None
             self._parking.resolve(wakeup, None)
 
-    def _turns(self, actor: SessionActor, batch: list[Envelope]) -> None:
+    def _turns(self, actor: SessionActor, batch: list[Envelope[Any]]) -> None:
         """Run one turn per envelope of ``batch``, taken from the actor's mailbox.
 
         This is the hot loop of the library. A turn never awaits, so turns of
@@ -516,7 +517,7 @@ class Supervisor(Residency):
 
     # -- crashes and restarts -------------------------------------------------
 
-    def _crashed(self, actor: SessionActor, batch: list[Envelope], started: int, crash: Exception) -> None:
+    def _crashed(self, actor: SessionActor, batch: list[Envelope[Any]], started: int, crash: Exception) -> None:
         """The actor's loop died between turns; restart it or quarantine it."""
         if started and not batch[started - 1].done:
             # The loop died around this message's reply; never leave its caller hanging.

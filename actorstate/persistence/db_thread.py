@@ -47,9 +47,9 @@ class DatabaseThread:
         """
         if self._stopped:
             raise StoreError("the database is closed")
-        envelope = Envelope(None, None)
+        envelope: Envelope[T] = Envelope(None, None)
         self._jobs.put((fn, args, envelope))
-        result: T = await self._parking.park(envelope)
+        result = await self._parking.park(envelope)
         return result
 
     async def stop(self) -> None:
@@ -73,7 +73,7 @@ class DatabaseThread:
             else:
                 self._deliver(self._parking.resolve, envelope, result)
 
-    def _deliver(self, how: Callable[[Envelope, Any], None], envelope: Envelope, value: Any) -> None:
+    def _deliver(self, how: Callable[[Envelope[Any], Any], None], envelope: Envelope[Any], value: Any) -> None:
         try:
             self._call_in_loop(how, envelope, value)
         except RuntimeError:

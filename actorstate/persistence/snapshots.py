@@ -47,7 +47,7 @@ logger = logging.getLogger("actorstate.snapshots")
 # One operation since the last commit: the caller's envelope (None once the
 # reply went out, as in interval mode) and the message, kept to re-apply it
 # after a version conflict.
-Pending = tuple["Envelope | None", "Message"]
+Pending = tuple["Envelope[Any] | None", "Message[Any]"]
 
 
 class SnapshotActor:
@@ -82,7 +82,7 @@ class SnapshotActor:
 
     # -- called from turns (synchronous, on the event loop) -------------------
 
-    def after_turn(self, actor: SessionActor, envelope: Envelope, message: Message, result: Any) -> None:
+    def after_turn(self, actor: SessionActor, envelope: Envelope[Any], message: Message[Any], result: Any) -> None:
         """Route one turn's reply: now, or once its state is durable."""
         if message.writes:
             hold = self.hold_replies
