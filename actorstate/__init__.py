@@ -7,12 +7,15 @@ passivates, evicts and restarts actors. See ``open_state``.
 from .config import Config
 from .errors import (
     ActorStateError,
+    ConfigError,
+    DatabaseRefused,
     InvalidInput,
     Overloaded,
     SessionNotFound,
     SessionQuarantined,
     StateClosed,
     StoreError,
+    StoreUnavailable,
 )
 from .listing import SessionPage
 from .state import DEFAULT_CLIENT_ID, Durability, Session, State, open_state
@@ -21,6 +24,8 @@ __all__ = [
     "DEFAULT_CLIENT_ID",
     "ActorStateError",
     "Config",
+    "ConfigError",
+    "DatabaseRefused",
     "Durability",
     "InvalidInput",
     "Overloaded",
@@ -31,6 +36,7 @@ __all__ = [
     "State",
     "StateClosed",
     "StoreError",
+    "StoreUnavailable",
     "open_state",
 ]
 

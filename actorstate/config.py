@@ -10,6 +10,8 @@ import dataclasses
 import math
 from typing import Any
 
+from .errors import ConfigError
+
 __all__ = ["Config"]
 
 # max_restarts = 0 quarantines a session at its first crash.
@@ -66,20 +68,20 @@ class Config:
         for field in dataclasses.fields(self):
             value: Any = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"Config.{field.name} must be a number, not {value!r}")
+                raise ConfigError(f"Config.{field.name} must be a number, not {value!r}")
             if field.name in _MAY_BE_ZERO and value == 0:
                 continue
             if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"Config.{field.name} must be a positive number, not {value!r}")
+                raise ConfigError(f"Config.{field.name} must be a positive number, not {value!r}")
         if not self.memory_low_watermark < self.memory_high_watermark <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 "Config needs 0 < memory_low_watermark < memory_high_watermark <= 1, got "
                 f"{self.memory_low_watermark} and {self.memory_high_watermark}"
             )
         if self.default_max_turns > self.max_turns_limit:
-            raise ValueError("Config.default_max_turns must not exceed Config.max_turns_limit")
+            raise ConfigError("Config.default_max_turns must not exceed Config.max_turns_limit")
         if self.list_page_size > self.max_list_page_size:
-            raise ValueError("Config.list_page_size must not exceed Config.max_list_page_size")
+            raise ConfigError("Config.list_page_size must not exceed Config.max_list_page_size")
 
     @property
     def memory_budget_bytes(self) -> int:

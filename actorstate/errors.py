@@ -9,12 +9,15 @@ from __future__ import annotations
 
 __all__ = [
     "ActorStateError",
+    "ConfigError",
+    "DatabaseRefused",
     "InvalidInput",
     "Overloaded",
     "SessionNotFound",
     "SessionQuarantined",
     "StateClosed",
     "StoreError",
+    "StoreUnavailable",
 ]
 
 
@@ -50,8 +53,27 @@ class SessionQuarantined(ActorStateError):
     """
 
 
+class ConfigError(ActorStateError, ValueError):
+    """A :class:`~actorstate.Config` field (or a setting built into one) is out of range."""
+
+
 class StoreError(ActorStateError):
-    """The durable store failed; the change this call made was not kept."""
+    """The durable store failed or refused; the change this call made was not kept.
+
+    Catch this to handle both kinds below.
+    """
+
+
+class DatabaseRefused(StoreError):
+    """The database file cannot be used: not an SQLite database, another application's,
+    written by a newer actorstate, corrupt, a directory, or unreadable. It was not changed.
+    Retrying does not help; point at another file or upgrade."""
+
+
+class StoreUnavailable(StoreError):
+    """The store failed this time (disk full, I/O error, locked past ``busy_timeout``,
+    the file deleted or replaced); the calls it held failed and nothing they
+    changed was kept. It may serve again once the cause clears: retry later."""
 
 
 class StateClosed(ActorStateError):
