@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 import actorstate
-from actorstate.actors._parking import parking_for_current_backend
+from actorstate.backend import parking_for_current_backend
 from actorstate.config import Config
 from actorstate.persistence.codec import encode_session
 from actorstate.persistence.db_thread import DatabaseThread

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import anyio
 
+    from ..backend import Envelope
     from ..session_state import SessionState
-    from ._parking import Envelope
 
 __all__ = ["ActorStatus", "Passivated", "SessionActor"]
 

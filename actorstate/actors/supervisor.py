@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.abc
 
+from ..backend import Envelope, Parking, ToldEnvelope, parking_for_current_backend
 from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
 from ..listing import ListingKey, SessionRow, merge_page
 from ..persistence.codec import decode_session
@@ -39,7 +40,6 @@ from ..persistence.db_thread import DatabaseThread
 from ..persistence.snapshots import SnapshotActor
 from ..persistence.store import SQLiteStore
 from ..session_state import SessionState
-from ._parking import Envelope, Parking, ToldEnvelope, parking_for_current_backend
 from .client_index import ClientIndex
 from .memory import read_rss
 from .messages import CreateSession, EndSession, Increment, Message

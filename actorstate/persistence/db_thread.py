@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ..actors._parking import Envelope, Parking
+from ..backend import Envelope, Parking
 from ..errors import StoreError
 
 if TYPE_CHECKING:

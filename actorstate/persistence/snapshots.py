@@ -32,10 +32,10 @@ from ..persistence.codec import SnapshotDecodeError, decode_session, encode_sess
 from .store import SnapshotWrite
 
 if TYPE_CHECKING:
-    from ..actors._parking import Envelope, Parking
     from ..actors.messages import Message
     from ..actors.session_actor import SessionActor
     from ..actors.supervisor import Supervisor
+    from ..backend import Envelope, Parking
     from ..config import Config
     from .db_thread import DatabaseThread
     from .store import SQLiteStore
