@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from os import PathLike
 
+    from .clock import Clock
+
 __all__ = ["DEFAULT_CLIENT_ID", "Durability", "Session", "State", "open_state"]
 
 T = TypeVar("T")
@@ -51,6 +53,7 @@ async def open_state(
     fault_hook: FaultHook | None = None,
     connect: Callable[..., sqlite3.Connection] | None = None,
     stop_on_signals: bool = False,
+    clock: Clock | None = None,
 ) -> AsyncIterator[State]:
     """Open session state for the duration of the ``async with`` block.
 
@@ -66,6 +69,9 @@ async def open_state(
             that fails on demand).
         stop_on_signals: on SIGTERM or SIGINT, cancel the ``async with``
             block, which then exits like any other exit (main thread only).
+        clock: where time is read and waited for (restarts, idle
+            passivation, expiry, interval flushes); a :class:`ManualClock`
+            lets tests step through them. The system's clocks by default.
 
     Opening a database reads no session: each is loaded when first called.
     On exit, new calls are refused, every call already made gets its turn,
@@ -86,6 +92,7 @@ async def open_state(
         hold_replies=durability == "commit",
         connect=connect,
         stop_on_signals=stop_on_signals,
+        clock=clock,
     ) as supervisor:
         yield State(supervisor)
 

@@ -16,7 +16,6 @@ uses the scheduling and failure handling the supervisor provides.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from .memory import passivated_bytes, read_rss, resident_bytes
 from .session_actor import ActorStatus, Passivated, SessionActor
 
 if TYPE_CHECKING:
+    from ..clock import Clock
     from ..config import Config
     from ..persistence.snapshots import SnapshotActor
 
@@ -50,6 +50,7 @@ _READY = ActorStatus.READY
 class Residency:
     # Provided by the supervisor.
     config: Config
+    clock: Clock
     _snapshots: SnapshotActor | None
     _task_group: anyio.abc.TaskGroup | None
     _closed: bool
@@ -77,6 +78,7 @@ class Residency:
         self._housekeeping_due = 0.0
         self._housekeeping = anyio.Lock()
         self._loads_in_flight = 0
+        self._no_loads: anyio.Event | None = None  # set when the last load in flight lands
         self._touched: dict[str, float] = {}
         self._db_bytes: int | None = None
         # Live sessions in the store, counted by the last housekeeping pass.
@@ -123,6 +125,9 @@ class Residency:
             return
         finally:
             self._loads_in_flight -= 1
+            if not self._loads_in_flight and self._no_loads is not None:
+                self._no_loads.set()
+                self._no_loads = None
         if self._resident.get(session_id) is not actor or actor.status is not ActorStatus.LOADING:
             return
         if row is None or row.ended:
@@ -142,11 +147,18 @@ class Residency:
         actor.version = row.version
         actor.status = _READY
         # Last use as the store knows it (see _activate).
-        actor.last_used = self._now - max(0.0, time.time() - state.last_activity)
+        actor.last_used = self._now - max(0.0, self.clock.wall() - state.last_activity)
         self._account(actor)
         if actor.mailbox:
             self._ready.append(actor)
             self._wake_scheduler()
+
+    async def _loads_landed(self) -> None:
+        """Wait until no load is in flight."""
+        while self._loads_in_flight:
+            if self._no_loads is None:
+                self._no_loads = anyio.Event()
+            await self._no_loads.wait()
 
     def roll_back(self, actor: SessionActor) -> None:
         """A commit failed: put the actor back to its last committed state (reload it)."""
@@ -315,12 +327,12 @@ class Residency:
             self._task_group.start_soon(self.housekeeping)
         task_status.started()
         while True:
-            await anyio.sleep(self.config.maintenance_interval)
+            await self.clock.sleep(self.config.maintenance_interval)
             self.sweep()
 
     def sweep(self) -> None:
         """End expired sessions, passivate idle actors, check RSS."""
-        now = self._now = anyio.current_time()
+        now = self._now = self.clock.monotonic()
         ttl_cutoff = now - self.config.session_ttl
         idle_cutoff = now - self.config.idle_timeout
         housekeeping_due = now >= self._housekeeping_due and not self._closed
@@ -374,7 +386,7 @@ class Residency:
         """
         if self._snapshots is None or actor.state is None:
             return
-        wall_last_use = time.time() - (self._now - actor.last_used)
+        wall_last_use = self.clock.wall() - (self._now - actor.last_used)
         if wall_last_use > actor.state.last_activity + 1.0:
             self._touched[actor.id] = wall_last_use
 
@@ -393,7 +405,7 @@ class Residency:
     async def _housekeep(self, snapshots: SnapshotActor) -> None:
         db, store = snapshots.db, snapshots.store
         try:
-            wall = time.time()
+            wall = self.clock.wall()
             touched, self._touched = self._touched, {}
             if touched:
                 try:
@@ -429,4 +441,4 @@ class Residency:
         except Exception:  # a bug must not take the whole state down with it
             logger.exception("housekeeping failed unexpectedly, will retry")
         finally:
-            self._housekeeping_due = anyio.current_time() + self.config.housekeeping_interval
+            self._housekeeping_due = self.clock.monotonic() + self.config.housekeeping_interval

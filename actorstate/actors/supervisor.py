@@ -23,7 +23,6 @@ import functools
 import logging
 import signal
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +32,7 @@ import anyio
 import anyio.abc
 
 from ..backend import Envelope, Parking, ToldEnvelope, parking_for_current_backend
+from ..clock import Clock
 from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
 from ..listing import ListingKey, SessionRow, merge_page
 from ..persistence.codec import decode_session
@@ -72,6 +72,7 @@ async def open_supervisor(
     hold_replies: bool = True,
     connect: Callable[..., Any] | None = None,
     stop_on_signals: bool = False,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
@@ -95,9 +96,9 @@ async def open_supervisor(
             await db.stop()
             raise
         snapshots = SnapshotActor(
-            store=store, db=db, parking=parking, config=config, hold_replies=hold_replies
+            store=store, db=db, parking=parking, config=config, hold_replies=hold_replies, clock=clock
         )
-    supervisor = Supervisor(config, parking, fault_hook=fault_hook, snapshots=snapshots)
+    supervisor = Supervisor(config, parking, fault_hook=fault_hook, snapshots=snapshots, clock=clock)
     body_error: BaseException | None = None
     try:
         async with anyio.create_task_group() as task_group:
@@ -152,8 +153,10 @@ class Supervisor(Residency):
         *,
         fault_hook: FaultHook | None = None,
         snapshots: SnapshotActor | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock = clock or Clock()
         self._parking = parking
         self._fault_hook = fault_hook
         self._snapshots = snapshots
@@ -170,7 +173,7 @@ class Supervisor(Residency):
 
         # The monotonic clock, read once per scheduler pass and maintenance
         # tick rather than once per turn: residency decisions need seconds.
-        self._now = anyio.current_time()
+        self._now = clock.monotonic()
         self._init_residency(config)
 
         # Memory mode's listing order (a store keeps its own index).
@@ -187,7 +190,7 @@ class Supervisor(Residency):
         """Create a session owned by ``client_id``; return its id."""
         self._check_open()
         session_id = str(uuid.uuid4())
-        state = SessionState(session_id, client_id, time.time())
+        state = SessionState(session_id, client_id, self.clock.wall())
         actor = SessionActor(session_id, state, self._now)
         self._resident[session_id] = actor
         self._most_recent = actor
@@ -405,7 +408,7 @@ class Supervisor(Residency):
         """Ending is the way out of quarantine; it needs no turn."""
         if self._snapshots is not None:
             snapshots = self._snapshots
-            await snapshots.db.run(snapshots.store.end, actor.id, time.time())
+            await snapshots.db.run(snapshots.store.end, actor.id, self.clock.wall())
         self._quarantined.pop(actor.id, None)
         self._remove(actor)
 
@@ -428,7 +431,7 @@ class Supervisor(Residency):
     def _drain_ready(self) -> None:
         """One pass over the ready list: every ready actor's whole mailbox."""
         ready, self._ready = self._ready, []
-        self._now = anyio.current_time()
+        self._now = self.clock.monotonic()
         for actor in ready:
             batch = actor.mailbox
             if batch is not None and actor.status is _READY:
@@ -455,7 +458,7 @@ class Supervisor(Residency):
         parking = self._parking
         fault_hook = self._fault_hook
         snapshots = self._snapshots
-        wall = time.time()
+        wall = self.clock.wall()
         state: Any = actor.state
         ended = used = False
         started = 0
@@ -561,7 +564,7 @@ class Supervisor(Residency):
         self._task_group.start_soon(self._restart_after, actor, delay)
 
     async def _restart_after(self, actor: SessionActor, delay: float) -> None:
-        await anyio.sleep(delay)
+        await self.clock.sleep(delay)
         if actor.status is not ActorStatus.BACKOFF or self._resident.get(actor.id) is not actor:
             return
         actor.status = ActorStatus.READY
@@ -591,8 +594,10 @@ class Supervisor(Residency):
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.BACKOFF and actor.mailbox:
                 self._fail_mailbox(actor, closed)
-        while self._loads_in_flight or self._housekeeping.locked():  # noqa: ASYNC110 - rare, shutdown only
-            await anyio.sleep(0.002)  # database reads in flight; let them land
+        # Database reads in flight land first (a pass of housekeeping too).
+        await self._loads_landed()
+        async with self._housekeeping:
+            pass
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.LOADING:  # its load was cancelled
                 self._remove(actor, closed)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..clock import Clock
 from ..errors import SessionNotFound, StoreError
 from ..persistence.codec import SnapshotDecodeError, decode_session, encode_session
 from .store import SnapshotWrite
@@ -59,7 +60,9 @@ class SnapshotActor:
         parking: Parking,
         config: Config,
         hold_replies: bool,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self.store = store
         self.db = db
         self.hold_replies = hold_replies
@@ -129,7 +132,7 @@ class SnapshotActor:
                 await self._wakeup.wait()
                 self._wakeup = None
             if not self.hold_replies:
-                await anyio.sleep(self._config.flush_interval)
+                await self._clock.sleep(self._config.flush_interval)
             # No pause after a failed flush: its sessions were rolled back and
             # are no longer dirty, so the next flush holds only writes made
             # since, and their callers hear the store's verdict at once
@@ -184,7 +187,7 @@ class SnapshotActor:
             actor.in_flight = True
         started = time.perf_counter()
         try:
-            applied = await self.db.run(self.store.write, writes, time.time())
+            applied = await self.db.run(self.store.write, writes, self._clock.wall())
         except StoreError as error:
             for actor in batch:
                 actor.in_flight = False
@@ -269,7 +272,7 @@ class SnapshotActor:
         # Everything since our last commit, in order, on top of the other process's state.
         replay = pending + (actor.unflushed or [])
         kept: list[Pending] = []
-        now = time.time()
+        now = self._clock.wall()
         ending = False
         for envelope, message in replay:
             try:
