@@ -15,6 +15,7 @@ import pytest
 import actorstate
 from actorstate import Config, Overloaded, SessionNotFound, SessionQuarantined
 from actorstate.actors.messages import Increment, Message
+from actorstate.clock import ManualClock
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -128,17 +129,17 @@ async def test_repeated_crashes_quarantine_only_that_session(caplog: pytest.LogC
     )
 
 
-async def restart_now(state: actorstate.State, session_id: str) -> None:
-    """End a crashed actor's backoff now: tests order steps instead of waiting on timers."""
-    supervisor = state._supervisor
-    await supervisor._restart_after(supervisor._resident[session_id], 0)
+def restart_now(clock: ManualClock) -> None:
+    """End every backoff now: tests order steps on a manual clock instead of waiting on timers."""
+    clock.advance(60)
 
 
 async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
     """While an actor cannot drain, callers past mailbox_size get Overloaded; the rest complete."""
     hook = CrashOn(crashes=1)
     config = Config(mailbox_size=4, ask_timeout=0.05, restart_backoff=60)
-    async with actorstate.open_state(config=config, fault_hook=hook) as state:
+    clock = ManualClock()
+    async with actorstate.open_state(config=config, fault_hook=hook, clock=clock) as state:
         session = await state.create_session()
         hook.session_id = session.id
         results: list[int] = []
@@ -155,7 +156,7 @@ async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
             with pytest.raises(Overloaded, match=r"has 4 calls waiting and none finished within 0\.05 s"):
                 await session.increment()
             assert results == []
-            await restart_now(state, session.id)
+            restart_now(clock)
         assert sorted(results) == [1, 2, 3, 4]
         assert (await session.context())["metadata"] == {"counter": 4}
 
@@ -163,7 +164,8 @@ async def test_full_mailbox_gives_overloaded_and_loses_nothing() -> None:
 async def test_cancelled_caller_leaves_nothing_behind() -> None:
     """A call cancelled while queued is skipped: its turn never runs."""
     hook = CrashOn(crashes=1)
-    async with actorstate.open_state(config=Config(restart_backoff=60), fault_hook=hook) as state:
+    clock = ManualClock()
+    async with actorstate.open_state(config=Config(restart_backoff=60), fault_hook=hook, clock=clock) as state:
         session = await state.create_session()
         hook.session_id = session.id
         cancelled = anyio.Event()
@@ -185,7 +187,7 @@ async def test_cancelled_caller_leaves_nothing_behind() -> None:
             scope.cancel()
             await cancelled.wait()
             assert scope.cancelled_caught
-            await restart_now(state, session.id)
+            restart_now(clock)
         assert (await session.context())["metadata"] == {"counter": 1}
 
 

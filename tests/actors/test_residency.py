@@ -13,6 +13,7 @@ import actorstate
 from actorstate import Config, SessionNotFound
 from actorstate.actors.memory import read_rss
 from actorstate.actors.messages import Increment, Message
+from actorstate.clock import ManualClock
 from actorstate.persistence.codec import encode_session
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ async def test_actor_with_waiting_messages_is_never_evicted() -> None:
     """Memory pressure skips an actor whose mailbox holds calls; they complete later."""
     hook = CrashOnce()
     config = Config(memory_budget_mb=0.5, restart_backoff=60, max_resident=1_000_000)
-    async with actorstate.open_state(config=config, fault_hook=hook) as state:
+    clock = ManualClock()
+    async with actorstate.open_state(config=config, fault_hook=hook, clock=clock) as state:
         busy = await state.create_session()
         await busy.set_preference("keep", "me")
         hook.session_id = busy.id
@@ -117,9 +119,7 @@ async def test_actor_with_waiting_messages_is_never_evicted() -> None:
             assert state.stats()["evictions"]["memory"] > 0
             assert busy.id in state._supervisor._resident
             assert results == []
-            # End the backoff now rather than waiting on its timer.
-            supervisor = state._supervisor
-            await supervisor._restart_after(supervisor._resident[busy.id], 0)
+            clock.advance(60)  # the backoff ends now, on the test's clock
         assert results == [1]
         assert (await busy.context())["metadata"] == {"keep": "me", "counter": 1}
 
@@ -211,3 +211,31 @@ async def test_stats_right_after_open_never_report_a_wrong_session_count(tmp_pat
         assert first["sessions"] in (None, 251)
         await state.housekeeping()  # waits for the pass opening started, then makes one more
         assert state.stats()["sessions"] == 251
+
+
+async def _pass(clock: ManualClock, seconds: float, step: float = 60) -> None:
+    """Let ``seconds`` pass on the manual clock, one maintenance tick at a time."""
+    for _ in range(int(seconds // step)):
+        clock.advance(step)
+        await anyio.wait_all_tasks_blocked()
+
+
+async def test_idle_passivation_and_expiry_follow_the_injected_clock() -> None:
+    """On either backend, a ManualClock alone drives idle passivation and TTL expiry: no real time passes."""
+    clock = ManualClock()
+    config = Config(idle_timeout=600, session_ttl=3600, maintenance_interval=60)
+    async with actorstate.open_state(config=config, clock=clock) as state:
+        idle = await state.create_session()
+        active = await state.create_session()
+        await idle.add_context("topic", "billing")
+        before = await idle.context()
+        await _pass(clock, 300)
+        await active.increment()
+        await _pass(clock, 420)  # idle: 720 s without a call; active: 420 s
+        stats = state.stats()
+        assert (stats["resident_actors"], stats["passivated_sessions"]) == (1, 1)
+        assert await idle.context() == before  # a passivated session comes back unchanged
+        await _pass(clock, 3660)
+        with pytest.raises(SessionNotFound):
+            await active.context()
+        assert state.stats()["expired"] >= 1
