@@ -1,7 +1,9 @@
 """The SQLite store: one row per session, written only over the version it was based on.
 
 Everything here is synchronous and runs on the :class:`DatabaseThread`.
-``sqlite3`` errors are translated into :class:`StoreError` at this boundary.
+``sqlite3`` errors are translated into :class:`StoreUnavailable` at this boundary;
+what the store refuses to open raises :class:`DatabaseRefused` (both are
+:class:`StoreError`).
 
 Schema (``PRAGMA user_version`` holds its version; see ``_MIGRATIONS``)::
 
@@ -16,7 +18,7 @@ processes on one file never overwrite each other's updates.
 The store remembers which file it opened (device and inode). A transaction
 commits only if the path still names that file: once the file is deleted
 or replaced, a commit would land in a file nobody can open again, so it is
-refused with :class:`StoreError` instead of being acknowledged.
+refused with :class:`StoreUnavailable` instead of being acknowledged.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import StoreError
+from ..errors import DatabaseRefused, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +39,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore", "SnapshotWrite", "StoredSession", "c
 
 SCHEMA_VERSION = 2
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_NOT_A_DATABASE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
 
 # Each entry upgrades the schema from its index to index + 1.
 _MIGRATIONS: list[str] = [
@@ -91,6 +94,11 @@ def check_database_file(path: str) -> None:
     """Refuse, naming the file, anything that exists and is not an SQLite database.
 
     Runs before SQLite opens the file, so a foreign file is never touched.
+    The message gives no advice: what to do depends on the command that
+    named the file.
+
+    Error handling:
+        DatabaseRefused: the path is a directory, unreadable, or not SQLite.
     """
     try:
         with open(path, "rb") as file:
@@ -98,13 +106,12 @@ def check_database_file(path: str) -> None:
     except FileNotFoundError:
         return
     except IsADirectoryError:
-        raise StoreError(f"{path} is a directory, not a database file") from None
+        raise DatabaseRefused(f"{path} is a directory, not a database file") from None
     except OSError as error:
-        raise StoreError(f"cannot read {path}: {error.strerror}") from None
+        raise DatabaseRefused(f"cannot read {path}: {error.strerror}") from None
     if header and header != _SQLITE_HEADER:
-        raise StoreError(
-            f"{path} is not an SQLite database (its first bytes are {header[:16]!r}); "
-            "refusing to open it. Point --db at another file."
+        raise DatabaseRefused(
+            f"{path} is not an SQLite database (its first bytes are {header[:16]!r}); refusing to open it"
         )
 
 
@@ -114,7 +121,7 @@ def _translated(path: str, doing: str) -> Iterator[None]:
         yield
     except sqlite3.Error as error:
         code = getattr(error, "sqlite_errorname", type(error).__name__)
-        raise StoreError(f"{doing} failed on {path}: {error} ({code})") from error
+        raise StoreUnavailable(f"{doing} failed on {path}: {error} ({code})") from error
 
 
 class SQLiteStore:
@@ -134,21 +141,23 @@ class SQLiteStore:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE).
             self._db = connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            with _translated(self.path, "opening the database"):
-                self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-                # Refuse a database that is not ours before changing anything
-                # in it (switching to WAL rewrites the file header).
-                version = self._check_schema()
-                self._switch_to_wal(busy_timeout)
-                self._db.execute(f"PRAGMA synchronous = {synchronous}")
-                if version != SCHEMA_VERSION:
-                    self._migrate()
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            # Refuse a database that is not ours before changing anything
+            # in it (switching to WAL rewrites the file header).
+            version = self._check_schema()
+            self._switch_to_wal(busy_timeout)
+            self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            if version != SCHEMA_VERSION:
+                self._migrate()
             self._opened = self._file_identity()
-        except sqlite3.DatabaseError as error:
+        except sqlite3.Error as error:
             self._db.close()
-            raise StoreError(
-                f"{self.path} is not a usable SQLite database: {error}; refusing to open it"
-            ) from error
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF in _NOT_A_DATABASE:
+                raise DatabaseRefused(
+                    f"{self.path} is not a usable SQLite database: {error}; refusing to open it"
+                ) from error
+            code = getattr(error, "sqlite_errorname", type(error).__name__)
+            raise StoreUnavailable(f"opening the database failed on {self.path}: {error} ({code})") from error
         except BaseException:
             self._db.close()
             raise
@@ -164,12 +173,14 @@ class SQLiteStore:
             "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
         ).fetchone()
         if version > SCHEMA_VERSION:
-            raise StoreError(
+            raise DatabaseRefused(
                 f"{self.path} was written by a newer actorstate (schema {version}; this one knows "
                 f"up to {SCHEMA_VERSION}); upgrade actorstate to open it"
             )
         if version == 0 and tables:
-            raise StoreError(f"{self.path} holds tables that are not actorstate's; refusing to change it")
+            raise DatabaseRefused(
+                f"{self.path} holds tables that are not actorstate's; refusing to change it"
+            )
         return int(version)
 
     def _switch_to_wal(self, busy_timeout: float) -> None:
@@ -190,7 +201,7 @@ class SQLiteStore:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
         if mode.lower() != "wal":
-            raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode})")
+            raise DatabaseRefused(f"{self.path}: cannot switch to WAL journaling (got {mode})")
 
     def _migrate(self) -> None:
         """Bring the schema up to date in one exclusive transaction.
@@ -215,22 +226,22 @@ class SQLiteStore:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            raise StoreError(
+            raise StoreUnavailable(
                 f"{self.path} was deleted or moved away while open; refusing to write: the changes "
                 "would be lost with the deleted file (restart actorstate to create a new database there)"
             ) from None
         except OSError as error:
-            raise StoreError(f"cannot check {self.path}: {error.strerror}") from None
+            raise StoreUnavailable(f"cannot check {self.path}: {error.strerror}") from None
         return stat.st_dev, stat.st_ino
 
     def check_file(self) -> None:
-        """Raise :class:`StoreError` unless the path still names the file that was opened.
+        """Raise :class:`StoreUnavailable` unless the path still names the file that was opened.
 
         A stat costs microseconds; every commit and every checkpoint call
         this before writing, so nothing is acknowledged into a deleted file.
         """
         if self._file_identity() != self._opened:
-            raise StoreError(
+            raise StoreUnavailable(
                 f"{self.path} was replaced by another file while open; refusing to write: the "
                 "changes would not reach the file now at that path (restart actorstate to open it)"
             )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import actorstate
-from actorstate import StoreError
+from actorstate import StoreError, StoreUnavailable
 from actorstate.persistence.store import SQLiteStore
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ async def test_write_after_the_database_is_deleted_fails(tmp_path: Path) -> None
         session = await state.create_session()
         assert await session.increment() == 1
         _unlink_database(path)
-        with pytest.raises(StoreError, match=f"^{re.escape(path)} was deleted or moved away while open"):
+        with pytest.raises(StoreUnavailable, match=f"^{re.escape(path)} was deleted or moved away while open"):
             await session.increment()
         with pytest.raises(StoreError, match="was deleted"):
             await state.create_session()
@@ -67,4 +67,3 @@ def test_housekeeping_checkpoint_notices_a_deleted_database(tmp_path: Path) -> N
     finally:
         store.close()
     assert not os.path.exists(path)
-

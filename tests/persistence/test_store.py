@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 import actorstate
-from actorstate import Config, SessionNotFound, SessionQuarantined, StoreError
+from actorstate import Config, DatabaseRefused, SessionNotFound, SessionQuarantined
 from actorstate.persistence.codec import encode_session
 
 pytestmark = pytest.mark.anyio
@@ -124,7 +124,7 @@ async def test_foreign_file_is_refused_and_untouched(tmp_path: Path) -> None:
     """A file that is not SQLite is refused with its name, and never overwritten."""
     path = tmp_path / "notes.txt"
     path.write_bytes(b"my precious notes\n" * 100)
-    with pytest.raises(StoreError, match=r"notes\.txt is not an SQLite database"):
+    with pytest.raises(DatabaseRefused, match=r"notes\.txt is not an SQLite database"):
         async with actorstate.open_state(str(path)):
             pass
     assert path.read_bytes() == b"my precious notes\n" * 100
@@ -135,7 +135,7 @@ async def test_corrupt_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.db"
     content = b"SQLite format 3\x00" + bytes(range(256)) * 64
     path.write_bytes(content)
-    with pytest.raises(StoreError, match=r"corrupt\.db"):
+    with pytest.raises(DatabaseRefused, match=r"corrupt\.db"):
         async with actorstate.open_state(str(path)):
             pass
     assert path.read_bytes() == content
@@ -146,7 +146,7 @@ async def test_other_applications_database_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE invoices (id INTEGER)")
     before = Path(path).read_bytes()
-    with pytest.raises(StoreError, match="holds tables that are not actorstate's"):
+    with pytest.raises(DatabaseRefused, match="holds tables that are not actorstate's"):
         async with actorstate.open_state(path):
             pass
     assert Path(path).read_bytes() == before
@@ -158,7 +158,7 @@ async def test_newer_schema_is_refused(db_path: str) -> None:
     with sqlite3.connect(db_path) as db:
         db.execute("PRAGMA user_version = 99")
     before = Path(db_path).read_bytes()
-    with pytest.raises(StoreError, match="written by a newer actorstate"):
+    with pytest.raises(DatabaseRefused, match="written by a newer actorstate"):
         async with actorstate.open_state(db_path):
             pass
     assert Path(db_path).read_bytes() == before
