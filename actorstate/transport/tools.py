@@ -171,10 +171,10 @@ async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
 
 async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     value = _present(arguments, "value")
-    total = await ctx.session(arguments).add_context(_string(arguments, "key"), value)
+    session = ctx.session(arguments)
+    total = await session.add_context(_string(arguments, "key"), value)
     return ToolResult(
-        f"Context added. Session has {total} events.",
-        {"sessionId": arguments["sessionId"], "totalEvents": total},
+        f"Context added. Session has {total} events.", {"sessionId": session.id, "totalEvents": total}
     )
 
 
@@ -182,10 +182,10 @@ async def _record_action(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRes
     details = arguments.get("details")  # null or absent: no details
     if details is not None and not isinstance(details, str):
         raise ToolError(f"argument 'details' must be a string, not {type(details).__name__}")
-    total = await ctx.session(arguments).record_action(_string(arguments, "action"), details=details)
+    session = ctx.session(arguments)
+    total = await session.record_action(_string(arguments, "action"), details=details)
     return ToolResult(
-        f"Action recorded. Total events in session: {total}",
-        {"sessionId": arguments["sessionId"], "totalEvents": total},
+        f"Action recorded. Total events in session: {total}", {"sessionId": session.id, "totalEvents": total}
     )
 
 
@@ -197,23 +197,26 @@ async def _get_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
 
 async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     value = _present(arguments, "value")
-    metadata = await ctx.session(arguments).set_preference(_string(arguments, "key"), value)
+    session = ctx.session(arguments)
+    metadata = await session.set_preference(_string(arguments, "key"), value)
     return ToolResult(
         "Preference set. Current metadata: "
         + json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
-        {"sessionId": arguments["sessionId"], "metadata": metadata},
+        {"sessionId": session.id, "metadata": metadata},
     )
 
 
 async def _increment_counter(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     key = _string(arguments, "key", "counter")
-    value = await ctx.session(arguments).increment(key, by=_integer(arguments, "by", 1))
-    return ToolResult(f"Counter: {value}", {"sessionId": arguments["sessionId"], "key": key, "value": value})
+    session = ctx.session(arguments)
+    value = await session.increment(key, by=_integer(arguments, "by", 1))
+    return ToolResult(f"Counter: {value}", {"sessionId": session.id, "key": key, "value": value})
 
 
 async def _end_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    await ctx.session(arguments).end()
-    return ToolResult("Session ended and cleaned up.", {"sessionId": arguments["sessionId"], "ended": True})
+    session = ctx.session(arguments)
+    await session.end()
+    return ToolResult("Session ended and cleaned up.", {"sessionId": session.id, "ended": True})
 
 
 async def _list_sessions(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
