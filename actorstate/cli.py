@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ from .config import Config
 from .errors import ActorStateError, StoreError
 from .persistence.codec import SnapshotDecodeError, decode_session
 from .persistence.doctor import diagnose
-from .persistence.store import SQLiteStore, check_database_file
+from .persistence.store import SQLiteStore
+from .persistence.view import DatabaseView, SessionRow
 from .session_state import iso_time
 from .state import open_state
 from .transport.stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
@@ -163,28 +163,20 @@ async def _serve(args: argparse.Namespace) -> None:
     logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
 
 
-def _read_only(path: str) -> sqlite3.Connection:
-    _must_exist(path)
-    check_database_file(path)
-    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
-
-
 def _must_exist(path: str) -> None:
     if not os.path.isfile(path):
         raise StoreError(f"{path} does not exist")
 
 
-def _describe(
-    session_id: str, client_id: str, version: int, blob: bytes, ended_at: float | None
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"sessionId": session_id, "clientId": client_id, "version": version}
-    row["endedAt"] = None if ended_at is None else iso_time(ended_at)
+def _describe(row: SessionRow) -> dict[str, Any]:
+    described: dict[str, Any] = {"sessionId": row.id, "clientId": row.client_id, "version": row.version}
+    described["endedAt"] = None if row.ended_at is None else iso_time(row.ended_at)
     try:
-        state = decode_session(blob)
+        state = decode_session(row.state)
     except SnapshotDecodeError as error:
-        row["error"] = str(error)
-        return row
-    row.update(
+        described["error"] = str(error)
+        return described
+    described.update(
         createdAt=iso_time(state.created_at),
         lastActivity=iso_time(state.last_activity),
         totalEvents=state.total_events,
@@ -193,7 +185,7 @@ def _describe(
             {"type": kind, "payload": payload, "time": iso_time(at)} for kind, payload, at in state.events
         ],
     )
-    return row
+    return described
 
 
 def _sessions(args: argparse.Namespace) -> int:
@@ -206,40 +198,36 @@ def _sessions(args: argparse.Namespace) -> int:
             store.close()
         print(f"purged {purged} ended sessions")
         return 0
-    db = _read_only(args.db)
-    try:
-        query = "SELECT id, client_id, version, state, ended_at FROM sessions"
-        where, values = [], []
+    with DatabaseView(args.db) as view:
+        for note in view.notes:
+            print(f"actorstate: note: {note}", file=sys.stderr)
         if args.action == "show":
-            where.append("id = ?")
-            values.append(args.session_id)
-        elif not args.ended:
-            where.append("ended_at IS NULL")
-        if getattr(args, "client", None):
-            where.append("client_id = ?")
-            values.append(args.client)
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        rows = db.execute(query + " ORDER BY id", values).fetchall()
-    finally:
-        db.close()
-    if args.action == "show":
-        if not rows:
-            print(f"no session {args.session_id} in {args.db}", file=sys.stderr)
-            return 1
-        print(json.dumps(_describe(*rows[0]), indent=2, ensure_ascii=False))
-    elif args.action == "export":
+            row = view.session(args.session_id)
+            if row is None:
+                print(f"no session {args.session_id} in {args.db}", file=sys.stderr)
+                return 1
+            print(json.dumps(_describe(row), indent=2, ensure_ascii=False))
+            return 0
+        rows = view.sessions(client_id=args.client, include_ended=args.ended)
+        count = 0
         for row in rows:
-            print(json.dumps(_describe(*row), ensure_ascii=False))
-    else:
-        for row in rows:
-            described = _describe(*row)
+            count += 1
+            described = _describe(row)
+            if args.action == "export":
+                print(json.dumps(described, ensure_ascii=False))
+                continue
             status = "ended" if described["endedAt"] else "live"
-            print(
-                f"{row[0]}  {row[1]:<20} {status:<5} v{row[2]:<5} {described.get('lastActivity', described.get('error'))}"
-            )
-        print(f"{len(rows)} sessions", file=sys.stderr)
+            last = described.get("lastActivity", described.get("error"))
+            print(f"{row.id}  {row.client_id:<20} {status:<5} v{row.version:<5} {last}")
+    if args.action == "list":
+        print(f"{count} sessions", file=sys.stderr)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    diagnosis = diagnose(args.path or str(default_database()))
+    print(diagnosis.report())
+    return 1 if diagnosis.problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,12 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             anyio.run(_serve, args, backend=args.backend)
             return 0
-        if args.command == "sessions":
-            return _sessions(args)
-        diagnosis = diagnose(args.path or str(default_database()))
-        print(diagnosis.report())
-        return 1 if diagnosis.problems else 0
-    except (ActorStateError, ValueError, sqlite3.Error) as error:
+        return _sessions(args) if args.command == "sessions" else _doctor(args)
+    except (ActorStateError, ValueError) as error:
         print(f"actorstate: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
