@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import ActorStateError
 from .stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE, stdio_transport
-from .tools import TOOLS, ToolContext, ToolError, call_tool, clipped, clipped_repr
+from .tools import ToolContext, ToolError, call_tool, clipped, clipped_repr
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -49,6 +49,7 @@ INSTRUCTIONS = (
 
 def build_server(state: State) -> Server[Any]:
     context = ToolContext(state)
+    max_events = state.config.max_turns_limit  # what a session resource shows
     tool_list = types.ListToolsResult(
         tools=[
             types.Tool(
@@ -57,7 +58,7 @@ def build_server(state: State) -> Server[Any]:
                 input_schema=tool.input_schema,
                 output_schema=tool.output_schema,
             )
-            for tool in TOOLS.values()
+            for tool in context.tools.values()
         ]
     )
 
@@ -91,7 +92,7 @@ def build_server(state: State) -> Server[Any]:
                 types.ResourceTemplate(
                     uri_template="session://{sessionId}",
                     name="session",
-                    description="One session as JSON: metadata and its last 50 events",
+                    description=f"One session as JSON: metadata and its last {max_events} events",
                     mime_type="application/json",
                 )
             ]
@@ -104,7 +105,7 @@ def build_server(state: State) -> Server[Any]:
         elif uri.startswith("session://"):
             try:
                 session = state.session_as_owner(uri.removeprefix("session://"))
-                payload = await session.context(max_turns=state.config.max_turns_limit)
+                payload = await session.context(max_turns=max_events)
             except ActorStateError as error:
                 raise MCPError(code=RESOURCE_NOT_FOUND, message=str(error)) from None
         else:

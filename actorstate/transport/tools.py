@@ -19,9 +19,19 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ActorStateError, InvalidInput
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..state import Session, State
 
-__all__ = ["TOOLS", "Tool", "ToolError", "ToolResult", "call_tool", "clipped", "clipped_repr"]
+__all__ = [
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolResult",
+    "build_tools",
+    "call_tool",
+    "clipped",
+    "clipped_repr",
+]
 
 # Caller input quoted in an error message is cut to this many characters:
 # enough to recognise it, never an echo of a huge argument.
@@ -64,10 +74,14 @@ class Tool:
 
 @dataclasses.dataclass(slots=True)
 class ToolContext:
-    """What a handler may use: the state, and who is calling."""
+    """What a handler may use: the state, and who is calling; and the tools, built for the state's config."""
 
     state: State
     started_at: float = dataclasses.field(default_factory=time.monotonic)
+    tools: dict[str, Tool] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tools = build_tools(self.state.config)
 
     def session(self, arguments: dict[str, Any]) -> Session:
         # On stdio one client owns the process: clientId labels sessions, it
@@ -239,9 +253,9 @@ async def _server_stats(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResu
     return ToolResult(_pretty(stats), stats)
 
 
-TOOLS: dict[str, Tool] = {
-    tool.name: tool
-    for tool in [
+def build_tools(config: Config) -> dict[str, Tool]:
+    """The tools, by name, for a state opened with ``config``: their schemas state its limits."""
+    tools = [
         Tool(
             "create_session",
             "Start a new tracked session for multi-turn interactions",
@@ -284,7 +298,12 @@ TOOLS: dict[str, Tool] = {
             _object(
                 {
                     "sessionId": _UUID,
-                    "maxTurns": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
+                    "maxTurns": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": config.max_turns_limit,
+                        "default": config.default_max_turns,
+                    },
                 },
                 ["sessionId"],
             ),
@@ -335,7 +354,13 @@ TOOLS: dict[str, Tool] = {
                 {
                     "clientId": {"type": "string", "default": "anonymous"},
                     "cursor": {"type": "string", "description": "nextCursor of the page before"},
-                    "limit": {"type": "integer", "minimum": 1, "description": "sessions per page"},
+                    "limit": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": config.max_list_page_size,
+                        "default": config.list_page_size,
+                        "description": "sessions per page",
+                    },
                 }
             ),
             _object(
@@ -366,14 +391,14 @@ TOOLS: dict[str, Tool] = {
             _server_stats,
         ),
     ]
-}
+    return {tool.name: tool for tool in tools}
 
 
 async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None) -> ToolResult:
     """Run one tool; raise ToolError with a readable message on any refusal."""
-    tool = TOOLS.get(name)
+    tool = ctx.tools.get(name)
     if tool is None:
-        raise ToolError(f"unknown tool {clipped_repr(name)}; the tools are: {', '.join(TOOLS)}")
+        raise ToolError(f"unknown tool {clipped_repr(name)}; the tools are: {', '.join(ctx.tools)}")
     arguments = arguments or {}
     if not isinstance(arguments, dict):
         raise ToolError("arguments must be a JSON object")

@@ -9,6 +9,8 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
+from actorstate import Config
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
@@ -52,13 +54,14 @@ async def _error(client: ClientSession, tool: str, **arguments: Any) -> str:
 
 
 async def test_tools_and_schemas_are_listed(client: ClientSession) -> None:
+    """Every tool is listed with object schemas in and out; maxTurns is bounded by the default Config."""
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == TOOL_NAMES
     for tool in tools.values():
         assert tool.input_schema["type"] == "object"
         assert tool.output_schema is not None
         assert tool.output_schema["type"] == "object"
-    assert tools["get_context"].input_schema["properties"]["maxTurns"]["maximum"] == 50
+    assert tools["get_context"].input_schema["properties"]["maxTurns"]["maximum"] == Config().max_turns_limit
     assert tools["get_context"].input_schema["required"] == ["sessionId"]
 
 
