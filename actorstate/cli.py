@@ -19,7 +19,7 @@ import anyio
 
 from . import __version__
 from .config import Config
-from .errors import ActorStateError, StoreError
+from .errors import ActorStateError, DatabaseRefused, StoreError
 from .persistence.codec import SnapshotDecodeError, decode_session
 from .persistence.doctor import diagnose
 from .persistence.store import SQLiteStore
@@ -115,7 +115,12 @@ def _serve_settings(args: argparse.Namespace) -> None:
     if args.durability != "memory":
         # The default database lives in the user's data directory, made on first run.
         path = Path(args.db).expanduser() if args.db else default_database()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(
+                f"cannot create {error.filename or path.parent} for the database {path}: {error.strerror}"
+            ) from None
         args.db = str(path)
 
 
@@ -230,6 +235,21 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if diagnosis.problems else 0
 
 
+# What to do about a refused database file, in each command's own terms.
+_REFUSED_ADVICE = {
+    "serve": "Point --db at another file.",
+    "sessions": "Point --db at an actorstate database.",
+    "doctor": "Name an actorstate database: actorstate doctor PATH.",
+}
+
+
+def _stop_writing_stdout() -> None:
+    """Send what is left for stdout to /dev/null, so the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="actorstate", description="Concurrent, durable session state for MCP."
@@ -267,7 +287,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             anyio.run(_serve, args, backend=args.backend)
             return 0
-        return _sessions(args) if args.command == "sessions" else _doctor(args)
+        code = _sessions(args) if args.command == "sessions" else _doctor(args)
+        # Flushed here, not at exit, so that a reader gone early is met below.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader stopped reading (`| head -1`): it has what it wanted, so
+        # this is no failure. Exit 0 rather than 141 (a death by SIGPIPE), so
+        # that a script with `set -o pipefail` does not fail on `| head`;
+        # a reader that fails still fails the pipeline on its own.
+        _stop_writing_stdout()
+        return 0
+    except DatabaseRefused as error:
+        print(f"actorstate: {error}. {_REFUSED_ADVICE[args.command]}", file=sys.stderr)
+        return 2
     except (ActorStateError, ValueError) as error:
         print(f"actorstate: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import msgpack
+import pytest
 
 import actorstate
 from tests.transport.raw_client import RawClient
@@ -160,3 +161,71 @@ def test_served_snapshot_holding_bytes_is_quarantined_not_a_protocol_error(tmp_p
         assert "quarantined" in reply["error"]["message"]
     finally:
         client.close()
+
+
+async def _fill_many(path: str, count: int) -> None:
+    async with actorstate.open_state(path, durability="interval") as state:
+        for _ in range(count):
+            session = await state.create_session("alice")
+            await session.set_preference("notes", "x" * 200)
+
+
+@pytest.mark.parametrize("action", ["list", "export"])
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path, action: str) -> None:
+    """`sessions list | head -1` and `sessions export | head -1`: no traceback, exit 0."""
+    path = str(tmp_path / "many.db")
+    # Far more output than a pipe holds: the command is still writing when
+    # the reader goes away, so it meets the closed pipe for real.
+    anyio.run(_fill_many, path, 2000)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "actorstate", "sessions", action, "--db", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert command.stdout is not None
+    assert command.stderr is not None
+    assert command.stdout.readline()  # like head -1: one line, then the pipe is closed
+    command.stdout.close()
+    code = command.wait(timeout=60)
+    stderr = command.stderr.read().decode()
+    command.stderr.close()
+    assert "Traceback" not in stderr
+    assert "BrokenPipeError" not in stderr
+    assert code == 0
+
+
+def test_serve_names_a_database_directory_it_cannot_create(tmp_path: Path) -> None:
+    """serve --db under a path that cannot become a directory: one line and exit 2, no traceback."""
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("in the way")
+    done = _run("serve", "--db", str(blocker / "sub" / "state.db"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("actorstate: cannot create ")
+    assert str(blocker) in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_refusal_advice_fits_the_command(tmp_path: Path) -> None:
+    """A file that is not a database gets advice each command can follow: only serve and sessions take --db."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    doctor = _run("doctor", str(notes))
+    assert doctor.returncode == 2
+    assert "is not an SQLite database" in doctor.stderr
+    assert "--db" not in doctor.stderr
+    assert "actorstate doctor PATH" in doctor.stderr
+    listed = _run("sessions", "list", "--db", str(notes))
+    assert listed.returncode == 2
+    assert "Point --db at an actorstate database" in listed.stderr
+    served = subprocess.run(
+        [sys.executable, "-m", "actorstate", "serve", "--db", str(notes)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert served.returncode == 2
+    assert "Point --db at another file" in served.stderr
+    assert notes.read_text() == "mine"
