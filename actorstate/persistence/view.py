@@ -11,7 +11,12 @@ has the database open in WAL mode (actorstate always does) and a
 ``-journal`` file while a rollback-mode write is unfinished; without either,
 the file alone holds every committed change. A database with either file is
 read through an ordinary read-only connection, which reads the WAL and takes
-the locks a live database needs; the files were there already.
+the locks a live database needs. Those files were there already; only a
+``-wal`` left by a crash without its ``-shm`` gets a new ``-shm``.
+
+A server that starts while an immutable look is reading is not seen: its
+writes go to its new WAL, and only a checkpoint during the look could
+mislead it.
 """
 
 from __future__ import annotations
@@ -67,8 +72,9 @@ class DatabaseView:
 
     def _connect(self) -> sqlite3.Connection:
         uri = Path(self.path).resolve().as_uri()
+        beside = [self.path + suffix for suffix in ("-wal", "-journal") if os.path.exists(self.path + suffix)]
         try:
-            if not any(os.path.exists(self.path + suffix) for suffix in ("-wal", "-journal")):
+            if not beside:
                 return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True)
             db = sqlite3.connect(uri + "?mode=ro", uri=True)
         except sqlite3.Error as error:
@@ -76,12 +82,11 @@ class DatabaseView:
         try:
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the WAL
         except sqlite3.OperationalError as error:
-            # Read-only media: the WAL index cannot be made. What the file
-            # itself holds can still be read, without what the WAL adds.
+            # Read-only media: the WAL index (or the journal's rollback) needs
+            # a file that cannot be made or written. What the database file
+            # holds can still be read, without what the file beside it adds.
             db.close()
-            self.notes.append(
-                f"changes still in {self.path}-wal are not shown: it cannot be read here ({error})"
-            )
+            self.notes.append(f"changes still in {beside[0]} are not shown: it cannot be read here ({error})")
             try:
                 return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True)
             except sqlite3.Error as again:
