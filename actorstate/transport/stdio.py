@@ -50,6 +50,7 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
+from .framing import LineFramer, TooLong
 from .tools import clipped_repr
 
 if TYPE_CHECKING:
@@ -336,11 +337,10 @@ async def stdio_transport(
                     await requests.wait_for_fewer_than(1)
 
     async def read_into() -> None:
-        """Split input into lines whatever the read boundaries; answer what cannot be served."""
+        """Read input into lines (see :class:`LineFramer`); serve them, and refuse those too long."""
         nonlocal read_scope
-        pending = bytearray()
-        discarding = False  # inside a line that broke the limit
-        while not stopping:  # stopped: a partial line left in `pending` was never a request read
+        framer = LineFramer(max_line_bytes)
+        while not stopping:  # stopped: a line the framer holds unfinished was never a request read
             with anyio.CancelScope() as scope:
                 read_scope = scope
                 chunk = await source.read()
@@ -349,27 +349,15 @@ async def stdio_transport(
                 return
             if not chunk:
                 # End of input: a last line without its newline still counts.
-                if pending.strip() and not discarding:
-                    await dispatch(bytes(pending))
+                last = framer.end()
+                if last is not None:
+                    await dispatch(last)
                 return
-            pending += chunk
-            start = 0
-            while (end := pending.find(b"\n", start)) >= 0:
-                line = bytes(pending[start:end])
-                start = end + 1
-                if discarding:
-                    discarding = False
-                    continue
-                if len(line) > max_line_bytes:
-                    await out_send.send((_too_long(len(line), max_line_bytes), None))
-                elif line.strip():
+            for line in framer.feed(chunk):
+                if isinstance(line, TooLong):
+                    await out_send.send((_too_long(line.size, max_line_bytes), None))
+                else:
                     await dispatch(line)
-            del pending[:start]
-            if len(pending) > max_line_bytes:
-                if not discarding:
-                    await out_send.send((_too_long(len(pending), max_line_bytes), None))
-                discarding = True
-                pending.clear()
 
     async def dispatch(line: bytes) -> None:
         try:
