@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import ActorStateError
-from .stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE, stdio_transport
+from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
+from .stdio import stdio_transport
 from .tools import ToolContext, ToolError, call_tool, clipped, clipped_repr
 
 if TYPE_CHECKING:

@@ -51,6 +51,7 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
 from .framing import LineFramer, TooLong
+from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 from .tools import clipped_repr
 
 if TYPE_CHECKING:
@@ -66,13 +67,6 @@ __all__ = [
     "stdio_transport",
 ]
 
-DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
-# Requests read and not answered on the wire yet; past it the transport stops
-# reading until a reply is written. Bounds what a client that writes and
-# never reads can make the server hold, whatever the size of the replies.
-DEFAULT_MAX_IN_FLIGHT = 128
-# After end of input or stop_intake(), how long requests already read may take to be answered.
-DEFAULT_STOP_GRACE = 30.0
 _READ_CHUNK = 256 * 1024
 
 
