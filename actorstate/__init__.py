@@ -17,7 +17,7 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
-from .listing import SessionPage
+from .model.listing import SessionPage
 from .state import DEFAULT_CLIENT_ID, Durability, Session, State, open_state
 
 __all__ = [

@@ -7,6 +7,7 @@ variable (the flag wins). Logs go to stderr; stdout belongs to the protocol.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -20,13 +21,13 @@ import anyio
 from . import __version__
 from .config import Config
 from .errors import ActorStateError, DatabaseRefused, StoreError
-from .persistence.codec import SnapshotDecodeError, decode_session
-from .persistence.doctor import diagnose
-from .persistence.store import SQLiteStore
-from .persistence.view import DatabaseView, SessionRow
-from .session_state import iso_time
+from .model.codec import SnapshotDecodeError, decode_session
+from .model.session_state import iso_time
 from .state import open_state
-from .transport.stdio import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
+from .store.doctor import diagnose
+from .store.sqlite import SQLiteStore
+from .store.view import DatabaseView, SessionRow
+from .transport.limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 
 logger = logging.getLogger("actorstate.cli")
 
@@ -122,6 +123,26 @@ def _serve_settings(args: argparse.Namespace) -> None:
                 f"cannot create {error.filename or path.parent} for the database {path}: {error.strerror}"
             ) from None
         args.db = str(path)
+
+
+def _check_serve_extras(backend: str) -> None:
+    """Refuse in one line, naming the extra to install, to serve without the packages it takes.
+
+    The library runs on asyncio alone; the MCP SDK and trio are extras
+    (``actorstate[mcp]``, ``actorstate[trio]``; ``actorstate[server]`` has both).
+    """
+    needed = [("mcp", "serve needs the MCP SDK")]
+    if backend == "trio":
+        needed.append(("trio", "--backend trio needs trio"))
+    for module, purpose in needed:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            hint = " (or serve with --backend asyncio)" if module == "trio" else ""
+            raise ValueError(
+                f"{purpose}, which is not installed: install actorstate[{module}] "
+                f"(pip install 'actorstate[{module}]'){hint}"
+            ) from None
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -279,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             _serve_settings(args)
+            _check_serve_extras(args.backend)
         logging.basicConfig(
             stream=sys.stderr,
             level=getattr(logging, getattr(args, "log_level", None) or "WARNING"),

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio.lowlevel
 
-from .actors.messages import (
+from .config import Config
+from .errors import InvalidInput
+from .model.listing import ListingKey, SessionPage, decode_cursor, encode_cursor
+from .model.messages import (
     AddContext,
     EndSession,
     GetContext,
@@ -19,11 +22,8 @@ from .actors.messages import (
     SetPreference,
     Update,
 )
-from .actors.supervisor import FaultHook, Supervisor, open_supervisor
-from .config import Config
-from .errors import InvalidInput
-from .listing import ListingKey, SessionPage, decode_cursor, encode_cursor
-from .session_state import check_key, check_max_turns, check_text, checked_copy, iso_time
+from .model.session_state import check_key, check_max_turns, check_text, checked_copy, iso_time
+from .runtime.supervisor import FaultHook, Supervisor, open_supervisor
 
 if TYPE_CHECKING:
     import sqlite3

@@ -29,7 +29,7 @@ import anyio
 
 import actorstate
 from actorstate.config import Config
-from actorstate.session_state import SessionState, check_key
+from actorstate.model.session_state import SessionState, check_key
 
 CALLERS = 100
 

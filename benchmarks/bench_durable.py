@@ -29,10 +29,10 @@ import anyio
 import actorstate
 from actorstate.backend import parking_for_current_backend
 from actorstate.config import Config
-from actorstate.persistence.codec import encode_session
-from actorstate.persistence.db_thread import DatabaseThread
-from actorstate.persistence.store import SnapshotWrite, SQLiteStore
-from actorstate.session_state import SessionState, check_key
+from actorstate.model.codec import encode_session
+from actorstate.model.session_state import SessionState, check_key
+from actorstate.store.sqlite import SnapshotWrite, SQLiteStore
+from actorstate.store.worker import DatabaseThread
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -66,7 +66,7 @@ async def run_commit_per_write(path: str, ids: list[str], ops_per_caller: int) -
     for session_id in ids:
         row = await db.run(store.load, session_id)
         assert row is not None
-        from actorstate.persistence.codec import decode_session
+        from actorstate.model.codec import decode_session
 
         states[session_id] = decode_session(row.state)
         versions[session_id] = row.version

@@ -1,6 +1,6 @@
 """Interval mode's loss window, measured: SIGKILL a server under load, see what was lost.
 
-A child process (tests/persistence/crash_child.py) runs 20 writers against 4
+A child process (tests/durability/crash_child.py) runs 20 writers against 4
 sessions in interval mode (flush_interval 50 ms) and logs each write when it
 is acknowledged, with its time. After a random number of acknowledgements
 the child is SIGKILLed; the database is reopened, and every acknowledged
@@ -27,7 +27,7 @@ import anyio
 import actorstate
 
 CHILD = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "tests", "persistence", "crash_child.py"
+    os.path.dirname(os.path.abspath(__file__)), "..", "tests", "durability", "crash_child.py"
 )
 
 

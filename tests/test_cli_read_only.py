@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import actorstate
-from actorstate.persistence.store import SCHEMA_VERSION
+from actorstate.store.sqlite import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ..actors.messages import Message
+    from ..model.messages import Message
 
 __all__ = ["Envelope", "Parking", "ToldEnvelope"]
 

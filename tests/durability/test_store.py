@@ -10,7 +10,7 @@ import pytest
 
 import actorstate
 from actorstate import Config, DatabaseRefused, SessionNotFound, SessionQuarantined
-from actorstate.persistence.codec import encode_session
+from actorstate.model.codec import encode_session
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ ready actor in one synchronous pass. Turns never await, so turns of one
 actor never interleave, and no lock is taken.
 
 Which actors are in memory, and for how long, is the business of
-:mod:`actorstate.actors.residency`, a part of this class.
+:mod:`actorstate.runtime.residency`, a part of this class.
 
 Crashes follow Erlang/OTP restart intensity: an actor whose loop dies is
 restarted with exponential backoff, and more than ``max_restarts`` crashes
@@ -34,17 +34,17 @@ import anyio.abc
 from ..backend import Envelope, Parking, ToldEnvelope, parking_for_current_backend
 from ..clock import Clock
 from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
-from ..listing import ListingKey, SessionRow, merge_page
-from ..persistence.codec import decode_session
-from ..persistence.db_thread import DatabaseThread
-from ..persistence.snapshots import SnapshotActor
-from ..persistence.store import SQLiteStore
-from ..session_state import SessionState
+from ..model.codec import decode_session
+from ..model.listing import ListingKey, SessionRow, merge_page
+from ..model.messages import CreateSession, EndSession, Increment, Message
+from ..model.session_state import SessionState
+from ..store.sqlite import SQLiteStore
+from ..store.worker import DatabaseThread
+from .actor import ActorStatus, SessionActor
 from .client_index import ClientIndex
+from .durability import SnapshotActor
 from .memory import read_rss
-from .messages import CreateSession, EndSession, Increment, Message
 from .residency import Residency
-from .session_actor import ActorStatus, SessionActor
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -277,7 +277,7 @@ async def test_owner_handle_acts_for_whoever_owns_the_session() -> None:
 
 async def test_tell_runs_the_message_without_waiting() -> None:
     """A told message gets its turn; its failure is logged, not raised."""
-    from actorstate.actors.messages import Increment
+    from actorstate.model.messages import Increment
 
     async with actorstate.open_state() as state:
         session = await state.create_session()

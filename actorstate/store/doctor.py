@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import StoreError
-from .codec import SnapshotDecodeError, decode_session
-from .store import SCHEMA_VERSION
+from ..model.codec import SnapshotDecodeError, decode_session
+from .sqlite import SCHEMA_VERSION
 from .view import DatabaseView
 
 __all__ = ["Diagnosis", "diagnose"]

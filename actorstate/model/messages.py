@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..config import Config
-    from ..session_state import SessionState
+    from .session_state import SessionState
 
 __all__ = [
     "AddContext",

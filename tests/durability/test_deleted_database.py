@@ -11,7 +11,7 @@ import pytest
 
 import actorstate
 from actorstate import StoreError, StoreUnavailable
-from actorstate.persistence.store import SQLiteStore
+from actorstate.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from pathlib import Path

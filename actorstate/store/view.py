@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseRefused, StoreError
-from .store import SCHEMA_VERSION, check_database_file
+from .sqlite import SCHEMA_VERSION, check_database_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

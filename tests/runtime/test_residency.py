@@ -11,10 +11,10 @@ import trio.testing
 
 import actorstate
 from actorstate import Config, SessionNotFound
-from actorstate.actors.memory import read_rss
-from actorstate.actors.messages import Increment, Message
 from actorstate.clock import ManualClock
-from actorstate.persistence.codec import encode_session
+from actorstate.model.codec import encode_session
+from actorstate.model.messages import Increment, Message
+from actorstate.runtime.memory import read_rss
 
 if TYPE_CHECKING:
     from pathlib import Path

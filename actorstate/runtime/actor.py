@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import anyio
 
     from ..backend import Envelope
-    from ..session_state import SessionState
+    from ..model.session_state import SessionState
 
 __all__ = ["ActorStatus", "Passivated", "SessionActor"]
 

@@ -3,7 +3,7 @@
 The version byte lets a later release read what an earlier one wrote (and
 refuse, clearly, what it cannot read) without guessing from the payload.
 
-A decoded session holds only JSON-like values (see :mod:`actorstate.values`)
+A decoded session holds only JSON-like values (see :mod:`actorstate.model.values`)
 and times a date can be made of: a snapshot holding anything else (msgpack
 ``bin`` or ``ext`` values, NaN or infinity) would decode and then fail every
 reply that renders it, so it is refused here and its session quarantined.
@@ -15,8 +15,8 @@ from typing import Any
 
 import msgpack
 
-from ..session_state import SessionState
-from ..values import check_json_like, is_json_like
+from .session_state import SessionState
+from .values import check_json_like, is_json_like
 
 __all__ = ["FORMAT_VERSION", "SnapshotDecodeError", "decode_session", "encode_session"]
 

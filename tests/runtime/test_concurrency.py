@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import actorstate
 from actorstate import Config, InvalidInput, SessionNotFound
-from actorstate.actors import messages
+from actorstate.model import messages
 
 
 @pytest.mark.anyio
@@ -171,7 +171,7 @@ async def _run_program(tasks: list[list[Any]]) -> None:
 
 
 def _message_for(name: str, arg1: Any, arg2: Any) -> messages.Message:
-    from actorstate.values import encoded_size
+    from actorstate.model.values import encoded_size
 
     if name == "increment":
         return messages.Increment(arg1, arg2)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..listing import ListingKey
+    from ..model.listing import ListingKey
 
 __all__ = ["ClientIndex"]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 import actorstate
-from actorstate.persistence.store import _MIGRATIONS, SCHEMA_VERSION, SQLiteStore
+from actorstate.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SQLiteStore
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier

@@ -8,7 +8,7 @@ only drop the in-memory copy; in memory mode a passivated session is kept as
 a compact encoded snapshot and an evicted one is gone. Also here: memory
 accounting, the maintenance sweep, and the store's housekeeping.
 
-:class:`Residency` is a part of :class:`~actorstate.actors.supervisor.Supervisor`
+:class:`Residency` is a part of :class:`~actorstate.runtime.supervisor.Supervisor`
 (a mixin): it owns the state :meth:`Residency._init_residency` creates and
 uses the scheduling and failure handling the supervisor provides.
 """
@@ -23,14 +23,14 @@ import anyio
 import anyio.abc
 
 from ..errors import SessionNotFound, StoreError
-from ..persistence.codec import SnapshotDecodeError, decode_session, encode_session
+from ..model.codec import SnapshotDecodeError, decode_session, encode_session
+from .actor import ActorStatus, Passivated, SessionActor
 from .memory import passivated_bytes, read_rss, resident_bytes
-from .session_actor import ActorStatus, Passivated, SessionActor
 
 if TYPE_CHECKING:
     from ..clock import Clock
     from ..config import Config
-    from ..persistence.snapshots import SnapshotActor
+    from .durability import SnapshotActor
 
 __all__ = ["Residency"]
 

@@ -29,17 +29,17 @@ import anyio
 
 from ..clock import Clock
 from ..errors import SessionNotFound, StoreError
-from ..persistence.codec import SnapshotDecodeError, decode_session, encode_session
-from .store import SnapshotWrite
+from ..model.codec import SnapshotDecodeError, decode_session, encode_session
+from ..store.sqlite import SnapshotWrite
 
 if TYPE_CHECKING:
-    from ..actors.messages import Message
-    from ..actors.session_actor import SessionActor
-    from ..actors.supervisor import Supervisor
     from ..backend import Envelope, Parking
     from ..config import Config
-    from .db_thread import DatabaseThread
-    from .store import SQLiteStore
+    from ..model.messages import Message
+    from ..store.sqlite import SQLiteStore
+    from ..store.worker import DatabaseThread
+    from .actor import SessionActor
+    from .supervisor import Supervisor
 
 __all__ = ["SnapshotActor"]
 

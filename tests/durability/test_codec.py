@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 import actorstate
 from actorstate import InvalidInput, SessionQuarantined
 from actorstate.config import Config
-from actorstate.persistence.codec import SnapshotDecodeError, decode_session, encode_session
-from actorstate.persistence.doctor import diagnose
-from actorstate.session_state import SessionState
-from actorstate.values import check_json_like, encoded_size, is_json_like
+from actorstate.model.codec import SnapshotDecodeError, decode_session, encode_session
+from actorstate.model.session_state import SessionState
+from actorstate.model.values import check_json_like, encoded_size, is_json_like
+from actorstate.store.doctor import diagnose
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -19,7 +19,7 @@ import trio.testing
 
 import actorstate
 from actorstate import Config, SessionNotFound
-from actorstate.actors import residency as residency_module
+from actorstate.runtime import residency as residency_module
 
 if TYPE_CHECKING:
     from pathlib import Path

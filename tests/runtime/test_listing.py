@@ -8,7 +8,7 @@ import pytest
 
 import actorstate
 from actorstate import Config, InvalidInput
-from actorstate.listing import decode_cursor, encode_cursor, merge_page
+from actorstate.model.listing import decode_cursor, encode_cursor, merge_page
 from actorstate.transport.tools import ToolContext, ToolError, call_tool
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ async def test_list_sessions_tool_pages_with_next_cursor(tmp_path: Path) -> None
 
 def test_client_index_keeps_order_when_the_clock_goes_back_and_skips_the_dead() -> None:
     """Memory mode's index: insertion out of time order lands in key order; dead ids are skipped and compacted."""
-    from actorstate.actors.client_index import ClientIndex
+    from actorstate.runtime.client_index import ClientIndex
 
     live: set[str] = set()
     index = ClientIndex(live.__contains__)

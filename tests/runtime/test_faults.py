@@ -14,8 +14,8 @@ import pytest
 
 import actorstate
 from actorstate import Config, Overloaded, SessionNotFound, SessionQuarantined
-from actorstate.actors.messages import Increment, Message
 from actorstate.clock import ManualClock
+from actorstate.model.messages import Increment, Message
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -242,7 +242,7 @@ async def test_caller_waiting_for_room_follows_a_passivated_session() -> None:
     The race (the mailbox drains, the actor goes idle and is passivated before
     the waiting caller runs) is laid out step by step on the supervisor.
     """
-    from actorstate.actors.session_actor import ActorStatus
+    from actorstate.runtime.actor import ActorStatus
 
     hook = CrashOn(crashes=1)
     config = Config(mailbox_size=1, restart_backoff=60, ask_timeout=30)

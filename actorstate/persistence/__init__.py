@@ -1,1 +1,0 @@
-"""Durable state: the snapshot codec, the SQLite store and the snapshot actor."""
