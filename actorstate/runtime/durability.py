@@ -23,7 +23,7 @@ import logging
 import statistics
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from ..store.sqlite import SQLiteStore
     from ..store.worker import DatabaseThread
     from .actor import SessionActor
-    from .supervisor import Supervisor
 
 __all__ = ["SnapshotActor"]
 
@@ -49,6 +48,19 @@ logger = logging.getLogger("actorstate.snapshots")
 # reply went out, as in interval mode) and the message, kept to re-apply it
 # after a version conflict.
 Pending = tuple["Envelope[Any] | None", "Message[Any]"]
+
+
+class ActorHost(Protocol):
+    """What durability asks of whoever keeps the actors in memory (the residency)."""
+
+    def roll_back(self, actor: SessionActor) -> None:
+        """A commit failed: put the actor back to its last committed state."""
+
+    def forget_ended(self, actor: SessionActor) -> None:
+        """The end of this session is committed: let the actor go."""
+
+    def reaccount(self, actor: SessionActor) -> None:
+        """The actor's state was replaced: account its new size."""
 
 
 class SnapshotActor:
@@ -68,7 +80,7 @@ class SnapshotActor:
         self.hold_replies = hold_replies
         self._parking = parking
         self._config = config
-        self._supervisor: Supervisor | None = None
+        self._supervisor: ActorHost | None = None
         # Dirty actors in the order they first changed (a dict as an ordered set).
         self._dirty: dict[SessionActor, None] = {}
         self._wakeup: anyio.Event | None = None
@@ -80,7 +92,7 @@ class SnapshotActor:
         # One flush at a time: each bases its versions on the previous one's outcome.
         self._flushing = anyio.Lock()
 
-    def attach(self, supervisor: Supervisor) -> None:
+    def attach(self, supervisor: ActorHost) -> None:
         self._supervisor = supervisor
 
     # -- called from turns (synchronous, on the event loop) -------------------
