@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first run only)" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
-	@$(BIN)/python -m pip install --quiet -e '.[dev]' >&2
+	@$(BIN)/python -m pip install --quiet -e '.[server,dev]' >&2
 	@touch $(STAMP)
 
 serve: $(STAMP)
