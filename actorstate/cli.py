@@ -138,7 +138,7 @@ def _check_serve_extras(backend: str) -> None:
         try:
             importlib.import_module(module)
         except ImportError:
-            hint = " (or serve with --backend asyncio)" if module == "trio" else ""
+            hint = " or serve with --backend asyncio" if module == "trio" else ""
             raise ValueError(
                 f"{purpose}, which is not installed: install actorstate[{module}] "
                 f"(pip install 'actorstate[{module}]'){hint}"
