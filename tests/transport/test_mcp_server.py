@@ -107,6 +107,7 @@ async def test_every_tool(client: ClientSession) -> None:
 
 
 async def test_invalid_arguments_get_clear_errors(client: ClientSession) -> None:
+    """Each kind of bad argument gets an isError result saying what is wrong, and the server keeps serving."""
     session_id = (await _call(client, "create_session")).structured_content["sessionId"]
     assert await _error(client, "get_context") == "missing required argument 'sessionId'"
     assert "session id must be a UUID" in await _error(client, "get_context", sessionId="nope")
@@ -131,6 +132,7 @@ async def test_invalid_arguments_get_clear_errors(client: ClientSession) -> None
 
 
 async def test_counters_exact_with_32_calls_in_flight(client: ClientSession) -> None:
+    """320 increments from 32 concurrent callers each get a distinct value, and the counter ends at 320."""
     session_id = (await _call(client, "create_session")).structured_content["sessionId"]
     values: list[int] = []
 
@@ -149,6 +151,7 @@ async def test_counters_exact_with_32_calls_in_flight(client: ClientSession) -> 
 
 
 async def test_list_sessions_shows_only_the_named_client(client: ClientSession) -> None:
+    """list_sessions lists exactly the sessions created with that clientId, none of another client's."""
     alice = [
         (await _call(client, "create_session", clientId="alice")).structured_content["sessionId"]
         for _ in range(2)
