@@ -13,6 +13,7 @@ __all__ = [
     "DatabaseRefused",
     "InvalidInput",
     "Overloaded",
+    "SessionMoved",
     "SessionNotFound",
     "SessionQuarantined",
     "StateClosed",
@@ -68,6 +69,11 @@ class DatabaseRefused(StoreError):
     """The database file cannot be used: not an SQLite database, another application's,
     written by a newer actorstate, corrupt, a directory, or unreadable. It was not changed.
     Retrying does not help; point at another file or upgrade."""
+
+
+class SessionMoved(StoreError):
+    """A newer owner (another node sharing the store) now holds this session; this node
+    dropped its copy and kept nothing of the call. Retry: the call goes to the owner."""
 
 
 class StoreUnavailable(StoreError):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import inspect
 import os
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from os import PathLike
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio.lowlevel
 
+from .backend import parking_for_current_backend
+from .clock import Clock
 from .config import Config
 from .errors import InvalidInput
 from .model.listing import ListingKey, SessionPage, decode_cursor, encode_cursor
@@ -24,13 +27,14 @@ from .model.messages import (
 )
 from .model.session_state import check_key, check_max_turns, check_text, checked_copy, iso_time
 from .runtime.supervisor import FaultHook, Supervisor, open_supervisor
+from .store.threaded import open_sqlite_store
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import AsyncIterator, Callable
-    from os import PathLike
 
-    from .clock import Clock
+    from .store.interface import Store
+
 
 __all__ = ["DEFAULT_CLIENT_ID", "Durability", "Session", "State", "open_state"]
 
@@ -46,7 +50,7 @@ _QUOTED_ID_CHARS = 60
 
 @asynccontextmanager
 async def open_state(
-    path: str | PathLike[str] | None = None,
+    path: str | PathLike[str] | Store | None = None,
     *,
     durability: Durability = "commit",
     config: Config | None = None,
@@ -58,8 +62,10 @@ async def open_state(
     """Open session state for the duration of the ``async with`` block.
 
     Args:
-        path: the SQLite database to keep sessions in, or ``None`` to keep
-            them in memory only (lost when the block exits).
+        path: the SQLite database to keep sessions in, a :class:`Store`
+            already open (it stays open after the block: its opener closes
+            it), or ``None`` to keep them in memory only (lost when the
+            block exits).
         durability: ``"commit"``, ``"interval"`` or ``"memory"``; see the
             README. Without a path every mode behaves as ``"memory"``.
         config: limits and timings; ``Config()`` when omitted.
@@ -73,27 +79,46 @@ async def open_state(
             passivation, expiry, interval flushes); a :class:`ManualClock`
             lets tests step through them. The system's clocks by default.
 
+    This is where the parts are put together: the backend's parking, the
+    clock, the store and the runtime on top of them.
+
     Opening a database reads no session: each is loaded when first called.
     On exit, new calls are refused, every call already made gets its turn,
     everything unsaved is committed, and the database is closed.
 
     Error handling:
         InvalidInput: an unknown durability mode.
-        StoreError: the file is not an SQLite database, is corrupt, was
-            written by a newer version, or cannot be opened.
+        DatabaseRefused: the file is not an SQLite database, is another
+            application's or corrupt, or was written by a newer version.
+        StoreUnavailable: the database cannot be opened now.
     """
     if durability not in _DURABILITIES:
         raise InvalidInput(f"durability must be one of {', '.join(_DURABILITIES)}, not {durability!r}")
-    store_path = None if path is None or durability == "memory" else os.fspath(path)
-    async with open_supervisor(
-        config or Config(),
-        fault_hook=fault_hook,
-        path=store_path,
-        hold_replies=durability == "commit",
-        connect=connect,
-        stop_on_signals=stop_on_signals,
-        clock=clock,
-    ) as supervisor:
+    config = config or Config()
+    parking = parking_for_current_backend()
+    clock = clock or Clock()
+    async with AsyncExitStack() as stack:
+        store: Store | None = None
+        if path is not None and durability != "memory":
+            if isinstance(path, str | PathLike):
+                store = await open_sqlite_store(
+                    os.fspath(path), parking, busy_timeout=config.busy_timeout, connect=connect
+                )
+                # Closed after the runtime below has flushed everything into it.
+                stack.push_async_callback(store.close)
+            else:
+                store = path
+        supervisor = await stack.enter_async_context(
+            open_supervisor(
+                config,
+                parking,
+                store=store,
+                hold_replies=durability == "commit",
+                fault_hook=fault_hook,
+                stop_on_signals=stop_on_signals,
+                clock=clock,
+            )
+        )
         yield State(supervisor)
 
 

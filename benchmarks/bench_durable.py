@@ -31,8 +31,8 @@ from actorstate.backend import parking_for_current_backend
 from actorstate.config import Config
 from actorstate.model.codec import encode_session
 from actorstate.model.session_state import SessionState, check_key
-from actorstate.store.sqlite import SnapshotWrite, SQLiteStore
-from actorstate.store.worker import DatabaseThread
+from actorstate.store.interface import SnapshotWrite, WriteOutcome
+from actorstate.store.threaded import open_sqlite_store
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -58,13 +58,12 @@ async def run_group_commit(path: str, ids: list[str], ops_per_caller: int) -> di
 
 async def run_commit_per_write(path: str, ids: list[str], ops_per_caller: int) -> dict[str, float]:
     config = Config()
-    db = DatabaseThread(parking_for_current_backend(), name="baseline-db")
-    store = await db.run(SQLiteStore, path)
+    store = await open_sqlite_store(path, parking_for_current_backend())
     states: dict[str, SessionState] = {}
     versions: dict[str, int] = {}
     locks: dict[str, anyio.Lock] = {}
     for session_id in ids:
-        row = await db.run(store.load, session_id)
+        row = await store.load(session_id)
         assert row is not None
         from actorstate.model.codec import decode_session
 
@@ -86,16 +85,15 @@ async def run_commit_per_write(path: str, ids: list[str], ops_per_caller: int) -
                 state.last_activity,
                 False,
             )
-            (ok,) = await db.run(store.write, [write], time.time())
-            assert ok
+            (outcome,) = await store.write([write], time.time())
+            assert outcome is WriteOutcome.COMMITTED
             versions[session_id] += 1
             return value
 
     try:
         return await _drive(lambda index: increment(ids[index]), len(ids), ops_per_caller)
     finally:
-        await db.run(store.close)
-        await db.stop()
+        await store.close()
 
 
 async def _drive(

@@ -35,6 +35,7 @@ class SessionActor:
         "accounted_basis",
         "crash_times",
         "ending",
+        "epoch",
         "id",
         "in_flight",
         "last_used",
@@ -60,6 +61,7 @@ class SessionActor:
         # state is based on (0: never stored), the operations since then, and
         # whether a commit of this actor is in flight.
         self.version = 0
+        self.epoch = 0  # the owner epoch its row was loaded with; writes carry it
         self.unflushed: list[Any] | None = None
         self.in_flight = False
         self.ending = False  # an EndSession turn ran; the row gets ended_at

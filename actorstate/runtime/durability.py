@@ -28,21 +28,23 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ..clock import Clock
-from ..errors import SessionNotFound, StoreError
+from ..errors import SessionMoved, SessionNotFound, StoreError
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
-from ..store.sqlite import SnapshotWrite
+from ..model.messages import EndSession
+from ..store.interface import SnapshotWrite, WriteOutcome
 
 if TYPE_CHECKING:
     from ..backend import Envelope, Parking
     from ..config import Config
     from ..model.messages import Message
-    from ..store.sqlite import SQLiteStore
-    from ..store.worker import DatabaseThread
+    from ..store.interface import Store
     from .actor import SessionActor
 
 __all__ = ["SnapshotActor"]
 
 logger = logging.getLogger("actorstate.snapshots")
+
+_COMMITTED, _FENCED = WriteOutcome.COMMITTED, WriteOutcome.FENCED
 
 # One operation since the last commit: the caller's envelope (None once the
 # reply went out, as in interval mode) and the message, kept to re-apply it
@@ -62,13 +64,15 @@ class ActorHost(Protocol):
     def reaccount(self, actor: SessionActor) -> None:
         """The actor's state was replaced: account its new size."""
 
+    def drop(self, actor: SessionActor, error: Exception) -> None:
+        """Take the actor out of memory at once; calls waiting for it get ``error``."""
+
 
 class SnapshotActor:
     def __init__(
         self,
         *,
-        store: SQLiteStore,
-        db: DatabaseThread,
+        store: Store,
         parking: Parking,
         config: Config,
         hold_replies: bool,
@@ -76,7 +80,6 @@ class SnapshotActor:
     ) -> None:
         self._clock = clock or Clock()
         self.store = store
-        self.db = db
         self.hold_replies = hold_replies
         self._parking = parking
         self._config = config
@@ -87,6 +90,7 @@ class SnapshotActor:
         self.commits = 0
         self.failed_commits = 0
         self.conflicts = 0
+        self.fenced = 0
         self.sessions_written = 0
         self._latencies: deque[float] = deque(maxlen=1024)
         # One flush at a time: each bases its versions on the previous one's outcome.
@@ -192,6 +196,7 @@ class SnapshotActor:
                     state.created_at,
                     state.last_activity,
                     actor.ending,
+                    actor.epoch,
                 )
             )
             held.append(actor.unflushed or [])
@@ -199,7 +204,7 @@ class SnapshotActor:
             actor.in_flight = True
         started = time.perf_counter()
         try:
-            applied = await self.db.run(self.store.write, writes, self._clock.wall())
+            outcomes = await self.store.write(writes, self._clock.wall())
         except StoreError as error:
             for actor in batch:
                 actor.in_flight = False
@@ -219,11 +224,14 @@ class SnapshotActor:
         self.commits += 1
         self.sessions_written += len(batch)
         resolve = self._parking.resolve
-        conflicts = []
-        for actor, write, pending, ok in zip(batch, writes, held, applied, strict=True):
-            if not ok:
-                # Stays in flight until resolved: its reads wait, and it is not idle.
-                conflicts.append((actor, pending))
+        conflicts: list[tuple[SessionActor, list[Pending]]] = []
+        for actor, write, pending, outcome in zip(batch, writes, held, outcomes, strict=True):
+            if outcome is not _COMMITTED:
+                if outcome is _FENCED:
+                    self._fenced(actor, pending)
+                else:
+                    # Stays in flight until resolved: its reads wait, and it is not idle.
+                    conflicts.append((actor, pending))
                 continue
             actor.in_flight = False
             actor.version = write.base_version + 1
@@ -238,6 +246,18 @@ class SnapshotActor:
             finally:
                 actor.in_flight = False
         return True
+
+    def _fenced(self, actor: SessionActor, pending: list[Pending]) -> None:
+        """A newer owner holds the session: fail what this node held and drop it, never replay."""
+        actor.in_flight = False
+        moved = SessionMoved(f"session {actor.id} is now served by another node; retry the call")
+        logger.warning("session %s moved to a newer owner; dropping this node's copy", actor.id)
+        self.fenced += 1
+        self._fail_pending(pending + (actor.unflushed or []), moved)
+        actor.unflushed = None
+        self._dirty.pop(actor, None)
+        assert self._supervisor is not None
+        self._supervisor.drop(actor, moved)
 
     def _supervisor_forget(self, actor: SessionActor) -> None:
         assert self._supervisor is not None
@@ -265,7 +285,7 @@ class SnapshotActor:
         assert self._supervisor is not None
         session_id = actor.id
         try:
-            row = await self.db.run(self.store.load, session_id)
+            row = await self.store.load(session_id)
             fresh = None if row is None or row.ended else decode_session(row.state)
         except (StoreError, SnapshotDecodeError) as error:
             failure = StoreError(
@@ -296,7 +316,7 @@ class SnapshotActor:
             if envelope is not None:
                 envelope.result = result
             kept.append((envelope, message))
-            ending = ending or type(message).__name__ == "EndSession"
+            ending = ending or type(message) is EndSession
         actor.state = fresh
         actor.version = row.version
         actor.ending = actor.ending or ending
@@ -312,6 +332,7 @@ class SnapshotActor:
             "commits": self.commits,
             "failed_commits": self.failed_commits,
             "conflicts": self.conflicts,
+            "fenced": self.fenced,
             "sessions_written": self.sessions_written,
             "commit_latency_ms_p50": round(statistics.median(latencies) * 1000, 3) if latencies else None,
             "commit_latency_ms_p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 3)

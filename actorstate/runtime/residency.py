@@ -30,6 +30,7 @@ from .memory import passivated_bytes, read_rss, resident_bytes
 if TYPE_CHECKING:
     from ..clock import Clock
     from ..config import Config
+    from ..store.interface import Store
     from .durability import SnapshotActor
 
 __all__ = ["Residency"]
@@ -52,6 +53,7 @@ class Residency:
     config: Config
     clock: Clock
     _snapshots: SnapshotActor | None
+    _store: Store | None
     _task_group: anyio.abc.TaskGroup | None
     _closed: bool
     _now: float
@@ -114,12 +116,12 @@ class Residency:
 
     async def _load(self, actor: SessionActor) -> None:
         """Read an actor's snapshot from the store; its messages wait meanwhile."""
-        snapshots = self._snapshots
-        assert snapshots is not None
+        store = self._store
+        assert store is not None
         session_id = actor.id
         self._loads_in_flight += 1
         try:
-            row = await snapshots.db.run(snapshots.store.load, session_id)
+            row = await store.load(session_id)
         except StoreError as error:
             self._remove(actor, error)
             return
@@ -145,6 +147,7 @@ class Residency:
             return
         actor.state = state
         actor.version = row.version
+        actor.epoch = row.epoch
         actor.status = _READY
         # Last use as the store knows it (see _activate).
         actor.last_used = self._now - max(0.0, self.clock.wall() - state.last_activity)
@@ -175,6 +178,10 @@ class Residency:
         actor.status = ActorStatus.LOADING
         assert self._task_group is not None
         self._task_group.start_soon(self._load, actor)
+
+    def drop(self, actor: SessionActor, error: Exception) -> None:
+        """Take the actor out of memory at once; calls waiting for it get ``error``."""
+        self._remove(actor, error)
 
     def forget_ended(self, actor: SessionActor) -> None:
         """The end of this session is committed: let the actor go."""
@@ -315,12 +322,11 @@ class Residency:
     async def _run_maintenance(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        if self._snapshots is not None:
+        if self._store is not None:
             # Known from the first call on: the size is cheap to read, and the
             # first housekeeping pass (which counts the live sessions) starts now.
-            snapshots = self._snapshots
             try:
-                self._db_bytes = await snapshots.db.run(snapshots.store.size_bytes)
+                self._db_bytes = await self._store.size_bytes()
             except StoreError as error:
                 logger.warning("cannot measure the database: %s", error)
             assert self._task_group is not None
@@ -396,20 +402,19 @@ class Residency:
         Runs every ``Config.housekeeping_interval``; failures are logged and
         retried next time.
         """
-        snapshots = self._snapshots
-        if snapshots is None:
+        store = self._store
+        if store is None:
             return
         async with self._housekeeping:
-            await self._housekeep(snapshots)
+            await self._housekeep(store)
 
-    async def _housekeep(self, snapshots: SnapshotActor) -> None:
-        db, store = snapshots.db, snapshots.store
+    async def _housekeep(self, store: Store) -> None:
         try:
             wall = self.clock.wall()
             touched, self._touched = self._touched, {}
             if touched:
                 try:
-                    await db.run(store.touch, list(touched.items()))
+                    await store.touch(list(touched.items()))
                 except BaseException:
                     self._touched = touched | self._touched  # try again next time
                     raise
@@ -417,17 +422,16 @@ class Residency:
             after_id = ""
             resident = frozenset(self._resident)
             while True:  # one chunk per job: commits slip in between
-                ended, still_live, after_id = await db.run(
-                    store.expire, after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident
-                )
-                expired += ended
-                live += still_live
+                step = await store.expire(after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident)
+                expired += step.ended
+                live += step.live
+                after_id = step.next_after
                 if not after_id:
                     break
             self._stored_sessions = live
-            purged = await db.run(store.purge, wall - self.config.ended_retention)
-            await db.run(store.checkpoint)
-            self._db_bytes = await db.run(store.size_bytes)
+            purged = await store.purge(wall - self.config.ended_retention)
+            await store.maintain()
+            self._db_bytes = await store.size_bytes()
             self.expired += expired
             if expired or purged:
                 logger.info(

@@ -19,10 +19,8 @@ within ``restart_window`` quarantine the session.
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,15 +29,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.abc
 
-from ..backend import Envelope, Parking, ToldEnvelope, parking_for_current_backend
+from ..backend import Envelope, Parking, ToldEnvelope
 from ..clock import Clock
 from ..errors import Overloaded, SessionNotFound, SessionQuarantined, StateClosed
 from ..model.codec import decode_session
 from ..model.listing import ListingKey, SessionRow, merge_page
 from ..model.messages import CreateSession, EndSession, Increment, Message
 from ..model.session_state import SessionState
-from ..store.sqlite import SQLiteStore
-from ..store.worker import DatabaseThread
 from .actor import ActorStatus, SessionActor
 from .client_index import ClientIndex
 from .durability import SnapshotActor
@@ -48,6 +44,7 @@ from .residency import Residency
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..store.interface import Store
 
 __all__ = ["FaultHook", "Supervisor", "open_supervisor"]
 
@@ -66,39 +63,28 @@ R = TypeVar("R")
 @asynccontextmanager
 async def open_supervisor(
     config: Config,
+    parking: Parking,
     *,
-    fault_hook: FaultHook | None = None,
-    path: str | None = None,
+    store: Store | None = None,
     hold_replies: bool = True,
-    connect: Callable[..., Any] | None = None,
+    fault_hook: FaultHook | None = None,
     stop_on_signals: bool = False,
     clock: Clock | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
-    With a ``path``, sessions are stored in that SQLite file and
-    ``hold_replies`` chooses commit (True) or interval (False) durability.
-    On exit, intake stops, every message already posted gets its turn, every
-    dirty session is flushed, and the background tasks end.
+    With a ``store``, sessions are kept there and ``hold_replies`` chooses
+    commit (True) or interval (False) durability. On exit, intake stops,
+    every message already posted gets its turn, every dirty session is
+    flushed, and the background tasks end; closing the store is the
+    opener's business.
     """
-    parking = parking_for_current_backend()
     snapshots = None
-    if path is not None:
-        db = DatabaseThread(parking, name="actorstate-db")
-        try:
-            store = await db.run(
-                functools.partial(
-                    SQLiteStore, busy_timeout=config.busy_timeout, connect=connect or sqlite3.connect
-                ),
-                path,
-            )
-        except BaseException:
-            await db.stop()
-            raise
-        snapshots = SnapshotActor(
-            store=store, db=db, parking=parking, config=config, hold_replies=hold_replies, clock=clock
-        )
-    supervisor = Supervisor(config, parking, fault_hook=fault_hook, snapshots=snapshots, clock=clock)
+    if store is not None:
+        snapshots = SnapshotActor(store=store, parking=parking, config=config, hold_replies=hold_replies, clock=clock)
+    supervisor = Supervisor(
+        config, parking, fault_hook=fault_hook, store=store, snapshots=snapshots, clock=clock
+    )
     body_error: BaseException | None = None
     try:
         async with anyio.create_task_group() as task_group:
@@ -152,9 +138,11 @@ class Supervisor(Residency):
         parking: Parking,
         *,
         fault_hook: FaultHook | None = None,
+        store: Store | None = None,
         snapshots: SnapshotActor | None = None,
         clock: Clock | None = None,
     ) -> None:
+        self._store = store
         self.config = config
         self.clock = clock = clock or Clock()
         self._parking = parking
@@ -253,10 +241,9 @@ class Supervisor(Residency):
         if self._by_client is not None:
             return self._list_in_memory(client_id, after, limit)
         stored: list[SessionRow] = []
-        if self._snapshots is not None:
-            snapshots = self._snapshots
+        if self._store is not None:
             # One row more than the page: it tells whether the store has more.
-            stored = await snapshots.db.run(snapshots.store.list_client, client_id, after, limit + 1)
+            stored = await self._store.list_client(client_id, after, limit + 1)
             self._check_open()
         in_memory: list[SessionRow] = []
         gone: set[str] = set()
@@ -406,9 +393,8 @@ class Supervisor(Residency):
 
     async def _end_quarantined(self, actor: SessionActor) -> None:
         """Ending is the way out of quarantine; it needs no turn."""
-        if self._snapshots is not None:
-            snapshots = self._snapshots
-            await snapshots.db.run(snapshots.store.end, actor.id, self.clock.wall())
+        if self._store is not None:
+            await self._store.end(actor.id, self.clock.wall())
         self._quarantined.pop(actor.id, None)
         self._remove(actor)
 
@@ -604,10 +590,5 @@ class Supervisor(Residency):
         # Run what is queued here: the scheduler may already be cancelled.
         while self._ready:
             self._drain_ready()
-        snapshots = self._snapshots
-        if snapshots is not None:
-            await snapshots.flush_all()
-            try:
-                await snapshots.db.run(snapshots.store.close)
-            finally:
-                await snapshots.db.stop()
+        if self._snapshots is not None:
+            await self._snapshots.flush_all()

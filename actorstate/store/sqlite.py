@@ -24,22 +24,23 @@ refused with :class:`StoreUnavailable` instead of being acknowledged.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sqlite3
 import time
 from typing import TYPE_CHECKING
 
 from ..errors import DatabaseRefused, StoreUnavailable
+from .interface import ExpiryStep, SnapshotWrite, StoredSession, WriteOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore", "SnapshotWrite", "StoredSession", "check_database_file"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "check_database_file"]
 
 SCHEMA_VERSION = 2
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _NOT_A_DATABASE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+_COMMITTED, _CONFLICT = WriteOutcome.COMMITTED, WriteOutcome.CONFLICT
 
 # Each entry upgrades the schema from its index to index + 1.
 _MIGRATIONS: list[str] = [
@@ -66,28 +67,6 @@ _MIGRATIONS: list[str] = [
     """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredSession:
-    id: str
-    client_id: str
-    version: int
-    state: bytes
-    ended: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SnapshotWrite:
-    """One session's new snapshot; ``base_version`` 0 means a new session."""
-
-    id: str
-    client_id: str
-    base_version: int
-    state: bytes
-    created_at: float
-    last_activity: float
-    ended: bool
 
 
 def check_database_file(path: str) -> None:
@@ -272,11 +251,16 @@ class SQLiteStore:
             return None
         return StoredSession(session_id, row[0], row[1], row[2], row[3] is not None)
 
-    def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[bool]:
-        """Commit ``writes`` in one transaction; per write, False if it hit a conflict.
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[WriteOutcome]:
+        """Commit ``writes`` in one transaction; per write, COMMITTED or CONFLICT.
 
         A conflicting write changes nothing; the others commit. Any other
-        failure rolls the whole transaction back and raises StoreError.
+        failure rolls the whole transaction back and raises StoreError. One
+        owner writes a SQLite file (epoch 0), so no write is ever FENCED.
         """
         db = self._db
         with _translated(self.path, f"committing {len(writes)} sessions"), self._transaction():
@@ -285,7 +269,7 @@ class SQLiteStore:
                 db.execute("ROLLBACK")
                 db.execute("BEGIN IMMEDIATE")
                 applied = [self._write_one(write, now) for write in writes]
-        return applied
+        return [_COMMITTED if ok else _CONFLICT for ok in applied]
 
     # last_activity has no index on purpose: every write changes it, and an
     # index on it doubled the cost of a group commit. TTL expiry scans the
@@ -361,7 +345,7 @@ class SQLiteStore:
 
     def expire(
         self, after_id: str, limit: int, idle_before: float, now: float, resident: frozenset[str]
-    ) -> tuple[int, int, str]:
+    ) -> ExpiryStep:
         """End live sessions last active before ``idle_before``, scanning one chunk.
 
         Scans at most ``limit`` rows with ids above ``after_id``; returns how
@@ -389,7 +373,7 @@ class SQLiteStore:
                     )
         next_id = rows[-1][0] if len(rows) == limit else ""
         live = sum(1 for _, _, ended_at in rows if ended_at is None) - len(stale)
-        return len(stale), live, next_id
+        return ExpiryStep(len(stale), live, next_id)
 
     def end(self, session_id: str, now: float) -> None:
         """Mark one session ended, whatever its snapshot holds."""
@@ -416,6 +400,10 @@ class SQLiteStore:
     def purge(self, ended_before: float) -> int:
         with _translated(self.path, "purging ended sessions"), self._transaction():
             return self._db.execute("DELETE FROM sessions WHERE ended_at < ?", (ended_before,)).rowcount
+
+    def maintain(self) -> None:
+        """Housekeeping of the file itself: the WAL checkpoint."""
+        self.checkpoint()
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it, so the file stops growing.

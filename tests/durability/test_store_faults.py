@@ -54,9 +54,14 @@ class FailingConnection(sqlite3.Connection):
 
 
 async def _on_db_thread(state: actorstate.State, fn: Any, *args: Any) -> Any:
-    snapshots = state._supervisor._snapshots
-    assert snapshots is not None
-    return await snapshots.db.run(fn, *args)
+    """Run ``fn`` against the state's own connection while nothing else uses it.
+
+    A per-connection setting (``max_page_count``) must be changed on that
+    connection; the test calls this only between calls, when the database
+    thread is idle (sqlite3 serializes the connection itself).
+    """
+    await state.housekeeping()  # nothing of the state's own is running on the connection after this
+    return fn(*args)
 
 
 async def _stored_metadata(path: str, session_id: str) -> dict[str, Any]:
