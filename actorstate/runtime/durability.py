@@ -27,16 +27,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from ..backend import ToldEnvelope
 from ..clock import Clock
 from ..errors import SessionMoved, SessionNotFound, StoreError
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
-from ..model.messages import EndSession
 from ..store.interface import SnapshotWrite, WriteOutcome
 
 if TYPE_CHECKING:
     from ..backend import Envelope, Parking
     from ..config import Config
     from ..model.messages import Message
+    from ..model.session_state import SessionState
     from ..store.interface import Store
     from .actor import SessionActor
 
@@ -61,11 +62,13 @@ class ActorHost(Protocol):
     def forget_ended(self, actor: SessionActor) -> None:
         """The end of this session is committed: let the actor go."""
 
-    def reaccount(self, actor: SessionActor) -> None:
-        """The actor's state was replaced: account its new size."""
-
     def drop(self, actor: SessionActor, error: Exception) -> None:
         """Take the actor out of memory at once; calls waiting for it get ``error``."""
+
+    def replay(
+        self, actor: SessionActor, state: SessionState, version: int, epoch: int, calls: list[Envelope[Any]]
+    ) -> None:
+        """Put the stored ``state`` in the actor and run ``calls`` again on it, as turns."""
 
 
 class SnapshotActor:
@@ -301,30 +304,17 @@ class SnapshotActor:
             actor.unflushed = None
             self._supervisor_forget(actor)
             return
-        # Everything since our last commit, in order, on top of the other process's state.
-        replay = pending + (actor.unflushed or [])
-        kept: list[Pending] = []
-        now = self._clock.wall()
-        ending = False
-        for envelope, message in replay:
-            try:
-                result = message.apply(fresh, now, self._config)
-            except BaseException as error:  # the caller's alone, as in a turn
-                if envelope is not None:
-                    self._parking.fail(envelope, error)
-                continue
-            if envelope is not None:
-                envelope.result = result
-            kept.append((envelope, message))
-            ending = ending or type(message) is EndSession
-        actor.state = fresh
-        actor.version = row.version
-        actor.ending = actor.ending or ending
-        actor.unflushed = kept or None
-        self._supervisor.reaccount(actor)
-        if kept:
-            self._mark_dirty(actor)
-        logger.info("session %s changed in another process; re-applied %d operations", session_id, len(kept))
+        # Everything since our last commit, in order, on top of the other
+        # process's state, as turns: the scheduler runs them like any other
+        # (ownership checks, the fault hook, crashes and restarts included),
+        # and each lands back here through after_turn, held for the next commit.
+        replay = [
+            envelope if envelope is not None else ToldEnvelope(message, None)
+            for envelope, message in pending + (actor.unflushed or [])
+        ]
+        actor.unflushed = None
+        self._supervisor.replay(actor, fresh, row.version, row.epoch, replay)
+        logger.info("session %s changed in another process; replayed %d operations", session_id, len(replay))
 
     def stats(self) -> dict[str, Any]:
         latencies = sorted(self._latencies)

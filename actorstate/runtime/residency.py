@@ -187,11 +187,6 @@ class Residency:
         """The end of this session is committed: let the actor go."""
         self._remove(actor)
 
-    def reaccount(self, actor: SessionActor) -> None:
-        """The actor's state was replaced (conflict resolution): account its new size."""
-        if self._resident.get(actor.id) is actor and actor.state is not None:
-            self._account(actor)
-
     def _activated(self, actor: SessionActor) -> None:
         self.activations += 1
         if actor.state is not None:

@@ -504,6 +504,23 @@ class Supervisor(Residency):
             if state.metadata_bytes + state.events_bytes != actor.accounted_basis:
                 self._account(actor)
 
+    def replay(
+        self, actor: SessionActor, state: SessionState, version: int, epoch: int, calls: list[Envelope[Any]]
+    ) -> None:
+        """After a conflict: the stored ``state`` replaces the actor's, and ``calls`` (every
+        operation since its last commit, in order) run again on it as turns.
+
+        This is the one turn runner: a replayed call is checked for ownership,
+        passes the fault hook, and can crash the loop like any other turn.
+        """
+        actor.state = state
+        actor.version = version
+        actor.epoch = epoch
+        actor.ending = False
+        self._account(actor)
+        if calls:
+            self._turns(actor, calls)
+
     # -- crashes and restarts -------------------------------------------------
 
     def _crashed(self, actor: SessionActor, batch: list[Envelope[Any]], started: int, crash: Exception) -> None:
