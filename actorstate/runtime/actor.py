@@ -66,6 +66,88 @@ class SessionActor:
         self.in_flight = False
         self.ending = False  # an EndSession turn ran; the row gets ended_at
 
+    # -- status: changed only here ----------------------------------------------
+
+    def start_loading(self) -> None:
+        """Its state is (re)read from the store; messages wait meanwhile."""
+        self.accounted, self.accounted_basis = 0, -1
+        self.state = None
+        self.ending = False
+        self.status = ActorStatus.LOADING
+
+    def loaded(self, state: SessionState, version: int, epoch: int, last_used: float) -> None:
+        """The stored state arrived: serve from it."""
+        self.state = state
+        self.version = version
+        self.epoch = epoch
+        self.last_used = last_used
+        self.status = ActorStatus.READY
+
+    def rebase(self, state: SessionState, version: int, epoch: int) -> None:
+        """After a conflict: the stored state replaces ours, to replay our calls on."""
+        self.state = state
+        self.version = version
+        self.epoch = epoch
+        self.ending = False
+
+    def back_off(self, crash_times: list[float]) -> None:
+        """The loop crashed: wait for the restart, remembering the recent crashes."""
+        self.crash_times = crash_times
+        self.status = ActorStatus.BACKOFF
+
+    def restart(self) -> None:
+        self.status = ActorStatus.READY
+
+    def quarantine(self) -> None:
+        self.status = ActorStatus.QUARANTINED
+
+    def end(self) -> None:
+        """An EndSession turn ran: serve nothing more; with a store, wait for the end to commit."""
+        self.ending = True
+        self.status = ActorStatus.ENDED
+
+    def leave(self) -> None:
+        """Out of memory: a call in flight looks the session up again."""
+        self.accounted = 0
+        self.status = ActorStatus.GONE
+
+    def accounted_as(self, size: int, basis: int) -> None:
+        """Residency's estimate: ``size`` bytes, computed when its state encoded to ``basis``."""
+        self.accounted = size
+        self.accounted_basis = basis
+
+    # -- durability's bookkeeping ---------------------------------------------------
+
+    def hold(self, entry: Any) -> bool:
+        """Keep one operation since the last commit; True if it is the first (newly dirty)."""
+        unflushed = self.unflushed
+        if unflushed is None:
+            self.unflushed = [entry]
+            return True
+        unflushed.append(entry)
+        return False
+
+    def take_unflushed(self) -> list[Any]:
+        """The operations since the last commit, in order; the actor keeps none."""
+        unflushed, self.unflushed = self.unflushed or [], None
+        return unflushed
+
+    def begin_commit(self) -> list[Any]:
+        """Its snapshot goes into a commit: the operations it holds, and in flight until settled."""
+        self.in_flight = True
+        return self.take_unflushed()
+
+    def commit_settled(self, version: int | None = None) -> None:
+        """The commit holding its snapshot ended; with ``version`` it committed at that version."""
+        self.in_flight = False
+        if version is not None:
+            self.version = version
+
+    def retry_commit(self, pending: list[Any]) -> None:
+        """The commit failed and will be retried: the operations it held go first again."""
+        self.in_flight = False
+        self.unflushed = pending + (self.unflushed or [])
+
     @property
     def idle(self) -> bool:
         """Nothing waiting, nothing unsaved, serving normally: safe to passivate or evict."""

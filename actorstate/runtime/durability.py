@@ -110,22 +110,15 @@ class SnapshotActor:
             hold = self.hold_replies
             if hold:
                 envelope.result = result
-            pending = actor.unflushed
-            if pending is None:
-                actor.unflushed = [(envelope if hold else None, message)]
+            if actor.hold((envelope if hold else None, message)):
                 self._mark_dirty(actor)
-            else:
-                pending.append((envelope if hold else None, message))
             if hold:
                 return
         elif self.hold_replies and (actor.unflushed is not None or actor.in_flight):
             # A read of uncommitted state waits for that state to commit.
             envelope.result = result
-            if actor.unflushed is None:
-                actor.unflushed = [(envelope, message)]
+            if actor.hold((envelope, message)):
                 self._mark_dirty(actor)
-            else:
-                actor.unflushed.append((envelope, message))
             return
         self._parking.resolve(envelope, result)
 
@@ -137,9 +130,7 @@ class SnapshotActor:
     def forget(self, actor: SessionActor, error: Exception) -> None:
         """Stop tracking an actor that leaves memory; replies it still held get ``error``."""
         self._dirty.pop(actor, None)
-        if actor.unflushed:
-            self._fail_pending(actor.unflushed, error)
-        actor.unflushed = None
+        self._fail_pending(actor.take_unflushed(), error)
 
     # -- the flush loop -------------------------------------------------------
 
@@ -202,26 +193,24 @@ class SnapshotActor:
                     actor.epoch,
                 )
             )
-            held.append(actor.unflushed or [])
-            actor.unflushed = None
-            actor.in_flight = True
+            held.append(actor.begin_commit())
         started = time.perf_counter()
         try:
             outcomes = await self.store.write(writes, self._clock.wall())
         except StoreError as error:
-            for actor in batch:
-                actor.in_flight = False
             if keep_on_failure:
                 logger.warning("commit of %d sessions failed, will retry: %s", len(batch), error)
                 for actor, pending in zip(batch, held, strict=True):
-                    actor.unflushed = pending + (actor.unflushed or [])
+                    actor.retry_commit(pending)
                     self._dirty[actor] = None
                 return False
+            for actor in batch:
+                actor.commit_settled()
             self._failed(batch, held, error)
             return False
         except BaseException:
             for actor in batch:
-                actor.in_flight = False
+                actor.commit_settled()
             raise
         self._latencies.append(time.perf_counter() - started)
         self.commits += 1
@@ -236,8 +225,7 @@ class SnapshotActor:
                     # Stays in flight until resolved: its reads wait, and it is not idle.
                     conflicts.append((actor, pending))
                 continue
-            actor.in_flight = False
-            actor.version = write.base_version + 1
+            actor.commit_settled(write.base_version + 1)
             for envelope, _ in pending:
                 if envelope is not None:
                     resolve(envelope, envelope.result)
@@ -247,17 +235,16 @@ class SnapshotActor:
             try:
                 await self._resolve_conflict(actor, pending)
             finally:
-                actor.in_flight = False
+                actor.commit_settled()
         return True
 
     def _fenced(self, actor: SessionActor, pending: list[Pending]) -> None:
         """A newer owner holds the session: fail what this node held and drop it, never replay."""
-        actor.in_flight = False
+        actor.commit_settled()
         moved = SessionMoved(f"session {actor.id} is now served by another node; retry the call")
         logger.warning("session %s moved to a newer owner; dropping this node's copy", actor.id)
         self.fenced += 1
-        self._fail_pending(pending + (actor.unflushed or []), moved)
-        actor.unflushed = None
+        self._fail_pending(pending + actor.take_unflushed(), moved)
         self._dirty.pop(actor, None)
         assert self._supervisor is not None
         self._supervisor.drop(actor, moved)
@@ -272,8 +259,7 @@ class SnapshotActor:
         logger.error("commit of %d sessions failed: %s", len(batch), error)
         assert self._supervisor is not None
         for actor, pending in zip(batch, held, strict=True):
-            self._fail_pending(pending + (actor.unflushed or []), error)
-            actor.unflushed = None
+            self._fail_pending(pending + actor.take_unflushed(), error)
             self._dirty.pop(actor, None)
             self._supervisor.roll_back(actor)
 
@@ -294,14 +280,12 @@ class SnapshotActor:
             failure = StoreError(
                 f"session {session_id} changed in another process and could not be reloaded: {error}"
             )
-            self._fail_pending(pending + (actor.unflushed or []), failure)
-            actor.unflushed = None
+            self._fail_pending(pending + actor.take_unflushed(), failure)
             self._dirty.pop(actor, None)
             self._supervisor.roll_back(actor)
             return
         if fresh is None or row is None:
-            self._fail_pending(pending + (actor.unflushed or []), SessionNotFound())
-            actor.unflushed = None
+            self._fail_pending(pending + actor.take_unflushed(), SessionNotFound())
             self._supervisor_forget(actor)
             return
         # Everything since our last commit, in order, on top of the other
@@ -310,9 +294,8 @@ class SnapshotActor:
         # and each lands back here through after_turn, held for the next commit.
         replay = [
             envelope if envelope is not None else ToldEnvelope(message, None)
-            for envelope, message in pending + (actor.unflushed or [])
+            for envelope, message in pending + actor.take_unflushed()
         ]
-        actor.unflushed = None
         self._supervisor.replay(actor, fresh, row.version, row.epoch, replay)
         logger.info("session %s changed in another process; replayed %d operations", session_id, len(replay))
 

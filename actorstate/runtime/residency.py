@@ -97,7 +97,7 @@ class Residency:
         self._check_open()
         if self._snapshots is not None:
             actor = SessionActor(session_id, None, self._now)
-            actor.status = ActorStatus.LOADING
+            actor.start_loading()
             self._resident[session_id] = actor
             self._most_recent = actor
             assert self._task_group is not None
@@ -145,12 +145,8 @@ class Residency:
                 actor, f"quarantined: its stored snapshot cannot be read ({error})", row.client_id
             )
             return
-        actor.state = state
-        actor.version = row.version
-        actor.epoch = row.epoch
-        actor.status = _READY
         # Last use as the store knows it (see _activate).
-        actor.last_used = self._now - max(0.0, self.clock.wall() - state.last_activity)
+        actor.loaded(state, row.version, row.epoch, self._now - max(0.0, self.clock.wall() - state.last_activity))
         self._account(actor)
         if actor.mailbox:
             self._ready.append(actor)
@@ -172,10 +168,7 @@ class Residency:
             self._remove(actor, StoreError(f"session {actor.id} was not saved; try again"))
             return
         self._accounted -= actor.accounted
-        actor.accounted, actor.accounted_basis = 0, -1
-        actor.state = None
-        actor.ending = False
-        actor.status = ActorStatus.LOADING
+        actor.start_loading()
         assert self._task_group is not None
         self._task_group.start_soon(self._load, actor)
 
@@ -201,8 +194,7 @@ class Residency:
         basis = state.state_bytes
         size = resident_bytes(basis)
         self._accounted += size - actor.accounted
-        actor.accounted = size
-        actor.accounted_basis = basis
+        actor.accounted_as(size, basis)
         if self._accounted > self._high_bytes:
             self._evict_down_to(self._low_bytes, "memory")
 
@@ -211,8 +203,7 @@ class Residency:
         if self._resident.get(actor.id) is actor:
             del self._resident[actor.id]
             self._accounted -= actor.accounted
-            actor.accounted = 0
-            actor.status = ActorStatus.GONE
+            actor.leave()
             if self._most_recent is actor:
                 self._most_recent = None
         error = error or SessionNotFound()

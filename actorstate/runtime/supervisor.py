@@ -41,6 +41,7 @@ from .client_index import ClientIndex
 from .durability import SnapshotActor
 from .memory import read_rss
 from .residency import Residency
+from .restart import RestartPolicy
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -147,6 +148,7 @@ class Supervisor(Residency):
         self.clock = clock = clock or Clock()
         self._parking = parking
         self._fault_hook = fault_hook
+        self._restart_policy = RestartPolicy(config)
         self._snapshots = snapshots
         # Commit mode: a write's reply waits for its commit anyway.
         self._hold_writes = snapshots is not None and snapshots.hold_replies
@@ -387,7 +389,7 @@ class Supervisor(Residency):
         return SessionQuarantined(f"session {actor.id} is {reason}; end it, or restart the server")
 
     def _quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None:
-        actor.status = ActorStatus.QUARANTINED
+        actor.quarantine()
         self._quarantined[actor.id] = (reason, client_id)
         self._fail_mailbox(actor, self._quarantine_error(actor, None))
 
@@ -472,7 +474,7 @@ class Supervisor(Residency):
                     parking.fail(envelope, error)
                     continue
                 if type(message) is EndSession:
-                    ended = actor.ending = True
+                    ended = True
                 if snapshots is None:
                     parking.resolve(envelope, result)
                 else:
@@ -483,12 +485,12 @@ class Supervisor(Residency):
                 return
             actor.mailbox = batch[started:] or None
         if ended:
+            actor.end()
             if snapshots is None:
                 self._remove(actor)
             else:
                 # Stays resident (answering SessionNotFound) until the end is
                 # committed; else a call could reload the old row meanwhile.
-                actor.status = ActorStatus.ENDED
                 self._fail_mailbox(actor, SessionNotFound())
             return
         # Most recently used goes last: every sweep walks from the front.
@@ -513,10 +515,7 @@ class Supervisor(Residency):
         This is the one turn runner: a replayed call is checked for ownership,
         passes the fault hook, and can crash the loop like any other turn.
         """
-        actor.state = state
-        actor.version = version
-        actor.epoch = epoch
-        actor.ending = False
+        actor.rebase(state, version, epoch)
         self._account(actor)
         if calls:
             self._turns(actor, calls)
@@ -528,10 +527,7 @@ class Supervisor(Residency):
         if started and not batch[started - 1].done:
             # The loop died around this message's reply; never leave its caller hanging.
             self._parking.fail(batch[started - 1], crash)
-        window_start = self._now - self.config.restart_window
-        crash_times = [t for t in actor.crash_times or () if t > window_start]
-        crash_times.append(self._now)
-        actor.crash_times = crash_times
+        decision = self._restart_policy.after_crash(actor.crash_times, self._now)
         unstarted = [e for e in batch[started:] if not e.cancelled]
         actor.mailbox = unstarted or None
         session_id = actor.id
@@ -540,27 +536,25 @@ class Supervisor(Residency):
             logger.warning("session %s crashed while closing (%r)", session_id, crash)
             self._fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))
             return
-        if len(crash_times) > self.config.max_restarts:
+        if decision.delay is None:
             logger.error(
                 "session %s quarantined: %d crashes within %g s, last: %r",
                 session_id,
-                len(crash_times),
+                decision.crashes,
                 self.config.restart_window,
                 crash,
             )
-            reason = f"quarantined after {len(crash_times)} crashes within {self.config.restart_window:g} s"
+            reason = f"quarantined after {decision.crashes} crashes within {self.config.restart_window:g} s"
             self._quarantine(actor, reason, self._client_of(actor) or "")
             return
-        actor.status = ActorStatus.BACKOFF
-        delay = min(
-            self.config.restart_backoff * 2 ** (len(crash_times) - 1), self.config.restart_backoff_max
-        )
+        actor.back_off(decision.crash_times)
+        delay = decision.delay
         logger.warning(
             "session %s crashed (%r); restarting from its last good state in %.3f s (crash %d of %d allowed)",
             session_id,
             crash,
             delay,
-            len(crash_times),
+            decision.crashes,
             self.config.max_restarts,
         )
         assert self._task_group is not None
@@ -570,7 +564,7 @@ class Supervisor(Residency):
         await self.clock.sleep(delay)
         if actor.status is not ActorStatus.BACKOFF or self._resident.get(actor.id) is not actor:
             return
-        actor.status = ActorStatus.READY
+        actor.restart()
         self.restarts += 1
         logger.warning("session %s restarted", actor.id)
         if actor.mailbox:
