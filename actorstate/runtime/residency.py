@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -28,6 +28,8 @@ from .actor import ActorStatus, Passivated, SessionActor
 from .memory import passivated_bytes, read_rss, resident_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from ..clock import Clock
     from ..config import Config
     from ..store.interface import Store
@@ -48,31 +50,47 @@ _EXPIRY_CHUNK = 2000
 _READY = ActorStatus.READY
 
 
+class ResidencyHost(Protocol):
+    """What residency asks of the scheduler that runs the actors (the supervisor)."""
+
+    @property
+    def closed(self) -> bool: ...
+    def check_open(self) -> None: ...
+    def fail_mailbox(self, actor: SessionActor, error: Exception) -> None: ...
+    def quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None: ...
+    def schedule(self, actor: SessionActor) -> None:
+        """The actor can run again (its load landed) and has messages waiting."""
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the background, in the state's task group."""
+
+
 class Residency:
-    # Provided by the supervisor.
-    config: Config
-    clock: Clock
-    _snapshots: SnapshotActor | None
-    _store: Store | None
-    _task_group: anyio.abc.TaskGroup | None
-    _closed: bool
-    _now: float
-    _ready: list[SessionActor]
+    """The registry of actors in memory: which are resident, passivated, loading; their
+    memory; idle passivation, eviction, expiry and the store's housekeeping."""
 
-    if TYPE_CHECKING:
-
-        def _check_open(self) -> None: ...
-        def _fail_mailbox(self, actor: SessionActor, error: Exception) -> None: ...
-        def _quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None: ...
-        def _wake_scheduler(self) -> None: ...
-
-    def _init_residency(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        host: ResidencyHost,
+        *,
+        store: Store | None = None,
+        durability: SnapshotActor | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._host = host
+        self._store = store
+        self._snapshots = durability
+        # The monotonic clock, read once per scheduler pass and maintenance
+        # tick rather than once per turn: residency decisions need seconds.
+        self.now = clock.monotonic()
         # Resident actors in least-recently-used order (oldest first), and the last one.
-        self._resident: dict[str, SessionActor] = {}
+        self.resident: dict[str, SessionActor] = {}
         self._most_recent: SessionActor | None = None
         # Passivated sessions in passivation order (oldest first).
-        self._passivated: dict[str, Passivated] = {}
-        self._accounted = 0
+        self.passivated: dict[str, Passivated] = {}
+        self.accounted = 0
         self._high_bytes = int(config.memory_budget_bytes * config.memory_high_watermark)
         self._low_bytes = int(config.memory_budget_bytes * config.memory_low_watermark)
         self._rss_baseline = read_rss()
@@ -82,35 +100,62 @@ class Residency:
         self._loads_in_flight = 0
         self._no_loads: anyio.Event | None = None  # set when the last load in flight lands
         self._touched: dict[str, float] = {}
-        self._db_bytes: int | None = None
+        self.db_bytes: int | None = None
         # Live sessions in the store, counted by the last housekeeping pass.
-        self._stored_sessions: int | None = None
+        self.stored_sessions: int | None = None
         self.activations = 0
         self.passivations = 0
         self.evictions: Counter[str] = Counter()
         self.expired = 0
 
+    def tick(self) -> float:
+        """Read the monotonic clock (once per scheduler pass); return it."""
+        self.now = now = self.clock.monotonic()
+        return now
+
+    def admit(self, actor: SessionActor) -> None:
+        """A new session's actor joins the resident ones, as the most recently used."""
+        self.resident[actor.id] = actor
+        self._most_recent = actor
+
+    def used(self, actor: SessionActor) -> None:
+        """The owner called the actor: it becomes the most recently used (sweeps walk from the front)."""
+        if actor is not self._most_recent:  # a hot session is already last
+            resident = self.resident
+            del resident[actor.id]
+            resident[actor.id] = actor
+            self._most_recent = actor
+        actor.last_used = self.now
+        state = actor.state
+        if state is not None and state.metadata_bytes + state.events_bytes != actor.accounted_basis:
+            self.account(actor)
+
+    async def wait_idle(self) -> None:
+        """Wait until no load and no housekeeping pass is in flight (closing)."""
+        await self._loads_landed()
+        async with self._housekeeping:
+            pass
+
     # -- activation, passivation, eviction -----------------------------------
 
-    def _activate(self, session_id: str) -> SessionActor:
+    def activate(self, session_id: str) -> SessionActor:
         """Bring a session that is not resident back: decode it, or start loading it."""
-        self._check_open()
+        self._host.check_open()
         if self._snapshots is not None:
-            actor = SessionActor(session_id, None, self._now)
+            actor = SessionActor(session_id, None, self.now)
             actor.start_loading()
-            self._resident[session_id] = actor
+            self.resident[session_id] = actor
             self._most_recent = actor
-            assert self._task_group is not None
-            self._task_group.start_soon(self._load, actor)
+            self._host.spawn(self._load, actor)
             return actor
-        entry = self._passivated.pop(session_id, None)
+        entry = self.passivated.pop(session_id, None)
         if entry is None:
             raise SessionNotFound
-        self._accounted -= passivated_bytes(entry.blob)
+        self.accounted -= passivated_bytes(entry.blob)
         # Its last use stays what it was: a call that turns out to be another
         # client's must not make the session look recently used.
         actor = SessionActor(session_id, decode_session(entry.blob), entry.last_used)
-        self._resident[session_id] = actor
+        self.resident[session_id] = actor
         self._most_recent = actor
         return actor
 
@@ -123,17 +168,17 @@ class Residency:
         try:
             row = await store.load(session_id)
         except StoreError as error:
-            self._remove(actor, error)
+            self.remove(actor, error)
             return
         finally:
             self._loads_in_flight -= 1
             if not self._loads_in_flight and self._no_loads is not None:
                 self._no_loads.set()
                 self._no_loads = None
-        if self._resident.get(session_id) is not actor or actor.status is not ActorStatus.LOADING:
+        if self.resident.get(session_id) is not actor or actor.status is not ActorStatus.LOADING:
             return
         if row is None or row.ended:
-            self._remove(actor)
+            self.remove(actor)
             return
         try:
             state = decode_session(row.state)
@@ -141,16 +186,15 @@ class Residency:
                 raise SnapshotDecodeError(f"the snapshot belongs to session {state.id}")
         except SnapshotDecodeError as error:
             logger.error("session %s quarantined: its stored snapshot cannot be read: %s", session_id, error)
-            self._quarantine(
+            self._host.quarantine(
                 actor, f"quarantined: its stored snapshot cannot be read ({error})", row.client_id
             )
             return
         # Last use as the store knows it (see _activate).
-        actor.loaded(state, row.version, row.epoch, self._now - max(0.0, self.clock.wall() - state.last_activity))
-        self._account(actor)
+        actor.loaded(state, row.version, row.epoch, self.now - max(0.0, self.clock.wall() - state.last_activity))
+        self.account(actor)
         if actor.mailbox:
-            self._ready.append(actor)
-            self._wake_scheduler()
+            self._host.schedule(actor)
 
     async def _loads_landed(self) -> None:
         """Wait until no load is in flight."""
@@ -161,64 +205,63 @@ class Residency:
 
     def roll_back(self, actor: SessionActor) -> None:
         """A commit failed: put the actor back to its last committed state (reload it)."""
-        if self._resident.get(actor.id) is not actor or actor.status is ActorStatus.QUARANTINED:
+        if self.resident.get(actor.id) is not actor or actor.status is ActorStatus.QUARANTINED:
             return
         if actor.version == 0 or actor.status is ActorStatus.ENDED:
             # Never stored, or its end is what failed: drop it; a call reloads the row.
-            self._remove(actor, StoreError(f"session {actor.id} was not saved; try again"))
+            self.remove(actor, StoreError(f"session {actor.id} was not saved; try again"))
             return
-        self._accounted -= actor.accounted
+        self.accounted -= actor.accounted
         actor.start_loading()
-        assert self._task_group is not None
-        self._task_group.start_soon(self._load, actor)
+        self._host.spawn(self._load, actor)
 
     def drop(self, actor: SessionActor, error: Exception) -> None:
         """Take the actor out of memory at once; calls waiting for it get ``error``."""
-        self._remove(actor, error)
+        self.remove(actor, error)
 
     def forget_ended(self, actor: SessionActor) -> None:
         """The end of this session is committed: let the actor go."""
-        self._remove(actor)
+        self.remove(actor)
 
-    def _activated(self, actor: SessionActor) -> None:
+    def activated(self, actor: SessionActor) -> None:
         self.activations += 1
         if actor.state is not None:
-            self._account(actor)
-        if len(self._resident) > self.config.max_resident:
-            self._passivate_lru(len(self._resident) - self.config.max_resident, "cap")
+            self.account(actor)
+        if len(self.resident) > self.config.max_resident:
+            self._passivate_lru(len(self.resident) - self.config.max_resident, "cap")
         if self.activations % _RSS_SAMPLE_EVERY == 0:
             self._check_rss()
 
-    def _account(self, actor: SessionActor) -> None:
+    def account(self, actor: SessionActor) -> None:
         state: Any = actor.state
         basis = state.state_bytes
         size = resident_bytes(basis)
-        self._accounted += size - actor.accounted
+        self.accounted += size - actor.accounted
         actor.accounted_as(size, basis)
-        if self._accounted > self._high_bytes:
+        if self.accounted > self._high_bytes:
             self._evict_down_to(self._low_bytes, "memory")
 
-    def _remove(self, actor: SessionActor, error: Exception | None = None) -> None:
+    def remove(self, actor: SessionActor, error: Exception | None = None) -> None:
         """Take the actor out of memory; calls waiting in its mailbox get ``error``."""
-        if self._resident.get(actor.id) is actor:
-            del self._resident[actor.id]
-            self._accounted -= actor.accounted
+        if self.resident.get(actor.id) is actor:
+            del self.resident[actor.id]
+            self.accounted -= actor.accounted
             actor.leave()
             if self._most_recent is actor:
                 self._most_recent = None
         error = error or SessionNotFound()
         if self._snapshots is not None:
             self._snapshots.forget(actor, error)
-        self._fail_mailbox(actor, error)
+        self._host.fail_mailbox(actor, error)
 
-    def _passivate(self, actor: SessionActor) -> None:
+    def passivate(self, actor: SessionActor) -> None:
         """Take an idle actor out of memory, keeping its state.
 
         With a store the state is already there (idle means nothing unsaved);
         in memory mode it is kept as a compact encoded snapshot.
         """
         if self._snapshots is not None:
-            self._remove(actor)
+            self.remove(actor)
             self.passivations += 1
             return
         state: Any = actor.state
@@ -227,20 +270,20 @@ class Residency:
         except Exception as error:  # inputs are checked; this would be a bug, not a reason to die
             logger.error("session %s cannot be encoded (%r); it stays resident", actor.id, error)
             return
-        self._remove(actor)
+        self.remove(actor)
         self.passivations += 1
-        self._passivated[actor.id] = Passivated(state.client_id, state.created_at, blob, actor.last_used)
-        self._accounted += passivated_bytes(blob)
+        self.passivated[actor.id] = Passivated(state.client_id, state.created_at, blob, actor.last_used)
+        self.accounted += passivated_bytes(blob)
 
     def _passivate_lru(self, count: int, reason: str) -> None:
         victims: list[SessionActor] = []
-        for actor in self._resident.values():
+        for actor in self.resident.values():
             if len(victims) >= count:
                 break
             if actor.idle:
                 victims.append(actor)
         for actor in victims:
-            self._passivate(actor)
+            self.passivate(actor)
         if victims:
             logger.debug("passivated %d idle sessions (%s)", len(victims), reason)
 
@@ -251,15 +294,15 @@ class Residency:
         then idle resident actors. In memory mode an evicted session is gone.
         """
         dropped = 0
-        passivated = self._passivated
-        while self._accounted > target_bytes and passivated:
+        passivated = self.passivated
+        while self.accounted > target_bytes and passivated:
             session_id = next(iter(passivated))
-            self._accounted -= passivated_bytes(passivated.pop(session_id).blob)
+            self.accounted -= passivated_bytes(passivated.pop(session_id).blob)
             dropped += 1
-        if self._accounted > target_bytes:
+        if self.accounted > target_bytes:
             victims: list[SessionActor] = []
-            excess = self._accounted - target_bytes
-            for actor in self._resident.values():
+            excess = self.accounted - target_bytes
+            for actor in self.resident.values():
                 if excess <= 0:
                     break
                 if actor.idle:
@@ -267,7 +310,7 @@ class Residency:
                     excess -= actor.accounted
             for actor in victims:
                 # With a store this only passivates: the state is saved already.
-                self._remove(actor)
+                self.remove(actor)
             dropped += len(victims)
         if dropped:
             self.evictions[reason] += dropped
@@ -275,7 +318,7 @@ class Residency:
                 "evicted %d sessions (%s): %d bytes accounted, budget %d bytes",
                 dropped,
                 reason,
-                self._accounted,
+                self.accounted,
                 self.config.memory_budget_bytes,
             )
 
@@ -284,39 +327,38 @@ class Residency:
         if rss is None or self._rss_baseline is None:
             return
         growth = rss - self._rss_baseline
-        if growth <= self._high_bytes or rss <= self._rss_mark or self._accounted <= 0:
+        if growth <= self._high_bytes or rss <= self._rss_mark or self.accounted <= 0:
             return
         # RSS seldom shrinks after objects are freed (the allocator keeps the
         # pages for reuse), so act again only when RSS grows past this mark.
         self._rss_mark = rss
-        if growth > _RSS_PLAUSIBLE_FACTOR * self._accounted:
+        if growth > _RSS_PLAUSIBLE_FACTOR * self.accounted:
             # Far more growth than sessions could explain: the host application
             # grew, not us. Evicting sessions would destroy state for nothing.
             logger.warning(
                 "process RSS grew by %d MB, far beyond the %d MB accounted to sessions; "
                 "not evicting sessions for it",
                 growth // 2**20,
-                self._accounted // 2**20,
+                self.accounted // 2**20,
             )
             return
         # The estimate is low: RSS says sessions cost more than accounted.
         # Scale the target by the observed ratio.
-        self._evict_down_to(int(self._accounted * self._low_bytes / growth), "memory")
+        self._evict_down_to(int(self.accounted * self._low_bytes / growth), "memory")
 
     # -- maintenance ----------------------------------------------------------
 
-    async def _run_maintenance(
+    async def run_maintenance(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         if self._store is not None:
             # Known from the first call on: the size is cheap to read, and the
             # first housekeeping pass (which counts the live sessions) starts now.
             try:
-                self._db_bytes = await self._store.size_bytes()
+                self.db_bytes = await self._store.size_bytes()
             except StoreError as error:
                 logger.warning("cannot measure the database: %s", error)
-            assert self._task_group is not None
-            self._task_group.start_soon(self.housekeeping)
+            self._host.spawn(self.housekeeping)
         task_status.started()
         while True:
             await self.clock.sleep(self.config.maintenance_interval)
@@ -324,24 +366,24 @@ class Residency:
 
     def sweep(self) -> None:
         """End expired sessions, passivate idle actors, check RSS."""
-        now = self._now = self.clock.monotonic()
+        now = self.now = self.clock.monotonic()
         ttl_cutoff = now - self.config.session_ttl
         idle_cutoff = now - self.config.idle_timeout
-        housekeeping_due = now >= self._housekeeping_due and not self._closed
+        housekeeping_due = now >= self._housekeeping_due and not self._host.closed
 
         expired: list[str] = []
         if housekeeping_due and self._snapshots is None:
             # Passivated sessions can be many; scan them only once per housekeeping interval.
-            expired = [sid for sid, entry in self._passivated.items() if entry.last_used <= ttl_cutoff]
+            expired = [sid for sid, entry in self.passivated.items() if entry.last_used <= ttl_cutoff]
             for session_id in expired:
-                self._accounted -= passivated_bytes(self._passivated.pop(session_id).blob)
+                self.accounted -= passivated_bytes(self.passivated.pop(session_id).blob)
             self._housekeeping_due = now + self.config.housekeeping_interval
         stale: list[SessionActor] = []
         idle: list[SessionActor] = []
         # A full scan (about a millisecond per 10,000 actors): an actor brought
         # back by someone else's probe keeps its old last use, so the resident
         # order alone cannot tell which ones are idle.
-        for actor in self._resident.values():
+        for actor in self.resident.values():
             if not actor.idle:
                 continue
             if actor.last_used <= ttl_cutoff:
@@ -350,17 +392,16 @@ class Residency:
                 idle.append(actor)
         for actor in stale:
             self._remember_last_use(actor)
-            self._remove(actor)
+            self.remove(actor)
         for actor in idle:
             self._remember_last_use(actor)
-            self._passivate(actor)
+            self.passivate(actor)
         if self._snapshots is not None:
             # With a store, the store ends expired rows (housekeeping below);
             # resident actors idle past the TTL only leave memory here.
             stale = []
             if housekeeping_due and not self._housekeeping.locked():
-                assert self._task_group is not None
-                self._task_group.start_soon(self.housekeeping)
+                self._host.spawn(self.housekeeping)
         if expired or stale:
             self.expired += len(expired) + len(stale)
             logger.info(
@@ -378,7 +419,7 @@ class Residency:
         """
         if self._snapshots is None or actor.state is None:
             return
-        wall_last_use = self.clock.wall() - (self._now - actor.last_used)
+        wall_last_use = self.clock.wall() - (self.now - actor.last_used)
         if wall_last_use > actor.state.last_activity + 1.0:
             self._touched[actor.id] = wall_last_use
 
@@ -406,7 +447,7 @@ class Residency:
                     raise
             expired = live = 0
             after_id = ""
-            resident = frozenset(self._resident)
+            resident = frozenset(self.resident)
             while True:  # one chunk per job: commits slip in between
                 step = await store.expire(after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident)
                 expired += step.ended
@@ -414,10 +455,10 @@ class Residency:
                 after_id = step.next_after
                 if not after_id:
                     break
-            self._stored_sessions = live
+            self.stored_sessions = live
             purged = await store.purge(wall - self.config.ended_retention)
             await store.maintain()
-            self._db_bytes = await store.size_bytes()
+            self.db_bytes = await store.size_bytes()
             self.expired += expired
             if expired or purged:
                 logger.info(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -91,7 +91,7 @@ async def open_supervisor(
         async with anyio.create_task_group() as task_group:
             supervisor._task_group = task_group
             task_group.start_soon(supervisor._run_scheduler)
-            await task_group.start(supervisor._run_maintenance)
+            await task_group.start(supervisor.residency.run_maintenance)
             if snapshots is not None:
                 task_group.start_soon(snapshots.run)
             # A stop signal cancels only the caller's block: the background
@@ -130,7 +130,7 @@ async def _stop_on_signals(
             return
 
 
-class Supervisor(Residency):
+class Supervisor:
     """Owns every session actor of one state; see the module docstring."""
 
     def __init__(
@@ -163,8 +163,10 @@ class Supervisor(Residency):
 
         # The monotonic clock, read once per scheduler pass and maintenance
         # tick rather than once per turn: residency decisions need seconds.
-        self._now = clock.monotonic()
-        self._init_residency(config)
+        self.residency = residency = Residency(config, clock, self, store=store, durability=snapshots)
+        # Read on every call; the residency alone changes them.
+        self._resident = residency.resident
+        self._passivated = residency.passivated
 
         # Memory mode's listing order (a store keeps its own index).
         self._by_client = ClientIndex(self._listed_in_memory) if snapshots is None else None
@@ -178,15 +180,14 @@ class Supervisor(Residency):
 
     async def create(self, client_id: str) -> str:
         """Create a session owned by ``client_id``; return its id."""
-        self._check_open()
+        self.check_open()
         session_id = str(uuid.uuid4())
         state = SessionState(session_id, client_id, self.clock.wall())
-        actor = SessionActor(session_id, state, self._now)
-        self._resident[session_id] = actor
-        self._most_recent = actor
+        actor = SessionActor(session_id, state, self.residency.now)
+        self.residency.admit(actor)
         envelope = Envelope(CreateSession(), client_id)
         await self._post(session_id, envelope)
-        self._activated(actor)
+        self.residency.activated(actor)
         result: str = await self._parking.park(envelope)
         if self._by_client is not None:
             self._by_client.add(client_id, state.created_at, session_id)
@@ -239,14 +240,14 @@ class Supervisor(Residency):
         however many sessions the client has); memory adds what it knows
         better (sessions not stored yet, newer rows, ones ending).
         """
-        self._check_open()
+        self.check_open()
         if self._by_client is not None:
             return self._list_in_memory(client_id, after, limit)
         stored: list[SessionRow] = []
         if self._store is not None:
             # One row more than the page: it tells whether the store has more.
             stored = await self._store.list_client(client_id, after, limit + 1)
-            self._check_open()
+            self.check_open()
         in_memory: list[SessionRow] = []
         gone: set[str] = set()
         for session_id, actor in self._resident.items():
@@ -284,27 +285,28 @@ class Supervisor(Residency):
     def stats(self) -> dict[str, Any]:
         quarantined = sum(1 for a in self._resident.values() if a.status is ActorStatus.QUARANTINED)
         store_stats: dict[str, Any] = {}
+        residency = self.residency
         sessions: int | None = len(self._resident) + len(self._passivated)
         if self._snapshots is not None:
             store_stats = self._snapshots.stats()
-            store_stats["db_bytes"] = self._db_bytes
+            store_stats["db_bytes"] = residency.db_bytes
             # Counting a million rows on demand would stall commits; the
             # housekeeping pass counts them as it scans for expired ones.
             # Until the first pass ends the count is unknown: None, never a
             # wrong number.
-            sessions = self._stored_sessions
+            sessions = residency.stored_sessions
         return store_stats | {
             "resident_actors": len(self._resident),
             "passivated_sessions": len(self._passivated),
             "sessions": sessions,
-            "activations": self.activations,
-            "passivations": self.passivations,
-            "evictions": dict(self.evictions),
-            "expired": self.expired,
+            "activations": residency.activations,
+            "passivations": residency.passivations,
+            "evictions": dict(residency.evictions),
+            "expired": residency.expired,
             "restarts": self.restarts,
             "quarantined": quarantined,
             "mailbox_high_water": self.mailbox_high_water,
-            "accounted_bytes": self._accounted,
+            "accounted_bytes": residency.accounted,
             "rss_bytes": read_rss(),
         }
 
@@ -313,11 +315,11 @@ class Supervisor(Residency):
     async def _post(self, session_id: str, envelope: Envelope[Any]) -> None:
         actor = self._resident.get(session_id)
         if actor is None or self._closed:
-            actor = self._activate(session_id)
+            actor = self.residency.activate(session_id)
             self._post_now(actor, envelope)
             # Accounted only once a message is posted: an actor with a message
             # waiting is never evicted, so the budget check cannot drop it.
-            self._activated(actor)
+            self.residency.activated(actor)
             return
         if (
             actor.status is ActorStatus.QUARANTINED
@@ -332,7 +334,7 @@ class Supervisor(Residency):
 
     def _post_now(self, actor: SessionActor, envelope: Envelope[Any]) -> bool:
         """Post if the mailbox has room; False if it is full."""
-        self._check_open()
+        self.check_open()
         status = actor.status
         if status is ActorStatus.QUARANTINED:
             raise self._quarantine_error(actor, envelope.client_id)
@@ -363,7 +365,7 @@ class Supervisor(Residency):
                 if actor.room is None:
                     actor.room = anyio.Event()
                 await actor.room.wait()
-                self._check_open()
+                self.check_open()
                 if self._resident.get(actor.id) is not actor:
                     # Passivated or reloaded meanwhile: post to whatever holds it now.
                     await self._post(actor.id, envelope)
@@ -388,21 +390,47 @@ class Supervisor(Residency):
         reason = self._quarantined.get(actor.id, ("quarantined", ""))[0]
         return SessionQuarantined(f"session {actor.id} is {reason}; end it, or restart the server")
 
-    def _quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None:
+    def quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None:
         actor.quarantine()
         self._quarantined[actor.id] = (reason, client_id)
-        self._fail_mailbox(actor, self._quarantine_error(actor, None))
+        self.fail_mailbox(actor, self._quarantine_error(actor, None))
 
     async def _end_quarantined(self, actor: SessionActor) -> None:
         """Ending is the way out of quarantine; it needs no turn."""
         if self._store is not None:
             await self._store.end(actor.id, self.clock.wall())
         self._quarantined.pop(actor.id, None)
-        self._remove(actor)
+        self.residency.remove(actor)
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
         if self._closed:
             raise StateClosed("this actorstate is closed; open a new one with open_state()")
+
+    # -- what the residency and durability ask of the scheduler ----------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def schedule(self, actor: SessionActor) -> None:
+        self._ready.append(actor)
+        self._wake_scheduler()
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        assert self._task_group is not None
+        self._task_group.start_soon(fn, *args)
+
+    def roll_back(self, actor: SessionActor) -> None:
+        self.residency.roll_back(actor)
+
+    def forget_ended(self, actor: SessionActor) -> None:
+        self.residency.forget_ended(actor)
+
+    def drop(self, actor: SessionActor, error: Exception) -> None:
+        self.residency.drop(actor, error)
+
+    async def housekeeping(self) -> None:
+        await self.residency.housekeeping()
 
     # -- turns ----------------------------------------------------------------
 
@@ -419,7 +447,7 @@ class Supervisor(Residency):
     def _drain_ready(self) -> None:
         """One pass over the ready list: every ready actor's whole mailbox."""
         ready, self._ready = self._ready, []
-        self._now = self.clock.monotonic()
+        self.residency.tick()
         for actor in ready:
             batch = actor.mailbox
             if batch is not None and actor.status is _READY:
@@ -487,24 +515,16 @@ class Supervisor(Residency):
         if ended:
             actor.end()
             if snapshots is None:
-                self._remove(actor)
+                self.residency.remove(actor)
             else:
                 # Stays resident (answering SessionNotFound) until the end is
                 # committed; else a call could reload the old row meanwhile.
-                self._fail_mailbox(actor, SessionNotFound())
+                self.fail_mailbox(actor, SessionNotFound())
             return
         # Most recently used goes last: every sweep walks from the front.
         # Only the owner's calls count: another client's probes keep nothing alive.
-        resident = self._resident
-        session_id = state.id
         if used and actor.status is not ActorStatus.GONE:
-            if actor is not self._most_recent:  # a hot session is already last
-                del resident[session_id]
-                resident[session_id] = actor
-                self._most_recent = actor
-            actor.last_used = self._now
-            if state.metadata_bytes + state.events_bytes != actor.accounted_basis:
-                self._account(actor)
+            self.residency.used(actor)
 
     def replay(
         self, actor: SessionActor, state: SessionState, version: int, epoch: int, calls: list[Envelope[Any]]
@@ -516,7 +536,7 @@ class Supervisor(Residency):
         passes the fault hook, and can crash the loop like any other turn.
         """
         actor.rebase(state, version, epoch)
-        self._account(actor)
+        self.residency.account(actor)
         if calls:
             self._turns(actor, calls)
 
@@ -527,14 +547,14 @@ class Supervisor(Residency):
         if started and not batch[started - 1].done:
             # The loop died around this message's reply; never leave its caller hanging.
             self._parking.fail(batch[started - 1], crash)
-        decision = self._restart_policy.after_crash(actor.crash_times, self._now)
+        decision = self._restart_policy.after_crash(actor.crash_times, self.residency.now)
         unstarted = [e for e in batch[started:] if not e.cancelled]
         actor.mailbox = unstarted or None
         session_id = actor.id
         if self._closed:
             # No restart after close: nobody would run it.
             logger.warning("session %s crashed while closing (%r)", session_id, crash)
-            self._fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))
+            self.fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))
             return
         if decision.delay is None:
             logger.error(
@@ -545,7 +565,7 @@ class Supervisor(Residency):
                 crash,
             )
             reason = f"quarantined after {decision.crashes} crashes within {self.config.restart_window:g} s"
-            self._quarantine(actor, reason, self._client_of(actor) or "")
+            self.quarantine(actor, reason, self._client_of(actor) or "")
             return
         actor.back_off(decision.crash_times)
         delay = decision.delay
@@ -571,7 +591,7 @@ class Supervisor(Residency):
             self._ready.append(actor)
             self._wake_scheduler()
 
-    def _fail_mailbox(self, actor: SessionActor, error: Exception) -> None:
+    def fail_mailbox(self, actor: SessionActor, error: Exception) -> None:
         batch, actor.mailbox = actor.mailbox or [], None
         for envelope in batch:
             if envelope.client_id is not None and envelope.client_id != self._client_of(actor):
@@ -590,14 +610,12 @@ class Supervisor(Residency):
         closed = StateClosed("actorstate closed before this call got its turn")
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.BACKOFF and actor.mailbox:
-                self._fail_mailbox(actor, closed)
+                self.fail_mailbox(actor, closed)
         # Database reads in flight land first (a pass of housekeeping too).
-        await self._loads_landed()
-        async with self._housekeeping:
-            pass
+        await self.residency.wait_idle()
         for actor in list(self._resident.values()):
             if actor.status is ActorStatus.LOADING:  # its load was cancelled
-                self._remove(actor, closed)
+                self.residency.remove(actor, closed)
         # Run what is queued here: the scheduler may already be cancelled.
         while self._ready:
             self._drain_ready()

@@ -61,7 +61,7 @@ async def test_store_ends_sessions_idle_past_ttl_and_purges_old_ended(tmp_path: 
             db.execute(
                 "UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time() - 30 * 86400, long_ended.id)
             )
-        await state._supervisor.housekeeping()
+        await state.housekeeping()
         assert state.stats()["sessions"] == 1  # counted in the store: only `recent` is live
         with pytest.raises(SessionNotFound):
             await old.context()
@@ -87,7 +87,7 @@ async def test_expiry_scans_the_table_in_chunks(tmp_path: Path, monkeypatch: pyt
                 "UPDATE sessions SET last_activity = ? WHERE id = ?",
                 [(time.time() - 25 * 3600, s.id) for s in stale],
             )
-        await state._supervisor.housekeeping()
+        await state.housekeeping()
         assert sorted(await state.list_sessions()) == sorted(s.id for s in sessions[1::2])
         for session in stale:
             with pytest.raises(SessionNotFound):
@@ -103,6 +103,6 @@ async def test_checkpoint_keeps_the_wal_from_growing(tmp_path: Path) -> None:
         for index in range(300):
             await session.set_preference("blob", "x" * 4000 + str(index))
         assert os.path.getsize(path + "-wal") > 0
-        await state._supervisor.housekeeping()
+        await state.housekeeping()
         assert os.path.getsize(path + "-wal") == 0
         assert state.stats()["db_bytes"] > 0

@@ -271,7 +271,7 @@ async def test_caller_waiting_for_room_follows_a_passivated_session() -> None:
             actor.room = None
             supervisor._turns(actor, batch)
             # ...and before the waiter runs, the now idle actor is passivated.
-            supervisor._passivate(actor)
+            supervisor.residency.passivate(actor)
             assert session.id in supervisor._passivated
         assert results == {"first": 1, "waiter": 2}
         assert (await session.context())["metadata"] == {"counter": 2}

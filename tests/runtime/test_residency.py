@@ -171,7 +171,7 @@ async def test_growth_of_the_host_process_does_not_evict_sessions() -> None:
         sessions = [await state.create_session() for _ in range(200)]
         ballast = bytearray(64 * 1024 * 1024)
         ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page: real RSS
-        state._supervisor.sweep()
+        state._supervisor.residency.sweep()
         assert state.stats()["evictions"] == {}
         for session in sessions:
             await session.context()
