@@ -19,6 +19,7 @@ the next flush. A failed transaction fails every reply it held with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -51,6 +52,19 @@ _COMMITTED, _FENCED = WriteOutcome.COMMITTED, WriteOutcome.FENCED
 # reply went out, as in interval mode) and the message, kept to re-apply it
 # after a version conflict.
 Pending = tuple["Envelope[Any] | None", "Message[Any]"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DurabilityStats:
+    """What durability counts; commit latencies over the last 1,024 commits (None before any)."""
+
+    commits: int
+    failed_commits: int
+    conflicts: int
+    fenced: int
+    sessions_written: int
+    commit_latency_ms_p50: float | None
+    commit_latency_ms_p99: float | None
 
 
 class ActorHost(Protocol):
@@ -299,16 +313,14 @@ class SnapshotActor:
         self._supervisor.replay(actor, fresh, row.version, row.epoch, replay)
         logger.info("session %s changed in another process; replayed %d operations", session_id, len(replay))
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> DurabilityStats:
         latencies = sorted(self._latencies)
-        return {
-            "commits": self.commits,
-            "failed_commits": self.failed_commits,
-            "conflicts": self.conflicts,
-            "fenced": self.fenced,
-            "sessions_written": self.sessions_written,
-            "commit_latency_ms_p50": round(statistics.median(latencies) * 1000, 3) if latencies else None,
-            "commit_latency_ms_p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 3)
-            if latencies
-            else None,
-        }
+        return DurabilityStats(
+            commits=self.commits,
+            failed_commits=self.failed_commits,
+            conflicts=self.conflicts,
+            fenced=self.fenced,
+            sessions_written=self.sessions_written,
+            commit_latency_ms_p50=round(statistics.median(latencies) * 1000, 3) if latencies else None,
+            commit_latency_ms_p99=round(latencies[int(len(latencies) * 0.99)] * 1000, 3) if latencies else None,
+        )

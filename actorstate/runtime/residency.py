@@ -15,6 +15,7 @@ uses the scheduling and failure handling the supervisor provides.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,6 +49,21 @@ _RSS_PLAUSIBLE_FACTOR = 3
 # Rows per expiry scan step (a few milliseconds of database time).
 _EXPIRY_CHUNK = 2000
 _READY = ActorStatus.READY
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResidencyStats:
+    """What residency counts: actors in memory, sessions, and memory."""
+
+    resident_actors: int
+    passivated_sessions: int
+    sessions: int | None  # with a store: live sessions the last housekeeping pass counted
+    activations: int
+    passivations: int
+    evictions: dict[str, int]  # by reason
+    expired: int
+    accounted_bytes: int
+    rss_bytes: int | None
 
 
 class ResidencyHost(Protocol):
@@ -107,6 +123,23 @@ class Residency:
         self.passivations = 0
         self.evictions: Counter[str] = Counter()
         self.expired = 0
+
+    def stats(self) -> ResidencyStats:
+        # Counting a million rows on demand would stall commits; with a store
+        # the housekeeping pass counts them as it scans for expired ones, and
+        # until the first pass ends the count is unknown: None, never a wrong number.
+        sessions = self.stored_sessions if self._store is not None else len(self.resident) + len(self.passivated)
+        return ResidencyStats(
+            resident_actors=len(self.resident),
+            passivated_sessions=len(self.passivated),
+            sessions=sessions,
+            activations=self.activations,
+            passivations=self.passivations,
+            evictions=dict(self.evictions),
+            expired=self.expired,
+            accounted_bytes=self.accounted,
+            rss_bytes=read_rss(),
+        )
 
     def tick(self) -> float:
         """Read the monotonic clock (once per scheduler pass); return it."""
