@@ -116,6 +116,11 @@ class SessionActor:
         self.accounted = size
         self.accounted_basis = basis
 
+    def requeue(self, envelopes: list[Envelope[Any]]) -> None:
+        """Put calls back at the front of the mailbox, before any that arrived meanwhile."""
+        if envelopes:
+            self.mailbox = envelopes + (self.mailbox or [])
+
     # -- durability's bookkeeping ---------------------------------------------------
 
     def hold(self, entry: Any) -> bool:

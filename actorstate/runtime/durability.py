@@ -30,7 +30,7 @@ import anyio
 
 from ..backend import ToldEnvelope
 from ..clock import Clock
-from ..errors import SessionMoved, SessionNotFound, StoreError
+from ..errors import SessionMoved, SessionNotFound, StoreError, StoreUnavailable
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
 from ..store.interface import SnapshotWrite, WriteOutcome
 
@@ -157,13 +157,15 @@ class SnapshotActor:
                 self._wakeup = None
             if not self.hold_replies:
                 await self._clock.sleep(self._config.flush_interval)
-            # No pause after a failed flush: its sessions were rolled back and
-            # are no longer dirty, so the next flush holds only writes made
-            # since, and their callers hear the store's verdict at once
-            # instead of after a backoff. A store that keeps failing costs one
-            # failed transaction per group of writes, never a busy loop.
+            # Commit mode: no pause after a failed flush. Its sessions were
+            # rolled back and are no longer dirty, so the next flush holds
+            # only writes made since, and their callers hear the store's
+            # verdict at once instead of after a backoff; a store that keeps
+            # failing costs one failed transaction per group of writes.
+            # Interval mode: the writes were acknowledged already, so a failed
+            # flush keeps them dirty and the next interval tries again.
             with anyio.CancelScope(shield=True):
-                await self.flush()
+                await self.flush(keep_on_failure=not self.hold_replies)
 
     async def flush_all(self, attempts: int = 6) -> None:
         """Flush until nothing is dirty (shutdown).
@@ -178,7 +180,8 @@ class SnapshotActor:
                 return
             if await self.flush(keep_on_failure=attempt < attempts):
                 continue
-            await anyio.sleep(0.05 * 2**attempt)
+            if attempt < attempts:
+                await self._clock.sleep(0.05 * 2**attempt)
 
     async def flush(self, *, keep_on_failure: bool = False) -> bool:
         """Write every dirty session in one transaction; False if the transaction failed."""
@@ -211,8 +214,14 @@ class SnapshotActor:
         started = time.perf_counter()
         try:
             outcomes = await self.store.write(writes, self._clock.wall())
-        except StoreError as error:
+        except Exception as raised:
+            if isinstance(raised, StoreError):
+                error = raised
+            else:  # a store that broke its contract: its callers still hear, and the loop lives on
+                logger.exception("commit of %d sessions raised unexpectedly", len(batch))
+                error = StoreUnavailable(f"committing to {self.store.name} failed unexpectedly: {raised!r}")
             if keep_on_failure:
+                self.failed_commits += 1
                 logger.warning("commit of %d sessions failed, will retry: %s", len(batch), error)
                 for actor, pending in zip(batch, held, strict=True):
                     actor.retry_commit(pending)

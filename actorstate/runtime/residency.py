@@ -8,9 +8,12 @@ only drop the in-memory copy; in memory mode a passivated session is kept as
 a compact encoded snapshot and an evicted one is gone. Also here: memory
 accounting, the maintenance sweep, and the store's housekeeping.
 
-:class:`Residency` is a part of :class:`~actorstate.runtime.supervisor.Supervisor`
-(a mixin): it owns the state :meth:`Residency._init_residency` creates and
-uses the scheduling and failure handling the supervisor provides.
+:class:`Residency` is an object the supervisor composes: it owns the
+resident and passivated maps and their accounting, and asks the scheduler
+for what it needs (failing a mailbox, scheduling an actor, a background
+task) through :class:`ResidencyHost`. Before a call, :meth:`Residency.refresh`
+reloads the sessions another process changed (see the store's freshness
+contract).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class ResidencyStats:
     passivations: int
     evictions: dict[str, int]  # by reason
     expired: int
+    refreshed: int  # sessions reloaded because another process changed them
     accounted_bytes: int
     rss_bytes: int | None
 
@@ -119,6 +123,8 @@ class Residency:
         self.db_bytes: int | None = None
         # Live sessions in the store, counted by the last housekeeping pass.
         self.stored_sessions: int | None = None
+        self._refreshing: anyio.Event | None = None
+        self.refreshed = 0  # sessions reloaded because another process changed them
         self.activations = 0
         self.passivations = 0
         self.evictions: Counter[str] = Counter()
@@ -137,6 +143,7 @@ class Residency:
             passivations=self.passivations,
             evictions=dict(self.evictions),
             expired=self.expired,
+            refreshed=self.refreshed,
             accounted_bytes=self.accounted,
             rss_bytes=read_rss(),
         )
@@ -223,7 +230,7 @@ class Residency:
                 actor, f"quarantined: its stored snapshot cannot be read ({error})", row.client_id
             )
             return
-        # Last use as the store knows it (see _activate).
+        # Last use as the store knows it (see activate).
         actor.loaded(state, row.version, row.epoch, self.now - max(0.0, self.clock.wall() - state.last_activity))
         self.account(actor)
         if actor.mailbox:
@@ -244,9 +251,39 @@ class Residency:
             # Never stored, or its end is what failed: drop it; a call reloads the row.
             self.remove(actor, StoreError(f"session {actor.id} was not saved; try again"))
             return
+        self.reload(actor)
+
+    def reload(self, actor: SessionActor) -> None:
+        """Read the actor's state from the store again; its calls wait meanwhile."""
         self.accounted -= actor.accounted
         actor.start_loading()
         self._host.spawn(self._load, actor)
+
+    async def refresh(self) -> None:
+        """Reload the idle resident sessions another process changed (see Store.moved).
+
+        One refresh at a time: callers arriving meanwhile wait for it, and
+        its answer covers them too. A session with changes of its own in
+        flight is left alone: its commit will conflict and replay them on
+        the other process's state.
+        """
+        store = self._store
+        assert store is not None
+        if self._refreshing is not None:
+            await self._refreshing.wait()
+            return
+        self._refreshing = done = anyio.Event()
+        try:
+            held = {session_id: actor.version for session_id, actor in self.resident.items() if actor.version and actor.idle}
+            moved = await store.moved(held)
+            for session_id in moved:
+                actor = self.resident.get(session_id)
+                if actor is not None and actor.idle:
+                    self.reload(actor)
+                    self.refreshed += 1
+        finally:
+            self._refreshing = None
+            done.set()
 
     def drop(self, actor: SessionActor, error: Exception) -> None:
         """Take the actor out of memory at once; calls waiting for it get ``error``."""

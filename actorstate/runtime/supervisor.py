@@ -10,7 +10,9 @@ ready actor in one synchronous pass. Turns never await, so turns of one
 actor never interleave, and no lock is taken.
 
 Which actors are in memory, and for how long, is the business of
-:mod:`actorstate.runtime.residency`, a part of this class.
+:mod:`actorstate.runtime.residency`, which the supervisor composes; restart
+intensity is :mod:`actorstate.runtime.restart`; durability replays conflicts
+through :meth:`Supervisor.replay`, so turns have one runner.
 
 Crashes follow Erlang/OTP restart intensity: an actor whose loop dies is
 restarted with exponential backoff, and more than ``max_restarts`` crashes
@@ -170,8 +172,6 @@ class Supervisor:
         self._ready: list[SessionActor] = []
         self._scheduler_wakeup: Envelope[Any] | None = None
 
-        # The monotonic clock, read once per scheduler pass and maintenance
-        # tick rather than once per turn: residency decisions need seconds.
         self.residency = residency = Residency(config, clock, self, store=store, durability=snapshots)
         # Read on every call; the residency alone changes them.
         self._resident = residency.resident
@@ -211,6 +211,10 @@ class Supervisor:
             Overloaded: the mailbox stayed full for ``Config.ask_timeout``.
             Any exception the turn raised, with the state left unchanged.
         """
+        store = self._store
+        if store is not None and store.maybe_changed():
+            # Another process committed: sessions it changed reload before they answer.
+            await self.residency.refresh()
         envelope = Envelope(message, client_id)
         actor = self._resident.get(session_id)
         if actor is not None and actor.mailbox is None and actor.status is _READY:
@@ -390,7 +394,15 @@ class Supervisor:
         self.fail_mailbox(actor, self._quarantine_error(actor, None))
 
     async def _end_quarantined(self, actor: SessionActor) -> None:
-        """Ending is the way out of quarantine; it needs no turn."""
+        """Ending is the way out of quarantine; it needs no turn.
+
+        Shielded: once the row is ended, the actor must leave memory too,
+        or calls would go on hearing "quarantined" about an ended session.
+        """
+        with anyio.CancelScope(shield=True):
+            await self._end_quarantined_now(actor)
+
+    async def _end_quarantined_now(self, actor: SessionActor) -> None:
         if self._store is not None:
             await self._store.end(actor.id, self.clock.wall())
         self._quarantined.pop(actor.id, None)
@@ -472,6 +484,7 @@ class Supervisor:
         state: Any = actor.state
         ended = used = False
         started = 0
+        routing: Envelope[Any] | None = None  # the call whose reply is being routed
         try:
             for envelope in batch:
                 if envelope.cancelled or (envelope.waiter is not None and parking.abandoned(envelope)):
@@ -481,6 +494,7 @@ class Supervisor:
                 if fault_hook is not None:
                     fault_hook(state.id, envelope.client_id, message)
                 started += 1
+                routing = envelope
                 if ended or (envelope.client_id != state.client_id and envelope.client_id is not None):
                     parking.fail(envelope, SessionNotFound())
                     continue
@@ -501,11 +515,12 @@ class Supervisor:
                     parking.resolve(envelope, result)
                 else:
                     snapshots.after_turn(actor, envelope, message, result)
+                routing = None
         except Exception as crash:
             if not ended:
-                self._crashed(actor, batch, started, crash)
+                self._crashed(actor, batch, started, routing, crash)
                 return
-            actor.mailbox = batch[started:] or None
+            actor.requeue(batch[started:])
         if ended:
             actor.end()
             if snapshots is None:
@@ -531,19 +546,32 @@ class Supervisor:
         """
         actor.rebase(state, version, epoch)
         self.residency.account(actor)
-        if calls:
+        if not calls:
+            return
+        if actor.status is ActorStatus.QUARANTINED:
+            for envelope in calls:
+                self._parking.fail(envelope, self._quarantine_error(actor, envelope.client_id))
+        elif actor.status is ActorStatus.BACKOFF:
+            actor.requeue(calls)  # first in line when the restart comes
+        else:
             self._turns(actor, calls)
 
     # -- crashes and restarts -------------------------------------------------
 
-    def _crashed(self, actor: SessionActor, batch: list[Envelope[Any]], started: int, crash: Exception) -> None:
+    def _crashed(
+        self,
+        actor: SessionActor,
+        batch: list[Envelope[Any]],
+        started: int,
+        routing: Envelope[Any] | None,
+        crash: Exception,
+    ) -> None:
         """The actor's loop died between turns; restart it or quarantine it."""
-        if started and not batch[started - 1].done:
-            # The loop died around this message's reply; never leave its caller hanging.
-            self._parking.fail(batch[started - 1], crash)
+        if routing is not None and not routing.done:
+            # The loop died while routing this call's reply; never leave its caller hanging.
+            self._parking.fail(routing, crash)
         decision = self._restart_policy.after_crash(actor.crash_times, self.residency.now)
-        unstarted = [e for e in batch[started:] if not e.cancelled]
-        actor.mailbox = unstarted or None
+        actor.requeue([e for e in batch[started:] if not e.cancelled])
         session_id = actor.id
         if self._closed:
             # No restart after close: nobody would run it.
@@ -587,8 +615,12 @@ class Supervisor:
 
     def fail_mailbox(self, actor: SessionActor, error: Exception) -> None:
         batch, actor.mailbox = actor.mailbox or [], None
+        # Another client's call hears only "not found". An actor whose state
+        # never loaded has no known owner: a failed load says nothing about
+        # whose the session is, so every caller hears what really happened.
+        owner = self._client_of(actor)
         for envelope in batch:
-            if envelope.client_id is not None and envelope.client_id != self._client_of(actor):
+            if envelope.client_id is not None and owner is not None and envelope.client_id != owner:
                 self._parking.fail(envelope, SessionNotFound())
             else:
                 self._parking.fail(envelope, error)

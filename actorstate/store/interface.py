@@ -49,6 +49,15 @@ or database that must not be used raises
 :class:`~actorstate.errors.StoreUnavailable`.
 
 **Opening** reads no session: it is O(1) in the number of stored sessions.
+
+**Freshness.** A store that other processes or nodes also write may offer
+:meth:`Store.maybe_changed` (cheap, from the event loop: could anyone else
+have committed since this process last looked?) and :meth:`Store.moved`
+(which of these resident sessions are no longer at the version held here);
+the runtime reloads those before they answer, so a read never returns state
+older than a write another process had already acknowledged. A store that
+only this process writes answers False and []. Correctness of writes never
+depends on this: versions (and epochs) do that.
 """
 
 from __future__ import annotations
@@ -58,7 +67,7 @@ import enum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["ExpiryStep", "SessionRow", "SnapshotWrite", "Store", "StoredSession", "WriteOutcome"]
 
@@ -143,6 +152,13 @@ class Store(Protocol):
 
     async def size_bytes(self) -> int | None:
         """Bytes the store takes, or None where it cannot tell cheaply."""
+
+    def maybe_changed(self) -> bool:
+        """Whether another writer may have committed since this process last looked; called
+        before every call, so it must cost next to nothing. False when only this process writes."""
+
+    async def moved(self, versions: Mapping[str, int]) -> list[str]:
+        """Of these sessions, with the versions this process holds, those whose stored version differs."""
 
     async def close(self) -> None:
         """Release the store; calls after this raise."""

@@ -40,7 +40,7 @@ from ..errors import StoreUnavailable
 from .interface import ExpiryStep, SessionRow, SnapshotWrite, StoredSession, WriteOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["MemoryStore", "StoreFaults", "WriteGate"]
 
@@ -340,6 +340,13 @@ class MemoryStore:
         """The bytes of every stored snapshot (no overhead is counted)."""
         await self._enter()
         return sum(len(row.state) for row in self._rows.values())
+
+    def maybe_changed(self) -> bool:
+        """Only this process writes an in-memory store: nothing to look for."""
+        return False
+
+    async def moved(self, versions: Mapping[str, int]) -> list[str]:
+        return []
 
     async def close(self) -> None:
         """Refuse every later call with :class:`StoreUnavailable`; closing again does nothing."""

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import DatabaseRefused, StoreUnavailable
 from .interface import ExpiryStep, SnapshotWrite, StoredSession, WriteOutcome
+from .sqlite_changes import ChangeWatch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "check_database_file"]
 
@@ -129,6 +130,7 @@ class SQLiteStore:
             if version != SCHEMA_VERSION:
                 self._migrate()
             self._opened = self._file_identity()
+            self.changes = ChangeWatch(self.path, self._db)
         except sqlite3.Error as error:
             self._db.close()
             if getattr(error, "sqlite_errorcode", 0) & 0xFF in _NOT_A_DATABASE:
@@ -239,6 +241,7 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             raise
+        self.changes.after_own_commit()
 
     # -- sessions -------------------------------------------------------------
 
@@ -414,7 +417,14 @@ class SQLiteStore:
         self.check_file()
         with _translated(self.path, "checkpointing the WAL"):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.changes.after_own_commit()
+
+    def moved(self, versions: Mapping[str, int]) -> list[str]:
+        """Sessions whose stored version is no longer the one given (another process wrote them)."""
+        with _translated(self.path, "looking for changes by other processes"):
+            return self.changes.moved(versions)
 
     def close(self) -> None:
+        self.changes.close()
         with _translated(self.path, "closing the database"):
             self._db.close()

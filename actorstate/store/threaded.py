@@ -16,10 +16,11 @@ from .sqlite import SQLiteStore
 from .worker import DatabaseThread
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ..backend import Parking
     from .interface import ExpiryStep, SessionRow, SnapshotWrite, StoredSession, WriteOutcome
+    from .sqlite_changes import ChangeWatch
 
 __all__ = ["StoreEngine", "ThreadedStore", "open_sqlite_store"]
 
@@ -40,15 +41,17 @@ class StoreEngine(Protocol):
     def purge(self, ended_before: float) -> int: ...
     def maintain(self) -> None: ...
     def size_bytes(self) -> int: ...
+    def moved(self, versions: Mapping[str, int]) -> list[str]: ...
     def close(self) -> None: ...
 
 
 class ThreadedStore:
     """Runs a :class:`StoreEngine` on its worker thread; implements :class:`~.interface.Store`."""
 
-    def __init__(self, engine: StoreEngine, worker: DatabaseThread) -> None:
+    def __init__(self, engine: StoreEngine, worker: DatabaseThread, changes: ChangeWatch | None = None) -> None:
         self._engine = engine
         self._worker = worker
+        self._changes = changes
 
     @property
     def name(self) -> str:
@@ -85,6 +88,13 @@ class ThreadedStore:
     async def size_bytes(self) -> int | None:
         return await self._worker.run(self._engine.size_bytes)
 
+    def maybe_changed(self) -> bool:
+        changes = self._changes
+        return changes is not None and changes.maybe_changed()
+
+    async def moved(self, versions: Mapping[str, int]) -> list[str]:
+        return await self._worker.run(self._engine.moved, versions)
+
     async def close(self) -> None:
         """Close the engine on its thread (after every job queued before), then end the thread."""
         try:
@@ -114,4 +124,4 @@ async def open_sqlite_store(
     except BaseException:
         await worker.stop()
         raise
-    return ThreadedStore(engine, worker)
+    return ThreadedStore(engine, worker, engine.changes)

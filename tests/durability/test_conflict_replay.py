@@ -1,4 +1,5 @@
-"""A conflict replays the calls since the last commit through the scheduler, as turns."""
+"""A conflict replays the calls since the last commit through the scheduler, as turns;
+a session another process changed is answered from that process's state."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 import actorstate
 from actorstate.model.messages import Increment
+from actorstate.store.memory import MemoryStore
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,27 +28,25 @@ class TurnLog:
             self.increments.append((message.key, message.by))
 
 
-async def test_a_conflict_replays_through_the_turns_the_fault_hook_sees(tmp_path: Path) -> None:
-    """Process B commits over A's version; A's next write conflicts, and its replay on B's
-    state is a turn like any other: the fault hook sees it a second time, and the counter is exact."""
-    path = tmp_path / "replay.db"
+async def test_a_conflict_replays_through_the_turns_the_fault_hook_sees() -> None:
+    """A write that meets a conflict (another writer committed first) is replayed on the reloaded
+    state as a turn like any other: the fault hook sees it a second time, and the counter is exact."""
+    store = MemoryStore()
     log = TurnLog()
-    async with (
-        actorstate.open_state(path, fault_hook=log) as first,
-        actorstate.open_state(path) as second,
-    ):
-        session = await first.create_session("alice")
+    async with actorstate.open_state(store, fault_hook=log) as state:
+        session = await state.create_session("alice")
         assert await session.increment(by=1) == 1
-        assert await second.session(session.id, "alice").increment(by=10) == 11  # B commits version 3
-        assert await session.increment(by=100) == 111  # A wrote over version 2: conflict, replay on 11
-        assert first.stats()["conflicts"] == 1
+        store.faults.conflict_next_write(session.id)
+        assert await session.increment(by=100) == 101
+        assert state.stats()["conflicts"] == 1
         assert log.increments == [("counter", 1), ("counter", 100), ("counter", 100)]
-    async with actorstate.open_state(path) as state:
-        assert (await state.session(session.id, "alice").context())["metadata"] == {"counter": 111}
+    async with actorstate.open_state(store) as state:
+        assert (await state.session(session.id, "alice").context())["metadata"] == {"counter": 101}
 
 
-async def test_a_replayed_call_that_now_fails_fails_its_caller_only(tmp_path: Path) -> None:
-    """A write that fit A's state but not B's newer one gets its error from the replay; nothing else changes."""
+async def test_a_call_that_fails_on_the_other_process_state_fails_its_caller_only(tmp_path: Path) -> None:
+    """A write that fit A's copy but not B's newer state (which A reloads before answering) fails
+    with the error B's state gives; nothing else changes."""
     path = tmp_path / "refused.db"
     async with actorstate.open_state(path) as first, actorstate.open_state(path) as second:
         session = await first.create_session()

@@ -293,7 +293,7 @@ class GatedLoad(sqlite3.Connection):
         return super().execute(sql, *args, **kwargs)
 
 
-def _gated_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+def gated_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
     return sqlite3.connect(*args, factory=GatedLoad, **kwargs)
 
 
@@ -323,7 +323,7 @@ async def test_base_exception_from_a_queued_update_reaches_only_its_caller(
     gate = GatedLoad.gate = threading.Event()
     results: dict[str, object] = {}
     try:
-        async with actorstate.open_state(path, connect=_gated_connect) as state:
+        async with actorstate.open_state(path, connect=gated_connect) as state:
             session = state.session(session_id)
 
             def user_code(metadata: dict[str, object]) -> None:
