@@ -66,13 +66,13 @@ import dataclasses
 import enum
 from typing import TYPE_CHECKING, Protocol
 
+from ..model.listing import SessionRow
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = ["ExpiryStep", "SessionRow", "SnapshotWrite", "Store", "StoredSession", "WriteOutcome"]
 
-# One listed session: (id, created_at, last_activity).
-SessionRow = tuple[str, float, float]
 
 
 class WriteOutcome(enum.Enum):
