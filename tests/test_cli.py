@@ -123,7 +123,8 @@ def test_bad_settings_are_refused_clearly(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_writes_once_its_database_is_deleted(tmp_path: Path) -> None:
-    """A served database deleted under the server: the next write is an error naming the file."""
+    """A served database deleted under the server: the next write is an error naming the file,
+    and the server exits 2 saying so instead of claiming everything acknowledged is stored."""
     path = tmp_path / "state.db"
     client = RawClient("--db", str(path))
     try:
@@ -136,7 +137,11 @@ def test_serve_refuses_writes_once_its_database_is_deleted(tmp_path: Path) -> No
         assert refused["isError"] is True
         assert f"{path} was deleted or moved away while open" in refused["content"][0]["text"]
     finally:
-        client.close()
+        code, stderr = client.close()
+    # Its exit says what happened, not that everything acknowledged is stored.
+    assert code == 2
+    assert "was deleted or moved away while open" in stderr
+    assert "everything acknowledged is stored" not in stderr
 
 
 def test_served_snapshot_holding_bytes_is_quarantined_not_a_protocol_error(tmp_path: Path) -> None:

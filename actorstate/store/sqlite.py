@@ -425,6 +425,17 @@ class SQLiteStore:
             return self.changes.moved(versions)
 
     def close(self) -> None:
+        """Close the connection.
+
+        Error handling:
+            StoreUnavailable: the file was deleted or replaced while open.
+                Everything acknowledged before that is in it, every write
+                since was refused, and the caller should hear it rather than
+                "everything acknowledged is stored".
+        """
         self.changes.close()
-        with _translated(self.path, "closing the database"):
-            self._db.close()
+        try:
+            self.check_file()
+        finally:
+            with _translated(self.path, "closing the database"):
+                self._db.close()

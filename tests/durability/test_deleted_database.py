@@ -24,18 +24,24 @@ def _unlink_database(path: str) -> None:
 
 @pytest.mark.anyio
 async def test_write_after_the_database_is_deleted_fails(tmp_path: Path) -> None:
-    """Once state.db, -wal and -shm are unlinked, the next write raises StoreError saying so."""
+    """Once state.db, -wal and -shm are unlinked, the next write raises StoreError saying so,
+    and leaving open_state says it again instead of exiting as if everything were stored."""
     path = str(tmp_path / "state.db")
-    async with actorstate.open_state(path) as state:
-        session = await state.create_session()
-        assert await session.increment() == 1
-        _unlink_database(path)
-        with pytest.raises(StoreUnavailable, match=f"^{re.escape(path)} was deleted or moved away while open"):
-            await session.increment()
-        with pytest.raises(StoreError, match="was deleted"):
-            await state.create_session()
-        # The refused write was rolled back: the session shows only what was stored.
-        assert (await session.context())["metadata"] == {"counter": 1}
+
+    async def serve_then_lose_the_file() -> None:
+        async with actorstate.open_state(path) as state:
+            session = await state.create_session()
+            assert await session.increment() == 1
+            _unlink_database(path)
+            with pytest.raises(StoreUnavailable, match=f"^{re.escape(path)} was deleted or moved away while open"):
+                await session.increment()
+            with pytest.raises(StoreError, match="was deleted"):
+                await state.create_session()
+            # The refused write was rolled back: the session shows only what was stored.
+            assert (await session.context())["metadata"] == {"counter": 1}
+
+    with pytest.raises(StoreUnavailable, match="was deleted"):
+        await serve_then_lose_the_file()
 
 
 @pytest.mark.anyio
@@ -45,13 +51,16 @@ async def test_write_after_the_database_is_replaced_fails(tmp_path: Path) -> Non
     other = str(tmp_path / "other.db")
     async with actorstate.open_state(other) as state:
         await state.create_session()
-    async with actorstate.open_state(path) as state:
-        session = await state.create_session()
-        await session.increment()
-        os.replace(other, path)
-        with pytest.raises(StoreError, match=f"^{re.escape(path)} was replaced by another file while open"):
+    async def serve_then_lose_the_file() -> None:
+        async with actorstate.open_state(path) as state:
+            session = await state.create_session()
             await session.increment()
+            os.replace(other, path)
+            with pytest.raises(StoreError, match=f"^{re.escape(path)} was replaced by another file while open"):
+                await session.increment()
 
+    with pytest.raises(StoreUnavailable, match="was replaced"):
+        await serve_then_lose_the_file()
 
 def test_housekeeping_checkpoint_notices_a_deleted_database(tmp_path: Path) -> None:
     """The WAL checkpoint run on every housekeeping tick fails once the file is gone, with nothing written."""
@@ -65,5 +74,6 @@ def test_housekeeping_checkpoint_notices_a_deleted_database(tmp_path: Path) -> N
         with pytest.raises(StoreError, match="was deleted or moved away while open"):
             store.purge(ended_before=0.0)
     finally:
-        store.close()
+        with pytest.raises(StoreError, match="was deleted or moved away while open"):
+            store.close()  # closes all the same, and says why nothing since was kept
     assert not os.path.exists(path)
