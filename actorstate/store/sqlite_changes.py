@@ -46,11 +46,12 @@ class ChangeWatch:
 
     def __init__(self, path: str, db: sqlite3.Connection) -> None:
         self._db = db
-        self._fd: int | None
-        try:
-            self._fd = os.open(path + "-shm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
-            self._fd = None
+        self._fd: int | None = None
+        if hasattr(os, "pread"):  # not on Windows: there, no hint
+            try:
+                self._fd = os.open(path + "-shm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                self._fd = None
         self._seen = self._counter()
         # While several processes open a new file at once, SQLite may answer
         # this read with SQLITE_PROTOCOL; then the version is unknown, which
