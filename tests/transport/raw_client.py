@@ -13,6 +13,14 @@ import termios
 import time
 from typing import Any
 
+# The initialize request every raw-wire test opens with.
+INITIALIZE_PARAMS: dict[str, Any] = {
+    "protocolVersion": "2025-11-25",
+    "capabilities": {},
+    "clientInfo": {"name": "raw", "version": "1"},
+}
+INITIALIZE_REQUEST: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE_PARAMS}
+
 
 class RawClient:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
@@ -72,14 +80,7 @@ class RawClient:
         return reply
 
     def initialize(self) -> dict[str, Any]:
-        reply = self.request(
-            "initialize",
-            {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "1"},
-            },
-        )
+        reply = self.request("initialize", INITIALIZE_PARAMS)
         self.send("notifications/initialized", notify=True)
         return reply
 

@@ -5,21 +5,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .raw_client import RawClient
+from .raw_client import INITIALIZE_REQUEST, RawClient
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-_INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"},
-    },
-}
 
 
 def _line(message: dict[str, Any]) -> bytes:
@@ -41,7 +31,7 @@ def test_deeply_nested_lines_get_an_error_and_the_server_keeps_serving() -> None
     """Nesting at any depth gets an error reply; a reply already due is not lost, and serving goes on."""
     server = RawClient("--durability", "memory")
     # The initialize just before the deep line is answered too.
-    server.send_raw(_line(_INITIALIZE) + b"[" * 1000 + b"]" * 1000 + b"\n")
+    server.send_raw(_line(INITIALIZE_REQUEST) + b"[" * 1000 + b"]" * 1000 + b"\n")
     replies = {reply["id"]: reply for reply in (server.receive(), server.receive())}
     assert "result" in replies[1]
     reply = replies[None]

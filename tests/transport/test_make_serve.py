@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .raw_client import INITIALIZE_REQUEST
+
 REPO = Path(__file__).resolve().parents[2]
 # The make to run (another build can be tried without installing it).
 MAKE = os.environ.get("ACTORSTATE_TEST_MAKE", "make")
@@ -34,23 +36,13 @@ def test_make_dash_c_serve_prints_only_protocol_on_stdout(tmp_path: Path) -> Non
     older makes announce it before reading any makefile, so there the client
     has to pass --no-print-directory itself, and that is what runs.
     """
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "make", "version": "1"},
-        },
-    }
     # -o: the .venv counts as installed, so the test never reinstalls it.
     command = [MAKE, "-C", str(REPO), "-o", ".venv/.installed", "serve"]
     if _make_version() < (4, 4):
         command.insert(1, "--no-print-directory")
     done = subprocess.run(
         command,
-        input=json.dumps(initialize).encode() + b"\n",
+        input=json.dumps(INITIALIZE_REQUEST).encode() + b"\n",
         capture_output=True,
         cwd=tmp_path,
         env={**os.environ, "ACTORSTATE_DURABILITY": "memory"},

@@ -6,7 +6,7 @@ import json
 import signal
 from typing import TYPE_CHECKING
 
-from .raw_client import RawClient
+from .raw_client import INITIALIZE_REQUEST, RawClient
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -110,16 +110,7 @@ def test_requests_from_a_regular_file_are_served(tmp_path: Path) -> None:
 
     requests = tmp_path / "requests.jsonl"
     lines = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "f", "version": "1"},
-            },
-        },
+        INITIALIZE_REQUEST,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
     ]
