@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "actorstate", *args],
+        input="",  # serve reads requests from stdin: an empty one ends it
         capture_output=True,
         text=True,
         timeout=60,
@@ -109,14 +110,7 @@ def test_bad_settings_are_refused_clearly(tmp_path: Path) -> None:
     assert "ACTORSTATE_MAX_RESIDENT='many' is not a valid int" in done.stderr
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
-    done = subprocess.run(
-        [sys.executable, "-m", "actorstate", "serve", "--db", str(notes)],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run("serve", "--db", str(notes))
     assert done.returncode == 2
     assert "is not an SQLite database" in done.stderr
     assert notes.read_text() == "mine"
@@ -223,14 +217,7 @@ def test_refusal_advice_fits_the_command(tmp_path: Path) -> None:
     listed = _run("sessions", "list", "--db", str(notes))
     assert listed.returncode == 2
     assert "Point --db at an actorstate database" in listed.stderr
-    served = subprocess.run(
-        [sys.executable, "-m", "actorstate", "serve", "--db", str(notes)],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    served = _run("serve", "--db", str(notes))
     assert served.returncode == 2
     assert "Point --db at another file" in served.stderr
     assert notes.read_text() == "mine"
