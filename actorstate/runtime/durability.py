@@ -143,8 +143,12 @@ class SnapshotActor:
 
     def forget(self, actor: SessionActor, error: Exception) -> None:
         """Stop tracking an actor that leaves memory; replies it still held get ``error``."""
+        self._abandon(actor, [], error)
+
+    def _abandon(self, actor: SessionActor, pending: list[Pending], error: Exception) -> None:
+        """Fail ``pending`` and whatever the actor still holds with ``error``; it is no longer dirty."""
         self._dirty.pop(actor, None)
-        self._fail_pending(actor.take_unflushed(), error)
+        self._fail_pending(pending + actor.take_unflushed(), error)
 
     # -- the flush loop -------------------------------------------------------
 
@@ -267,8 +271,7 @@ class SnapshotActor:
         moved = SessionMoved(f"session {actor.id} is now served by another node; retry the call")
         logger.warning("session %s moved to a newer owner; dropping this node's copy", actor.id)
         self.fenced += 1
-        self._fail_pending(pending + actor.take_unflushed(), moved)
-        self._dirty.pop(actor, None)
+        self._abandon(actor, pending, moved)
         assert self._supervisor is not None
         self._supervisor.drop(actor, moved)
 
@@ -282,8 +285,7 @@ class SnapshotActor:
         logger.error("commit of %d sessions failed: %s", len(batch), error)
         assert self._supervisor is not None
         for actor, pending in zip(batch, held, strict=True):
-            self._fail_pending(pending + actor.take_unflushed(), error)
-            self._dirty.pop(actor, None)
+            self._abandon(actor, pending, error)
             self._supervisor.roll_back(actor)
 
     def _fail_pending(self, pending: list[Pending], error: Exception) -> None:
@@ -303,12 +305,11 @@ class SnapshotActor:
             failure = StoreError(
                 f"session {session_id} changed in another process and could not be reloaded: {error}"
             )
-            self._fail_pending(pending + actor.take_unflushed(), failure)
-            self._dirty.pop(actor, None)
+            self._abandon(actor, pending, failure)
             self._supervisor.roll_back(actor)
             return
         if fresh is None or row is None:
-            self._fail_pending(pending + actor.take_unflushed(), SessionNotFound())
+            self._abandon(actor, pending, SessionNotFound())
             self._supervisor_forget(actor)
             return
         # Everything since our last commit, in order, on top of the other
