@@ -10,11 +10,16 @@ Objects' output gates); a read of a session with uncommitted changes waits
 too, so no caller ever sees state that could still roll back. ``"interval"``
 mode replies at once and flushes every ``Config.flush_interval``.
 
-Snapshots carry a version. A write based on a stale version (another process
-changed the session) is a conflict: the session is reloaded and the
-operations since its last commit are applied again on top, then written in
-the next flush. A failed transaction fails every reply it held with
-:class:`StoreError` and reloads those actors from their last committed state.
+Snapshots carry a version and an owner epoch (see the store contract). A
+write based on a stale version (another process changed the session) is a
+conflict: the session is reloaded and the operations since its last commit
+run again on top, as turns of the supervisor (the one turn runner), then
+are written in the next flush. A write the store fences (a newer owner holds
+the session) fails its calls with :class:`SessionMoved` and the actor is
+dropped, never replayed. A failed transaction in commit mode fails every
+reply it held with :class:`StoreError` and reloads those actors from their
+last committed state; in interval mode the replies went out already, so the
+sessions stay dirty and the next flush tries again.
 """
 
 from __future__ import annotations
