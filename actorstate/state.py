@@ -104,8 +104,9 @@ async def open_state(
                 store = await open_sqlite_store(
                     os.fspath(path), parking, busy_timeout=config.busy_timeout, connect=connect
                 )
-                # Closed after the runtime below has flushed everything into it.
-                stack.push_async_callback(store.close)
+                # Closed after the runtime below has flushed everything into it,
+                # even when the block was cancelled (as the runtime's close is).
+                stack.push_async_callback(_close_shielded, store)
             else:
                 store = path
         supervisor = await stack.enter_async_context(
@@ -120,6 +121,11 @@ async def open_state(
             )
         )
         yield State(supervisor)
+
+
+async def _close_shielded(store: Store) -> None:
+    with anyio.CancelScope(shield=True):
+        await store.close()
 
 
 class State:

@@ -51,14 +51,24 @@ async def test_outer_cancellation_during_a_load_still_closes(tmp_path: Path) -> 
     """Cancelling the block while a session loads closes cleanly, without hanging."""
     path = str(tmp_path / "cancel.db")
     session_id = await _make(path, k="v")
+    SlowLoad.loading.clear()
     SlowLoad.armed = True
     try:
         with anyio.fail_after(10):
-            with anyio.move_on_after(0.1):
-                async with actorstate.open_state(path, connect=slow_connect) as state:
-                    await state.session(session_id).context()  # loading when the cancel comes
+            async with anyio.create_task_group() as tg:
+
+                async def read_while_loading() -> None:
+                    async with actorstate.open_state(path, connect=slow_connect) as state:
+                        await state.session(session_id).context()
+
+                tg.start_soon(read_while_loading)
+                # Cancel once the load has started, not after a guessed delay.
+                await anyio.to_thread.run_sync(SlowLoad.loading.wait, 5)
+                tg.cancel_scope.cancel()
     finally:
         SlowLoad.armed = False
+    # The cancelled block still closed its database: its worker thread is gone.
+    assert not [thread for thread in threading.enumerate() if thread.name == "actorstate-db"]
     async with actorstate.open_state(path) as state:
         assert (await state.session(session_id).context())["metadata"] == {"k": "v"}
 
