@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .store.interface import Store
 
 
-__all__ = ["DEFAULT_CLIENT_ID", "Durability", "Session", "State", "open_state"]
+__all__ = ["DEFAULT_CLIENT_ID", "Durability", "Session", "State", "open_runtime", "open_state"]
 
 T = TypeVar("T")
 # Distinct increment messages remembered per state (the common ones: a few keys and steps).
@@ -92,6 +92,36 @@ async def open_state(
             application's or corrupt, or was written by a newer version.
         StoreUnavailable: the database cannot be opened now.
     """
+    async with open_runtime(
+        path,
+        durability=durability,
+        config=config,
+        fault_hook=fault_hook,
+        connect=connect,
+        stop_on_signals=stop_on_signals,
+        clock=clock,
+    ) as supervisor:
+        yield State(supervisor)
+
+
+@asynccontextmanager
+async def open_runtime(
+    path: str | PathLike[str] | Store | None = None,
+    *,
+    durability: Durability = "commit",
+    config: Config | None = None,
+    fault_hook: FaultHook | None = None,
+    connect: Callable[..., sqlite3.Connection] | None = None,
+    stop_on_signals: bool = False,
+    clock: Clock | None = None,
+) -> AsyncIterator[Supervisor]:
+    """What :func:`open_state` opens, without the :class:`State` around it.
+
+    The seam that tests and tools use to watch and drive the runtime
+    (``State(supervisor)`` gives the public API on top of it). Its objects'
+    public methods are internal: they change when the runtime does.
+    Arguments and errors are :func:`open_state`'s.
+    """
     if durability not in _DURABILITIES:
         raise InvalidInput(f"durability must be one of {', '.join(_DURABILITIES)}, not {durability!r}")
     config = config or Config()
@@ -120,7 +150,7 @@ async def open_state(
                 clock=clock,
             )
         )
-        yield State(supervisor)
+        yield supervisor
 
 
 async def _close_shielded(store: Store) -> None:
@@ -184,7 +214,9 @@ class State:
         ids: list[str] = []
         after: ListingKey | None = None
         while True:
-            rows, after = await self._supervisor.list_sessions(client_id, after, self.config.max_list_page_size)
+            rows, after = await self._supervisor.list_sessions(
+                client_id, after, self.config.max_list_page_size
+            )
             ids.extend(session_id for session_id, _, _ in rows)
             if after is None:
                 return ids
@@ -228,6 +260,16 @@ class State:
         WAL is checkpointed, and the live sessions are counted for :meth:`stats`.
         A pass already running is waited for first. Without a database it does nothing."""
         await self._supervisor.housekeeping()
+
+    def residence(self, session_id: str) -> str | None:
+        """Where a session is in this process now, for operators and tests; no I/O.
+
+        ``"ready"`` (in memory, serving), ``"loading"``, ``"backoff"`` (crashed,
+        waiting for its restart), ``"quarantined"``, ``"ended"`` (its end not
+        committed yet), ``"passivated"`` (kept encoded in memory), or ``None``:
+        not in memory (stored only, or no such session). Any client's session.
+        """
+        return self._supervisor.residence(str(session_id).lower())
 
     def stats(self) -> dict[str, Any]:
         """Counters: resident actors, sessions, activations, passivations,
@@ -320,7 +362,9 @@ class Session:
         """``{"sessionId", "totalEvents", "metadata", "recentEvents"}`` with the last ``max_turns`` events."""
         config = self._supervisor.config
         turns = config.default_max_turns if max_turns is None else check_max_turns(max_turns, config)
-        return await self._supervisor.ask(self.id, self.client_id, _GET_CONTEXT.get(turns) or GetContext(turns))
+        return await self._supervisor.ask(
+            self.id, self.client_id, _GET_CONTEXT.get(turns) or GetContext(turns)
+        )
 
     async def end(self) -> None:
         """End the session; later calls get :class:`SessionNotFound`."""

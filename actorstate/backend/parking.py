@@ -26,7 +26,6 @@ __all__ = ["Envelope", "Parking", "ToldEnvelope"]
 R = TypeVar("R")
 
 
-
 class Envelope(Generic[R]):
     """One message in a mailbox, with the slots its reply (of type ``R``) goes to."""
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import anyio
+import anyio
 
+if TYPE_CHECKING:
     from ..backend import Envelope
     from ..model.session_state import SessionState
 
@@ -65,6 +65,39 @@ class SessionActor:
         self.unflushed: list[Any] | None = None
         self.in_flight = False
         self.ending = False  # an EndSession turn ran; the row gets ended_at
+
+    # -- the mailbox -----------------------------------------------------------
+
+    def post(self, envelope: Envelope[Any], capacity: int) -> int:
+        """Queue a call if fewer than ``capacity`` wait; return how many wait now (0: full)."""
+        mailbox = self.mailbox
+        if mailbox is None:
+            self.mailbox = [envelope]
+            return 1
+        waiting = len(mailbox)
+        if waiting < capacity:
+            mailbox.append(envelope)
+            return waiting + 1
+        return 0
+
+    def take_mailbox(self) -> list[Envelope[Any]]:
+        """Every call waiting, oldest first; the mailbox is left empty, and callers waiting for room may post."""
+        batch, self.mailbox = self.mailbox, None
+        room = self.room
+        if room is not None:
+            self.room = None
+            room.set()
+        return batch or []
+
+    async def wait_for_room(self) -> None:
+        """Wait until the mailbox is emptied (or failed): then posting may succeed."""
+        if self.room is None:
+            self.room = anyio.Event()
+        await self.room.wait()
+
+    def used_at(self, now: float) -> None:
+        """Its owner called it at ``now`` (monotonic): residency orders and passivates by this."""
+        self.last_used = now
 
     # -- status: changed only here ----------------------------------------------
 

@@ -59,7 +59,9 @@ class ClientIndex:
         ids.insert(at, session_id)
         created.insert(at, created_at)
 
-    def page(self, client_id: str, after: ListingKey | None, limit: int) -> tuple[list[str], ListingKey | None]:
+    def page(
+        self, client_id: str, after: ListingKey | None, limit: int
+    ) -> tuple[list[str], ListingKey | None]:
         """Up to ``limit`` live session ids after ``after``, and the key to go on from (None: done)."""
         sessions = self._clients.get(client_id)
         if sessions is None:

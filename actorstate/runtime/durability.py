@@ -123,7 +123,9 @@ class SnapshotActor:
 
     # -- called from turns (synchronous, on the event loop) -------------------
 
-    def after_turn(self, actor: SessionActor, envelope: Envelope[Any], message: Message[Any], result: Any) -> None:
+    def after_turn(
+        self, actor: SessionActor, envelope: Envelope[Any], message: Message[Any], result: Any
+    ) -> None:
         """Route one turn's reply: now, or once its state is durable."""
         if message.writes:
             hold = self.hold_replies
@@ -337,5 +339,7 @@ class SnapshotActor:
             fenced=self.fenced,
             sessions_written=self.sessions_written,
             commit_latency_ms_p50=round(statistics.median(latencies) * 1000, 3) if latencies else None,
-            commit_latency_ms_p99=round(latencies[int(len(latencies) * 0.99)] * 1000, 3) if latencies else None,
+            commit_latency_ms_p99=round(latencies[int(len(latencies) * 0.99)] * 1000, 3)
+            if latencies
+            else None,
         )

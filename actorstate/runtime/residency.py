@@ -80,6 +80,7 @@ class ResidencyHost(Protocol):
     def quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None: ...
     def schedule(self, actor: SessionActor) -> None:
         """The actor can run again (its load landed) and has messages waiting."""
+
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run ``fn(*args)`` in the background, in the state's task group."""
 
@@ -134,7 +135,9 @@ class Residency:
         # Counting a million rows on demand would stall commits; with a store
         # the housekeeping pass counts them as it scans for expired ones, and
         # until the first pass ends the count is unknown: None, never a wrong number.
-        sessions = self.stored_sessions if self._store is not None else len(self.resident) + len(self.passivated)
+        sessions = (
+            self.stored_sessions if self._store is not None else len(self.resident) + len(self.passivated)
+        )
         return ResidencyStats(
             resident_actors=len(self.resident),
             passivated_sessions=len(self.passivated),
@@ -165,7 +168,7 @@ class Residency:
             del resident[actor.id]
             resident[actor.id] = actor
             self._most_recent = actor
-        actor.last_used = self.now
+        actor.used_at(self.now)
         state = actor.state
         if state is not None and state.metadata_bytes + state.events_bytes != actor.accounted_basis:
             self.account(actor)
@@ -231,7 +234,9 @@ class Residency:
             )
             return
         # Last use as the store knows it (see activate).
-        actor.loaded(state, row.version, row.epoch, self.now - max(0.0, self.clock.wall() - state.last_activity))
+        actor.loaded(
+            state, row.version, row.epoch, self.now - max(0.0, self.clock.wall() - state.last_activity)
+        )
         self.account(actor)
         if actor.mailbox:
             self._host.schedule(actor)
@@ -274,7 +279,11 @@ class Residency:
             return
         self._refreshing = done = anyio.Event()
         try:
-            held = {session_id: actor.version for session_id, actor in self.resident.items() if actor.version and actor.idle}
+            held = {
+                session_id: actor.version
+                for session_id, actor in self.resident.items()
+                if actor.version and actor.idle
+            }
             moved = await store.moved(held)
             for session_id in moved:
                 actor = self.resident.get(session_id)
@@ -519,7 +528,9 @@ class Residency:
             after_id = ""
             resident = frozenset(self.resident)
             while True:  # one chunk per job: commits slip in between
-                step = await store.expire(after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident)
+                step = await store.expire(
+                    after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident
+                )
                 expired += step.ended
                 live += step.live
                 after_id = step.next_after

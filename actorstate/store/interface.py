@@ -74,7 +74,6 @@ if TYPE_CHECKING:
 __all__ = ["ExpiryStep", "SessionRow", "SnapshotWrite", "Store", "StoredSession", "WriteOutcome"]
 
 
-
 class WriteOutcome(enum.Enum):
     COMMITTED = "committed"
     CONFLICT = "conflict"  # the stored version moved (or the row ended): reload and replay

@@ -33,7 +33,9 @@ class StoreEngine(Protocol):
     def load(self, session_id: str) -> StoredSession | None: ...
     def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[WriteOutcome]: ...
     def end(self, session_id: str, now: float) -> None: ...
-    def list_client(self, client_id: str, after: tuple[float, str] | None, limit: int) -> list[SessionRow]: ...
+    def list_client(
+        self, client_id: str, after: tuple[float, str] | None, limit: int
+    ) -> list[SessionRow]: ...
     def expire(
         self, after_id: str, limit: int, idle_before: float, now: float, resident: frozenset[str]
     ) -> ExpiryStep: ...
@@ -48,7 +50,9 @@ class StoreEngine(Protocol):
 class ThreadedStore:
     """Runs a :class:`StoreEngine` on its worker thread; implements :class:`~.interface.Store`."""
 
-    def __init__(self, engine: StoreEngine, worker: DatabaseThread, changes: ChangeWatch | None = None) -> None:
+    def __init__(
+        self, engine: StoreEngine, worker: DatabaseThread, changes: ChangeWatch | None = None
+    ) -> None:
         self._engine = engine
         self._worker = worker
         self._changes = changes
@@ -119,7 +123,8 @@ async def open_sqlite_store(
     worker = DatabaseThread(parking, name="actorstate-db")
     try:
         engine = await worker.run(
-            functools.partial(SQLiteStore, busy_timeout=busy_timeout, connect=connect or sqlite3.connect), path
+            functools.partial(SQLiteStore, busy_timeout=busy_timeout, connect=connect or sqlite3.connect),
+            path,
         )
     except BaseException:
         await worker.stop()

@@ -73,7 +73,9 @@ class DatabaseThread:
             else:
                 self._deliver(self._parking.resolve, envelope, result)
 
-    def _deliver(self, how: Callable[[Envelope[Any], Any], None], envelope: Envelope[Any], value: Any) -> None:
+    def _deliver(
+        self, how: Callable[[Envelope[Any], Any], None], envelope: Envelope[Any], value: Any
+    ) -> None:
         try:
             self._call_in_loop(how, envelope, value)
         except RuntimeError:

@@ -33,7 +33,9 @@ async def test_write_after_the_database_is_deleted_fails(tmp_path: Path) -> None
             session = await state.create_session()
             assert await session.increment() == 1
             _unlink_database(path)
-            with pytest.raises(StoreUnavailable, match=f"^{re.escape(path)} was deleted or moved away while open"):
+            with pytest.raises(
+                StoreUnavailable, match=f"^{re.escape(path)} was deleted or moved away while open"
+            ):
                 await session.increment()
             with pytest.raises(StoreError, match="was deleted"):
                 await state.create_session()
@@ -51,16 +53,20 @@ async def test_write_after_the_database_is_replaced_fails(tmp_path: Path) -> Non
     other = str(tmp_path / "other.db")
     async with actorstate.open_state(other) as state:
         await state.create_session()
+
     async def serve_then_lose_the_file() -> None:
         async with actorstate.open_state(path) as state:
             session = await state.create_session()
             await session.increment()
             os.replace(other, path)
-            with pytest.raises(StoreError, match=f"^{re.escape(path)} was replaced by another file while open"):
+            with pytest.raises(
+                StoreError, match=f"^{re.escape(path)} was replaced by another file while open"
+            ):
                 await session.increment()
 
     with pytest.raises(StoreUnavailable, match="was replaced"):
         await serve_then_lose_the_file()
+
 
 def test_housekeeping_checkpoint_notices_a_deleted_database(tmp_path: Path) -> None:
     """The WAL checkpoint run on every housekeeping tick fails once the file is gone, with nothing written."""

@@ -11,6 +11,7 @@ import pytest
 import actorstate
 from actorstate import Config, DatabaseRefused, SessionNotFound, SessionQuarantined
 from actorstate.model.codec import encode_session
+from actorstate.state import open_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +33,8 @@ def _row(path: str, session_id: str) -> tuple[int, bytes, float | None]:
 @pytest.mark.parametrize("durability", ["commit", "interval"])
 async def test_state_survives_reopen_byte_for_byte(db_path: str, durability: str) -> None:
     """Everything a session holds comes back after the database is closed and reopened."""
-    async with actorstate.open_state(db_path, durability=durability) as state:  # type: ignore[arg-type]
+    async with open_runtime(db_path, durability=durability) as runtime:  # type: ignore[arg-type]
+        state = actorstate.State(runtime)
         session = await state.create_session(client_id="alice")
         await session.add_context("topic", "billing")
         await session.record_action("search", details="q=refund")
@@ -40,7 +42,7 @@ async def test_state_survives_reopen_byte_for_byte(db_path: str, durability: str
         for _ in range(5):
             await session.increment()
         before = await session.context(max_turns=50)
-        blob = encode_session(state._supervisor._resident[session.id].state)  # type: ignore[arg-type]
+        blob = encode_session(runtime.residency.resident[session.id].state)  # type: ignore[arg-type]
     version, stored, ended_at = _row(db_path, session.id)
     assert stored == blob
     assert ended_at is None
@@ -67,14 +69,15 @@ async def test_versions_grow_by_one_per_commit(db_path: str) -> None:
 
 async def test_commit_mode_replies_only_after_commit(db_path: str) -> None:
     """In commit mode, when a write returns, another connection already sees it."""
-    async with actorstate.open_state(db_path) as state:
+    async with open_runtime(db_path) as runtime:
+        state = actorstate.State(runtime)
         session = await state.create_session()
         for expected in range(1, 20):
             assert await session.increment() == expected
             with sqlite3.connect(db_path) as other:
                 blob = other.execute("SELECT state FROM sessions WHERE id = ?", (session.id,)).fetchone()[0]
             assert b"counter" in blob
-            assert state._supervisor._resident[session.id].unflushed is None
+            assert runtime.residency.resident[session.id].unflushed is None
 
 
 async def test_passivation_and_eviction_with_a_store_keep_state(db_path: str) -> None:

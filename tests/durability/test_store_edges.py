@@ -15,6 +15,7 @@ import pytest
 
 import actorstate
 from actorstate import Config, SessionNotFound, SessionQuarantined
+from actorstate.store.memory import MemoryStore
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -109,7 +110,7 @@ async def test_reads_wait_while_a_conflict_is_resolved(tmp_path: Path) -> None:
         async def reader() -> None:
             # Once the reload has started, the conflict is being resolved.
             assert await anyio.to_thread.run_sync(SlowLoad.loading.wait, 30)
-            seen["idle"] = first._supervisor._resident[session.id].idle
+            seen["residence"] = first.residence(session.id)
             seen["read"] = (await session.context())["metadata"]
 
         try:
@@ -119,13 +120,13 @@ async def test_reads_wait_while_a_conflict_is_resolved(tmp_path: Path) -> None:
         finally:
             SlowLoad.armed = False
         assert isinstance(seen["write"], actorstate.InvalidInput)  # re-applied on "text": refused
-        assert seen["idle"] is False
+        assert seen["residence"] == "loading"
         assert seen["read"] == {"counter": "text"}  # never the uncommitted 2
 
 
-async def test_ending_a_quarantined_session_answers_its_held_calls(tmp_path: Path) -> None:
+async def test_ending_a_quarantined_session_answers_its_held_calls() -> None:
     """Calls held for a commit are answered when the session is ended, never left waiting."""
-    path = str(tmp_path / "held.db")
+    store = MemoryStore()
     crash = {"on": False}
 
     def hook(session_id: str, client_id: str | None, message: Any) -> None:
@@ -133,22 +134,25 @@ async def test_ending_a_quarantined_session_answers_its_held_calls(tmp_path: Pat
             raise RuntimeError("injected crash")
 
     config = Config(max_restarts=0, flush_interval=3600)
-    async with actorstate.open_state(path, durability="commit", config=config, fault_hook=hook) as state:
+    async with actorstate.open_state(store, durability="commit", config=config, fault_hook=hook) as state:
+        other = await state.create_session()
         session = await state.create_session()
-        snapshots = state._supervisor._snapshots
-        assert snapshots is not None
         results: list[Any] = []
 
-        async def held_write() -> None:
+        async def write(target: actorstate.Session) -> None:
             try:
-                results.append(await session.increment())
+                results.append(await target.increment())
             except actorstate.ActorStateError as error:
                 results.append(error)
 
-        # Hold a write: the flusher is paused by holding its lock.
-        async with snapshots._flushing:
+        # One flush at a time: while the other session's commit waits at the
+        # gate, this session's write is held, waiting for the next flush.
+        gate = store.faults.hold_writes()
+        try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(held_write)
+                tg.start_soon(write, other)
+                await gate.waiting.wait()
+                tg.start_soon(write, session)
                 await anyio.wait_all_tasks_blocked()
                 crash["on"] = True
                 with pytest.raises(SessionQuarantined):
@@ -157,8 +161,15 @@ async def test_ending_a_quarantined_session_answers_its_held_calls(tmp_path: Pat
                 with anyio.fail_after(5):
                     await session.end()
                     await anyio.wait_all_tasks_blocked()
-        assert len(results) == 1
-        assert isinstance(results[0], SessionNotFound)
+                # Answered at once, while the flush before it is still held.
+                assert len(results) == 1
+                assert isinstance(results[0], SessionNotFound)
+                gate.open()
+        finally:
+            gate.open()
+        assert results[1] == 1  # the other session's write committed once the gate opened
+        with pytest.raises(SessionNotFound):
+            await session.context()
 
 
 async def test_shutdown_retries_a_flush_blocked_by_a_short_lock(tmp_path: Path) -> None:

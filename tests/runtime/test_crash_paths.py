@@ -52,7 +52,9 @@ async def test_a_crash_before_a_queued_call_does_not_fail_the_call_before_it(tmp
     results: dict[str, Any] = {}
     gate = GatedLoad.gate = threading.Event()
     try:
-        async with actorstate.open_state(path, fault_hook=CrashOnNth(("boom", 1)), connect=gated_connect) as state:
+        async with actorstate.open_state(
+            path, fault_hook=CrashOnNth(("boom", 1)), connect=gated_connect
+        ) as state:
             session = state.session(session_id, "alice")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_calls, session, results, "first")  # activates: the session loads

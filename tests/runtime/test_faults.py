@@ -15,31 +15,14 @@ import pytest
 import actorstate
 from actorstate import Config, Overloaded, SessionNotFound, SessionQuarantined
 from actorstate.clock import ManualClock
-from actorstate.model.messages import Increment, Message
+from actorstate.state import open_runtime
+
+from .crash_hook import CrashOn
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
-
-
-class InjectedCrash(Exception):
-    """Raised by a fault hook: the actor's loop dies outside any turn."""
-
-
-class CrashOn:
-    """A fault hook that kills the loop of one session on chosen turns."""
-
-    def __init__(self, crashes: int) -> None:
-        self.session_id: str | None = None
-        self.crashes_left = crashes
-        self.crashed = 0
-
-    def __call__(self, session_id: str, client_id: str | None, message: Message) -> None:
-        if session_id == self.session_id and isinstance(message, Increment) and self.crashes_left:
-            self.crashes_left -= 1
-            self.crashed += 1
-            raise InjectedCrash(f"injected crash {self.crashed}")
 
 
 async def test_raising_update_rolls_back_and_actor_keeps_serving() -> None:
@@ -165,7 +148,9 @@ async def test_cancelled_caller_leaves_nothing_behind() -> None:
     """A call cancelled while queued is skipped: its turn never runs."""
     hook = CrashOn(crashes=1)
     clock = ManualClock()
-    async with actorstate.open_state(config=Config(restart_backoff=60), fault_hook=hook, clock=clock) as state:
+    async with actorstate.open_state(
+        config=Config(restart_backoff=60), fault_hook=hook, clock=clock
+    ) as state:
         session = await state.create_session()
         hook.session_id = session.id
         cancelled = anyio.Event()
@@ -177,13 +162,10 @@ async def test_cancelled_caller_leaves_nothing_behind() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.increment)  # crashes the loop, waits for the restart
-            while not hook.crashed:
-                await anyio.lowlevel.checkpoint()
-            actor = state._supervisor._resident[session.id]
+            await hook.first_crash.wait()
             scope = anyio.CancelScope()
             tg.start_soon(cancelled_call, scope)
-            while len(actor.mailbox or ()) < 2:  # queued behind the crashed call
-                await anyio.lowlevel.checkpoint()
+            await anyio.wait_all_tasks_blocked()  # queued behind the crashed call
             scope.cancel()
             await cancelled.wait()
             assert scope.cancelled_caught
@@ -203,8 +185,7 @@ async def test_update_raising_stopiteration_reaches_its_caller() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.increment)  # crashes: the next call queues behind it
-            while not hook.crashed:
-                await anyio.lowlevel.checkpoint()
+            await hook.first_crash.wait()
             with anyio.fail_after(5), pytest.raises(RuntimeError, match="StopIteration"):
                 await session.update(stop)
         assert (await session.context())["metadata"] == {"counter": 1}
@@ -228,8 +209,7 @@ async def test_close_while_callers_wait_for_a_restart_fails_them() -> None:
                 session = await state.create_session()
                 hook.session_id = session.id
                 tg.start_soon(call, session)  # crashes; queued for a restart 60 s away
-                while not hook.crashed:
-                    await anyio.lowlevel.checkpoint()
+                await hook.first_crash.wait()
                 tg.start_soon(call, session)  # the mailbox is full: waits for room
                 await anyio.wait_all_tasks_blocked()
     assert len(outcomes) == 2
@@ -240,16 +220,14 @@ async def test_caller_waiting_for_room_follows_a_passivated_session() -> None:
     """A caller waiting on a full mailbox is not told SessionNotFound if the session was passivated meanwhile.
 
     The race (the mailbox drains, the actor goes idle and is passivated before
-    the waiting caller runs) is laid out step by step on the supervisor.
+    the waiting caller runs) is laid out step by step through the runtime's seam.
     """
-    from actorstate.runtime.actor import ActorStatus
-
     hook = CrashOn(crashes=1)
     config = Config(mailbox_size=1, restart_backoff=60, ask_timeout=30)
-    async with actorstate.open_state(config=config, fault_hook=hook) as state:
+    async with open_runtime(config=config, fault_hook=hook) as runtime:
+        state = actorstate.State(runtime)
         session = await state.create_session()
         hook.session_id = session.id
-        supervisor = state._supervisor
         results: dict[str, object] = {}
 
         async def call(name: str) -> None:
@@ -257,22 +235,17 @@ async def test_caller_waiting_for_room_follows_a_passivated_session() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, "first")  # crashes: waits in the (now full) mailbox
-            while not hook.crashed:
-                await anyio.lowlevel.checkpoint()
-            actor = supervisor._resident[session.id]
+            await hook.first_crash.wait()
             tg.start_soon(call, "waiter")  # the mailbox is full: waits for room
-            while actor.room is None:
-                await anyio.lowlevel.checkpoint()
-            # What a restart does: the mailbox drains and the waiter is told there is room...
-            actor.status = ActorStatus.READY
-            batch, actor.mailbox = actor.mailbox, None
-            assert batch is not None
-            actor.room.set()
-            actor.room = None
-            supervisor._turns(actor, batch)
+            await anyio.wait_all_tasks_blocked()
+            actor = runtime.residency.resident[session.id]
+            # The restart and the scheduler's next pass, in one go: the mailbox
+            # drains and the waiter is told there is room...
+            runtime.scheduler.restart(actor)
+            runtime.scheduler.drain()
             # ...and before the waiter runs, the now idle actor is passivated.
-            supervisor.residency.passivate(actor)
-            assert session.id in supervisor._passivated
+            runtime.residency.passivate(actor)
+            assert state.residence(session.id) == "passivated"
         assert results == {"first": 1, "waiter": 2}
         assert (await session.context())["metadata"] == {"counter": 2}
 
@@ -340,7 +313,11 @@ async def test_base_exception_from_a_queued_update_reaches_only_its_caller(
                     results["update"] = type(error)
 
             async with anyio.create_task_group() as tg:
-                for task in (functools.partial(increment, "before"), update, functools.partial(increment, "after")):
+                for task in (
+                    functools.partial(increment, "before"),
+                    update,
+                    functools.partial(increment, "after"),
+                ):
                     tg.start_soon(task)
                     await anyio.wait_all_tasks_blocked()
                 gate.set()

@@ -13,8 +13,10 @@ import actorstate
 from actorstate import Config, SessionNotFound
 from actorstate.clock import ManualClock
 from actorstate.model.codec import encode_session
-from actorstate.model.messages import Increment, Message
 from actorstate.runtime.memory import read_rss
+from actorstate.state import open_runtime
+
+from .crash_hook import CrashOn
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,7 +26,8 @@ pytestmark = pytest.mark.anyio
 
 async def test_resident_cap_passivates_and_reload_keeps_state_exactly() -> None:
     """Past max_resident the least recently used actors passivate; a call brings them back intact."""
-    async with actorstate.open_state(config=Config(max_resident=50)) as state:
+    async with open_runtime(config=Config(max_resident=50)) as runtime:
+        state = actorstate.State(runtime)
         sessions = []
         for index in range(200):
             session = await state.create_session(client_id=f"client{index % 3}")
@@ -37,11 +40,12 @@ async def test_resident_cap_passivates_and_reload_keeps_state_exactly() -> None:
         assert stats["passivated_sessions"] == 200 - stats["resident_actors"]
         assert stats["passivations"] >= 150
         # Byte-for-byte: what the actor encodes after a reload equals what it encoded before.
-        supervisor = state._supervisor
         first = sessions[0]
-        blob_before = supervisor._passivated[first.id].blob
+        assert state.residence(first.id) == "passivated"
+        blob_before = runtime.residency.passivated[first.id].blob
         context = await first.context(max_turns=50)
-        assert encode_session(supervisor._resident[first.id].state) == blob_before
+        assert state.residence(first.id) == "ready"
+        assert encode_session(runtime.residency.resident[first.id].state) == blob_before
         assert context["metadata"] == {"index": 0, "nested": {"list": [0, None, 1.5, True], "text": "é"}}
         for index, session in enumerate(sessions):
             assert (await session.context())["metadata"]["index"] == index
@@ -85,20 +89,9 @@ async def test_memory_budget_holds_while_100k_sessions_are_created() -> None:
         assert rss_after - rss_before < 3 * budget
 
 
-class CrashOnce:
-    def __init__(self) -> None:
-        self.session_id: str | None = None
-        self.crashed = False
-
-    def __call__(self, session_id: str, client_id: str | None, message: Message) -> None:
-        if session_id == self.session_id and isinstance(message, Increment) and not self.crashed:
-            self.crashed = True
-            raise RuntimeError("injected crash")
-
-
 async def test_actor_with_waiting_messages_is_never_evicted() -> None:
     """Memory pressure skips an actor whose mailbox holds calls; they complete later."""
-    hook = CrashOnce()
+    hook = CrashOn(crashes=1)
     config = Config(memory_budget_mb=0.5, restart_backoff=60, max_resident=1_000_000)
     clock = ManualClock()
     async with actorstate.open_state(config=config, fault_hook=hook, clock=clock) as state:
@@ -112,12 +105,11 @@ async def test_actor_with_waiting_messages_is_never_evicted() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call)  # crashes; its call waits in the mailbox for the restart
-            while not hook.crashed:
-                await anyio.lowlevel.checkpoint()
+            await hook.first_crash.wait()
             for _ in range(5000):  # far past the budget: everything idle is evicted
                 await state.create_session()
             assert state.stats()["evictions"]["memory"] > 0
-            assert busy.id in state._supervisor._resident
+            assert state.residence(busy.id) == "backoff"
             assert results == []
             clock.advance(60)  # the backoff ends now, on the test's clock
         assert results == [1]
@@ -145,7 +137,7 @@ class TestClock:
             await anyio.sleep(400)  # idle: 700 s without a call; active: 400 s
             stats = state.stats()
             assert (stats["resident_actors"], stats["passivated_sessions"]) == (1, 1)
-            assert idle.id in state._supervisor._passivated
+            assert state.residence(idle.id) == "passivated"
             assert await idle.context() == before
             assert state.stats()["resident_actors"] == 2
             assert state.stats()["activations"] == 3
@@ -167,11 +159,12 @@ class TestClock:
 
 async def test_growth_of_the_host_process_does_not_evict_sessions() -> None:
     """RSS growth far beyond what sessions could cost is not blamed on sessions."""
-    async with actorstate.open_state(config=Config(memory_budget_mb=16)) as state:
+    async with open_runtime(config=Config(memory_budget_mb=16)) as runtime:
+        state = actorstate.State(runtime)
         sessions = [await state.create_session() for _ in range(200)]
         ballast = bytearray(64 * 1024 * 1024)
         ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page: real RSS
-        state._supervisor.residency.sweep()
+        runtime.residency.sweep()
         assert state.stats()["evictions"] == {}
         for session in sessions:
             await session.context()

@@ -8,7 +8,9 @@ from actorstate.runtime.restart import RestartPolicy
 
 def test_backoff_doubles_up_to_its_cap_then_quarantines_past_max_restarts() -> None:
     """Crashes close together back off 10, 20, 40 ms; the fourth within the window quarantines."""
-    policy = RestartPolicy(Config(max_restarts=3, restart_window=5, restart_backoff=0.01, restart_backoff_max=0.03))
+    policy = RestartPolicy(
+        Config(max_restarts=3, restart_window=5, restart_backoff=0.01, restart_backoff_max=0.03)
+    )
     first = policy.after_crash(None, 100.0)
     second = policy.after_crash(first.crash_times, 100.1)
     third = policy.after_crash(second.crash_times, 100.2)

@@ -278,11 +278,12 @@ async def test_owner_handle_acts_for_whoever_owns_the_session() -> None:
 async def test_tell_runs_the_message_without_waiting() -> None:
     """A told message gets its turn; its failure is logged, not raised."""
     from actorstate.model.messages import Increment
+    from actorstate.state import open_runtime
 
-    async with actorstate.open_state() as state:
+    async with open_runtime() as supervisor:
+        state = actorstate.State(supervisor)
         session = await state.create_session()
         await session.set_preference("text", "x")
-        supervisor = state._supervisor
         for _ in range(5):
             await supervisor.tell(session.id, Increment("counter", 2))
         await supervisor.tell(session.id, Increment("text", 1))  # fails inside its turn
