@@ -6,7 +6,8 @@ when idle or past the resident cap, and evicted, least recently used first,
 when the memory budget is exceeded. With a store, passivation and eviction
 only drop the in-memory copy; in memory mode a passivated session is kept as
 a compact encoded snapshot and an evicted one is gone. Also here: memory
-accounting, the maintenance sweep, and the store's housekeeping.
+accounting and the maintenance sweep, which starts the store's housekeeping
+(:mod:`.housekeeping`) when it is due.
 
 :class:`Residency` is an object the supervisor composes: it owns the
 resident and passivated maps and their accounting, and asks the scheduler
@@ -29,6 +30,7 @@ import anyio.abc
 from ..errors import SessionNotFound, StoreError
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
 from .actor import ActorStatus, Passivated, SessionActor
+from .housekeeping import Housekeeping
 from .memory import passivated_bytes, read_rss, resident_bytes
 
 if TYPE_CHECKING:
@@ -49,8 +51,6 @@ _RSS_SAMPLE_EVERY = 1024
 # RSS growth up to this multiple of the accounted bytes is taken as sessions
 # costing more than estimated; beyond it, as growth of the host application.
 _RSS_PLAUSIBLE_FACTOR = 3
-# Rows per expiry scan step (a few milliseconds of database time).
-_EXPIRY_CHUNK = 2000
 _READY = ActorStatus.READY
 
 
@@ -60,7 +60,7 @@ class ResidencyStats:
 
     resident_actors: int
     passivated_sessions: int
-    sessions: int | None  # with a store: live sessions the last housekeeping pass counted
+    sessions: int | None  # memory mode only: with a store, housekeeping counts them
     activations: int
     passivations: int
     evictions: dict[str, int]  # by reason
@@ -87,7 +87,7 @@ class ResidencyHost(Protocol):
 
 class Residency:
     """The registry of actors in memory: which are resident, passivated, loading; their
-    memory; idle passivation, eviction, expiry and the store's housekeeping."""
+    memory; idle passivation, eviction and expiry."""
 
     def __init__(
         self,
@@ -116,14 +116,10 @@ class Residency:
         self._low_bytes = int(config.memory_budget_bytes * config.memory_low_watermark)
         self._rss_baseline = read_rss()
         self._rss_mark = 0
-        self._housekeeping_due = 0.0
-        self._housekeeping = anyio.Lock()
+        self._expiry_due = 0.0  # memory mode: when passivated sessions are next checked for expiry
+        self.housekeeping = Housekeeping(config, clock, store, self.resident.keys) if store is not None else None
         self._loads_in_flight = 0
         self._no_loads: anyio.Event | None = None  # set when the last load in flight lands
-        self._touched: dict[str, float] = {}
-        self.db_bytes: int | None = None
-        # Live sessions in the store, counted by the last housekeeping pass.
-        self.stored_sessions: int | None = None
         self._refreshing: anyio.Event | None = None
         self.refreshed = 0  # sessions reloaded because another process changed them
         self.activations = 0
@@ -132,12 +128,7 @@ class Residency:
         self.expired = 0
 
     def stats(self) -> ResidencyStats:
-        # Counting a million rows on demand would stall commits; with a store
-        # the housekeeping pass counts them as it scans for expired ones, and
-        # until the first pass ends the count is unknown: None, never a wrong number.
-        sessions = (
-            self.stored_sessions if self._store is not None else len(self.resident) + len(self.passivated)
-        )
+        sessions = None if self._store is not None else len(self.resident) + len(self.passivated)
         return ResidencyStats(
             resident_actors=len(self.resident),
             passivated_sessions=len(self.passivated),
@@ -176,8 +167,8 @@ class Residency:
     async def wait_idle(self) -> None:
         """Wait until no load and no housekeeping pass is in flight (closing)."""
         await self._loads_landed()
-        async with self._housekeeping:
-            pass
+        if self.housekeeping is not None:
+            await self.housekeeping.wait_idle()
 
     # -- activation, passivation, eviction -----------------------------------
 
@@ -430,14 +421,11 @@ class Residency:
     async def run_maintenance(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        if self._store is not None:
+        if self.housekeeping is not None:
             # Known from the first call on: the size is cheap to read, and the
             # first housekeeping pass (which counts the live sessions) starts now.
-            try:
-                self.db_bytes = await self._store.size_bytes()
-            except StoreError as error:
-                logger.warning("cannot measure the database: %s", error)
-            self._host.spawn(self.housekeeping)
+            await self.housekeeping.measure()
+            self._host.spawn(self.housekeeping.run_pass)
         task_status.started()
         while True:
             await self.clock.sleep(self.config.maintenance_interval)
@@ -448,15 +436,13 @@ class Residency:
         now = self.now = self.clock.monotonic()
         ttl_cutoff = now - self.config.session_ttl
         idle_cutoff = now - self.config.idle_timeout
-        housekeeping_due = now >= self._housekeeping_due and not self._host.closed
-
         expired: list[str] = []
-        if housekeeping_due and self._snapshots is None:
+        if self._snapshots is None and now >= self._expiry_due:
             # Passivated sessions can be many; scan them only once per housekeeping interval.
             expired = [sid for sid, entry in self.passivated.items() if entry.last_used <= ttl_cutoff]
             for session_id in expired:
                 self.accounted -= passivated_bytes(self.passivated.pop(session_id).blob)
-            self._housekeeping_due = now + self.config.housekeeping_interval
+            self._expiry_due = now + self.config.housekeeping_interval
         stale: list[SessionActor] = []
         idle: list[SessionActor] = []
         # A full scan (about a millisecond per 10,000 actors): an actor brought
@@ -479,8 +465,9 @@ class Residency:
             # With a store, the store ends expired rows (housekeeping below);
             # resident actors idle past the TTL only leave memory here.
             stale = []
-            if housekeeping_due and not self._housekeeping.locked():
-                self._host.spawn(self.housekeeping)
+            housekeeping = self.housekeeping
+            if housekeeping is not None and housekeeping.due(now) and not self._host.closed:
+                self._host.spawn(housekeeping.run_pass)
         if expired or stale:
             self.expired += len(expired) + len(stale)
             logger.info(
@@ -496,61 +483,8 @@ class Residency:
         Reads change nothing, so they write nothing; this keeps a session that
         was only read from looking idle to the store's TTL expiry.
         """
-        if self._snapshots is None or actor.state is None:
+        if self.housekeeping is None or actor.state is None:
             return
         wall_last_use = self.clock.wall() - (self.now - actor.last_used)
         if wall_last_use > actor.state.last_activity + 1.0:
-            self._touched[actor.id] = wall_last_use
-
-    async def housekeeping(self) -> None:
-        """End expired rows, purge old ended ones, checkpoint the WAL (store only).
-
-        Runs every ``Config.housekeeping_interval``; failures are logged and
-        retried next time.
-        """
-        store = self._store
-        if store is None:
-            return
-        async with self._housekeeping:
-            await self._housekeep(store)
-
-    async def _housekeep(self, store: Store) -> None:
-        try:
-            wall = self.clock.wall()
-            touched, self._touched = self._touched, {}
-            if touched:
-                try:
-                    await store.touch(list(touched.items()))
-                except BaseException:
-                    self._touched = touched | self._touched  # try again next time
-                    raise
-            expired = live = 0
-            after_id = ""
-            resident = frozenset(self.resident)
-            while True:  # one chunk per job: commits slip in between
-                step = await store.expire(
-                    after_id, _EXPIRY_CHUNK, wall - self.config.session_ttl, wall, resident
-                )
-                expired += step.ended
-                live += step.live
-                after_id = step.next_after
-                if not after_id:
-                    break
-            self.stored_sessions = live
-            purged = await store.purge(wall - self.config.ended_retention)
-            await store.maintain()
-            self.db_bytes = await store.size_bytes()
-            self.expired += expired
-            if expired or purged:
-                logger.info(
-                    "ended %d sessions idle longer than %g s; purged %d ended sessions",
-                    expired,
-                    self.config.session_ttl,
-                    purged,
-                )
-        except StoreError as error:
-            logger.warning("housekeeping failed, will retry: %s", error)
-        except Exception:  # a bug must not take the whole state down with it
-            logger.exception("housekeeping failed unexpectedly, will retry")
-        finally:
-            self._housekeeping_due = self.clock.monotonic() + self.config.housekeeping_interval
+            self.housekeeping.note_last_use(actor.id, wall_last_use)

@@ -282,11 +282,21 @@ class Supervisor:
         figures.update(dataclasses.asdict(self.scheduler.stats()))
         if self._snapshots is not None:
             figures.update(dataclasses.asdict(self._snapshots.stats()))
-            figures["db_bytes"] = self.residency.db_bytes
+        housekeeping = self.residency.housekeeping
+        if housekeeping is not None:
+            # Counting a million rows on demand would stall commits: the
+            # housekeeping pass counts them as it scans for expired ones, and
+            # until the first pass ends the count is unknown (None, never wrong).
+            kept = housekeeping.stats()
+            figures["sessions"] = kept.stored_sessions
+            figures["expired"] += kept.expired
+            figures["db_bytes"] = kept.db_bytes
         return figures
 
     async def housekeeping(self) -> None:
-        await self.residency.housekeeping()
+        """Run a housekeeping pass of the store now (nothing without one)."""
+        if self.residency.housekeeping is not None:
+            await self.residency.housekeeping.run_pass()
 
     def check_open(self) -> None:
         self.scheduler.check_open()

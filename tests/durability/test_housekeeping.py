@@ -19,7 +19,7 @@ import trio.testing
 
 import actorstate
 from actorstate import Config, SessionNotFound
-from actorstate.runtime import residency as residency_module
+from actorstate.runtime import housekeeping as housekeeping_module
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,7 +76,7 @@ async def test_store_ends_sessions_idle_past_ttl_and_purges_old_ended(tmp_path: 
 
 async def test_expiry_scans_the_table_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The TTL scan walks the whole table a chunk at a time and misses nothing."""
-    monkeypatch.setattr(residency_module, "_EXPIRY_CHUNK", 2)
+    monkeypatch.setattr(housekeeping_module, "_EXPIRY_CHUNK", 2)
     path = str(tmp_path / "chunks.db")
     async with actorstate.open_state(path, config=CONFIG) as state:
         sessions = [await state.create_session() for _ in range(7)]
