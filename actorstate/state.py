@@ -199,9 +199,7 @@ class State:
         client owns the whole process). Never give one to a caller whose
         identity was not established; use :meth:`session` for those.
         """
-        handle = self.session(session_id)
-        handle.client_id = None
-        return handle
+        return Session(self._supervisor, self.session(session_id).id, None)
 
     async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
         """Ids of all of ``client_id``'s live sessions, oldest first (resident, passivated or stored).

@@ -40,6 +40,10 @@ class Envelope(Generic[R]):
         self.result: Any = None  # an R once resolved
         self.error: BaseException | None = None
 
+    def hold_result(self, result: R) -> None:
+        """Keep the turn's reply here until it may be released (its state committed)."""
+        self.result = result
+
     def unwrap(self) -> R:
         """The reply of a resolved envelope: its result, or its error raised."""
         error = self.error

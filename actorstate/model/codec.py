@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from .session_state import SessionState
+from .session_state import Event, SessionState
 from .values import check_json_like, is_json_like
 
 __all__ = ["FORMAT_VERSION", "SnapshotDecodeError", "decode_session", "encode_session"]
@@ -111,12 +111,7 @@ def decode_session(blob: bytes) -> SessionState:
         _expect(metadata, dict, "metadata")
         _expect(events, list, "events")
         _json_like(metadata, "metadata")
-        state = SessionState(session_id, client_id, created_at)
-        state.last_activity = last_activity
-        state.total_events = total
-        state.metadata = metadata
-        state.events = []
-        kept = state.events
+        kept: list[Event] = []
         for kind, payload, at in events:
             # One test for the common case; the calls below say what is wrong.
             if not (
@@ -133,6 +128,6 @@ def decode_session(blob: bytes) -> SessionState:
             kept.append((kind, payload, at))
     except Exception as error:
         raise SnapshotDecodeError(f"the snapshot does not decode: {error}") from error
-    state.metadata_bytes = metadata_bytes
-    state.events_bytes = events_bytes
-    return state
+    return SessionState.restore(
+        session_id, client_id, created_at, last_activity, total, metadata, kept, (metadata_bytes, events_bytes)
+    )

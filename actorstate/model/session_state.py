@@ -139,6 +139,27 @@ class SessionState:
         self.metadata_bytes = 1
         self.events_bytes = 1
 
+    @classmethod
+    def restore(
+        cls,
+        session_id: str,
+        client_id: str,
+        created_at: float,
+        last_activity: float,
+        total_events: int,
+        metadata: dict[str, Any],
+        events: list[Event],
+        sizes: tuple[int, int],
+    ) -> SessionState:
+        """A session as a snapshot holds it; ``sizes`` are its metadata's and events' encoded bytes."""
+        state = cls(session_id, client_id, created_at)
+        state.last_activity = last_activity
+        state.total_events = total_events
+        state.metadata = metadata
+        state.events = events
+        state.metadata_bytes, state.events_bytes = sizes
+        return state
+
     @property
     def size(self) -> int:
         """Encoded bytes of the whole session (an upper bound within a few bytes)."""

@@ -130,14 +130,14 @@ class SnapshotActor:
         if message.writes:
             hold = self.hold_replies
             if hold:
-                envelope.result = result
+                envelope.hold_result(result)
             if actor.hold((envelope if hold else None, message)):
                 self._mark_dirty(actor)
             if hold:
                 return
         elif self.hold_replies and (actor.unflushed is not None or actor.in_flight):
             # A read of uncommitted state waits for that state to commit.
-            envelope.result = result
+            envelope.hold_result(result)
             if actor.hold((envelope, message)):
                 self._mark_dirty(actor)
             return
