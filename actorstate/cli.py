@@ -58,11 +58,13 @@ _SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--max-in-flight", int, DEFAULT_MAX_IN_FLIGHT, "unanswered requests before reading pauses"),
     ("--stop-grace", float, DEFAULT_STOP_GRACE, "seconds to answer requests read before a stop"),
     ("--backend", str, "asyncio", "trio | asyncio"),
+    ("--fast-path", str, "on", "on | off: answer tools/call without the SDK's per-request dispatch"),
     ("--log-level", str, "INFO", "DEBUG | INFO | WARNING | ERROR"),
 ]
 _CHOICES = {
     "--durability": ("commit", "interval", "memory"),
     "--backend": ("trio", "asyncio"),
+    "--fast-path": ("on", "off"),
     "--log-level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 
@@ -178,6 +180,7 @@ async def _serve(args: argparse.Namespace) -> None:
                     max_in_flight=args.max_in_flight,
                     stop_grace=args.stop_grace,
                     signals=signals,
+                    fast_path=args.fast_path == "on",
                 )
                 logger.info("serving ended: closing")
             task_group.cancel_scope.cancel()

@@ -129,5 +129,12 @@ def decode_session(blob: bytes) -> SessionState:
     except Exception as error:
         raise SnapshotDecodeError(f"the snapshot does not decode: {error}") from error
     return SessionState.restore(
-        session_id, client_id, created_at, last_activity, total, metadata, kept, (metadata_bytes, events_bytes)
+        session_id,
+        client_id,
+        created_at,
+        last_activity,
+        total,
+        metadata,
+        kept,
+        (metadata_bytes, events_bytes),
     )

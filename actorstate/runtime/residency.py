@@ -117,7 +117,9 @@ class Residency:
         self._rss_baseline = read_rss()
         self._rss_mark = 0
         self._expiry_due = 0.0  # memory mode: when passivated sessions are next checked for expiry
-        self.housekeeping = Housekeeping(config, clock, store, self.resident.keys) if store is not None else None
+        self.housekeeping = (
+            Housekeeping(config, clock, store, self.resident.keys) if store is not None else None
+        )
         self._loads_in_flight = 0
         self._no_loads: anyio.Event | None = None  # set when the last load in flight lands
         self._refreshing: anyio.Event | None = None

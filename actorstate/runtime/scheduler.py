@@ -88,7 +88,8 @@ class Scheduler:
         self._ready: list[SessionActor] = []
         self._wakeup: Envelope[None] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._closed = False
+        # Read on every call (a plain attribute: cheaper than a property); only close() sets it.
+        self.closed = False
         self.restarts = 0
         self.mailbox_high_water = 0
 
@@ -112,16 +113,12 @@ class Scheduler:
                 await parking.park(wakeup)
             self.drain()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def close(self) -> None:
         """Stop intake: calls posted from now on raise StateClosed; queued ones still run."""
-        self._closed = True
+        self.closed = True
 
     def check_open(self) -> None:
-        if self._closed:
+        if self.closed:
             raise StateClosed("this actorstate is closed; open a new one with open_state()")
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
@@ -299,7 +296,7 @@ class Scheduler:
         decision = self._restart_policy.after_crash(actor.crash_times, self.residency.now)
         actor.requeue([e for e in batch[started:] if not e.cancelled])
         session_id = actor.id
-        if self._closed:
+        if self.closed:
             # No restart after close: nobody would run it.
             logger.warning("session %s crashed while closing (%r)", session_id, crash)
             self.fail_mailbox(actor, StateClosed("actorstate closed while this session was restarting"))

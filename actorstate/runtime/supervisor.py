@@ -148,6 +148,7 @@ class Supervisor:
             config, parking, clock, store=store, durability=snapshots, fault_hook=fault_hook
         )
         self.residency = residency = scheduler.residency
+        self._turns = scheduler.turns  # bound once: called on every uncontended call
         if snapshots is not None:
             snapshots.attach(self)
         # Read on every call; the residency alone changes them.
@@ -201,9 +202,8 @@ class Supervisor:
                 if actor.mailbox is not None or actor.status is not _READY:
                     await self._post(session_id, envelope)
                     return await self._parking.park(envelope)
-            scheduler = self.scheduler
-            if not scheduler.closed:
-                scheduler.turns(actor, [envelope])
+            if not self.scheduler.closed:
+                self._turns(actor, [envelope])
                 if envelope.done:
                     return envelope.unwrap()
                 return await self._parking.park(envelope)  # held for its commit, or crashed

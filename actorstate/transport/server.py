@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import ActorStateError
+from .fast_path import ToolCallFastPath
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 from .stdio import stdio_transport
 from .tools import ToolContext, ToolError, call_tool, clipped, clipped_repr
@@ -48,8 +49,9 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(state: State) -> Server[Any]:
-    context = ToolContext(state)
+def build_server(state: State, context: ToolContext | None = None) -> Server[Any]:
+    """The SDK server for ``state``'s tools and resources (``context``: the tools', if made already)."""
+    context = context or ToolContext(state)
     max_events = state.config.max_turns_limit  # what a session resource shows
     tool_list = types.ListToolsResult(
         tools=[
@@ -179,17 +181,24 @@ async def serve_stdio(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     stop_grace: float = DEFAULT_STOP_GRACE,
     signals: StopSignals | None = None,
+    fast_path: bool = True,
 ) -> None:
     """Serve MCP on stdin/stdout until end of input, a stop signal, or cancellation.
 
     Args:
         max_line_bytes, max_in_flight, stop_grace: see :func:`stdio_transport`.
+        fast_path: answer ``tools/call`` on the fast path (see
+            :mod:`.fast_path`); False sends every request through the SDK.
         signals: what SIGTERM and SIGINT do while this serves (see
             :class:`StopSignals`); without it they are left alone.
     """
-    server = build_server(state)
+    context = ToolContext(state)
+    server = build_server(state, context)
     async with stdio_transport(
-        max_line_bytes=max_line_bytes, max_in_flight=max_in_flight, stop_grace=stop_grace
+        max_line_bytes=max_line_bytes,
+        max_in_flight=max_in_flight,
+        stop_grace=stop_grace,
+        fast_path=ToolCallFastPath(context) if fast_path else None,
     ) as wire:
         with anyio.CancelScope() as serving:
             with signals.serving(wire.stop_intake, serving.cancel) if signals else contextlib.nullcontext():

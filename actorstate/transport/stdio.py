@@ -30,12 +30,19 @@ to a fixed amount of memory; the pipe fills and the client's writes block.
 
 Like the SDK, it serves the protocol from private duplicates of fds 0 and 1
 and points fd 1 at stderr, so a stray ``print`` cannot corrupt the protocol.
+
+With a :class:`~.fast_path.ToolCallFastPath`, each line is offered to it
+first: the ``tools/call`` requests it takes run here, each in a task of its
+own, and never reach the SDK; ``notifications/cancelled`` cancels them as the
+SDK cancels its own, and when serving stops those still running are answered
+"Connection closed", as the SDK answers its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import stat
 import sys
@@ -50,6 +57,7 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
+from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line
 from .framing import LineFramer, TooLong
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 from .tools import clipped_repr
@@ -68,6 +76,8 @@ __all__ = [
 ]
 
 _READ_CHUNK = 256 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 def _encode(message: SessionMessage) -> bytes:
@@ -254,6 +264,7 @@ async def stdio_transport(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     stop_grace: float = DEFAULT_STOP_GRACE,
     buffer: int = 256,
+    fast_path: ToolCallFastPath | None = None,
 ) -> AsyncIterator[StdioWire]:
     """Yield the streams for ``Server.run`` over the given fds (a :class:`StdioWire`).
 
@@ -270,6 +281,8 @@ async def stdio_transport(
             after end of input or ``stop_intake()``; then the read stream
             ends anyway, and the server cancels what is still running.
         buffer: messages queued between the wire and the server, each way.
+        fast_path: answers the ``tools/call`` requests it takes, here,
+            instead of the server (see :mod:`.fast_path`).
 
     Error handling:
         ValueError: ``max_in_flight`` is less than 1, or ``stop_grace`` negative.
@@ -299,7 +312,8 @@ async def stdio_transport(
     # errors this transport answers itself share one writer.
     out_send, out_receive = anyio.create_memory_object_stream[tuple[bytes, types.RequestId | None]](buffer)
     requests = _InFlight()
-    to_wire = _EncodingStream(out_send.clone(), requests)
+    to_wire = _EncodingStream(out_send.clone(), requests, fast_path)
+    fast_calls = _FastCalls(fast_path, out_send.clone(), requests) if fast_path is not None else None
 
     reader_scope = anyio.CancelScope()
     stopping = False  # stop_intake() was called
@@ -354,6 +368,17 @@ async def stdio_transport(
                     await dispatch(line)
 
     async def dispatch(line: bytes) -> None:
+        if fast_calls is not None:
+            call = fast_calls.take(line)
+            if call is not None:
+                await requests.wait_for_fewer_than(max_in_flight)
+                if call.id in requests:
+                    await out_send.send((_duplicate_id(call.id), None))
+                else:
+                    requests.started(call.id)
+                    if not fast_calls.start(call):  # serving stopped meanwhile
+                        await out_send.send((connection_closed_line(call.id), call.id))
+                return
         try:
             message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except ValidationError as error:  # not JSON, or not JSON-RPC
@@ -365,15 +390,11 @@ async def stdio_transport(
             if message.id in requests:
                 # The SDK keys its requests by id: a second one under an id in
                 # flight would take over the first one's entry. Refused, not run.
-                refusal = _error_line(
-                    types.INVALID_REQUEST,
-                    f"Invalid Request: request id {clipped_repr(message.id)} is already in flight; "
-                    "wait for its reply or use another id",
-                    message.id,
-                )
-                await out_send.send((refusal, None))
+                await out_send.send((_duplicate_id(message.id), None))
                 return
             requests.started(message.id)
+            if fast_path is not None:
+                fast_path.request_seen(message.method, message.id)
             # The SDK never answers a request its client cancelled; it says so
             # through this hook once the request has settled.
             metadata = ServerMessageMetadata(on_request_unanswered=requests.settled_unanswered(message.id))
@@ -385,6 +406,13 @@ async def stdio_transport(
             refusal = _error_line(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
             await out_send.send((refusal, None))
             return
+        if (
+            fast_calls is not None
+            and isinstance(message, types.JSONRPCNotification)
+            and message.method == "notifications/cancelled"
+            and message.params
+        ):
+            fast_calls.cancel(message.params.get("requestId"))
         await to_server.send(SessionMessage(message))
 
     async def write_lines() -> None:
@@ -423,7 +451,11 @@ async def stdio_transport(
 
             tg.start_soon(writer)
             try:
-                yield StdioWire(from_wire, to_wire, stop_intake)
+                if fast_calls is None:
+                    yield StdioWire(from_wire, to_wire, stop_intake)
+                else:
+                    async with fast_calls.serving():
+                        yield StdioWire(from_wire, to_wire, stop_intake)
             finally:
                 # The server has stopped (and closed to_wire); once the reader
                 # ends too, the writer drains what is queued and stops.
@@ -478,6 +510,90 @@ class _InFlight:
             await self._changed.wait()
 
 
+class _FastCalls:
+    """The ``tools/call`` requests the fast path took: each runs in a task of its own.
+
+    Keyed as :class:`_InFlight` keys them, so a cancellation finds its request.
+    """
+
+    def __init__(
+        self,
+        fast_path: ToolCallFastPath,
+        sink: MemoryObjectSendStream[tuple[bytes, types.RequestId | None]],
+        requests: _InFlight,
+    ) -> None:
+        self._fast_path = fast_path
+        self._sink = sink
+        self._requests = requests
+        self._running: dict[types.RequestId, anyio.CancelScope] = {}
+        self._cancelled_by_client: set[types.RequestId] = set()
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    def take(self, line: bytes) -> FastCall | None:
+        if self._task_group is None:  # not serving (yet, or any more): the SDK path decides
+            return None
+        return self._fast_path.take(line)
+
+    def start(self, call: FastCall) -> bool:
+        """Run the call in a task of its own; False if serving has stopped."""
+        if self._task_group is None:
+            return False
+        scope = anyio.CancelScope()
+        self._running[coerce_request_id(call.id)] = scope
+        self._task_group.start_soon(self._run, call, scope)
+        return True
+
+    def cancel(self, request_id: object) -> None:
+        """The client cancelled a request: if it is one of ours, it stops and is never answered."""
+        if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+            return
+        key = coerce_request_id(request_id)
+        scope = self._running.get(key)
+        if scope is not None:
+            self._cancelled_by_client.add(key)
+            scope.cancel()
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Take calls while the block runs; on exit, those still running are answered "Connection closed"."""
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                try:
+                    yield
+                finally:
+                    self._task_group = None
+                    for scope in self._running.values():
+                        scope.cancel()
+        finally:
+            self._sink.close()
+
+    async def _run(self, call: FastCall, scope: anyio.CancelScope) -> None:
+        key = coerce_request_id(call.id)
+        line: bytes | None = None
+        try:
+            with scope:
+                try:
+                    line = await self._fast_path.answer(call)
+                except Exception as error:  # a bug: answered as the SDK answers a raising handler
+                    logger.exception("tools/call %r raised", call.name)
+                    line = error_line(call.id, 0, str(error))
+        finally:
+            del self._running[key]
+            by_client = key in self._cancelled_by_client
+            self._cancelled_by_client.discard(key)
+        if line is None:  # cancelled
+            if by_client:
+                self._requests.answered(call.id)  # settled, unanswered, as the SDK does
+                return
+            line = connection_closed_line(call.id)
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._sink.send((line, call.id))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._requests.answered(call.id)  # the writer is gone: nothing will be written
+
+
 class _EncodingStream:
     """The server's write stream: encodes each message and queues its bytes for the writer.
 
@@ -486,14 +602,23 @@ class _EncodingStream:
     """
 
     def __init__(
-        self, sink: MemoryObjectSendStream[tuple[bytes, types.RequestId | None]], requests: _InFlight
+        self,
+        sink: MemoryObjectSendStream[tuple[bytes, types.RequestId | None]],
+        requests: _InFlight,
+        fast_path: ToolCallFastPath | None = None,
     ) -> None:
         self._sink = sink
         self._requests = requests
+        self._fast_path = fast_path
 
     async def send(self, message: SessionMessage, /) -> None:
         reply = message.message
         request_id = reply.id if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError) else None
+        if request_id is not None and self._fast_path is not None:
+            # The fast path starts once initialize is answered (and learns the version).
+            self._fast_path.reply_seen(
+                request_id, reply.result if isinstance(reply, types.JSONRPCResponse) else None
+            )
         try:
             await self._sink.send((_encode(message), request_id))
         except BaseException:
@@ -512,6 +637,15 @@ class _EncodingStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _duplicate_id(request_id: types.RequestId) -> bytes:
+    return _error_line(
+        types.INVALID_REQUEST,
+        f"Invalid Request: request id {clipped_repr(request_id)} is already in flight; "
+        "wait for its reply or use another id",
+        request_id,
+    )
 
 
 def _too_long(size: int, limit: int) -> bytes:

@@ -79,9 +79,22 @@ class ToolContext:
     state: State
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     tools: dict[str, Tool] = dataclasses.field(init=False)
+    # More figures for server_stats, from parts above the tools (the transport's).
+    _stats_sources: list[Callable[[], dict[str, Any]]] = dataclasses.field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.tools = build_tools(self.state.config)
+
+    def add_stats(self, source: Callable[[], dict[str, Any]]) -> None:
+        """``server_stats`` shows what ``source()`` returns too."""
+        self._stats_sources.append(source)
+
+    def stats(self) -> dict[str, Any]:
+        stats = dict(self.state.stats())
+        for source in self._stats_sources:
+            stats.update(source())
+        stats["uptime_seconds"] = round(time.monotonic() - self.started_at, 3)
+        return stats
 
     def session(self, arguments: dict[str, Any]) -> Session:
         # On stdio one client owns the process: clientId labels sessions, it
@@ -247,8 +260,7 @@ async def _list_sessions(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRes
 
 
 async def _server_stats(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    stats = dict(ctx.state.stats())
-    stats["uptime_seconds"] = round(time.monotonic() - ctx.started_at, 3)
+    stats = ctx.stats()
     stats["evictions"] = dict(stats["evictions"])
     return ToolResult(_pretty(stats), stats)
 

@@ -1,0 +1,196 @@
+"""The tools/call fast path speaks the same protocol as the SDK's server.
+
+Two real servers, one with the fast path and one without (``--fast-path
+off``: every request through the SDK), get the same stream of requests,
+valid and invalid; their replies must be equal once each server's session ids
+and the clock's timestamps are put aside.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actorstate import Config
+from actorstate.transport.tools import build_tools
+
+from .raw_client import RawClient
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+TOOLS = build_tools(Config())
+# server_stats reports the process itself (uptime, RSS): it differs between any two servers.
+COMPARED_TOOLS = sorted(name for name in TOOLS if name != "server_stats")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
+
+
+class Pair:
+    """The two servers, and the sessions both have, in the order they were made."""
+
+    def __init__(self) -> None:
+        self.fast = RawClient("--durability", "memory")
+        self.sdk = RawClient("--durability", "memory", "--fast-path", "off")
+        self.fast.initialize()
+        self.sdk.initialize()
+        self.sessions: list[tuple[str, str]] = []  # (fast's id, sdk's id)
+        self.calls_sent = 0
+        for _ in range(3):
+            self.exchange(_call(len(self.sessions) + 1000, "create_session", {}))
+
+    def exchange(self, request: dict[str, Any]) -> tuple[Any, Any]:
+        """Send ``request`` to both (placeholders made each one's own ids); both replies, normalised."""
+        replies = []
+        for index, server in enumerate((self.fast, self.sdk)):
+            server.send_raw(json.dumps(self._bind(request, index)).encode() + b"\n")
+            try:
+                replies.append(server.receive(timeout=10))
+            except TimeoutError:
+                replies.append(None)  # no reply at all: the other server must not answer either
+        if request.get("method") == "tools/call":
+            self.calls_sent += 1
+        made = [_created(reply) for reply in replies]
+        if made[0] and made[1]:
+            self.sessions.append((made[0], made[1]))
+        return self._normalise(replies[0], 0), self._normalise(replies[1], 1)
+
+    def _bind(self, value: Any, index: int) -> Any:
+        """Placeholders ``@S<n>`` (``@s<n>``: upper case) become server ``index``'s id of session n."""
+        if isinstance(value, str) and value.startswith("@") and value[2:].isdigit():
+            number = int(value[2:])
+            if number < len(self.sessions):
+                real = self.sessions[number][index]
+                return real.upper() if value[1] == "s" else real
+        if isinstance(value, dict):
+            return {key: self._bind(item, index) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._bind(item, index) for item in value]
+        return value
+
+    def _normalise(self, reply: Any, index: int) -> Any:
+        text = json.dumps(reply, sort_keys=True)
+        for number, ids in enumerate(self.sessions):
+            text = text.replace(ids[index], f"<session {number}>")
+            text = text.replace(ids[index].upper(), f"<SESSION {number}>")
+        return json.loads(_TIMESTAMP.sub("<time>", text))
+
+    def close(self) -> None:
+        for server in (self.fast, self.sdk):
+            code, stderr = server.close()
+            assert code == 0, stderr
+
+
+def _call(request_id: Any, name: Any, arguments: Any, **params: Any) -> dict[str, Any]:
+    body = {"name": name, "arguments": arguments, **params}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": body}
+
+
+def _created(reply: Any) -> str | None:
+    try:
+        session_id = reply["result"]["structuredContent"]["sessionId"]
+    except (KeyError, TypeError):
+        return None
+    return session_id if isinstance(reply["result"]["structuredContent"].get("message"), str) else None
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    servers = Pair()
+    yield servers
+    servers.close()
+
+
+# -- what the stream is made of ----------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # past 64 bits too: orjson refuses those, and the SDK path answers
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+huge_values = st.sampled_from(["x" * 70_000, ["y" * 1000] * 80, {"k": "z" * 65_536}])
+session_refs = st.integers(0, 8).flatmap(lambda n: st.sampled_from([f"@S{n}", f"@s{n}"]))
+
+
+def argument_value(name: str) -> st.SearchStrategy[Any]:
+    if name == "sessionId":
+        return session_refs | json_values
+    if name in ("maxTurns", "by", "limit"):
+        return st.integers(-3, 60) | st.floats(-2, 60) | json_values
+    if name in ("key", "action", "clientId", "details"):
+        return st.text(max_size=20) | st.sampled_from(["counter", "lang", ""]) | json_values
+    return json_values | huge_values
+
+
+@st.composite
+def tool_arguments(draw: st.DrawFn, tool: str) -> Any:
+    """Mostly the tool's own arguments, each of any type, sometimes missing or with extras."""
+    properties = TOOLS[tool].input_schema.get("properties", {}) if tool in TOOLS else {"sessionId": {}}
+    arguments = {name: draw(argument_value(name)) for name in properties if draw(st.integers(0, 9)) < 8}
+    if draw(st.integers(0, 9)) == 0:
+        arguments[draw(st.text(min_size=1, max_size=8))] = draw(json_values)
+    return arguments
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict[str, Any]:
+    tool = draw(st.sampled_from(COMPARED_TOOLS) | st.text(max_size=10))
+    request_id: Any = draw(st.integers(-(2**40), 2**40) | st.text(max_size=8))
+    shape = draw(st.integers(0, 19))
+    if shape == 0:
+        request_id = draw(st.sampled_from([True, 1.5, None, [1], 2**70]))
+    if shape == 1:
+        return _call(request_id, tool, draw(json_values))  # arguments of any type
+    if shape == 2:
+        return _call(request_id, draw(json_values), {})  # a name that may not be a string
+    if shape == 3:
+        request = _call(request_id, tool, draw(tool_arguments(tool)))
+        del request["params"]["arguments"]
+        return request
+    if shape == 4:
+        return _call(request_id, tool, draw(tool_arguments(tool)), _meta={"progressToken": 1})
+    if shape == 5:
+        return _call(request_id, tool, draw(tool_arguments(tool)), extra=draw(json_values))
+    if shape == 6:
+        return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": draw(json_values)}
+    return _call(request_id, tool, draw(tool_arguments(tool)))
+
+
+def test_fast_path_replies_equal_the_sdk_paths(pair: Pair) -> None:
+    """Every request, valid or not, gets the same reply from the fast path as from the SDK."""
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(requests(), min_size=1, max_size=6))
+    def same_replies(stream: list[dict[str, Any]]) -> None:
+        for request in stream:
+            fast, sdk = pair.exchange(request)
+            assert fast == sdk, request
+
+    same_replies()
+    # The fast path answered calls, and only its server has it.
+    fast_stats = pair.fast.call("server_stats")["structuredContent"]
+    sdk_stats = pair.sdk.call("server_stats")["structuredContent"]
+    assert 0 < fast_stats["fast_path_calls"] <= pair.calls_sent
+    assert "fast_path_calls" not in sdk_stats
+
+
+def test_well_formed_calls_take_the_fast_path(pair: Pair) -> None:
+    """A valid call on an initialized connection is answered by the fast path, one count per call."""
+    before = pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"]
+    for number in range(20):
+        fast, sdk = pair.exchange(_call(f"well-{number}", "increment_counter", {"sessionId": "@S0", "by": 2}))
+        assert fast == sdk
+        assert "error" not in fast, fast
+        assert not fast["result"]["isError"], fast
+    after = pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"]
+    assert after - before == 21  # the twenty, and the server_stats call itself
