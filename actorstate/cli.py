@@ -7,6 +7,7 @@ variable (the flag wins). Logs go to stderr; stdout belongs to the protocol.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import logging
@@ -149,6 +150,12 @@ def _check_serve_extras(backend: str) -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     from .transport.server import StopSignals, serve_stdio
+
+    # Everything imported so far (the SDK's models and schemas: hundreds of
+    # thousands of objects) lives as long as the process. Frozen, the cyclic
+    # collector stops walking it on every full collection (about a tenth of
+    # the CPU of each call was spent there).
+    gc.freeze()
 
     config = Config(
         max_resident=args.max_resident,

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
 
 from .parking import Envelope, Parking
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
-__all__ = ["AsyncioParking"]
+__all__ = ["AsyncioParking", "AsyncioTaskSet"]
+
+logger = logging.getLogger("actorstate.tasks")
 
 R = TypeVar("R")
 
@@ -54,3 +59,29 @@ class AsyncioParking(Parking):
             loop.call_soon_threadsafe(callback, *args)
 
         return call_soon
+
+
+class AsyncioTaskSet:
+    """Native asyncio tasks, tracked until they end (see :mod:`.tasks`)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._running: set[asyncio.Task[None]] = set()
+        self._all_done: anyio.Event | None = None
+
+    def start(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        task = self._loop.create_task(fn(*args))
+        self._running.add(task)  # also keeps the task alive: the loop holds tasks weakly
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a task of a task set raised", exc_info=task.exception())
+        if not self._running and self._all_done is not None:
+            self._all_done.set()
+
+    async def wait_all(self) -> None:
+        while self._running:
+            self._all_done = anyio.Event()
+            await self._all_done.wait()

@@ -22,6 +22,7 @@ handshake versions whose ``tools/call`` result shape it reproduces.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -40,6 +41,9 @@ FAST_PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2
 
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAMS_KEYS = frozenset({"name", "arguments"})
+# 19 digits in a row may be an integer past 64 bits, which orjson reads as a
+# float (or refuses) where the SDK's parser keeps an int: the SDK decides.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 # What the SDK answers a request still running when the server stops.
 _CONNECTION_CLOSED = -32000
 
@@ -88,7 +92,7 @@ class ToolCallFastPath:
 
     def take(self, line: bytes) -> FastCall | None:
         """The call on ``line`` if the fast path answers it, else None (the SDK does)."""
-        if b'"tools/call"' not in line or not self.active:
+        if b'"tools/call"' not in line or not self.active or _LONG_DIGITS.search(line):
             return None
         try:
             document = orjson.loads(line)

@@ -57,6 +57,7 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
+from ..backend import TaskSet, open_task_set
 from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line
 from .framing import LineFramer, TooLong
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
@@ -527,20 +528,20 @@ class _FastCalls:
         self._requests = requests
         self._running: dict[types.RequestId, anyio.CancelScope] = {}
         self._cancelled_by_client: set[types.RequestId] = set()
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._tasks: TaskSet | None = None
 
     def take(self, line: bytes) -> FastCall | None:
-        if self._task_group is None:  # not serving (yet, or any more): the SDK path decides
+        if self._tasks is None:  # not serving (yet, or any more): the SDK path decides
             return None
         return self._fast_path.take(line)
 
     def start(self, call: FastCall) -> bool:
         """Run the call in a task of its own; False if serving has stopped."""
-        if self._task_group is None:
+        if self._tasks is None:
             return False
         scope = anyio.CancelScope()
         self._running[coerce_request_id(call.id)] = scope
-        self._task_group.start_soon(self._run, call, scope)
+        self._tasks.start(self._run, call, scope)
         return True
 
     def cancel(self, request_id: object) -> None:
@@ -557,12 +558,12 @@ class _FastCalls:
     async def serving(self) -> AsyncIterator[None]:
         """Take calls while the block runs; on exit, those still running are answered "Connection closed"."""
         try:
-            async with anyio.create_task_group() as task_group:
-                self._task_group = task_group
+            async with open_task_set() as tasks:
+                self._tasks = tasks
                 try:
                     yield
                 finally:
-                    self._task_group = None
+                    self._tasks = None
                     for scope in self._running.values():
                         scope.cancel()
         finally:

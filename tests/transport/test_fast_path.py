@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from actorstate import Config
@@ -169,8 +169,10 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 def test_fast_path_replies_equal_the_sdk_paths(pair: Pair) -> None:
     """Every request, valid or not, gets the same reply from the fast path as from the SDK."""
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(requests(), min_size=1, max_size=6))
+    # Found: an integer below -2**63 reads as a float in orjson, as an int in the SDK.
+    @example([_call(0, "end_session", {"sessionId": -(2**63) - 1})])
     def same_replies(stream: list[dict[str, Any]]) -> None:
         for request in stream:
             fast, sdk = pair.exchange(request)
@@ -186,11 +188,16 @@ def test_fast_path_replies_equal_the_sdk_paths(pair: Pair) -> None:
 
 def test_well_formed_calls_take_the_fast_path(pair: Pair) -> None:
     """A valid call on an initialized connection is answered by the fast path, one count per call."""
+    pair.exchange(_call("fresh", "create_session", {}))
+    session = f"@S{len(pair.sessions) - 1}"  # one no other test ended
     before = pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"]
     for number in range(20):
-        fast, sdk = pair.exchange(_call(f"well-{number}", "increment_counter", {"sessionId": "@S0", "by": 2}))
+        fast, sdk = pair.exchange(
+            _call(f"well-{number}", "increment_counter", {"sessionId": session, "by": 2})
+        )
         assert fast == sdk
         assert "error" not in fast, fast
         assert not fast["result"]["isError"], fast
+        assert fast["result"]["structuredContent"]["value"] == 2 * (number + 1)
     after = pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"]
     assert after - before == 21  # the twenty, and the server_stats call itself
