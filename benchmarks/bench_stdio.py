@@ -1,45 +1,147 @@
-"""Calls per second over stdio: actorstate's MCP server against a bare SDK server.
+"""Calls per second over stdio: actorstate's MCP server against a bare Python SDK server and Node.js.
 
-A lightweight JSON-RPC client (raw pipes, not the SDK client, which would be
-the bottleneck) keeps 32 ``increment_counter`` requests in flight against
-one server process and checks the final counter is exact. Both servers run
-in the same benchmark, alternately:
+The workload is the one the issue "The MCP call path" names: one client
+keeps 32 requests in flight over 50 sessions, a mix of
+``increment_counter`` (40 %), ``record_action`` with 64-byte ``details``
+(20 %), ``set_preference`` (20 %) and ``get_context`` (20 %). Every round
+runs every server on the same seeded sequence of calls, one server after
+the other, starting with a different server each round:
 
-- ``actorstate serve`` (commit mode on a fresh SQLite file, and memory mode);
-- ``benchmarks/sdk_baseline_server.py``: ``MCPServer`` on the SDK's stdio
-  transport with a dict and a lock per session (no persistence).
+- ``actorstate serve`` in commit mode (a fresh SQLite file per run) and in
+  memory mode;
+- ``benchmarks/sdk_baseline_server.py``: the Python SDK's ``MCPServer`` on
+  its own stdio transport, a dict and a lock per session, no persistence;
+- ``benchmarks/node_baseline/server.mjs``: the TypeScript SDK's
+  ``McpServer`` on its stdio transport, a ``Map`` and a promise-chain lock
+  per session, no persistence (the Node.js server actorstate replaces).
+  The benchmark runs ``npm ci`` there on first use; without ``node`` and
+  ``npm`` on PATH that server alone is skipped, with the reason printed.
 
-Reports calls/s, p50/p99 latency, the server's CPU time per call (from
-/proc), and the time from process start to the first ``tools/list`` reply.
+The client is a lightweight JSON-RPC client on raw pipes (the SDK's client
+would be the bottleneck). After each run it checks the counters are exact:
+the ``increment_counter`` replies of each session are exactly 1..n, its
+``record_action`` replies count 1..m events, and ``get_context`` reports n
+and m at the end. A run that breaks this fails the benchmark.
 
-    python benchmarks/bench_stdio.py [--quick]
+Reported per server (medians over the rounds): calls/s, p50 and p99
+latency, the server's CPU time per call (utime + stime of all its threads
+from /proc, over the timed calls only; /proc counts in clock ticks, 10 ms
+on most kernels, so a run needs thousands of calls for this to mean much),
+and the time from process start to the first ``tools/list`` reply; then
+the ratios the issue asks for. The client runs on the same machine and
+takes CPU time of its own, which matters on a machine with few cores.
+
+    python benchmarks/bench_stdio.py [--quick] [--rounds N] [--calls N] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import fcntl
 import json
 import os
 import platform
+import random
+import re
 import select
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE_BASELINE_DIR = os.path.join(HERE, "node_baseline")
 
 IN_FLIGHT = 32
-HERE = os.path.dirname(os.path.abspath(__file__))
+SESSIONS = 50
+# The tools of the mix and their shares of the calls, in percent.
+MIX: tuple[tuple[str, int], ...] = (
+    ("increment_counter", 40),
+    ("record_action", 20),
+    ("set_preference", 20),
+    ("get_context", 20),
+)
+DETAILS = "d" * 64  # record_action's details: 64 bytes of ASCII
+# set_preference cycles through this many keys, so metadata stays small
+# however long a run is and every reply costs about the same.
+PREFERENCE_KEYS = 8
+
+FULL_ROUNDS, FULL_CALLS = 5, 10_000
+QUICK_ROUNDS, QUICK_CALLS = 1, 2_000
+
+COMMIT = "actorstate (commit, SQLite)"
+MEMORY = "actorstate (memory)"
+BARE_SDK = "bare Python SDK (memory)"
+NODE = "Node.js TS SDK (memory)"
+
+READ_TIMEOUT = 60.0  # seconds without a reply before a server counts as hung
+CLOSE_TIMEOUT = 30.0  # seconds a server gets to exit after end of input
+
+# Only the summary statistics of a run, in the order the table prints them.
+METRICS = ("rate", "p50_ms", "p99_ms", "cpu_us", "start_ms")
+
+
+class BenchmarkFailure(Exception):
+    """A server answered wrongly (an error reply, inexact counters) or stopped answering."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """One server the benchmark runs: its name and how to start it, or why it is skipped.
+
+    ``command`` gets the round number, so commit mode can use a fresh database per run.
+    """
+
+    name: str
+    command: Callable[[int], list[str]] | None
+    skipped: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One call of the workload: a tool, on the session with this index."""
+
+    tool: str
+    session: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What one run of one server measured."""
+
+    rate: float  # calls/s over the timed part
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # server CPU time per call
+    start_ms: float  # process start to the first tools/list reply
+    increments: int  # increment_counter replies checked exact
+
+    def metrics(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in METRICS}
+
+
+# -- the wire ---------------------------------------------------------------------
 
 
 class Wire:
-    """Raw JSON-RPC over a child's pipes."""
+    """Raw JSON-RPC over a server process's pipes.
 
-    def __init__(self, command: list[str]) -> None:
+    The server's stderr goes to a temporary file, so a server that dies or
+    stops answering can be reported with its last words.
+    """
+
+    def __init__(self, command: list[str], cwd: str) -> None:
+        self.stderr = tempfile.TemporaryFile(dir=cwd)
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, cwd=cwd
         )
         assert self.process.stdin is not None
         assert self.process.stdout is not None
@@ -48,176 +150,518 @@ class Wire:
         self.buffer = b""
         self.next_id = 0
 
-    def write(self, messages: list[dict[str, Any]]) -> None:
-        data = b"".join(json.dumps(m).encode() + b"\n" for m in messages)
+    def write(self, data: bytes) -> None:
+        """Write all of ``data``; pipes may take it in pieces."""
         while data:
             data = data[os.write(self.stdin, data) :]
 
     def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one request and wait for its reply (the set-up and check calls, untimed)."""
         self.next_id += 1
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
         if params is not None:
             message["params"] = params
-        self.write([message])
+        self.write(json.dumps(message).encode() + b"\n")
         while True:
             for reply in self.read():
                 if reply.get("id") == self.next_id:
                     return reply
 
-    def read(self, timeout: float = 60.0) -> list[dict[str, Any]]:
-        if not select.select([self.stdout], [], [], timeout)[0]:
-            raise TimeoutError("the server stopped answering")
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Call one tool and return its result; an error reply fails the benchmark."""
+        reply = self.request("tools/call", {"name": name, "arguments": arguments})
+        return self.checked_result(reply, name)
+
+    def checked_result(self, reply: dict[str, Any], tool: str) -> dict[str, Any]:
+        """The ``result`` of a tool call's reply; a JSON-RPC error or ``isError`` fails the benchmark."""
+        result = reply.get("result")
+        if result is None or result.get("isError"):
+            raise BenchmarkFailure(f"{tool} answered an error: {json.dumps(reply)[:300]}")
+        checked: dict[str, Any] = result
+        return checked
+
+    def read(self) -> list[dict[str, Any]]:
+        """The replies whose whole lines have arrived by now (at least one chunk is awaited)."""
+        if not select.select([self.stdout], [], [], READ_TIMEOUT)[0]:
+            raise BenchmarkFailure(f"no reply for {READ_TIMEOUT:.0f} s{self.last_words()}")
         chunk = os.read(self.stdout, 1 << 20)
         if not chunk:
-            raise EOFError("the server closed its output")
+            raise BenchmarkFailure(f"the server closed its output{self.last_words()}")
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
-        return [json.loads(line) for line in lines if line]
+        return [json.loads(line) for line in lines if line.strip()]
 
     def cpu_seconds(self) -> float:
+        """User plus system CPU time of the server process so far, all its threads included."""
         with open(f"/proc/{self.process.pid}/stat") as stat:
+            # The command name (field 2) may hold spaces: split after its ")".
             fields = stat.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def last_words(self) -> str:
+        """The tail of the server's stderr, to explain a failure."""
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-600:].decode(errors="replace").strip()
+        return f"; its stderr ends:\n{tail}" if tail else ""
+
     def close(self) -> None:
+        """End the input and wait for the server to exit (killed if it will not)."""
         assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.close()
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=CLOSE_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self.process.stdout.close()
+        self.stderr.close()
 
 
-def run(command: list[str], calls: int) -> dict[str, float]:
-    wire = Wire(command)
+# -- the workload -------------------------------------------------------------------
+
+
+def plan_workload(calls: int, seed: int) -> list[Call]:
+    """The calls of one round: tools drawn by the mix's shares, sessions uniformly.
+
+    Seeded, so every server of a round gets the very same sequence.
+    """
+    rng = random.Random(seed)
+    tools = [tool for tool, _ in MIX]
+    weights = [share for _, share in MIX]
+    return [Call(tool, rng.randrange(SESSIONS)) for tool in rng.choices(tools, weights, k=calls)]
+
+
+def encode_requests(plan: list[Call], session_ids: list[str], first_id: int) -> list[bytes]:
+    """The JSON-RPC lines of the plan, ids counting from ``first_id``.
+
+    Encoded before the clock starts: the client shares the machine with the
+    server, and every microsecond it spends is one the server cannot.
+    """
+    lines = []
+    for offset, call in enumerate(plan):
+        arguments: dict[str, Any] = {"sessionId": session_ids[call.session]}
+        if call.tool == "record_action":
+            arguments |= {"action": "step", "details": DETAILS}
+        elif call.tool == "set_preference":
+            arguments |= {"key": f"pref{offset % PREFERENCE_KEYS}", "value": f"value {offset}"}
+        message = {
+            "jsonrpc": "2.0",
+            "id": first_id + offset,
+            "method": "tools/call",
+            "params": {"name": call.tool, "arguments": arguments},
+        }
+        lines.append(json.dumps(message).encode() + b"\n")
+    return lines
+
+
+def structured(result: dict[str, Any]) -> dict[str, Any]:
+    """A tool result's structured content, or its text read as JSON for a server without it."""
+    content: dict[str, Any] = result.get("structuredContent") or json.loads(result["content"][0]["text"])
+    return content
+
+
+_TOTAL_EVENTS = re.compile(r"Total events in session: (\d+)")
+
+
+def recorded_total(result: dict[str, Any]) -> int:
+    """The event count a ``record_action`` reply states (every server says it in its text)."""
+    match = _TOTAL_EVENTS.search(result["content"][0]["text"])
+    if match is None:
+        raise BenchmarkFailure(f"record_action's reply names no event count: {result}")
+    return int(match.group(1))
+
+
+# -- one run ----------------------------------------------------------------------
+
+
+def handshake(wire: Wire) -> float:
+    """Open the MCP session; return ms from process start to the first tools/list reply."""
     wire.request(
         "initialize",
         {
             "protocolVersion": "2025-11-25",
             "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "1"},
+            "clientInfo": {"name": "bench_stdio", "version": "1"},
         },
     )
-    wire.write([{"jsonrpc": "2.0", "method": "notifications/initialized"}])
-    wire.request("tools/list")
-    first_reply = time.perf_counter() - wire.started
-    created = wire.request("tools/call", {"name": "create_session", "arguments": {}})
-    session_id = json.loads(created["result"]["content"][0]["text"])["sessionId"]
+    wire.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+    tools = wire.request("tools/list")
+    start_ms = (time.perf_counter() - wire.started) * 1000
+    names = {tool["name"] for tool in tools["result"]["tools"]}
+    missing = {tool for tool, _ in MIX} - names
+    if missing:
+        raise BenchmarkFailure(f"the server lists no {', '.join(sorted(missing))}")
+    return start_ms
 
-    def increment(request_id: int) -> dict[str, Any]:
-        return {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "tools/call",
-            "params": {"name": "increment_counter", "arguments": {"sessionId": session_id}},
-        }
 
-    sent_at: dict[int, float] = {}
+def drive(wire: Wire, plan: list[Call], lines: list[bytes], first_id: int) -> tuple[list[float], list[Any]]:
+    """Send the plan's requests, ``IN_FLIGHT`` at a time, and collect every reply.
+
+    A new request goes out as soon as a reply comes in, so the server always
+    has ``IN_FLIGHT`` requests to work on (fewer only at the very end).
+
+    Returns:
+        The latencies in seconds (in reply order) and, by position in the
+        plan, what each reply says: the counter value for
+        ``increment_counter``, the event count for ``record_action``, None
+        for the others.
+    """
+    calls = len(plan)
+    sent_at = [0.0] * calls
+    outcomes: list[Any] = [None] * calls
     latencies: list[float] = []
-    values: list[int] = []
-    base = wire.next_id + 1
-    next_id = base
-    cpu_before = wire.cpu_seconds()
-    started = time.perf_counter()
-    first = [increment(i) for i in range(next_id, next_id + IN_FLIGHT)]
-    for message in first:
-        sent_at[message["id"]] = time.perf_counter()
-    wire.write(first)
-    next_id += IN_FLIGHT
+    next_index = min(IN_FLIGHT, calls)
+    now = time.perf_counter()
+    for index in range(next_index):
+        sent_at[index] = now
+    wire.write(b"".join(lines[:next_index]))
     done = 0
     while done < calls:
-        batch = []
+        batch: list[bytes] = []
         for reply in wire.read():
             now = time.perf_counter()
-            latencies.append(now - sent_at.pop(reply["id"]))
-            result = reply["result"]
-            assert not result.get("isError"), result
-            values.append(
-                result["structuredContent"]["value"]
-                if "structuredContent" in result
-                else json.loads(result["content"][0]["text"])["value"]
-            )
+            index = reply["id"] - first_id
+            latencies.append(now - sent_at[index])
+            tool = plan[index].tool
+            result = wire.checked_result(reply, tool)
+            if tool == "increment_counter":
+                outcomes[index] = structured(result)["value"]
+            elif tool == "record_action":
+                outcomes[index] = recorded_total(result)
             done += 1
-            if next_id < base + calls:
-                message = increment(next_id)
-                sent_at[next_id] = now
-                batch.append(message)
-                next_id += 1
+            if next_index < calls:
+                sent_at[next_index] = now
+                batch.append(lines[next_index])
+                next_index += 1
         if batch:
-            wire.write(batch)
-    elapsed = time.perf_counter() - started
-    cpu = wire.cpu_seconds() - cpu_before
-    wire.close()
-    assert sorted(values) == list(range(1, calls + 1)), "counter results are not exact"
+            wire.write(b"".join(batch))
+    return latencies, outcomes
+
+
+def check_counters(wire: Wire, plan: list[Call], outcomes: list[Any], session_ids: list[str]) -> int:
+    """Check every session's counters are exact; return how many increments were checked.
+
+    Per session, the ``increment_counter`` replies must be exactly 1..n and
+    the ``record_action`` replies 1..m (in some order: requests in flight
+    may be answered out of order, but none may be lost or counted twice),
+    and ``get_context`` must then report the counter n and m events.
+
+    Error handling:
+        BenchmarkFailure: naming the first session whose counts are wrong.
+    """
+    increments: list[list[int]] = [[] for _ in session_ids]
+    records: list[list[int]] = [[] for _ in session_ids]
+    for call, outcome in zip(plan, outcomes, strict=True):
+        if call.tool == "increment_counter":
+            increments[call.session].append(outcome)
+        elif call.tool == "record_action":
+            records[call.session].append(outcome)
+    for index, session_id in enumerate(session_ids):
+        n, m = len(increments[index]), len(records[index])
+        context = structured(wire.call_tool("get_context", {"sessionId": session_id, "maxTurns": 1}))
+        counter = context["metadata"].get("counter", 0)
+        problems = []
+        if sorted(increments[index]) != list(range(1, n + 1)):
+            problems.append(f"increment_counter replies are not 1..{n}")
+        if sorted(records[index]) != list(range(1, m + 1)):
+            problems.append(f"record_action replies are not 1..{m}")
+        if counter != n:
+            problems.append(f"get_context reports counter {counter} after {n} increments")
+        if context["totalEvents"] != m:
+            problems.append(
+                f"get_context reports {context['totalEvents']} events after {m} record_action calls"
+            )
+        if problems:
+            raise BenchmarkFailure(f"counters not exact on session {session_id}: {'; '.join(problems)}")
+    return sum(len(values) for values in increments)
+
+
+def run_once(command: list[str], plan: list[Call], workdir: str) -> RunResult:
+    """Start one server, create the sessions, run the plan timed, check the counters, stop it."""
+    wire = Wire(command, workdir)
+    try:
+        start_ms = handshake(wire)
+        session_ids = [
+            structured(wire.call_tool("create_session", {"clientId": "bench"}))["sessionId"]
+            for _ in range(SESSIONS)
+        ]
+        first_id = wire.next_id + 1
+        lines = encode_requests(plan, session_ids, first_id)
+        cpu_before = wire.cpu_seconds()
+        started = time.perf_counter()
+        latencies, outcomes = drive(wire, plan, lines, first_id)
+        elapsed = time.perf_counter() - started
+        cpu = wire.cpu_seconds() - cpu_before
+        wire.next_id = first_id + len(plan)  # the check's requests follow the plan's ids
+        increments = check_counters(wire, plan, outcomes, session_ids)
+    finally:
+        wire.close()
     latencies.sort()
-    return {
-        "rate": calls / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "cpu_us": cpu / calls * 1e6,
-        "start_ms": first_reply * 1000,
-    }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    calls = len(plan)
+    return RunResult(
+        rate=calls / elapsed,
+        p50_ms=latencies[calls // 2] * 1000,
+        p99_ms=latencies[min(calls - 1, int(calls * 0.99))] * 1000,
+        cpu_us=cpu / calls * 1e6,
+        start_ms=start_ms,
+        increments=increments,
     )
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    rounds, calls = (1, 2000) if args.quick else (3, 10000)
-    with tempfile.TemporaryDirectory() as workdir:
-        servers = {
-            "actorstate (commit, SQLite)": lambda i: [
+
+
+# -- the servers -----------------------------------------------------------------
+
+
+def node_version() -> str | None:
+    """``node --version``, or None without node on PATH."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    completed = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    return completed.stdout.strip() or None
+
+
+def _node_modules_current() -> bool:
+    """Whether node_modules holds exactly the versions package.json pins."""
+    with open(os.path.join(NODE_BASELINE_DIR, "package.json")) as file:
+        pinned: dict[str, str] = json.load(file)["dependencies"]
+    for name, version in pinned.items():
+        installed = os.path.join(NODE_BASELINE_DIR, "node_modules", name, "package.json")
+        try:
+            with open(installed) as file:
+                if json.load(file)["version"] != version:
+                    return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def prepare_node_baseline() -> Server:
+    """The Node.js server, installed with ``npm ci`` when its node_modules is missing or stale.
+
+    Without node or npm on PATH, with a node older than the SDK supports, or
+    when ``npm ci`` fails, the server comes back skipped with the reason.
+    """
+    version = node_version()
+    npm = shutil.which("npm")
+    if version is None or npm is None:
+        missing = " and ".join(tool for tool, found in (("node", version), ("npm", npm)) if not found)
+        return Server(NODE, None, f"{missing} not found on PATH")
+    major = int(version.lstrip("v").split(".")[0])
+    if major < 18:
+        return Server(NODE, None, f"node {version} is too old: the TypeScript SDK needs 18 or later")
+    # A lock on the lock file: two benchmarks (or test runs) starting at once
+    # must not both rewrite node_modules.
+    with open(os.path.join(NODE_BASELINE_DIR, "package-lock.json")) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _node_modules_current():
+            print("installing the Node.js baseline: npm ci in benchmarks/node_baseline", file=sys.stderr)
+            completed = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=NODE_BASELINE_DIR,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if completed.returncode != 0:
+                last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
+                return Server(NODE, None, f"npm ci failed (exit {completed.returncode}): {last}")
+    command = [shutil.which("node") or "node", os.path.join(NODE_BASELINE_DIR, "server.mjs")]
+    return Server(NODE, lambda round_number: command)
+
+
+def all_servers(workdir: str) -> list[Server]:
+    """The four servers, in the order the table lists them."""
+    return [
+        Server(
+            COMMIT,
+            lambda round_number: [
                 sys.executable,
                 "-m",
                 "actorstate",
                 "serve",
                 "--db",
-                os.path.join(workdir, f"bench{i}.db"),
+                os.path.join(workdir, f"bench{round_number}.db"),
             ],
-            "actorstate (memory)": lambda i: [
-                sys.executable,
-                "-m",
-                "actorstate",
-                "serve",
-                "--durability",
-                "memory",
-            ],
-            "bare SDK server (memory)": lambda i: [
-                sys.executable,
-                os.path.join(HERE, "sdk_baseline_server.py"),
-            ],
-        }
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-        for round_number in range(rounds):
-            for name, command in servers.items():
-                results[name].append(run(command(round_number), calls))
-    print(
+        ),
+        Server(
+            MEMORY,
+            lambda round_number: [sys.executable, "-m", "actorstate", "serve", "--durability", "memory"],
+        ),
+        Server(BARE_SDK, lambda round_number: [sys.executable, os.path.join(HERE, "sdk_baseline_server.py")]),
+        prepare_node_baseline(),
+    ]
+
+
+# -- the report -------------------------------------------------------------------
+
+
+def medians(results: dict[str, list[RunResult]]) -> dict[str, dict[str, float]]:
+    """Each server's median of every metric over its rounds (servers with no run left out)."""
+    return {
+        name: {metric: statistics.median(run.metrics()[metric] for run in runs) for metric in METRICS}
+        for name, runs in results.items()
+        if runs
+    }
+
+
+# The ratios the issue asks for: (JSON key, what the metric is, numerator, denominator).
+RATIOS: tuple[tuple[str, str, str, str], ...] = (
+    ("commit_vs_node_calls_per_s", "rate", COMMIT, NODE),
+    ("memory_vs_node_calls_per_s", "rate", MEMORY, NODE),
+    ("commit_vs_bare_sdk_cpu_per_call", "cpu_us", COMMIT, BARE_SDK),
+    ("memory_vs_bare_sdk_cpu_per_call", "cpu_us", MEMORY, BARE_SDK),
+    ("commit_vs_memory_p99", "p99_ms", COMMIT, MEMORY),
+    ("commit_vs_node_start", "start_ms", COMMIT, NODE),
+    ("memory_vs_node_start", "start_ms", MEMORY, NODE),
+)
+METRIC_LABELS = {"rate": "calls/s", "cpu_us": "CPU/call", "p99_ms": "p99", "start_ms": "start"}
+
+
+def ratios(median: dict[str, dict[str, float]]) -> list[tuple[str, str, float]]:
+    """The issue's ratios as (JSON key, printed label, value), each only when both servers ran."""
+    return [
+        (key, f"{METRIC_LABELS[metric]:9} {top} / {bottom}", median[top][metric] / median[bottom][metric])
+        for key, metric, top, bottom in RATIOS
+        if top in median and bottom in median
+    ]
+
+
+def machine_line(node: str | None) -> str:
+    return (
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"node {node or 'not found'}, {platform.system()} {platform.release()}"
     )
-    print(
-        f"stdio: {IN_FLIGHT} increment_counter requests in flight on one session, {calls:,} calls, "
-        f"median of {rounds} rounds; counters checked exact\n"
+
+
+def workload_line(rounds: int, calls: int) -> str:
+    mix = ", ".join(f"{tool} {share}%" for tool, share in MIX)
+    return (
+        f"workload: {IN_FLIGHT} requests in flight over {SESSIONS} sessions, {calls:,} calls per run "
+        f"({mix}; record_action with {len(DETAILS)}-byte details); median of {rounds} "
+        f"round{'s' * (rounds != 1)}, servers alternating within each round"
     )
+
+
+def print_report(
+    servers: list[Server],
+    median: dict[str, dict[str, float]],
+    rounds: int,
+    calls: int,
+    increments: int,
+    node: str | None,
+) -> None:
+    print(machine_line(node))
+    print(workload_line(rounds, calls))
+    print()
     print(
         f"{'server':28} {'calls/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/call':>12} {'start->tools/list ms':>21}"
     )
-    medians = {}
-    for name, rows in results.items():
-        medians[name] = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
-        m = medians[name]
+    for server in servers:
+        if server.skipped is not None:
+            print(f"{server.name:28} skipped: {server.skipped}")
+            continue
+        m = median[server.name]
         print(
-            f"{name:28} {m['rate']:>9,.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} {m['cpu_us']:>12.0f} {m['start_ms']:>21.0f}"
+            f"{server.name:28} {m['rate']:>9,.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+            f"{m['cpu_us']:>12.0f} {m['start_ms']:>21.0f}"
         )
-    baseline = medians["bare SDK server (memory)"]["rate"]
-    for name in ("actorstate (commit, SQLite)", "actorstate (memory)"):
-        print(f"ratio {name} / bare SDK: {medians[name]['rate'] / baseline:.2f}x")
+    ran = sum(server.skipped is None for server in servers)
+    print()
+    print(f"counters exact: every run of all {ran} servers ({increments:,} increments checked in all)")
+    print()
+    print("ratios (medians):")
+    for _, label, value in ratios(median):
+        print(f"  {label:66} {value:.2f}x")
+
+
+def results_json(
+    servers: list[Server],
+    results: dict[str, list[RunResult]],
+    median: dict[str, dict[str, float]],
+    rounds: int,
+    calls: int,
+    node: str | None,
+) -> dict[str, Any]:
+    """Everything the report prints, and every run, as one JSON document."""
+    return {
+        "machine": {
+            "arch": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "node": node,
+            "system": f"{platform.system()} {platform.release()}",
+        },
+        "workload": {
+            "in_flight": IN_FLIGHT,
+            "sessions": SESSIONS,
+            "calls_per_run": calls,
+            "rounds": rounds,
+            "mix_percent": dict(MIX),
+            "details_bytes": len(DETAILS),
+        },
+        "servers": {
+            server.name: (
+                {"skipped": server.skipped}
+                if server.skipped is not None
+                else {
+                    "median": median[server.name],
+                    "runs": [dataclasses.asdict(run) for run in results[server.name]],
+                }
+            )
+            for server in servers
+        },
+        "ratios": {key: value for key, _, value in ratios(median)},
+        "counters_exact": True,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_ROUNDS} round of {QUICK_CALLS:,} calls per server"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help=f"rounds (default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick)"
+    )
+    parser.add_argument(
+        "--calls", type=int, help=f"calls per run (default {FULL_CALLS:,}; {QUICK_CALLS:,} with --quick)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
+    calls = args.calls or (QUICK_CALLS if args.quick else FULL_CALLS)
+    if rounds < 1 or calls < 1:
+        parser.error("--rounds and --calls must be at least 1")
+
+    node = node_version()
+    with tempfile.TemporaryDirectory(prefix="bench_stdio") as workdir:
+        servers = all_servers(workdir)
+        runnable = [server for server in servers if server.command is not None]
+        results: dict[str, list[RunResult]] = {server.name: [] for server in runnable}
+        for round_number in range(rounds):
+            plan = plan_workload(calls, seed=round_number)
+            # Each round starts with the next server, so none always runs
+            # first on a cold machine or right after the same neighbour.
+            shift = round_number % len(runnable)
+            for server in runnable[shift:] + runnable[:shift]:
+                assert server.command is not None
+                try:
+                    results[server.name].append(run_once(server.command(round_number), plan, workdir))
+                except BenchmarkFailure as failure:
+                    print(f"FAILED: {server.name}, round {round_number + 1}: {failure}", file=sys.stderr)
+                    return 1
+    median = medians(results)
+    increments = sum(run.increments for runs in results.values() for run in runs)
+    print_report(servers, median, rounds, calls, increments, node)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results_json(servers, results, median, rounds, calls, node), file, indent=2)
+            file.write("\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
