@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -23,6 +24,7 @@ from .raw_client import RawClient
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 TOOLS = build_tools(Config())
 # server_stats reports the process itself (uptime, RSS): it differs between any two servers.
@@ -201,3 +203,39 @@ def test_well_formed_calls_take_the_fast_path(pair: Pair) -> None:
         assert fast["result"]["structuredContent"]["value"] == 2 * (number + 1)
     after = pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"]
     assert after - before == 21  # the twenty, and the server_stats call itself
+
+
+def test_a_cancelled_fast_path_call_is_never_answered(tmp_path: Path) -> None:
+    """notifications/cancelled stops a fast-path call in flight: no reply, and nothing left waiting.
+
+    The call is held in flight by a write lock on the database; the server is
+    given a long stop grace, so an in-flight count left unsettled would hold
+    its exit at end of input far past the close below.
+    """
+    db = tmp_path / "cancel.db"
+    server = RawClient("--db", str(db), "--stop-grace", "600")
+    server.initialize()
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the server's next commit waits for this lock
+    held = _call("held", "increment_counter", {"sessionId": session_id})
+    server.send_raw(json.dumps(held).encode() + b"\n")
+    server.wait_consumed()
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "held"}}
+    server.send_raw(json.dumps(cancel).encode() + b"\n")
+    server.wait_consumed()
+    blocker.execute("COMMIT")
+    blocker.close()
+    stats = server.call("server_stats")["structuredContent"]
+    assert stats["fast_path_calls"] == 3  # create_session, the held call, server_stats
+    assert server.process.stdin is not None
+    server.process.stdin.close()
+    later = []
+    while True:
+        try:
+            later.append(server.receive())
+        except EOFError:
+            break
+    assert later == []  # the held call was never answered
+    assert server.process.wait(timeout=60) == 0
+    server.kill()
