@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import statistics
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -222,7 +221,7 @@ class SnapshotActor:
                 )
             )
             held.append(actor.begin_commit())
-        started = time.perf_counter()
+        started = self._clock.monotonic()
         try:
             outcomes = await self.store.write(writes, self._clock.wall())
         except Exception as raised:
@@ -246,7 +245,7 @@ class SnapshotActor:
             for actor in batch:
                 actor.commit_settled()
             raise
-        self._latencies.append(time.perf_counter() - started)
+        self._latencies.append(self._clock.monotonic() - started)
         self.commits += 1
         self.sessions_written += len(batch)
         resolve = self._parking.resolve
