@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
 from os import PathLike
@@ -182,14 +183,10 @@ class State:
         Error handling:
             InvalidInput: ``session_id`` is not a UUID.
         """
-        try:
-            canonical = str(uuid.UUID(session_id))
-        except (TypeError, ValueError, AttributeError):
-            # Ids come from callers: quoted cut short, never echoed whole.
-            shown = repr(session_id)
-            if len(shown) > _QUOTED_ID_CHARS:
-                shown = shown[: _QUOTED_ID_CHARS - 3] + "..."
-            raise InvalidInput(f"session id must be a UUID, not {shown}") from None
+        if type(session_id) is str and _CANONICAL_ID.match(session_id):
+            canonical = session_id  # already what str(uuid.UUID(...)) would give
+        else:
+            canonical = _canonical_id(session_id)
         return Session(self._supervisor, canonical, _check_client_id(client_id, self.config))
 
     def session_as_owner(self, session_id: str) -> Session:
@@ -199,7 +196,9 @@ class State:
         client owns the whole process). Never give one to a caller whose
         identity was not established; use :meth:`session` for those.
         """
-        return Session(self._supervisor, self.session(session_id).id, None)
+        if type(session_id) is str and _CANONICAL_ID.match(session_id):
+            return Session(self._supervisor, session_id, None)
+        return Session(self._supervisor, _canonical_id(session_id), None)
 
     async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
         """Ids of all of ``client_id``'s live sessions, oldest first (resident, passivated or stored).
@@ -367,6 +366,22 @@ class Session:
     async def end(self) -> None:
         """End the session; later calls get :class:`SessionNotFound`."""
         await self._supervisor.ask(self.id, self.client_id, EndSession())
+
+
+# The form every id is answered in (lower case, hyphens): checked first,
+# because almost every id a client sends back is one it was given.
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def _canonical_id(session_id: object) -> str:
+    try:
+        return str(uuid.UUID(session_id))  # type: ignore[arg-type]
+    except (TypeError, ValueError, AttributeError):
+        # Ids come from callers: quoted cut short, never echoed whole.
+        shown = repr(session_id)
+        if len(shown) > _QUOTED_ID_CHARS:
+            shown = shown[: _QUOTED_ID_CHARS - 3] + "..."
+        raise InvalidInput(f"session id must be a UUID, not {shown}") from None
 
 
 def _shown(value: object, limit: int = 60) -> str:
