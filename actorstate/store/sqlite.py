@@ -231,17 +231,23 @@ class SQLiteStore:
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE ... COMMIT, committed only into the file that was opened."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield
             self.check_file()
             db.execute("COMMIT")
         except BaseException:
+            self.changes.own_write_ended()
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             raise
         self.changes.after_own_commit()
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE: holding the write lock, tell the change watch a commit of ours may come."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self.changes.own_write_began()
 
     # -- sessions -------------------------------------------------------------
 
@@ -270,7 +276,8 @@ class SQLiteStore:
             applied = self._write_all(writes, now)
             if applied is None:  # a conflict somewhere: redo row by row to find it
                 db.execute("ROLLBACK")
-                db.execute("BEGIN IMMEDIATE")
+                self.changes.own_write_ended()
+                self._begin()
                 applied = [self._write_one(write, now) for write in writes]
         return [_COMMITTED if ok else _CONFLICT for ok in applied]
 

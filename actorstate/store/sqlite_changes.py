@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ class ChangeWatch:
         except sqlite3.Error:
             self._data_version = None
         self._others_committed = False
+        # While this connection holds the write lock: the counter its commit
+        # will leave (nobody else can commit meanwhile), so the calls that
+        # read it before after_own_commit runs do not take it for news.
+        self._own_next: bytes | None = None
         self.checks = 0  # how many times another process's commit was looked for
 
     @property
@@ -84,10 +89,36 @@ class ChangeWatch:
     # -- from the event loop ---------------------------------------------------------
 
     def maybe_changed(self) -> bool:
-        """True if some connection may have committed since this process last looked (cheap)."""
-        return self._fd is not None and self._counter() != self._seen
+        """True if some connection may have committed since this process last looked (cheap).
+
+        The counter this process's own commit in flight will leave is not
+        news: without this, every call between that commit and
+        :meth:`after_own_commit` (the database thread waits for the
+        interpreter lock meanwhile) would look for changes that are not there.
+        """
+        if self._fd is None:
+            return False
+        counter = self._counter()
+        return counter != self._seen and counter != self._own_next
 
     # -- on the database thread ------------------------------------------------------
+
+    def own_write_began(self) -> None:
+        """This connection holds the write lock now: its commit will move the counter by one.
+
+        Only if nobody committed since the counter was last seen: else that
+        commit is news, and the counter it left must not be mistaken for ours.
+        """
+        counter = self._counter()
+        if counter == self._seen and len(counter) == _CHANGE_COUNTER_SIZE and not self._others_committed:
+            value = (int.from_bytes(counter, sys.byteorder) + 1) & 0xFFFFFFFF
+            self._own_next = value.to_bytes(_CHANGE_COUNTER_SIZE, sys.byteorder)
+        else:
+            self._own_next = None
+
+    def own_write_ended(self) -> None:
+        """The write lock was let go without a commit (rolled back)."""
+        self._own_next = None
 
     def after_own_commit(self) -> None:
         """This connection committed: its commit moved the counter, which is not news.
@@ -98,6 +129,7 @@ class ChangeWatch:
         """
         counter = self._counter()
         version = self._read_data_version()
+        self._own_next = None
         if version != self._data_version:
             self._data_version = version
             self._others_committed = True  # leave the counter unseen: the next call checks
