@@ -11,6 +11,7 @@ does not re-encode the whole session to enforce ``Config.max_session_bytes``.
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,7 +109,13 @@ def _int_size(n: int) -> int:
     return 9
 
 
+@functools.lru_cache(maxsize=8192)
 def iso_time(unix_time: float) -> str:
+    """``unix_time`` as ISO 8601 UTC with milliseconds (``...T12:53:16.276Z``).
+
+    Cached: a session's recent events are shown by every get_context, and
+    formatting a datetime costs more than the rest of showing an event.
+    """
     moment = datetime.datetime.fromtimestamp(unix_time, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
