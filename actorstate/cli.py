@@ -1,4 +1,4 @@
-"""The ``actorstate`` command: ``serve``, ``sessions``, ``doctor``.
+"""The ``actorstate`` command: ``serve``, ``sessions``, ``doctor``, ``chaos``.
 
 Every ``serve`` flag can also come from an ``ACTORSTATE_*`` environment
 variable (the flag wins). Logs go to stderr; stdout belongs to the protocol.
@@ -199,6 +199,51 @@ async def _serve(args: argparse.Namespace) -> None:
     logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
 
 
+def _add_chaos(commands: Any) -> None:
+    # Unset flags stay None and take RunOptions' defaults in _chaos: the
+    # runner is imported only by this command, not at every start of serve.
+    chaos = commands.add_parser(
+        "chaos",
+        help="attack a real server with seeded faults and check the history",
+        description="Start `actorstate serve`, run concurrent clients against it while injecting "
+        "faults drawn from the seed, then check that nothing acknowledged was lost. "
+        "Exits 0 only when no invariant is violated. The seed and the command that replays "
+        "the run are printed first and last.",
+    )
+    chaos.add_argument("--seed", type=int, help="the run's seed (default: random, printed)")
+    chaos.add_argument("--duration", type=float, help="seconds of workload (default: 30)")
+    chaos.add_argument("--clients", type=int, help="concurrent logical clients (default: 8)")
+    chaos.add_argument("--sessions", type=int, help="sessions in play (default: 32)")
+    chaos.add_argument("--faults", help="comma-separated kinds: kill, term, stop (default: all; or none)")
+    chaos.add_argument("--durability", choices=("commit", "interval"), help="the server's (default: commit)")
+    chaos.add_argument("--out", help="directory for the history and the servers' logs (default: a new one)")
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    import secrets
+    import tempfile
+
+    from .chaos.runner import RunOptions, replay_command, run_chaos
+
+    given: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("duration", "clients", "sessions", "durability")
+        if getattr(args, name) is not None
+    }
+    if args.faults is not None:
+        given["faults"] = tuple(kind for kind in args.faults.split(",") if kind and kind != "none")
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="actorstate-chaos-"))
+    options = RunOptions(seed=seed, out=out, **given)
+    replay = f"seed {seed}; replay: {replay_command(options)}"
+    print(replay, flush=True)
+    print(f"output: {out}", flush=True)
+    result = anyio.run(lambda: run_chaos(options, progress=sys.stderr), backend="asyncio")
+    print(result.report())
+    print(replay, flush=True)
+    return 0 if result.passed else 1
+
+
 def _must_exist(path: str) -> None:
     if not os.path.isfile(path):
         raise StoreError(f"{path} does not exist")
@@ -305,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
     doctor = commands.add_parser("doctor", help="check a database without changing it")
     doctor.add_argument("path", nargs="?", help=f"the SQLite database file (default: {default_database()})")
+    _add_chaos(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -319,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             anyio.run(_serve, args, backend=args.backend)
             return 0
+        if args.command == "chaos":
+            return _chaos(args)
         code = _sessions(args) if args.command == "sessions" else _doctor(args)
         # Flushed here, not at exit, so that a reader gone early is met below.
         sys.stdout.flush()

@@ -1,0 +1,497 @@
+"""The chaos runner: a real server, concurrent clients, seeded faults, a checked history.
+
+One run (:func:`run_chaos`):
+
+1. starts ``actorstate serve`` on a database in the output directory and
+   completes the MCP handshake on its pipes;
+2. the workers create the sessions (one slot per session, each owned by one
+   ``clientId``), then call the tools as their plans say
+   (:mod:`.workload`), each with one call outstanding, all multiplexed over
+   the one connection, every call recorded in the history;
+3. meanwhile the fault schedule (:mod:`.faults`) runs: kill, term and stop,
+   with a restart after the first two;
+4. after the duration (and after the last fault, and a calm moment more),
+   the workers stop, the server is restarted if it is down, and every
+   session is read back (``get_context`` of each, the final state the
+   checkers see); the server's input is closed, so it exits;
+5. :func:`~.checkers.check_history` judges the history.
+
+How a call is recorded: ``ok`` with the reply's ``structuredContent``;
+``fail`` only when the server certainly did not apply it (session not found,
+overloaded, quarantined); ``info`` (outcome unknown) for everything else:
+timeouts, ``Connection closed``, a server gone before answering, store
+errors. Over stdio any client may reach any session, so each call is made
+as the owner of its session; nothing probes across clients.
+
+Everything random comes from one ``random.Random(seed)``: the fault
+schedule, then one seed per worker for its plan. What the operating system's
+timing decides (how far each worker gets, which calls a fault catches in
+flight) is not reproducible; :func:`plan_run` is, and is what a replay
+repeats.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import random
+import signal
+import time
+from typing import IO, TYPE_CHECKING, Any, TextIO
+
+import anyio
+
+from ..config import Config
+from .checkers import check_history
+from .faults import FAULT_KINDS, RECORDED_KIND, PlannedFault, plan_faults
+from .history import HistoryRecorder, Phase, dumps_record
+from .report import summarize, window_jsonl
+from .server import ServerGone, ServerProcess, serve_command
+from .workload import PlannedCall, owner_of, plan_calls
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from anyio.abc import TaskGroup
+
+    from .checkers import Violation
+    from .history import History, Record
+    from .report import Summary
+
+__all__ = ["RunOptions", "RunPlan", "RunResult", "plan_run", "replay_command", "run_chaos"]
+
+# Replies that prove the server did not apply the call; any other error is an unknown outcome.
+_NOT_APPLIED = (
+    "Session not found or expired",
+    "calls waiting and none finished",  # Overloaded
+    "end it, or restart the server",  # SessionQuarantined
+)
+# After a fault ends, the next one waits at least this long, so calm calls separate them.
+CALM_BETWEEN_FAULTS = 0.5
+# The run goes on this long after its last fault, so the recovered server is seen serving.
+CALM_AFTER_FAULTS = 1.0
+CREATE_ATTEMPTS = 5
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunOptions:
+    """A run's settings: all that :func:`replay_command` needs, and where its files go."""
+
+    seed: int
+    out: Path
+    duration: float = 30.0
+    clients: int = 8
+    sessions: int = 32
+    faults: tuple[str, ...] = FAULT_KINDS
+    durability: str = "commit"
+    # Seconds a client waits for a reply before recording an unknown outcome.
+    timeout: float = 1.0
+    # Seconds a server may take to start and answer initialize.
+    start_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.duration > 0:
+            raise ValueError(f"--duration must be a positive number of seconds, not {self.duration}")
+        if self.clients < 1:
+            raise ValueError(f"--clients must be at least 1, not {self.clients}")
+        if self.sessions < 1:
+            raise ValueError(f"--sessions must be at least 1, not {self.sessions}")
+        if self.durability not in ("commit", "interval"):
+            raise ValueError(f"--durability must be commit or interval, not {self.durability!r}")
+        unknown = sorted(set(self.faults) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(
+                f"--faults: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}"
+            )
+
+
+def replay_command(options: RunOptions) -> str:
+    """The one-line command that runs ``options`` again (in a new output directory)."""
+    return (
+        f"actorstate chaos --seed {options.seed} --duration {options.duration:g} "
+        f"--clients {options.clients} --sessions {options.sessions} "
+        f"--faults {','.join(options.faults) or 'none'} --durability {options.durability}"
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What the seed decides: the fault schedule and each worker's seed for its calls."""
+
+    faults: tuple[PlannedFault, ...]
+    worker_seeds: tuple[int, ...]
+    sessions: int
+    max_turns_limit: int
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        return tuple(f"w{number}" for number in range(len(self.worker_seeds)))
+
+    def calls(self, worker: int) -> Iterator[PlannedCall]:
+        """Worker number ``worker``'s planned calls, endless."""
+        return plan_calls(
+            self.workers[worker],
+            self.worker_seeds[worker],
+            self.sessions,
+            max_turns_limit=self.max_turns_limit,
+        )
+
+    def first_calls(self, count: int) -> dict[str, list[PlannedCall]]:
+        """The first ``count`` planned calls of every worker: the workload, to compare runs."""
+        return {
+            worker: list(itertools.islice(self.calls(number), count))
+            for number, worker in enumerate(self.workers)
+        }
+
+
+def plan_run(options: RunOptions, config: Config | None = None) -> RunPlan:
+    """Draw the run's plan from ``random.Random(options.seed)``: faults first, then worker seeds."""
+    config = config or Config()
+    rng = random.Random(options.seed)
+    faults = plan_faults(rng, options.faults, options.duration, timeout=options.timeout)
+    seeds = tuple(rng.getrandbits(64) for _ in range(options.clients))
+    return RunPlan(faults, seeds, options.sessions, config.max_turns_limit)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recovery:
+    """One fault as it happened: its kind, the server it hit, and seconds from start to end."""
+
+    kind: str
+    target: str
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunResult:
+    """A finished run: its history, what the checkers found, and anything else that went wrong."""
+
+    options: RunOptions
+    history: History
+    violations: list[Violation]
+    summary: Summary
+    recoveries: list[Recovery]
+    problems: list[str]
+    history_path: Path
+    window_paths: list[Path]
+    elapsed: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations and not self.problems
+
+    def report(self) -> str:
+        """The summary table: calls by tool and outcome, faults and recoveries, violations."""
+        phases = [str(phase) for phase in Phase if phase is not Phase.INVOKE]
+        lines = [f"{'tool':<20}" + "".join(f"{phase:>8}" for phase in phases)]
+        for tool, counts in self.summary.calls.items():
+            lines.append(f"{tool:<20}" + "".join(f"{counts.get(phase, 0):>8}" for phase in phases))
+        lines.append(
+            f"{'all':<20}" + "".join(f"{self.summary.outcomes.get(phase, 0):>8}" for phase in phases)
+        )
+        lines.append(f"calls: {self.summary.total_calls} in {self.elapsed:.1f} s")
+        by_kind: dict[str, list[float]] = collections.defaultdict(list)
+        for recovery in self.recoveries:
+            by_kind[recovery.kind].append(recovery.seconds)
+        faults = ", ".join(
+            f"{kind} {len(times)} (longest {max(times):.2f} s)" for kind, times in sorted(by_kind.items())
+        )
+        lines.append(f"faults: {faults or 'none'}")
+        for problem in self.problems:
+            lines.append(f"problem: {problem}")
+        lines.append(f"violations: {len(self.violations)}")
+        for violation, path in zip(self.violations, self.window_paths, strict=True):
+            lines.append(f"  {violation.checker} on {violation.session}: {violation.message} ({path.name})")
+        lines.append(f"history: {self.history_path}")
+        return "\n".join(lines)
+
+
+async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
+    """Run ``options`` against a real server process; ``progress`` gets a line a second."""
+    options.out.mkdir(parents=True, exist_ok=True)
+    history_path = options.out / "history.jsonl"
+    with history_path.open("w", encoding="utf-8") as history_file:
+
+        def sink(record: Record) -> None:
+            history_file.write(dumps_record(record) + "\n")
+
+        run = _Run(options, HistoryRecorder(sink=sink), progress)
+        await run.run()
+    history = run.recorder.history()
+    config = Config()
+    violations = check_history(history, config)
+    window_paths = []
+    for number, violation in enumerate(violations, 1):
+        path = options.out / f"violation-{number}.jsonl"
+        path.write_text(window_jsonl(history, violation), encoding="utf-8")
+        window_paths.append(path)
+    return RunResult(
+        options,
+        history,
+        violations,
+        summarize(history),
+        run.recoveries,
+        run.problems,
+        history_path,
+        window_paths,
+        run.elapsed,
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class _Slot:
+    """A session slot: the session it holds now (label, server id) and who owns it."""
+
+    number: int
+    owner: str
+    label: str
+    session_id: str | None = None
+    generation: int = 0
+    labels_created: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def next_label(self) -> str:
+        self.generation += 1
+        self.label = f"s{self.number}.{self.generation}"
+        return self.label
+
+
+class _Run:
+    def __init__(self, options: RunOptions, recorder: HistoryRecorder, progress: TextIO | None) -> None:
+        self.options = options
+        self.plan = plan_run(options)
+        self.config = Config()
+        self.recorder = recorder
+        self.progress = progress
+        self.slots = [
+            _Slot(number, owner_of(number, options.clients), f"s{number}")
+            for number in range(options.sessions)
+        ]
+        self.server: ServerProcess | None = None
+        self.ready = anyio.Event()
+        self.servers_started = 0
+        self.expected_exit = False
+        self.stopping = False
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.injected: collections.Counter[str] = collections.Counter()
+        self.current_fault: str | None = None
+        self.recoveries: list[Recovery] = []
+        self.problems: list[str] = []
+        self.started = time.monotonic()
+        self.elapsed = 0.0
+        self.logs: list[IO[bytes]] = []
+
+    # -- the server ------------------------------------------------------------------
+
+    async def start_server(self, task_group: TaskGroup) -> ServerProcess:
+        self.servers_started += 1
+        name = f"server-{self.servers_started}"
+        log = (self.options.out / f"{name}.log").open("wb")
+        self.logs.append(log)
+        server = ServerProcess(
+            name, serve_command(self.options.out / "chaos.db", self.options.durability), log
+        )
+        try:
+            with anyio.fail_after(self.options.start_timeout):
+                await server.start(task_group)
+        except TimeoutError:
+            raise ServerGone(
+                f"{name} did not answer initialize within {self.options.start_timeout:g} s; see {log.name}"
+            ) from None
+        self.server = server
+        self.expected_exit = False
+        task_group.start_soon(self.watch, server, task_group)
+        self.ready.set()
+        return server
+
+    async def watch(self, server: ServerProcess, task_group: TaskGroup) -> None:
+        """An exit no fault caused is a problem of the run: record it, and restart."""
+        code = await server.wait()
+        if server is not self.server or self.expected_exit:
+            return
+        self.problems.append(f"{server.name} exited unexpectedly with status {code}")
+        self.ready = anyio.Event()
+        start = self.recorder.fault_start("exit", server.name, status=code)
+        await self.start_server(task_group)
+        self.recorder.fault_end(start, restarted=self.servers_started)
+
+    async def running_server(self) -> ServerProcess:
+        await self.ready.wait()
+        assert self.server is not None
+        return self.server
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def call(
+        self, process: str, tool: str, slot: _Slot, arguments: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Call ``tool`` on the session ``slot`` holds, as its owner; its ok result, or None."""
+        server = await self.running_server()
+        label, session_id = slot.label, slot.session_id
+        sent = dict(arguments)
+        if tool != "create_session":
+            sent["sessionId"] = session_id
+        invoke = self.recorder.invoke(process, tool, label, arguments, client=slot.owner)
+        try:
+            with anyio.fail_after(self.options.timeout):
+                reply = await server.call(tool, sent)
+        except TimeoutError:
+            self.complete(invoke, Phase.INFO, error=f"timed out after {self.options.timeout:g} s")
+            return None
+        except ServerGone as error:
+            self.complete(invoke, Phase.INFO, error=str(error))
+            return None
+        if reply.error is None:
+            self.complete(invoke, Phase.OK, result=reply.structured)
+            return reply.structured
+        not_applied = not reply.rpc_error and any(text in reply.error for text in _NOT_APPLIED)
+        self.complete(invoke, Phase.FAIL if not_applied else Phase.INFO, error=reply.error)
+        return None
+
+    def complete(self, invoke: Any, phase: Phase, *, result: Any = None, error: str | None = None) -> None:
+        self.recorder.complete(invoke, phase, result=result, error=error)
+        self.outcomes[str(phase)] += 1
+
+    async def create(self, process: str, slot: _Slot) -> None:
+        """Fill ``slot`` with a new session; a creation of unknown outcome is retried under a new label."""
+        for _ in range(CREATE_ATTEMPTS):
+            result = await self.call(process, "create_session", slot, {"clientId": slot.owner})
+            session_id = result.get("sessionId") if result else None
+            if isinstance(session_id, str):
+                slot.session_id = session_id
+                slot.labels_created.append((slot.label, session_id))
+                return
+            slot.next_label()
+
+    async def end_and_replace(self, process: str, slot: _Slot) -> None:
+        await self.call(process, "end_session", slot, {})
+        slot.next_label()
+        await self.create(process, slot)
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def setup(self, worker: int) -> None:
+        for slot in self.slots[worker :: self.options.clients]:
+            await self.create(self.plan.workers[worker], slot)
+
+    async def work(self, worker: int) -> None:
+        process = self.plan.workers[worker]
+        for planned in self.plan.calls(worker):
+            if self.stopping:
+                return
+            slot = self.slots[planned.slot]
+            if slot.session_id is None:
+                continue
+            if planned.tool == "end_session":
+                await self.end_and_replace(process, slot)
+            else:
+                await self.call(process, planned.tool, slot, planned.arguments)
+
+    # -- faults --------------------------------------------------------------------------
+
+    async def inject_faults(self, task_group: TaskGroup, workload_started: float) -> None:
+        calm_since = time.monotonic()
+        for planned in self.plan.faults:
+            due = max(workload_started + planned.at, calm_since + CALM_BETWEEN_FAULTS)
+            await anyio.sleep(max(0.0, due - time.monotonic()))
+            server = await self.running_server()
+            kind = RECORDED_KIND[planned.kind]
+            self.current_fault = kind
+            self.injected[kind] += 1
+            began = time.monotonic()
+            if planned.kind == "stop":
+                start = self.recorder.fault_start(kind, server.name, hold=planned.hold)
+                server.signal(signal.SIGSTOP)
+                await anyio.sleep(planned.hold)
+                server.signal(signal.SIGCONT)
+                self.recorder.fault_end(start)
+            else:
+                await self.stop_and_restart(task_group, server, kind, kill=planned.kind == "kill")
+            self.recoveries.append(Recovery(kind, server.name, time.monotonic() - began))
+            self.current_fault = None
+            calm_since = time.monotonic()
+
+    async def stop_and_restart(
+        self, task_group: TaskGroup, server: ServerProcess, kind: str, *, kill: bool
+    ) -> None:
+        """SIGKILL or SIGTERM ``server``, wait for its exit, start the next one; the fault ends when it serves."""
+        self.ready = anyio.Event()  # new calls wait for the next server
+        self.expected_exit = True
+        start = self.recorder.fault_start(kind, server.name, pid=server.pid)
+        server.signal(signal.SIGKILL if kill else signal.SIGTERM)
+        with anyio.move_on_after(self.options.start_timeout) as waiting:
+            code = await server.wait()
+        if waiting.cancel_called:
+            self.problems.append(
+                f"{server.name} did not exit within {self.options.start_timeout:g} s of {kind}"
+            )
+            server.signal(signal.SIGKILL)
+            code = await server.wait()
+        if not kill and code != 0:
+            self.problems.append(f"{server.name} exited with status {code} after SIGTERM, not 0")
+        restarted = await self.start_server(task_group)
+        self.recorder.fault_end(start, exit_status=code, restarted=restarted.name)
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def report_progress(self) -> None:
+        assert self.progress is not None
+        while True:
+            await anyio.sleep(1.0)
+            outcomes = " ".join(
+                f"{phase} {self.outcomes[str(phase)]}" for phase in Phase if phase is not Phase.INVOKE
+            )
+            faults = " ".join(f"{kind} {count}" for kind, count in sorted(self.injected.items())) or "none"
+            now = f" | now: {self.current_fault}" if self.current_fault else ""
+            print(
+                f"[{time.monotonic() - self.started:5.1f} s] calls: {outcomes} | faults: {faults}{now}",
+                file=self.progress,
+                flush=True,
+            )
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            async with anyio.create_task_group() as task_group:
+                if self.progress is not None:
+                    task_group.start_soon(self.report_progress)
+                await self.start_server(task_group)
+                async with anyio.create_task_group() as setup:
+                    for worker in range(self.options.clients):
+                        setup.start_soon(self.setup, worker)
+                workload_started = time.monotonic()
+                async with anyio.create_task_group() as workload:
+                    for worker in range(self.options.clients):
+                        workload.start_soon(self.work, worker)
+                    await self.inject_faults(task_group, workload_started)
+                    rest = workload_started + self.options.duration - time.monotonic()
+                    await anyio.sleep(max(rest, CALM_AFTER_FAULTS if self.plan.faults else 0.0))
+                    self.stopping = True
+                await self.final_reads()
+                server = await self.running_server()
+                self.expected_exit = True
+                await server.close_input()
+                with anyio.move_on_after(self.options.start_timeout):
+                    code = await server.wait()
+                    if code != 0:
+                        self.problems.append(f"{server.name} exited with status {code} at end of input")
+                if server.returncode is None:
+                    self.problems.append(f"{server.name} did not exit at end of input")
+                    server.signal(signal.SIGKILL)
+                task_group.cancel_scope.cancel()
+        finally:
+            self.elapsed = time.monotonic() - self.started
+            if self.server is not None and self.server.returncode is None:
+                self.server.signal(signal.SIGKILL)
+            for log in self.logs:
+                log.close()
+
+    async def final_reads(self) -> None:
+        """Read back every session ever created, the state the checkers judge last."""
+        max_turns = self.config.max_turns_limit
+        for slot in self.slots:
+            for label, session_id in slot.labels_created:
+                reader = _Slot(slot.number, slot.owner, label, session_id)
+                await self.call("final", "get_context", reader, {"maxTurns": max_turns})
