@@ -1,6 +1,9 @@
-"""The chaos runner's pure parts: the history of a run, the checkers that judge it, its report.
+"""The chaos runner and its parts: the history of a run, the checkers that judge it, its report.
 
-Nothing here starts a process or touches a store; the runner builds on it.
+The names here are the pure parts, which start no process and touch no
+store. The runner (:mod:`.runner`, ``actorstate chaos``) builds on them:
+it drives real server processes (:mod:`.server`) with a seeded workload
+(:mod:`.workload`) and fault schedule (:mod:`.faults`).
 """
 
 from __future__ import annotations
