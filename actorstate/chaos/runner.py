@@ -73,6 +73,10 @@ CALM_BETWEEN_FAULTS = 0.5
 # The run goes on this long after its last fault, so the recovered server is seen serving.
 CALM_AFTER_FAULTS = 1.0
 CREATE_ATTEMPTS = 5
+# A run that breaks an invariant often breaks it many times (a lost commit shows in every later
+# read): the first violations get a window file each and a line in the report.
+WINDOW_FILES = 100
+REPORTED_VIOLATIONS = 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,7 +170,10 @@ class Recovery:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunResult:
-    """A finished run: its history, what the checkers found, and anything else that went wrong."""
+    """A finished run: its history, what the checkers found, and anything else that went wrong.
+
+    ``window_paths`` are the window files of the first violations (at most ``WINDOW_FILES``).
+    """
 
     options: RunOptions
     history: History
@@ -201,9 +208,17 @@ class RunResult:
         lines.append(f"faults: {faults or 'none'}")
         for problem in self.problems:
             lines.append(f"problem: {problem}")
-        lines.append(f"violations: {len(self.violations)}")
-        for violation, path in zip(self.violations, self.window_paths, strict=True):
+        checkers = collections.Counter(violation.checker for violation in self.violations)
+        by_checker = ", ".join(f"{checker} {count}" for checker, count in sorted(checkers.items()))
+        lines.append(f"violations: {len(self.violations)}" + (f" ({by_checker})" if by_checker else ""))
+        shown = list(zip(self.violations, self.window_paths, strict=False))[:REPORTED_VIOLATIONS]
+        for violation, path in shown:
             lines.append(f"  {violation.checker} on {violation.session}: {violation.message} ({path.name})")
+        if len(self.violations) > len(shown):
+            lines.append(
+                f"  and {len(self.violations) - len(shown)} more "
+                f"(window files for the first {min(len(self.violations), WINDOW_FILES)})"
+            )
         lines.append(f"history: {self.history_path}")
         return "\n".join(lines)
 
@@ -223,7 +238,7 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
     config = Config()
     violations = check_history(history, config)
     window_paths = []
-    for number, violation in enumerate(violations, 1):
+    for number, violation in enumerate(violations[:WINDOW_FILES], 1):
         path = options.out / f"violation-{number}.jsonl"
         path.write_text(window_jsonl(history, violation), encoding="utf-8")
         window_paths.append(path)
