@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from actorstate import Config
+from actorstate.transport.fast_path import FAST_PROTOCOL_VERSIONS
 from actorstate.transport.tools import build_tools
 
-from .raw_client import RawClient
+from .raw_client import INITIALIZE_PARAMS, RawClient
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,11 +36,13 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2
 class Pair:
     """The two servers, and the sessions both have, in the order they were made."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: str = INITIALIZE_PARAMS["protocolVersion"]) -> None:
         self.fast = RawClient("--durability", "memory")
         self.sdk = RawClient("--durability", "memory", "--fast-path", "off")
-        self.fast.initialize()
-        self.sdk.initialize()
+        for server in (self.fast, self.sdk):
+            reply = server.request("initialize", {**INITIALIZE_PARAMS, "protocolVersion": version})
+            assert reply["result"]["protocolVersion"] == version, reply
+            server.send("notifications/initialized", notify=True)
         self.sessions: list[tuple[str, str]] = []  # (fast's id, sdk's id)
         self.calls_sent = 0
         for _ in range(3):
@@ -168,10 +171,8 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
     return _call(request_id, tool, draw(tool_arguments(tool)))
 
 
-def test_fast_path_replies_equal_the_sdk_paths(pair: Pair) -> None:
-    """Every request, valid or not, gets the same reply from the fast path as from the SDK."""
-
-    @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _assert_same_replies(pair: Pair, examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(requests(), min_size=1, max_size=6))
     # Found: an integer below -2**63 reads as a float in orjson, as an int in the SDK.
     @example([_call(0, "end_session", {"sessionId": -(2**63) - 1})])
@@ -181,11 +182,27 @@ def test_fast_path_replies_equal_the_sdk_paths(pair: Pair) -> None:
             assert fast == sdk, request
 
     same_replies()
+
+
+def test_fast_path_replies_equal_the_sdk_paths(pair: Pair) -> None:
+    """Every request, valid or not, gets the same reply from the fast path as from the SDK."""
+    _assert_same_replies(pair, examples=600)
     # The fast path answered calls, and only its server has it.
     fast_stats = pair.fast.call("server_stats")["structuredContent"]
     sdk_stats = pair.sdk.call("server_stats")["structuredContent"]
     assert 0 < fast_stats["fast_path_calls"] <= pair.calls_sent
     assert "fast_path_calls" not in sdk_stats
+
+
+@pytest.mark.parametrize("version", sorted(FAST_PROTOCOL_VERSIONS - {INITIALIZE_PARAMS["protocolVersion"]}))
+def test_fast_path_replies_equal_at_every_handshake_version(version: str) -> None:
+    """At each other protocol version the fast path serves, its replies equal the SDK's too."""
+    pair = Pair(version)
+    try:
+        _assert_same_replies(pair, examples=120)
+        assert pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"] > 0
+    finally:
+        pair.close()
 
 
 def test_well_formed_calls_take_the_fast_path(pair: Pair) -> None:
