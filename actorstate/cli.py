@@ -214,7 +214,9 @@ def _add_chaos(commands: Any) -> None:
     chaos.add_argument("--duration", type=float, help="seconds of workload (default: 30)")
     chaos.add_argument("--clients", type=int, help="concurrent logical clients (default: 8)")
     chaos.add_argument("--sessions", type=int, help="sessions in play (default: 32)")
-    chaos.add_argument("--faults", help="comma-separated kinds: kill, term, stop (default: all; or none)")
+    chaos.add_argument(
+        "--faults", help="comma-separated kinds: kill, term, stop, lock, second (default: all; or none)"
+    )
     chaos.add_argument("--durability", choices=("commit", "interval"), help="the server's (default: commit)")
     chaos.add_argument("--out", help="directory for the history and the servers' logs (default: a new one)")
 

@@ -8,6 +8,14 @@ Faults in this module's kinds, each against the one server process:
   then a restart.
 - ``stop``: SIGSTOP for longer than the clients' timeout, then SIGCONT; the
   calls in flight time out (unknown outcome) and may still take effect.
+- ``lock``: the runner takes the database's write lock (``BEGIN IMMEDIATE``
+  on a connection of its own, another process to the server) and holds it
+  past the server's busy timeout; the writes that wait for it time out or
+  fail with a store error (unknown outcome), and the server serves again
+  once it is released.
+- ``second``: a second server process on the same database for a while;
+  some of the clients' calls go to it, on the same sessions, then its input
+  ends and it must exit 0.
 
 The schedule spreads the faults over the middle of the run (the first and
 last tenths stay calm), one in each of equal stretches of time, at a random
@@ -26,16 +34,27 @@ if TYPE_CHECKING:
 
 __all__ = ["FAULT_KINDS", "RECORDED_KIND", "PlannedFault", "plan_faults"]
 
-FAULT_KINDS = ("kill", "term", "stop")
+FAULT_KINDS = ("kill", "term", "stop", "lock", "second")
 # How a fault kind is named in the history.
-RECORDED_KIND = {"kill": "sigkill", "term": "sigterm", "stop": "sigstop"}
+RECORDED_KIND = {
+    "kill": "sigkill",
+    "term": "sigterm",
+    "stop": "sigstop",
+    "lock": "db-lock",
+    "second": "second-server",
+}
+# A lock is held this many seconds past the server's busy timeout, at most.
+LOCK_MARGIN = (0.3, 0.8)
+# A second server serves this many seconds (after it has started).
+SECOND_HOLD = (1.5, 3.0)
 # One fault for about this many seconds of run, beyond one of each kind.
 SECONDS_PER_FAULT = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PlannedFault:
-    """A fault of ``kind`` due ``at`` seconds into the workload; ``hold``: how long a stop lasts."""
+    """A fault of ``kind`` due ``at`` seconds into the workload; ``hold``: how long a stop, a lock
+    or a second server lasts."""
 
     at: float
     kind: str
@@ -43,9 +62,15 @@ class PlannedFault:
 
 
 def plan_faults(
-    rng: random.Random, kinds: Sequence[str], duration: float, *, timeout: float
+    rng: random.Random,
+    kinds: Sequence[str],
+    duration: float,
+    *,
+    timeout: float,
+    busy_timeout: float = 5.0,
 ) -> tuple[PlannedFault, ...]:
-    """The faults of a run of ``duration`` seconds whose clients give up after ``timeout``.
+    """The faults of a run of ``duration`` seconds whose clients give up after ``timeout``,
+    against servers that wait ``busy_timeout`` seconds for a locked database.
 
     Error handling:
         Raises ``ValueError`` naming an unknown kind.
@@ -64,6 +89,12 @@ def plan_faults(
     faults = []
     for number, kind in enumerate(chosen):
         at = first + stretch * (number + rng.uniform(0.0, 0.5))
-        hold = timeout * rng.uniform(1.5, 2.5) if kind == "stop" else 0.0
+        hold = 0.0
+        if kind == "stop":
+            hold = timeout * rng.uniform(1.5, 2.5)
+        elif kind == "lock":
+            hold = busy_timeout + rng.uniform(*LOCK_MARGIN)
+        elif kind == "second":
+            hold = rng.uniform(*SECOND_HOLD)
         faults.append(PlannedFault(round(at, 3), kind, round(hold, 3)))
     return tuple(faults)

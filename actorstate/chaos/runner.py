@@ -9,7 +9,11 @@ One run (:func:`run_chaos`):
    (:mod:`.workload`), each with one call outstanding, all multiplexed over
    the one connection, every call recorded in the history;
 3. meanwhile the fault schedule (:mod:`.faults`) runs: kill, term and stop,
-   with a restart after the first two;
+   with a restart after the first two; lock, the database's write lock taken
+   by the runner's own connection past the server's busy timeout; second, a
+   second server on the same database, to which every other call of each
+   worker goes while it serves (recorded as process ``w3@second-1``: the
+   worker and the server), until its input ends;
 4. after the duration (and after the last fault, and a calm moment more),
    the workers stop, the server is restarted if it is down, and every
    session is read back (``get_context`` of each, the final state the
@@ -37,6 +41,7 @@ import dataclasses
 import itertools
 import random
 import signal
+import sqlite3
 import time
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
@@ -154,7 +159,9 @@ def plan_run(options: RunOptions, config: Config | None = None) -> RunPlan:
     """Draw the run's plan from ``random.Random(options.seed)``: faults first, then worker seeds."""
     config = config or Config()
     rng = random.Random(options.seed)
-    faults = plan_faults(rng, options.faults, options.duration, timeout=options.timeout)
+    faults = plan_faults(
+        rng, options.faults, options.duration, timeout=options.timeout, busy_timeout=config.busy_timeout
+    )
     seeds = tuple(rng.getrandbits(64) for _ in range(options.clients))
     return RunPlan(faults, seeds, options.sessions, config.max_turns_limit)
 
@@ -199,6 +206,10 @@ class RunResult:
             f"{'all':<20}" + "".join(f"{self.summary.outcomes.get(phase, 0):>8}" for phase in phases)
         )
         lines.append(f"calls: {self.summary.total_calls} in {self.elapsed:.1f} s")
+        second = collections.Counter(str(call.phase) for call in self.history.calls if "@" in call.process)
+        if second:
+            by_phase = ", ".join(f"{phase} {count}" for phase, count in sorted(second.items()))
+            lines.append(f"calls through second servers: {by_phase}")
         by_kind: dict[str, list[float]] = collections.defaultdict(list)
         for recovery in self.recoveries:
             by_kind[recovery.kind].append(recovery.seconds)
@@ -284,6 +295,9 @@ class _Run:
             for number in range(options.sessions)
         ]
         self.server: ServerProcess | None = None
+        # The second server while a ``second`` fault lasts: every other call of each worker goes there.
+        self.second: ServerProcess | None = None
+        self.seconds_started = 0
         self.ready = anyio.Event()
         self.servers_started = 0
         self.expected_exit = False
@@ -339,10 +353,17 @@ class _Run:
     # -- calls -------------------------------------------------------------------------
 
     async def call(
-        self, process: str, tool: str, slot: _Slot, arguments: dict[str, Any]
+        self,
+        process: str,
+        tool: str,
+        slot: _Slot,
+        arguments: dict[str, Any],
+        server: ServerProcess | None = None,
     ) -> dict[str, Any] | None:
-        """Call ``tool`` on the session ``slot`` holds, as its owner; its ok result, or None."""
-        server = await self.running_server()
+        """Call ``tool`` on the session ``slot`` holds, as its owner, on ``server`` (default: the
+        running one); its ok result, or None."""
+        if server is None:
+            server = await self.running_server()
         label, session_id = slot.label, slot.session_id
         sent = dict(arguments)
         if tool != "create_session":
@@ -368,10 +389,10 @@ class _Run:
         self.recorder.complete(invoke, phase, result=result, error=error)
         self.outcomes[str(phase)] += 1
 
-    async def create(self, process: str, slot: _Slot) -> None:
+    async def create(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
         """Fill ``slot`` with a new session; a creation of unknown outcome is retried under a new label."""
         for _ in range(CREATE_ATTEMPTS):
-            result = await self.call(process, "create_session", slot, {"clientId": slot.owner})
+            result = await self.call(process, "create_session", slot, {"clientId": slot.owner}, server)
             session_id = result.get("sessionId") if result else None
             if isinstance(session_id, str):
                 slot.session_id = session_id
@@ -379,10 +400,10 @@ class _Run:
                 return
             slot.next_label()
 
-    async def end_and_replace(self, process: str, slot: _Slot) -> None:
-        await self.call(process, "end_session", slot, {})
+    async def end_and_replace(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
+        await self.call(process, "end_session", slot, {}, server)
         slot.next_label()
-        await self.create(process, slot)
+        await self.create(process, slot, server)
 
     # -- workers -------------------------------------------------------------------------
 
@@ -391,17 +412,21 @@ class _Run:
             await self.create(self.plan.workers[worker], slot)
 
     async def work(self, worker: int) -> None:
-        process = self.plan.workers[worker]
-        for planned in self.plan.calls(worker):
+        worker_name = self.plan.workers[worker]
+        for number, planned in enumerate(self.plan.calls(worker)):
             if self.stopping:
                 return
             slot = self.slots[planned.slot]
             if slot.session_id is None:
                 continue
+            process, server = worker_name, None
+            second = self.second
+            if second is not None and number % 2:
+                process, server = f"{worker_name}@{second.name}", second
             if planned.tool == "end_session":
-                await self.end_and_replace(process, slot)
+                await self.end_and_replace(process, slot, server)
             else:
-                await self.call(process, planned.tool, slot, planned.arguments)
+                await self.call(process, planned.tool, slot, planned.arguments, server)
 
     # -- faults --------------------------------------------------------------------------
 
@@ -415,17 +440,92 @@ class _Run:
             self.current_fault = kind
             self.injected[kind] += 1
             began = time.monotonic()
+            target = server.name
             if planned.kind == "stop":
                 start = self.recorder.fault_start(kind, server.name, hold=planned.hold)
                 server.signal(signal.SIGSTOP)
                 await anyio.sleep(planned.hold)
                 server.signal(signal.SIGCONT)
                 self.recorder.fault_end(start)
+            elif planned.kind == "lock":
+                target = await self.hold_lock(kind, planned.hold)
+            elif planned.kind == "second":
+                target = await self.run_second(task_group, kind, planned.hold)
             else:
                 await self.stop_and_restart(task_group, server, kind, kill=planned.kind == "kill")
-            self.recoveries.append(Recovery(kind, server.name, time.monotonic() - began))
+            self.recoveries.append(Recovery(kind, target, time.monotonic() - began))
             self.current_fault = None
             calm_since = time.monotonic()
+
+    async def hold_lock(self, kind: str, hold: float) -> str:
+        """Take the database's write lock on a connection of the runner's own, hold it ``hold``
+        seconds (past the server's busy timeout), release it; the fault's target."""
+        path = self.options.out / "chaos.db"
+        start = self.recorder.fault_start(kind, path.name, hold=hold)
+
+        def take() -> sqlite3.Connection:
+            # Waits while the server commits; BEGIN IMMEDIATE then keeps every other writer out.
+            connection = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                connection.close()
+                raise
+            return connection
+
+        def release(connection: sqlite3.Connection) -> None:
+            try:
+                connection.execute("ROLLBACK")
+            finally:
+                connection.close()
+
+        connection = await anyio.to_thread.run_sync(take)
+        locked = time.monotonic()
+        try:
+            await anyio.sleep(hold)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(release, connection)
+        self.recorder.fault_end(start, held=round(time.monotonic() - locked, 3))
+        return path.name
+
+    async def run_second(self, task_group: TaskGroup, kind: str, hold: float) -> str:
+        """Start a second server on the same database, send it every other call of each worker for
+        ``hold`` seconds, then end its input: it must exit 0. The fault's target."""
+        self.seconds_started += 1
+        name = f"second-{self.seconds_started}"
+        log = (self.options.out / f"{name}.log").open("wb")
+        self.logs.append(log)
+        second = ServerProcess(
+            name, serve_command(self.options.out / "chaos.db", self.options.durability), log
+        )
+        start = self.recorder.fault_start(kind, name)
+        try:
+            with anyio.fail_after(self.options.start_timeout):
+                await second.start(task_group)
+        except (TimeoutError, ServerGone) as error:
+            self.problems.append(f"{name} did not start: {error!r}; see {log.name}")
+            second.signal(signal.SIGKILL)
+            self.recorder.fault_end(start, started=False)
+            return name
+        self.second = second
+        try:
+            await anyio.sleep(hold)
+        finally:
+            self.second = None
+        await second.close_input()
+        with anyio.move_on_after(self.options.start_timeout) as waiting:
+            code = await second.wait()
+        if waiting.cancel_called:
+            self.problems.append(
+                f"{name} did not exit within {self.options.start_timeout:g} s of end of input"
+            )
+            second.signal(signal.SIGKILL)
+            code = await second.wait()
+        elif code != 0:
+            self.problems.append(f"{name} exited with status {code} at end of input, not 0")
+        self.recorder.fault_end(start, exit_status=code, served=round(hold, 3))
+        return name
 
     async def stop_and_restart(
         self, task_group: TaskGroup, server: ServerProcess, kind: str, *, kill: bool
@@ -498,8 +598,9 @@ class _Run:
                 task_group.cancel_scope.cancel()
         finally:
             self.elapsed = time.monotonic() - self.started
-            if self.server is not None and self.server.returncode is None:
-                self.server.signal(signal.SIGKILL)
+            for process in (self.server, self.second):
+                if process is not None and process.returncode is None:
+                    process.signal(signal.SIGKILL)
             for log in self.logs:
                 log.close()
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
 from actorstate.chaos import FaultPhase, History, Operation, Phase
 from actorstate.chaos.faults import FAULT_KINDS, RECORDED_KIND, plan_faults
 from actorstate.chaos.runner import RunOptions, plan_run
@@ -40,7 +42,7 @@ def test_smoke_run_with_every_fault_passes(tmp_path: Path) -> None:
     history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
     starts = [fault for fault in history.faults if fault.phase is FaultPhase.START]
     ends = [fault for fault in history.faults if fault.phase is FaultPhase.END]
-    assert {fault.kind for fault in starts} == {RECORDED_KIND[kind] for kind in FAULT_KINDS}
+    assert {fault.kind for fault in starts} == {RECORDED_KIND[kind] for kind in ("kill", "term", "stop")}
     assert len(ends) == len(starts)
     acknowledged = [
         record.index for record in history if isinstance(record, Operation) and record.phase is Phase.OK
@@ -55,6 +57,69 @@ def test_smoke_run_with_every_fault_passes(tmp_path: Path) -> None:
     assert {c.session for c in created} == final
 
 
+def _run_chaos(out: Path, seed: int, duration: int, faults: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "actorstate", "chaos", "--seed", str(seed), "--duration", str(duration)]
+    return subprocess.run(
+        [*command, "--faults", faults, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT,
+        check=False,
+    )
+
+
+def test_smoke_run_with_a_locked_database_passes(tmp_path: Path) -> None:
+    """A commit-mode run with the database's write lock held by the runner past the server's busy
+    timeout exits 0 with no violation: the lock is taken and released, writes caught by it are
+    recorded as unknown outcomes, and the server acknowledges writes again after it."""
+    out = tmp_path / "run"
+    run = _run_chaos(out, 2, 6, "lock")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "violations: 0" in run.stdout.splitlines()
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    starts = [fault for fault in history.faults if fault.phase is FaultPhase.START]
+    ends = [fault for fault in history.faults if fault.phase is FaultPhase.END]
+    assert starts
+    assert {fault.kind for fault in starts} == {RECORDED_KIND["lock"]}
+    assert len(ends) == len(starts)
+    for end in ends:
+        assert end.details["held"] > 5.0  # past the default busy timeout
+    writes = ("add_context", "record_action", "set_preference", "increment_counter")
+    last_end = ends[-1].index
+    assert any(
+        call.tool in writes and call.phase is Phase.OK and call.index > last_end for call in history.calls
+    ), "no write acknowledged after the lock was released"
+
+
+@pytest.mark.xfail(
+    reason="the server: a read in one process can miss a write the other process acknowledged "
+    "just before it was invoked (stale read across two serve processes on one file)",
+    strict=False,
+)
+def test_smoke_run_with_a_second_server_passes(tmp_path: Path) -> None:
+    """A commit-mode run with a second server on the same database, taking every other call of
+    each worker on the same sessions, records those calls under its own process names, sees the
+    second server exit 0 at end of input, and finds no violation."""
+    out = tmp_path / "run"
+    run = _run_chaos(out, 3, 6, "second")
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    ends = [fault for fault in history.faults if fault.phase is FaultPhase.END]
+    assert ends
+    assert {fault.kind for fault in ends} == {RECORDED_KIND["second"]}
+    assert all(fault.details["exit_status"] == 0 for fault in ends)
+    through_second = [call for call in history.calls if "@second-" in call.process]
+    assert any(call.phase is Phase.OK and call.tool == "get_context" for call in through_second)
+    assert "problem:" not in run.stdout
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "violations: 0" in run.stdout.splitlines()
+
+
+def test_fault_kinds_are_recorded_under_distinct_names() -> None:
+    """Every fault kind has its own name in the history, so a report tells them apart."""
+    assert set(RECORDED_KIND) == set(FAULT_KINDS)
+    assert len(set(RECORDED_KIND.values())) == len(FAULT_KINDS)
+
+
 def test_same_seed_same_plan(tmp_path: Path) -> None:
     """The seed alone decides the fault schedule and every worker's calls; another seed changes them."""
     options = RunOptions(seed=42, out=tmp_path, duration=20, clients=4, sessions=8)
@@ -67,11 +132,13 @@ def test_same_seed_same_plan(tmp_path: Path) -> None:
 
 
 def test_schedule_has_every_selected_kind_within_the_duration() -> None:
-    """Whatever the seed, each selected fault kind is due at least once inside the run, and stops
-    last longer than the clients' timeout."""
+    """Whatever the seed, each selected fault kind is due at least once inside the run, stops last
+    longer than the clients' timeout, and locks longer than the server's busy timeout."""
     for seed in range(50):
-        for kinds in (("kill",), ("stop", "term"), FAULT_KINDS):
-            faults = plan_faults(random.Random(seed), kinds, 8.0, timeout=1.0)
+        for kinds in (("kill",), ("stop", "term"), ("lock", "second"), FAULT_KINDS):
+            faults = plan_faults(random.Random(seed), kinds, 8.0, timeout=1.0, busy_timeout=5.0)
             assert {fault.kind for fault in faults} == set(kinds)
             assert all(0 < fault.at < 8.0 for fault in faults)
             assert all(fault.hold > 1.0 for fault in faults if fault.kind == "stop")
+            assert all(fault.hold > 5.0 for fault in faults if fault.kind == "lock")
+            assert all(fault.hold > 0 for fault in faults if fault.kind == "second")
