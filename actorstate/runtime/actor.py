@@ -187,6 +187,12 @@ class SessionActor:
         self.unflushed = pending + (self.unflushed or [])
 
     @property
+    def committed(self) -> bool:
+        """Serving, with nothing unsaved and no commit in flight: its state is the stored one
+        (calls may wait in its mailbox)."""
+        return self.status is ActorStatus.READY and self.unflushed is None and not self.in_flight
+
+    @property
     def idle(self) -> bool:
         """Nothing waiting, nothing unsaved, serving normally: safe to passivate or evict."""
         return (

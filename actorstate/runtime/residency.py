@@ -123,6 +123,7 @@ class Residency:
         self._loads_in_flight = 0
         self._no_loads: anyio.Event | None = None  # set when the last load in flight lands
         self._refreshing: anyio.Event | None = None
+        self._refreshes = 0  # refreshes started; a load that saw this move reads again
         self.refreshed = 0  # sessions reloaded because another process changed them
         self.activations = 0
         self.passivations = 0
@@ -200,6 +201,7 @@ class Residency:
         store = self._store
         assert store is not None
         session_id = actor.id
+        refreshes = self._refreshes
         self._loads_in_flight += 1
         try:
             row = await store.load(session_id)
@@ -212,6 +214,11 @@ class Residency:
                 self._no_loads.set()
                 self._no_loads = None
         if self.resident.get(session_id) is not actor or actor.status is not ActorStatus.LOADING:
+            return
+        if self._refreshes != refreshes:
+            # Another process committed while this load was reading, and a
+            # caller may have seen that commit: what was read may be older.
+            self._host.spawn(self._load, actor)
             return
         if row is None or row.ended:
             self.remove(actor)
@@ -258,29 +265,33 @@ class Residency:
         self._host.spawn(self._load, actor)
 
     async def refresh(self) -> None:
-        """Reload the idle resident sessions another process changed (see Store.moved).
+        """Reload the resident sessions another process changed (see Store.moved).
 
-        One refresh at a time: callers arriving meanwhile wait for it, and
-        its answer covers them too. A session with changes of its own in
-        flight is left alone: its commit will conflict and replay them on
-        the other process's state.
+        One refresh at a time: a caller arriving meanwhile waits for it, then
+        looks again, because the refresh may have read the store before the
+        commit this caller saw. Every session with nothing of its own unsaved
+        is looked at, calls waiting in its mailbox or not (they wait for the
+        reload). A session with changes of its own in flight is left alone:
+        its commit will conflict and replay them on the other process's state.
         """
         store = self._store
         assert store is not None
-        if self._refreshing is not None:
+        while self._refreshing is not None:
             await self._refreshing.wait()
-            return
+            if not store.maybe_changed():
+                return
         self._refreshing = done = anyio.Event()
+        self._refreshes += 1  # loads reading meanwhile read again: see _load
         try:
             held = {
                 session_id: actor.version
                 for session_id, actor in self.resident.items()
-                if actor.version and actor.idle
+                if actor.version and actor.committed
             }
             moved = await store.moved(held)
             for session_id in moved:
                 actor = self.resident.get(session_id)
-                if actor is not None and actor.idle:
+                if actor is not None and actor.committed:
                     self.reload(actor)
                     self.refreshed += 1
         finally:

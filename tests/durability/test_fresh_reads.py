@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import subprocess
 import sys
 import textwrap
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
 import actorstate
+from actorstate.model.messages import GetContext
+from actorstate.state import open_runtime
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -65,3 +71,104 @@ async def test_own_commits_never_look_like_another_process(tmp_path: Path) -> No
         await state.housekeeping()  # its commits and checkpoint are this process's too
         await sessions[0].context()
         assert state.stats()["refreshed"] == 0
+
+
+async def test_a_session_with_calls_waiting_is_refreshed_too(tmp_path: Path) -> None:
+    """A resident session with a call queued (busy, but nothing of its own unsaved) still
+    reloads when another connection changed it: the read after it sees that write."""
+    path = tmp_path / "busy.db"
+    async with open_runtime(path) as runtime, actorstate.open_state(path) as other:
+        state = actorstate.State(runtime)
+        session = await state.create_session("alice")
+        assert await session.increment() == 1
+        assert await other.session(session.id, "alice").increment() == 2  # acknowledged over there
+        await runtime.tell(session.id, GetContext(10))  # queued: the actor is busy, not dirty
+        assert (await session.context())["metadata"] == {"counter": 2}
+
+
+class _HeldVersionCheck(sqlite3.Connection):
+    """Holds the version check of a refresh after it has read the store, until the test lets it go."""
+
+    armed = False
+    reached = threading.Event()
+    release = threading.Event()
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        cursor = super().execute(sql, *args, **kwargs)
+        if _HeldVersionCheck.armed and sql.startswith("SELECT id, version FROM sessions WHERE id IN"):
+            _HeldVersionCheck.armed = False
+            _HeldVersionCheck.reached.set()
+            _HeldVersionCheck.release.wait(30)
+        return cursor
+
+
+async def test_a_caller_waiting_for_a_refresh_looks_again(tmp_path: Path) -> None:
+    """A refresh that read the store before another connection's commit does not answer for a
+    caller that saw that commit: the caller looks again, and reads the write."""
+    path = tmp_path / "late.db"
+    connect = functools.partial(sqlite3.connect, factory=_HeldVersionCheck)
+    async with actorstate.open_state(path, connect=connect) as state, actorstate.open_state(path) as other:
+        session = await state.create_session("alice")
+        bystander = await state.create_session("alice")
+        assert await session.increment() == 1
+        assert await other.session(bystander.id, "alice").increment() == 1  # makes the next call look
+        _HeldVersionCheck.reached.clear()
+        _HeldVersionCheck.release.clear()
+        _HeldVersionCheck.armed = True
+        reads: list[Any] = []
+
+        async def read() -> None:
+            reads.append((await session.context())["metadata"])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)  # its refresh reads the versions, then is held
+            assert await anyio.to_thread.run_sync(_HeldVersionCheck.reached.wait, 30)
+            assert await other.session(session.id, "alice").increment() == 2  # acknowledged after that read
+            tg.start_soon(read)  # sees the newer commit, waits for the refresh in flight
+            await anyio.wait_all_tasks_blocked()
+            _HeldVersionCheck.release.set()
+        assert reads[-1] == {"counter": 2}
+
+
+class _HeldLoad(sqlite3.Connection):
+    """Holds a session's load after it has read the row, until the test lets it go."""
+
+    armed = False
+    reached = threading.Event()
+    release = threading.Event()
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        cursor = super().execute(sql, *args, **kwargs)
+        if _HeldLoad.armed and sql.startswith("SELECT client_id, version, state, ended_at FROM sessions"):
+            _HeldLoad.armed = False
+            _HeldLoad.reached.set()
+            _HeldLoad.release.wait(30)
+        return cursor
+
+
+async def test_a_load_that_read_before_another_commit_reads_again(tmp_path: Path) -> None:
+    """A session being loaded when another connection commits to it (and a caller saw that
+    commit) is read again: the caller gets the newer state, not the one the load read first."""
+    path = tmp_path / "loading.db"
+    connect = functools.partial(sqlite3.connect, factory=_HeldLoad)
+    async with actorstate.open_state(path) as other:
+        session_id = (await other.create_session("alice")).id
+        assert await other.session(session_id, "alice").increment() == 1
+        async with actorstate.open_state(path, connect=connect) as state:
+            session = state.session(session_id, "alice")
+            _HeldLoad.reached.clear()
+            _HeldLoad.release.clear()
+            _HeldLoad.armed = True
+            reads: list[Any] = []
+
+            async def read() -> None:
+                reads.append((await session.context())["metadata"])
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)  # loads the session: the row is read, then the load is held
+                assert await anyio.to_thread.run_sync(_HeldLoad.reached.wait, 30)
+                assert await other.session(session_id, "alice").increment() == 2  # acknowledged
+                tg.start_soon(read)  # sees that commit; waits for the load
+                await anyio.wait_all_tasks_blocked()
+                _HeldLoad.release.set()
+            assert reads[-1] == {"counter": 2}
