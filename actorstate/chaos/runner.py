@@ -514,18 +514,23 @@ class _Run:
         finally:
             self.second = None
         await second.close_input()
-        with anyio.move_on_after(self.options.start_timeout) as waiting:
-            code = await second.wait()
-        if waiting.cancel_called:
-            self.problems.append(
-                f"{name} did not exit within {self.options.start_timeout:g} s of end of input"
-            )
-            second.signal(signal.SIGKILL)
-            code = await second.wait()
-        elif code != 0:
+        code = await self._exit_status(second, "end of input")
+        if code != 0:
             self.problems.append(f"{name} exited with status {code} at end of input, not 0")
         self.recorder.fault_end(start, exit_status=code, served=round(hold, 3))
         return name
+
+    async def _exit_status(self, server: ServerProcess, after: str) -> int:
+        """Wait for ``server`` to exit after ``after``; one that does not in time is a problem, and killed.
+
+        The status of a killed server is SIGKILL's, not 0: callers that expect
+        0 report it too.
+        """
+        with anyio.move_on_after(self.options.start_timeout):
+            return await server.wait()
+        self.problems.append(f"{server.name} did not exit within {self.options.start_timeout:g} s of {after}")
+        server.signal(signal.SIGKILL)
+        return await server.wait()
 
     async def stop_and_restart(
         self, task_group: TaskGroup, server: ServerProcess, kind: str, *, kill: bool
@@ -535,14 +540,7 @@ class _Run:
         self.expected_exit = True
         start = self.recorder.fault_start(kind, server.name, pid=server.pid)
         server.signal(signal.SIGKILL if kill else signal.SIGTERM)
-        with anyio.move_on_after(self.options.start_timeout) as waiting:
-            code = await server.wait()
-        if waiting.cancel_called:
-            self.problems.append(
-                f"{server.name} did not exit within {self.options.start_timeout:g} s of {kind}"
-            )
-            server.signal(signal.SIGKILL)
-            code = await server.wait()
+        code = await self._exit_status(server, kind)
         if not kill and code != 0:
             self.problems.append(f"{server.name} exited with status {code} after SIGTERM, not 0")
         restarted = await self.start_server(task_group)
@@ -588,13 +586,9 @@ class _Run:
                 server = await self.running_server()
                 self.expected_exit = True
                 await server.close_input()
-                with anyio.move_on_after(self.options.start_timeout):
-                    code = await server.wait()
-                    if code != 0:
-                        self.problems.append(f"{server.name} exited with status {code} at end of input")
-                if server.returncode is None:
-                    self.problems.append(f"{server.name} did not exit at end of input")
-                    server.signal(signal.SIGKILL)
+                code = await self._exit_status(server, "end of input")
+                if code != 0:
+                    self.problems.append(f"{server.name} exited with status {code} at end of input")
                 task_group.cancel_scope.cancel()
         finally:
             self.elapsed = time.monotonic() - self.started
