@@ -86,35 +86,47 @@ async def test_a_session_with_calls_waiting_is_refreshed_too(tmp_path: Path) -> 
         assert (await session.context())["metadata"] == {"counter": 2}
 
 
-class _HeldVersionCheck(sqlite3.Connection):
-    """Holds the version check of a refresh after it has read the store, until the test lets it go."""
+class _HeldAfterRead(sqlite3.Connection):
+    """Holds the first statement starting with ``held`` after it has read the store, until released.
 
-    armed = False
+    Arm it with :meth:`arm`; ``reached`` is set once a statement is held.
+    """
+
+    held: str | None = None
     reached = threading.Event()
     release = threading.Event()
 
+    @classmethod
+    def arm(cls, statement: str) -> None:
+        cls.reached.clear()
+        cls.release.clear()
+        cls.held = statement
+
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
         cursor = super().execute(sql, *args, **kwargs)
-        if _HeldVersionCheck.armed and sql.startswith("SELECT id, version FROM sessions WHERE id IN"):
-            _HeldVersionCheck.armed = False
-            _HeldVersionCheck.reached.set()
-            _HeldVersionCheck.release.wait(30)
+        held = _HeldAfterRead.held
+        if held is not None and sql.startswith(held):
+            _HeldAfterRead.held = None
+            _HeldAfterRead.reached.set()
+            _HeldAfterRead.release.wait(30)
         return cursor
+
+
+_VERSION_CHECK = "SELECT id, version FROM sessions WHERE id IN"
+_LOAD = "SELECT client_id, version, state, ended_at FROM sessions"
 
 
 async def test_a_caller_waiting_for_a_refresh_looks_again(tmp_path: Path) -> None:
     """A refresh that read the store before another connection's commit does not answer for a
     caller that saw that commit: the caller looks again, and reads the write."""
     path = tmp_path / "late.db"
-    connect = functools.partial(sqlite3.connect, factory=_HeldVersionCheck)
+    connect = functools.partial(sqlite3.connect, factory=_HeldAfterRead)
     async with actorstate.open_state(path, connect=connect) as state, actorstate.open_state(path) as other:
         session = await state.create_session("alice")
         bystander = await state.create_session("alice")
         assert await session.increment() == 1
         assert await other.session(bystander.id, "alice").increment() == 1  # makes the next call look
-        _HeldVersionCheck.reached.clear()
-        _HeldVersionCheck.release.clear()
-        _HeldVersionCheck.armed = True
+        _HeldAfterRead.arm(_VERSION_CHECK)
         reads: list[Any] = []
 
         async def read() -> None:
@@ -122,43 +134,25 @@ async def test_a_caller_waiting_for_a_refresh_looks_again(tmp_path: Path) -> Non
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(read)  # its refresh reads the versions, then is held
-            assert await anyio.to_thread.run_sync(_HeldVersionCheck.reached.wait, 30)
+            assert await anyio.to_thread.run_sync(_HeldAfterRead.reached.wait, 30)
             assert await other.session(session.id, "alice").increment() == 2  # acknowledged after that read
             tg.start_soon(read)  # sees the newer commit, waits for the refresh in flight
             await anyio.wait_all_tasks_blocked()
-            _HeldVersionCheck.release.set()
+            _HeldAfterRead.release.set()
         assert reads[-1] == {"counter": 2}
-
-
-class _HeldLoad(sqlite3.Connection):
-    """Holds a session's load after it has read the row, until the test lets it go."""
-
-    armed = False
-    reached = threading.Event()
-    release = threading.Event()
-
-    def execute(self, sql: str, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        cursor = super().execute(sql, *args, **kwargs)
-        if _HeldLoad.armed and sql.startswith("SELECT client_id, version, state, ended_at FROM sessions"):
-            _HeldLoad.armed = False
-            _HeldLoad.reached.set()
-            _HeldLoad.release.wait(30)
-        return cursor
 
 
 async def test_a_load_that_read_before_another_commit_reads_again(tmp_path: Path) -> None:
     """A session being loaded when another connection commits to it (and a caller saw that
     commit) is read again: the caller gets the newer state, not the one the load read first."""
     path = tmp_path / "loading.db"
-    connect = functools.partial(sqlite3.connect, factory=_HeldLoad)
+    connect = functools.partial(sqlite3.connect, factory=_HeldAfterRead)
     async with actorstate.open_state(path) as other:
         session_id = (await other.create_session("alice")).id
         assert await other.session(session_id, "alice").increment() == 1
         async with actorstate.open_state(path, connect=connect) as state:
             session = state.session(session_id, "alice")
-            _HeldLoad.reached.clear()
-            _HeldLoad.release.clear()
-            _HeldLoad.armed = True
+            _HeldAfterRead.arm(_LOAD)
             reads: list[Any] = []
 
             async def read() -> None:
@@ -166,9 +160,9 @@ async def test_a_load_that_read_before_another_commit_reads_again(tmp_path: Path
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(read)  # loads the session: the row is read, then the load is held
-                assert await anyio.to_thread.run_sync(_HeldLoad.reached.wait, 30)
+                assert await anyio.to_thread.run_sync(_HeldAfterRead.reached.wait, 30)
                 assert await other.session(session_id, "alice").increment() == 2  # acknowledged
                 tg.start_soon(read)  # sees that commit; waits for the load
                 await anyio.wait_all_tasks_blocked()
-                _HeldLoad.release.set()
+                _HeldAfterRead.release.set()
             assert reads[-1] == {"counter": 2}
