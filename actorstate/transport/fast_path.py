@@ -97,7 +97,7 @@ class ToolCallFastPath:
             document = orjson.loads(line)
         except orjson.JSONDecodeError:
             return None  # the SDK's parser decides what is wrong with it
-        if type(document) is not dict or document.keys() - _REQUEST_KEYS:
+        if type(document) is not dict or not document.keys() <= _REQUEST_KEYS:
             return None
         if document.get("jsonrpc") != "2.0" or document.get("method") != "tools/call":
             return None
@@ -105,7 +105,7 @@ class ToolCallFastPath:
         if type(request_id) is not int and type(request_id) is not str:
             return None  # absent (a notification), or a type the SDK refuses or coerces
         params = document.get("params")
-        if type(params) is not dict or params.keys() - _PARAMS_KEYS:
+        if type(params) is not dict or not params.keys() <= _PARAMS_KEYS:
             return None
         name = params.get("name")
         arguments = params.get("arguments")

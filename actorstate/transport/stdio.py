@@ -540,8 +540,9 @@ class _FastCalls:
         if self._tasks is None:
             return False
         scope = anyio.CancelScope()
-        self._running[coerce_request_id(call.id)] = scope
-        self._tasks.start(self._run, call, scope)
+        key = coerce_request_id(call.id)
+        self._running[key] = scope
+        self._tasks.start(self._run, call, key, scope)
         return True
 
     def cancel(self, request_id: object) -> None:
@@ -569,8 +570,7 @@ class _FastCalls:
         finally:
             self._sink.close()
 
-    async def _run(self, call: FastCall, scope: anyio.CancelScope) -> None:
-        key = coerce_request_id(call.id)
+    async def _run(self, call: FastCall, key: types.RequestId, scope: anyio.CancelScope) -> None:
         line: bytes | None = None
         try:
             with scope:
