@@ -183,11 +183,7 @@ class State:
         Error handling:
             InvalidInput: ``session_id`` is not a UUID.
         """
-        if type(session_id) is str and _CANONICAL_ID.match(session_id):
-            canonical = session_id  # already what str(uuid.UUID(...)) would give
-        else:
-            canonical = _canonical_id(session_id)
-        return Session(self._supervisor, canonical, _check_client_id(client_id, self.config))
+        return Session(self._supervisor, _canonical_id(session_id), _check_client_id(client_id, self.config))
 
     def session_as_owner(self, session_id: str) -> Session:
         """A handle that acts for whichever client owns the session.
@@ -196,8 +192,6 @@ class State:
         client owns the whole process). Never give one to a caller whose
         identity was not established; use :meth:`session` for those.
         """
-        if type(session_id) is str and _CANONICAL_ID.match(session_id):
-            return Session(self._supervisor, session_id, None)
         return Session(self._supervisor, _canonical_id(session_id), None)
 
     async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
@@ -374,6 +368,9 @@ _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 
 
 def _canonical_id(session_id: object) -> str:
+    """The id in the form every reply uses; InvalidInput if it is not a UUID."""
+    if type(session_id) is str and _CANONICAL_ID.match(session_id):
+        return session_id  # already what str(uuid.UUID(...)) gives
     try:
         return str(uuid.UUID(session_id))  # type: ignore[arg-type]
     except (TypeError, ValueError, AttributeError):
