@@ -392,16 +392,28 @@ class _Run:
     async def create(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
         """Fill ``slot`` with a new session; a creation of unknown outcome is retried under a new label."""
         for _ in range(CREATE_ATTEMPTS):
+            label = slot.label
             result = await self.call(process, "create_session", slot, {"clientId": slot.owner}, server)
             session_id = result.get("sessionId") if result else None
             if isinstance(session_id, str):
                 slot.session_id = session_id
-                slot.labels_created.append((slot.label, session_id))
+                slot.labels_created.append((label, session_id))
                 return
             slot.next_label()
 
     async def end_and_replace(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
+        """End the slot's session and fill the slot with a new one.
+
+        Other workers use the slot meanwhile: until the new session exists
+        the slot holds none (their calls skip it, so none is recorded under
+        the new label but sent to the ended session), and a worker that
+        finds the slot replaced by another leaves it alone.
+        """
+        ended = slot.session_id
         await self.call(process, "end_session", slot, {}, server)
+        if slot.session_id != ended:
+            return
+        slot.session_id = None
         slot.next_label()
         await self.create(process, slot, server)
 
