@@ -9,9 +9,17 @@ from __future__ import annotations
 import sniffio
 
 from .parking import Envelope, Parking, ToldEnvelope
-from .tasks import TaskSet, open_task_set
+from .tasks import Cancellable, TaskSet, open_task_set
 
-__all__ = ["Envelope", "Parking", "TaskSet", "ToldEnvelope", "open_task_set", "parking_for_current_backend"]
+__all__ = [
+    "Cancellable",
+    "Envelope",
+    "Parking",
+    "TaskSet",
+    "ToldEnvelope",
+    "open_task_set",
+    "parking_for_current_backend",
+]
 
 
 def parking_for_current_backend() -> Parking:

@@ -69,10 +69,11 @@ class AsyncioTaskSet:
         self._running: set[asyncio.Task[None]] = set()
         self._all_done: anyio.Event | None = None
 
-    def start(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+    def start(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> asyncio.Task[None]:
         task = self._loop.create_task(fn(*args))
         self._running.add(task)  # also keeps the task alive: the loop holds tasks weakly
         task.add_done_callback(self._ended)
+        return task  # its cancel() is the handle's
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

@@ -57,7 +57,7 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
-from ..backend import TaskSet, open_task_set
+from ..backend import Cancellable, TaskSet, open_task_set
 from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line
 from .framing import LineFramer, TooLong
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
@@ -511,10 +511,24 @@ class _InFlight:
             await self._changed.wait()
 
 
+class _FastCall:
+    """One fast-path call in flight: its id as the client sent it, and its task's handle."""
+
+    __slots__ = ("id", "task")
+
+    def __init__(self, request_id: types.RequestId) -> None:
+        self.id = request_id
+        self.task: Cancellable | None = None
+
+
 class _FastCalls:
     """The ``tools/call`` requests the fast path took: each runs in a task of its own.
 
     Keyed as :class:`_InFlight` keys them, so a cancellation finds its request.
+    A call is settled exactly once, by whoever takes it out of the table first:
+    its own task with the reply, or a cancellation (the client's, unanswered;
+    the server stopping, "Connection closed"). A task that finds its call gone
+    writes nothing.
     """
 
     def __init__(
@@ -526,8 +540,7 @@ class _FastCalls:
         self._fast_path = fast_path
         self._sink = sink
         self._requests = requests
-        self._running: dict[types.RequestId, anyio.CancelScope] = {}
-        self._cancelled_by_client: set[types.RequestId] = set()
+        self._running: dict[types.RequestId, _FastCall] = {}
         self._tasks: TaskSet | None = None
 
     def take(self, line: bytes) -> FastCall | None:
@@ -539,21 +552,20 @@ class _FastCalls:
         """Run the call in a task of its own; False if serving has stopped."""
         if self._tasks is None:
             return False
-        scope = anyio.CancelScope()
         key = coerce_request_id(call.id)
-        self._running[key] = scope
-        self._tasks.start(self._run, call, key, scope)
+        running = self._running[key] = _FastCall(call.id)
+        running.task = self._tasks.start(self._run, call, key, running)
         return True
 
     def cancel(self, request_id: object) -> None:
         """The client cancelled a request: if it is one of ours, it stops and is never answered."""
         if isinstance(request_id, bool) or not isinstance(request_id, int | str):
             return
-        key = coerce_request_id(request_id)
-        scope = self._running.get(key)
-        if scope is not None:
-            self._cancelled_by_client.add(key)
-            scope.cancel()
+        running = self._running.pop(coerce_request_id(request_id), None)
+        if running is not None:
+            assert running.task is not None
+            running.task.cancel()
+            self._requests.answered(running.id)  # settled, unanswered, as the SDK does
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -565,34 +577,37 @@ class _FastCalls:
                     yield
                 finally:
                     self._tasks = None
-                    for scope in self._running.values():
-                        scope.cancel()
+                    stopped = list(self._running.values())
+                    self._running.clear()
+                    for running in stopped:
+                        assert running.task is not None
+                        running.task.cancel()
+                    with anyio.CancelScope(shield=True):
+                        for running in stopped:
+                            await self._reply(connection_closed_line(running.id), running.id)
         finally:
             self._sink.close()
 
-    async def _run(self, call: FastCall, key: types.RequestId, scope: anyio.CancelScope) -> None:
-        line: bytes | None = None
+    async def _run(self, call: FastCall, key: types.RequestId, running: _FastCall) -> None:
         try:
-            with scope:
-                try:
-                    line = await self._fast_path.answer(call)
-                except Exception as error:  # a bug: answered as the SDK answers a raising handler
-                    logger.exception("tools/call %r raised", call.name)
-                    line = error_line(call.id, 0, str(error))
-        finally:
-            del self._running[key]
-            by_client = key in self._cancelled_by_client
-            self._cancelled_by_client.discard(key)
-        if line is None:  # cancelled
-            if by_client:
-                self._requests.answered(call.id)  # settled, unanswered, as the SDK does
-                return
-            line = connection_closed_line(call.id)
+            line = await self._fast_path.answer(call)
+        except Exception as error:  # a bug: answered as the SDK answers a raising handler
+            logger.exception("tools/call %r raised", call.name)
+            line = error_line(call.id, 0, str(error))
+        if self._running.get(key) is not running:
+            return  # cancelled meanwhile, and settled by the canceller
+        del self._running[key]
+        await self._reply(line, call.id)
+
+    async def _reply(self, line: bytes, request_id: types.RequestId) -> None:
         try:
-            with anyio.CancelScope(shield=True):
-                await self._sink.send((line, call.id))
+            try:
+                self._sink.send_nowait((line, request_id))
+            except anyio.WouldBlock:  # the writer is behind: wait for room, whatever is cancelled
+                with anyio.CancelScope(shield=True):
+                    await self._sink.send((line, request_id))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._requests.answered(call.id)  # the writer is gone: nothing will be written
+            self._requests.answered(request_id)  # the writer is gone: nothing will be written
 
 
 class _EncodingStream:

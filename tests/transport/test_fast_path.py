@@ -260,3 +260,34 @@ def test_a_cancelled_fast_path_call_is_never_answered(tmp_path: Path) -> None:
     assert later == []  # the held call was never answered
     assert server.process.wait(timeout=60) == 0
     server.kill()
+
+
+def test_a_fast_path_call_in_flight_at_stop_is_answered_connection_closed(tmp_path: Path) -> None:
+    """A call still running when the server stops gets one reply, "Connection closed", as the SDK's would.
+
+    The call is held in flight by a write lock on the database; end of input
+    with a short stop grace stops the server while it waits. The lock is let
+    go only after the reply was read, so the call cannot have finished first.
+    """
+    db = tmp_path / "stop.db"
+    server = RawClient("--db", str(db), "--stop-grace", "0.2")
+    server.initialize()
+    session_id = server.call("create_session")["structuredContent"]["sessionId"]
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the server's next commit waits for this lock
+    try:
+        held = _call("held", "increment_counter", {"sessionId": session_id})
+        server.send_raw(json.dumps(held).encode() + b"\n")
+        server.wait_consumed()
+        assert server.process.stdin is not None
+        server.process.stdin.close()
+        reply = server.receive()
+        assert reply["id"] == "held"
+        assert reply["error"]["message"] == "Connection closed"
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    with pytest.raises(EOFError):
+        server.receive()  # one reply only
+    assert server.process.wait(timeout=60) == 0
+    server.kill()
