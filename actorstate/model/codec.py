@@ -15,14 +15,18 @@ from typing import Any
 
 import msgpack
 
-from .session_state import Event, SessionState
+from .session_state import SessionState
 from .values import check_json_like, is_json_like
 
 __all__ = ["FORMAT_VERSION", "SnapshotDecodeError", "decode_session", "encode_session"]
 
 FORMAT_VERSION = 1
+_FORMAT_BYTE = bytes((FORMAT_VERSION,))
 
-_packb = msgpack.Packer(use_bin_type=True).pack
+_packer = msgpack.Packer(use_bin_type=True)
+_packb = _packer.pack
+_array_header = _packer.pack_array_header
+_SEVEN_FIELDS = _array_header(7)
 
 
 class SnapshotDecodeError(ValueError):
@@ -30,18 +34,22 @@ class SnapshotDecodeError(ValueError):
 
 
 def encode_session(state: SessionState) -> bytes:
-    body: bytes = _packb(
-        [
-            state.id,
-            state.client_id,
-            state.created_at,
-            state.last_activity,
-            state.total_events,
-            state.metadata,
-            state.events,
-        ]
+    """The snapshot: the seven fields as one msgpack array, the events joined already encoded."""
+    events = state.encoded_events
+    return b"".join(
+        (
+            _FORMAT_BYTE,
+            _SEVEN_FIELDS,
+            _packb(state.id),
+            _packb(state.client_id),
+            _packb(state.created_at),
+            _packb(state.last_activity),
+            _packb(state.total_events),
+            _packb(state.metadata),
+            _array_header(len(events)),
+            *events,
+        )
     )
-    return bytes((FORMAT_VERSION,)) + body
 
 
 def _expect(value: Any, kind: type, what: str) -> None:
@@ -67,14 +75,19 @@ def _json_like(value: Any, what: str) -> None:
         raise ValueError(f"{what} is not JSON-like")
 
 
-def _read(body: bytes) -> tuple[list[Any], int, int]:
-    """The seven fields, and the encoded bytes of the metadata and of the events.
+def _is_array(first_byte: int) -> bool:
+    return 0x90 <= first_byte <= 0x9F or first_byte in (0xDC, 0xDD)
 
-    Both sizes are read from the offsets, so nothing is encoded again: that
-    saves about as much time as checking every value costs.
+
+def _read(body: bytes) -> tuple[list[Any], list[bytes], int, int]:
+    """The seven fields, each event's own bytes, and the encoded bytes of the metadata and of the events.
+
+    The sizes and the events' bytes are read from the offsets, so nothing is
+    encoded again: that saves about as much time as checking every value costs.
     """
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(body))
     unpacker.feed(body)
+    encoded_events: list[bytes] = []
     try:
         count = unpacker.read_array_header()
         if count != 7:
@@ -83,13 +96,21 @@ def _read(body: bytes) -> tuple[list[Any], int, int]:
         metadata_start = unpacker.tell()
         fields.append(unpacker.unpack())
         events_start = unpacker.tell()
-        fields.append(unpacker.unpack())
+        if events_start < len(body) and _is_array(body[events_start]):
+            events = []
+            for _ in range(unpacker.read_array_header()):
+                event_start = unpacker.tell()
+                events.append(unpacker.unpack())
+                encoded_events.append(body[event_start : unpacker.tell()])
+            fields.append(events)
+        else:  # decoded whole, to say what it is instead
+            fields.append(unpacker.unpack())
     except msgpack.OutOfData:
         raise ValueError("it is cut short") from None
     end = unpacker.tell()
     if end != len(body):
         raise ValueError(f"{len(body) - end} bytes follow it")
-    return fields, events_start - metadata_start, end - events_start
+    return fields, encoded_events, events_start - metadata_start, end - events_start
 
 
 def decode_session(blob: bytes) -> SessionState:
@@ -101,7 +122,7 @@ def decode_session(blob: bytes) -> SessionState:
             f"snapshot format {blob[0]} is not one this version reads (it reads format {FORMAT_VERSION})"
         )
     try:
-        fields, metadata_bytes, events_bytes = _read(blob[1:])
+        fields, encoded_events, metadata_bytes, events_bytes = _read(blob[1:])
         session_id, client_id, created_at, last_activity, total, metadata, events = fields
         _expect(session_id, str, "id")
         _expect(client_id, str, "client id")
@@ -111,7 +132,6 @@ def decode_session(blob: bytes) -> SessionState:
         _expect(metadata, dict, "metadata")
         _expect(events, list, "events")
         _json_like(metadata, "metadata")
-        kept: list[Event] = []
         for kind, payload, at in events:
             # One test for the common case; the calls below say what is wrong.
             if not (
@@ -125,7 +145,6 @@ def decode_session(blob: bytes) -> SessionState:
                 _expect(payload, dict, "event payload")
                 _expect_time(at, "event time")
                 _json_like(payload, "event payload")
-            kept.append((kind, payload, at))
     except Exception as error:
         raise SnapshotDecodeError(f"the snapshot does not decode: {error}") from error
     return SessionState.restore(
@@ -135,6 +154,6 @@ def decode_session(blob: bytes) -> SessionState:
         last_activity,
         total,
         metadata,
-        kept,
+        encoded_events,
         (metadata_bytes, events_bytes),
     )

@@ -6,6 +6,13 @@ lets a turn roll back for free: the state is never half-updated.
 
 Sizes are the msgpack-encoded bytes, tracked incrementally so that a write
 does not re-encode the whole session to enforce ``Config.max_session_bytes``.
+
+Events are held encoded, each as its own msgpack bytes: an event never
+changes once recorded, so it is encoded once, when it is recorded, and a
+snapshot joins the bytes instead of encoding up to ``max_events`` events
+again at every commit. A read decodes the few it shows, which also hands
+the caller fresh objects without a copy. (Encoded events are also several
+times smaller in memory than the objects.)
 """
 
 from __future__ import annotations
@@ -120,13 +127,16 @@ def iso_time(unix_time: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_unpackb = functools.partial(msgpack.unpackb, raw=False)
+
+
 class SessionState:
     """Metadata, a capped event history and counters of one session."""
 
     __slots__ = (
         "client_id",
         "created_at",
-        "events",
+        "encoded_events",
         "events_bytes",
         "id",
         "last_activity",
@@ -141,7 +151,8 @@ class SessionState:
         self.created_at = now
         self.last_activity = now
         self.metadata: dict[str, Any] = {}
-        self.events: list[Event] = []
+        # Each event's msgpack bytes, oldest first (see the module's docstring).
+        self.encoded_events: list[bytes] = []
         self.total_events = 0
         self.metadata_bytes = 1
         self.events_bytes = 1
@@ -155,7 +166,7 @@ class SessionState:
         last_activity: float,
         total_events: int,
         metadata: dict[str, Any],
-        events: list[Event],
+        encoded_events: list[bytes],
         sizes: tuple[int, int],
     ) -> SessionState:
         """A session as a snapshot holds it; ``sizes`` are its metadata's and events' encoded bytes."""
@@ -163,9 +174,14 @@ class SessionState:
         state.last_activity = last_activity
         state.total_events = total_events
         state.metadata = metadata
-        state.events = events
+        state.encoded_events = encoded_events
         state.metadata_bytes, state.events_bytes = sizes
         return state
+
+    @property
+    def events(self) -> list[Event]:
+        """The recorded events, decoded (fresh objects the caller may keep)."""
+        return [_event(encoded) for encoded in self.encoded_events]
 
     @property
     def size(self) -> int:
@@ -259,18 +275,16 @@ class SessionState:
     # -- reads ----------------------------------------------------------------
 
     def context(self, max_turns: int) -> dict[str, Any]:
-        recent = self.events[-max_turns:]
-        view = {
+        recent = [_unpackb(encoded) for encoded in self.encoded_events[-max_turns:]]
+        return {
             "sessionId": self.id,
             "totalEvents": self.total_events,
-            "metadata": self.metadata,
+            # A copy: the caller may mutate what it gets (decoded events are fresh already).
+            "metadata": copy_json_like(self.metadata),
             "recentEvents": [
                 {"type": kind, "payload": payload, "time": iso_time(at)} for kind, payload, at in recent
             ],
         }
-        # One deep copy of the whole reply: the caller may mutate what it gets.
-        result: dict[str, Any] = copy_json_like(view)
-        return result
 
     # -- internals ------------------------------------------------------------
 
@@ -293,13 +307,14 @@ class SessionState:
     def _append_event(self, event: Event, now: float, config: Config, extra_bytes: int) -> None:
         """Append ``event``, dropping the oldest events for room: past ``max_events``, and as
         many more as the size limit needs. Refuses only what cannot fit with no events left."""
-        events = self.events
-        event_size = encoded_size(event)
+        events = self.encoded_events
+        encoded: bytes = _packb(event)
+        event_size = len(encoded)
         drop = max(0, len(events) + 1 - config.max_events)
-        dropped_size = sum(encoded_size(old) for old in events[:drop])
+        dropped_size = sum(len(old) for old in events[:drop])
         room = config.max_session_bytes - self.size - extra_bytes - event_size
         while room + dropped_size < 0 and drop < len(events):
-            dropped_size += encoded_size(events[drop])
+            dropped_size += len(events[drop])
             drop += 1
         if room + dropped_size < 0 and extra_bytes + event_size - dropped_size > 0:
             without_events = self.size - self.events_bytes + extra_bytes
@@ -310,7 +325,12 @@ class SessionState:
             )
         if drop:
             del events[:drop]
-        events.append(event)
+        events.append(encoded)
         self.events_bytes += event_size - dropped_size
         self.total_events += 1
         self.last_activity = now
+
+
+def _event(encoded: bytes) -> Event:
+    kind, payload, at = _unpackb(encoded)
+    return (kind, payload, at)

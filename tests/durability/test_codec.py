@@ -100,6 +100,24 @@ def test_decoded_session_keeps_its_values_and_sizes() -> None:
     assert decoded.events_bytes == encoded_size(state.events)
 
 
+
+def test_snapshot_is_the_seven_fields_packed_as_one_array() -> None:
+    """Events kept encoded are joined into exactly the bytes packing the whole session at once gives.
+
+    So snapshots written before events were kept encoded read the same, and
+    a snapshot any msgpack writer packs is one this version reads.
+    """
+    config = Config()
+    state = SessionState(SESSION, "alice", NOW)
+    for n in range(20):  # past 15 events the array header takes three bytes
+        state.record_action("search", f"q={n}", NOW + n, config)
+    state.add_context("topic", {"nested": [1, 2.5]}, encoded_size({"nested": [1, 2.5]}), NOW + 30, config)
+    fields = [SESSION, "alice", NOW, NOW + 30, 21, state.metadata, [list(event) for event in state.events]]
+    whole = bytes((1,)) + msgpack.packb(fields, use_bin_type=True)
+    assert encode_session(state) == whole
+    assert encode_session(decode_session(whole)) == whole
+
+
 _JSON_ISH = st.recursive(
     st.none()
     | st.booleans()
