@@ -16,6 +16,16 @@ Faults in this module's kinds, each against the one server process:
 - ``second``: a second server process on the same database for a while;
   some of the clients' calls go to it, on the same sessions, then its input
   ends and it must exit 0.
+- ``wire``: bad input on the wire for a while, among the clients' calls:
+  malformed, oversized and deeply nested messages (:mod:`.bad_input`). Each
+  one the server can tell by its id must get an error reply; the server must
+  keep serving.
+- ``flood``: a burst of concurrent increments on one session, more than the
+  transport takes in flight; every one is recorded, and the counter must come
+  out exact.
+- ``drop``: for a while, clients drop about half their calls after a moment
+  (telling the server, as ``notifications/cancelled``) and retry them once:
+  dropped calls have unknown outcomes and may still take effect.
 
 The schedule spreads the faults over the middle of the run (the first and
 last tenths stay calm), one in each of equal stretches of time, at a random
@@ -34,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FAULT_KINDS", "RECORDED_KIND", "PlannedFault", "plan_faults"]
 
-FAULT_KINDS = ("kill", "term", "stop", "lock", "second")
+FAULT_KINDS = ("kill", "term", "stop", "lock", "second", "wire", "flood", "drop")
 # How a fault kind is named in the history.
 RECORDED_KIND = {
     "kill": "sigkill",
@@ -42,19 +52,27 @@ RECORDED_KIND = {
     "stop": "sigstop",
     "lock": "db-lock",
     "second": "second-server",
+    "wire": "bad-input",
+    "flood": "call-flood",
+    "drop": "dropped-calls",
 }
 # A lock is held this many seconds past the server's busy timeout, at most.
 LOCK_MARGIN = (0.3, 0.8)
 # A second server serves this many seconds (after it has started).
 SECOND_HOLD = (1.5, 3.0)
+# Bad input is sent, or calls are dropped, for this many seconds.
+BAD_INPUT_HOLD = (0.5, 1.0)
+DROP_HOLD = (1.0, 2.0)
+# A flood is this many concurrent calls on one session.
+FLOOD_CALLS = (200, 400)
 # One fault for about this many seconds of run, beyond one of each kind.
 SECONDS_PER_FAULT = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PlannedFault:
-    """A fault of ``kind`` due ``at`` seconds into the workload; ``hold``: how long a stop, a lock
-    or a second server lasts."""
+    """A fault of ``kind`` due ``at`` seconds into the workload; ``hold``: how long a stop, a lock,
+    a second server, bad input or dropped calls last, or how many calls a flood makes."""
 
     at: float
     kind: str
@@ -96,5 +114,11 @@ def plan_faults(
             hold = busy_timeout + rng.uniform(*LOCK_MARGIN)
         elif kind == "second":
             hold = rng.uniform(*SECOND_HOLD)
+        elif kind == "wire":
+            hold = rng.uniform(*BAD_INPUT_HOLD)
+        elif kind == "drop":
+            hold = rng.uniform(*DROP_HOLD)
+        elif kind == "flood":
+            hold = float(rng.randint(*FLOOD_CALLS))
         faults.append(PlannedFault(round(at, 3), kind, round(hold, 3)))
     return tuple(faults)

@@ -13,7 +13,9 @@ One run (:func:`run_chaos`):
    by the runner's own connection past the server's busy timeout; second, a
    second server on the same database, to which every other call of each
    worker goes while it serves (recorded as process ``w3@second-1``: the
-   worker and the server), until its input ends;
+   worker and the server), until its input ends; wire, bad input among the
+   calls; flood, a burst of concurrent increments on one session; drop,
+   calls dropped by their clients and retried;
 4. after the duration (and after the last fault, and a calm moment more),
    the workers stop, the server is restarted if it is down, and every
    session is read back (``get_context`` of each, the final state the
@@ -48,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import anyio
 
 from ..config import Config
+from .bad_input import bad_message
 from .checkers import check_history
 from .faults import FAULT_KINDS, RECORDED_KIND, PlannedFault, plan_faults
 from .history import HistoryRecorder, Phase, dumps_record
@@ -73,6 +76,10 @@ _NOT_APPLIED = (
     "calls waiting and none finished",  # Overloaded
     "end it, or restart the server",  # SessionQuarantined
 )
+# A dropped call is dropped after up to this many seconds: often before its reply, sometimes after it ran.
+DROP_DELAY = 0.005
+# Bad input is sent this often while a ``wire`` fault lasts.
+BAD_INPUT_EVERY = 0.01
 # After a fault ends, the next one waits at least this long, so calm calls separate them.
 CALM_BETWEEN_FAULTS = 0.5
 # The run goes on this long after its last fault, so the recovered server is seen serving.
@@ -266,6 +273,19 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
     )
 
 
+def _retried(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A dropped call's retry: a new operation, so a value it writes is marked as the retry's.
+
+    The checkers need every written value unique: the dropped call may have
+    taken effect too, and both must be told apart.
+    """
+    retry = dict(arguments)
+    for name in ("value", "details"):
+        if isinstance(retry.get(name), str):
+            retry[name] += "+retry"
+    return retry
+
+
 @dataclasses.dataclass(slots=True)
 class _Slot:
     """A session slot: the session it holds now (label, server id) and who owns it."""
@@ -298,6 +318,8 @@ class _Run:
         # The second server while a ``second`` fault lasts: every other call of each worker goes there.
         self.second: ServerProcess | None = None
         self.seconds_started = 0
+        # While a ``drop`` fault lasts: draws which calls are dropped, and when.
+        self.dropping: random.Random | None = None
         self.ready = anyio.Event()
         self.servers_started = 0
         self.expected_exit = False
@@ -368,16 +390,26 @@ class _Run:
         sent = dict(arguments)
         if tool != "create_session":
             sent["sessionId"] = session_id
+        drop_after = None
+        # Creations and ends are never dropped: a slot's label names one session's life.
+        if self.dropping is not None and tool not in ("create_session", "end_session"):
+            if self.dropping.random() < 0.5:
+                drop_after = self.dropping.uniform(0.0, DROP_DELAY)
         invoke = self.recorder.invoke(process, tool, label, arguments, client=slot.owner)
         try:
             with anyio.fail_after(self.options.timeout):
-                reply = await server.call(tool, sent)
+                reply = await server.call(tool, sent, drop_after=drop_after)
         except TimeoutError:
             self.complete(invoke, Phase.INFO, error=f"timed out after {self.options.timeout:g} s")
             return None
         except ServerGone as error:
             self.complete(invoke, Phase.INFO, error=str(error))
             return None
+        if reply is None:
+            self.complete(invoke, Phase.INFO, error=f"dropped by its client after {drop_after:.4f} s")
+            if slot.session_id != session_id:
+                return None  # the slot moved on meanwhile: the retry would go to another session
+            return await self.call(process, tool, slot, _retried(arguments), server)
         if reply.error is None:
             self.complete(invoke, Phase.OK, result=reply.structured)
             return reply.structured
@@ -463,11 +495,73 @@ class _Run:
                 target = await self.hold_lock(kind, planned.hold)
             elif planned.kind == "second":
                 target = await self.run_second(task_group, kind, planned.hold)
+            elif planned.kind == "wire":
+                await self.send_bad_input(server, kind, planned.hold, self.fault_rng(planned))
+            elif planned.kind == "flood":
+                await self.flood(kind, int(planned.hold), self.fault_rng(planned))
+            elif planned.kind == "drop":
+                start = self.recorder.fault_start(kind, "clients", hold=planned.hold)
+                self.dropping = self.fault_rng(planned)
+                try:
+                    await anyio.sleep(planned.hold)
+                finally:
+                    self.dropping = None
+                self.recorder.fault_end(start)
+                target = "clients"
             else:
                 await self.stop_and_restart(task_group, server, kind, kill=planned.kind == "kill")
             self.recoveries.append(Recovery(kind, target, time.monotonic() - began))
             self.current_fault = None
             calm_since = time.monotonic()
+
+    def fault_rng(self, planned: PlannedFault) -> random.Random:
+        """The random draws of one fault's own choices, from the run's seed and the fault."""
+        return random.Random(f"{self.options.seed}:{planned.at}:{planned.kind}")
+
+    async def send_bad_input(self, server: ServerProcess, kind: str, hold: float, rng: random.Random) -> None:
+        """Send bad lines among the workload's calls for ``hold`` seconds.
+
+        A line the server can tell by its id must get an error under that
+        id; a result instead, or no reply, is a problem of the run. The server
+        must keep serving throughout (an exit is the watch's problem).
+        """
+        start = self.recorder.fault_start(kind, server.name, hold=hold)
+        sent: collections.Counter[str] = collections.Counter()
+        deadline = time.monotonic() + hold
+        while time.monotonic() < deadline:
+            slot = rng.choice(self.slots)
+            bad = bad_message(rng, f"bad-{len(self.recoveries)}-{sent.total()}", slot.session_id)
+            sent[bad.kind] += 1
+            try:
+                if bad.request_id is None:
+                    await server.send_line(bad.line)
+                else:
+                    with anyio.fail_after(self.options.timeout):
+                        reply = await server.request_line(bad.line, bad.request_id)
+                    result = reply.get("result")
+                    if "error" not in reply and not (isinstance(result, dict) and result.get("isError")):
+                        self.problems.append(f"bad input ({bad.kind}) got a result, not an error: {reply}")
+            except TimeoutError:
+                self.problems.append(f"bad input ({bad.kind}) got no reply within {self.options.timeout:g} s")
+            except ServerGone:
+                break
+            await anyio.sleep(BAD_INPUT_EVERY)
+        self.recorder.fault_end(start, sent=dict(sorted(sent.items())))
+
+    async def flood(self, kind: str, calls: int, rng: random.Random) -> None:
+        """``calls`` concurrent increments on one live session, each a process of its own."""
+        live = [slot for slot in self.slots if slot.session_id is not None]
+        if not live:
+            return
+        slot = rng.choice(live)
+        start = self.recorder.fault_start(kind, slot.label, calls=calls)
+        async with anyio.create_task_group() as flood:
+            for number in range(calls):
+                process = f"flood{len(self.recoveries)}.{number}"
+                flood.start_soon(
+                    self.call, process, "increment_counter", slot, {"key": "count-flood", "by": 1}
+                )
+        self.recorder.fault_end(start)
 
     async def hold_lock(self, kind: str, hold: float) -> str:
         """Take the database's write lock on a connection of the runner's own, hold it ``hold``

@@ -18,6 +18,7 @@ What a call can come to, as :class:`Reply` says it:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,6 +30,7 @@ import anyio
 
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from anyio.abc import Process
@@ -71,6 +73,10 @@ def serve_command(db: Path, durability: str) -> list[str]:
     ]
 
 
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
 class _Waiter:
     __slots__ = ("done", "message")
 
@@ -91,7 +97,7 @@ class ServerProcess:
         self._command = command
         self._log = log
         self._process: Process | None = None
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int | str, _Waiter] = {}
         self._next_id = 0
         self._send_lock = anyio.Lock()
         self._closed = False
@@ -133,13 +139,28 @@ class ServerProcess:
         )
         await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> Reply:
+    async def call(
+        self, tool: str, arguments: dict[str, Any], *, drop_after: float | None = None
+    ) -> Reply | None:
         """Call ``tool``; the caller sets the timeout (a cancelled call simply stops waiting).
+
+        ``drop_after``: stop waiting after that many seconds, as a client
+        that drops the request: the server is told (``notifications/cancelled``)
+        and None is returned; whether the call took effect is unknown.
 
         Error handling:
             Raises :class:`ServerGone` when the process ends before answering.
         """
-        message = await self.request("tools/call", {"name": tool, "arguments": arguments})
+        params = {"name": tool, "arguments": arguments}
+        if drop_after is None:
+            message = await self.request("tools/call", params)
+        else:
+            answered = None
+            with anyio.move_on_after(drop_after):
+                answered = await self.request("tools/call", params, on_give_up=self._cancel)
+            if answered is None:
+                return None
+            message = answered
         error = message.get("error")
         if error is not None:
             text = error.get("message") if isinstance(error, dict) else None
@@ -154,25 +175,62 @@ class ServerProcess:
         structured = result.get("structuredContent")
         return Reply(structured=structured if isinstance(structured, dict) else {})
 
-    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send one request and wait for the message that answers it."""
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        on_give_up: Callable[[int], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and wait for the message that answers it.
+
+        ``on_give_up(id)`` runs (shielded) if the wait is cancelled after the request was sent.
+        """
         self._next_id += 1
         request_id = self._next_id
+        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        return await self._exchange(_encode(message), request_id, on_give_up)
+
+    async def request_line(self, line: bytes, request_id: str) -> dict[str, Any]:
+        """Send a raw ``line`` (which must carry ``request_id``) and wait for the message answering it."""
+        return await self._exchange(line, request_id, None)
+
+    async def send_line(self, line: bytes) -> None:
+        """Send a raw ``line``, expecting no answer that could be matched to it."""
+        await self._send_bytes(line)
+
+    async def _exchange(
+        self, line: bytes, request_id: int | str, on_give_up: Callable[[Any], Awaitable[None]] | None
+    ) -> dict[str, Any]:
         waiter = _Waiter()
         self._waiters[request_id] = waiter
+        sent = False
         try:
-            await self._send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            await self._send_bytes(line)
+            sent = True
             await waiter.done.wait()
+        except anyio.get_cancelled_exc_class():
+            if sent and on_give_up is not None and waiter.message is None:
+                with anyio.CancelScope(shield=True):
+                    await on_give_up(request_id)
+            raise
         finally:
             self._waiters.pop(request_id, None)
         if waiter.message is None:
             raise ServerGone(f"{self.name} exited before answering (connection closed)")
         return waiter.message
 
+    async def _cancel(self, request_id: int) -> None:
+        message = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+        with contextlib.suppress(ServerGone):
+            await self._send(message)
+
     async def _send(self, message: dict[str, Any]) -> None:
+        await self._send_bytes(_encode(message))
+
+    async def _send_bytes(self, line: bytes) -> None:
         if self._closed or self._process is None or self._process.stdin is None:
             raise ServerGone(f"{self.name} is not running")
-        line = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         try:
             async with self._send_lock:
                 await self._process.stdin.send(line)
@@ -209,7 +267,8 @@ class ServerProcess:
             return
         if not isinstance(message, dict):
             return
-        waiter = self._waiters.get(message.get("id"))  # type: ignore[arg-type]
+        request_id = message.get("id")
+        waiter = self._waiters.get(request_id) if isinstance(request_id, int | str) else None
         if waiter is not None:
             waiter.message = message
             waiter.done.set()

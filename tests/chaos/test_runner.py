@@ -114,6 +114,40 @@ def test_smoke_run_with_a_second_server_passes(tmp_path: Path) -> None:
     assert "violations: 0" in run.stdout.splitlines()
 
 
+def test_smoke_run_with_bad_input_a_flood_and_dropped_calls_passes(tmp_path: Path) -> None:
+    """A commit-mode run with bad input on the wire, a flood of calls on one session and calls
+    dropped by their clients exits 0 with no violation and no problem: every bad line the server
+    could tell by its id got an error, every flood call is in the history, and dropped calls are
+    recorded as unknown outcomes, each followed by its retry."""
+    out = tmp_path / "run"
+    run = _run_chaos(out, 5, 6, "wire,flood,drop")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "problem:" not in run.stdout
+    assert "violations: 0" in run.stdout.splitlines()
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    ends = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.END}
+    starts = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.START}
+    assert set(ends) == {RECORDED_KIND[kind] for kind in ("wire", "flood", "drop")}
+    sent = ends[RECORDED_KIND["wire"]].details["sent"]
+    assert sum(sent.values()) > 0
+    flood = [call for call in history.calls if call.process.startswith("flood")]
+    assert len(flood) == starts[RECORDED_KIND["flood"]].details["calls"]
+    assert any(call.phase is Phase.OK for call in flood)
+    dropped = [
+        call
+        for call in history.calls
+        if call.completion is not None and "dropped by its client" in (call.completion.error or "")
+    ]
+    assert dropped, "no call was dropped"
+    for call in dropped:
+        retries = [
+            later
+            for later in history.calls
+            if later.process == call.process and later.index > call.index and later.tool == call.tool
+        ]
+        assert retries, f"dropped call {call.index} was not retried"
+
+
 def test_fault_kinds_are_recorded_under_distinct_names() -> None:
     """Every fault kind has its own name in the history, so a report tells them apart."""
     assert set(RECORDED_KIND) == set(FAULT_KINDS)
