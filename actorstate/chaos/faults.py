@@ -16,6 +16,10 @@ Faults in this module's kinds, each against the one server process:
 - ``second``: a second server process on the same database for a while;
   some of the clients' calls go to it, on the same sessions, then its input
   ends and it must exit 0.
+- ``full``: the disk is full: the database's own small file system
+  (:mod:`.disk`) is filled for a while; commits fail with SQLite's real
+  "database or disk is full", reads go on, and writes succeed again once
+  there is room.
 - ``wire``: bad input on the wire for a while, among the clients' calls:
   malformed, oversized and deeply nested messages (:mod:`.bad_input`). Each
   one the server can tell by its id must get an error reply; the server must
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FAULT_KINDS", "RECORDED_KIND", "PlannedFault", "plan_faults"]
 
-FAULT_KINDS = ("kill", "term", "stop", "lock", "second", "wire", "flood", "drop")
+FAULT_KINDS = ("kill", "term", "stop", "lock", "second", "full", "wire", "flood", "drop")
 # How a fault kind is named in the history.
 RECORDED_KIND = {
     "kill": "sigkill",
@@ -52,6 +56,7 @@ RECORDED_KIND = {
     "stop": "sigstop",
     "lock": "db-lock",
     "second": "second-server",
+    "full": "disk-full",
     "wire": "bad-input",
     "flood": "call-flood",
     "drop": "dropped-calls",
@@ -60,7 +65,8 @@ RECORDED_KIND = {
 LOCK_MARGIN = (0.3, 0.8)
 # A second server serves this many seconds (after it has started).
 SECOND_HOLD = (1.5, 3.0)
-# Bad input is sent, or calls are dropped, for this many seconds.
+# The disk stays full, bad input is sent, or calls are dropped, for this many seconds.
+FULL_HOLD = (1.0, 2.0)
 BAD_INPUT_HOLD = (0.5, 1.0)
 DROP_HOLD = (1.0, 2.0)
 # A flood is this many concurrent calls on one session.
@@ -114,6 +120,8 @@ def plan_faults(
             hold = busy_timeout + rng.uniform(*LOCK_MARGIN)
         elif kind == "second":
             hold = rng.uniform(*SECOND_HOLD)
+        elif kind == "full":
+            hold = rng.uniform(*FULL_HOLD)
         elif kind == "wire":
             hold = rng.uniform(*BAD_INPUT_HOLD)
         elif kind == "drop":

@@ -13,7 +13,8 @@ One run (:func:`run_chaos`):
    by the runner's own connection past the server's busy timeout; second, a
    second server on the same database, to which every other call of each
    worker goes while it serves (recorded as process ``w3@second-1``: the
-   worker and the server), until its input ends; wire, bad input among the
+   worker and the server), until its input ends; full, the database's own
+   small file system filled up (:mod:`.disk`); wire, bad input among the
    calls; flood, a burst of concurrent increments on one session; drop,
    calls dropped by their clients and retried;
 4. after the duration (and after the last fault, and a calm moment more),
@@ -52,6 +53,7 @@ import anyio
 from ..config import Config
 from .bad_input import bad_message
 from .checkers import check_history
+from .disk import SmallFileSystem
 from .faults import FAULT_KINDS, RECORDED_KIND, PlannedFault, plan_faults
 from .history import HistoryRecorder, Phase, dumps_record
 from .report import summarize, window_jsonl
@@ -314,6 +316,9 @@ class _Run:
             _Slot(number, owner_of(number, options.clients), f"s{number}")
             for number in range(options.sessions)
         ]
+        # With the ``full`` fault the database lives on a small file system of its own.
+        self.disk = SmallFileSystem(options.out / "fs") if "full" in options.faults else None
+        self.db_path = (self.disk.path if self.disk else options.out) / "chaos.db"
         self.server: ServerProcess | None = None
         # The second server while a ``second`` fault lasts: every other call of each worker goes there.
         self.second: ServerProcess | None = None
@@ -340,9 +345,7 @@ class _Run:
         name = f"server-{self.servers_started}"
         log = (self.options.out / f"{name}.log").open("wb")
         self.logs.append(log)
-        server = ServerProcess(
-            name, serve_command(self.options.out / "chaos.db", self.options.durability), log
-        )
+        server = ServerProcess(name, serve_command(self.db_path, self.options.durability), log)
         try:
             with anyio.fail_after(self.options.start_timeout):
                 await server.start(task_group)
@@ -495,6 +498,8 @@ class _Run:
                 target = await self.hold_lock(kind, planned.hold)
             elif planned.kind == "second":
                 target = await self.run_second(task_group, kind, planned.hold)
+            elif planned.kind == "full":
+                target = await self.fill_disk(kind, planned.hold)
             elif planned.kind == "wire":
                 await self.send_bad_input(server, kind, planned.hold, self.fault_rng(planned))
             elif planned.kind == "flood":
@@ -517,6 +522,20 @@ class _Run:
     def fault_rng(self, planned: PlannedFault) -> random.Random:
         """The random draws of one fault's own choices, from the run's seed and the fault."""
         return random.Random(f"{self.options.seed}:{planned.at}:{planned.kind}")
+
+    async def fill_disk(self, kind: str, hold: float) -> str:
+        """Fill the database's file system, keep it full ``hold`` seconds, make room; the target."""
+        assert self.disk is not None
+        target = f"{self.db_path.name}'s file system"
+        start = self.recorder.fault_start(kind, target, hold=hold)
+        try:
+            filled = await anyio.to_thread.run_sync(self.disk.fill)
+            await anyio.sleep(hold)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.disk.drain)
+        self.recorder.fault_end(start, filled_bytes=filled)
+        return target
 
     async def send_bad_input(self, server: ServerProcess, kind: str, hold: float, rng: random.Random) -> None:
         """Send bad lines among the workload's calls for ``hold`` seconds.
@@ -566,7 +585,7 @@ class _Run:
     async def hold_lock(self, kind: str, hold: float) -> str:
         """Take the database's write lock on a connection of the runner's own, hold it ``hold``
         seconds (past the server's busy timeout), release it; the fault's target."""
-        path = self.options.out / "chaos.db"
+        path = self.db_path
         start = self.recorder.fault_start(kind, path.name, hold=hold)
 
         def take() -> sqlite3.Connection:
@@ -602,9 +621,7 @@ class _Run:
         name = f"second-{self.seconds_started}"
         log = (self.options.out / f"{name}.log").open("wb")
         self.logs.append(log)
-        second = ServerProcess(
-            name, serve_command(self.options.out / "chaos.db", self.options.durability), log
-        )
+        second = ServerProcess(name, serve_command(self.db_path, self.options.durability), log)
         start = self.recorder.fault_start(kind, name)
         try:
             with anyio.fail_after(self.options.start_timeout):
@@ -672,6 +689,8 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.disk is not None:
+            self.disk.mount()  # refused before anything starts, saying why
         try:
             async with anyio.create_task_group() as task_group:
                 if self.progress is not None:
@@ -703,6 +722,12 @@ class _Run:
                     process.signal(signal.SIGKILL)
             for log in self.logs:
                 log.close()
+            if self.disk is not None:
+                for process in (self.server, self.second):
+                    if process is not None and process.returncode is None:
+                        with anyio.CancelScope(shield=True):
+                            await process.wait()
+                self.disk.unmount(keep=self.options.out)
 
     async def final_reads(self) -> None:
         """Read back every session ever created, the state the checkers judge last."""

@@ -114,6 +114,34 @@ def test_smoke_run_with_a_second_server_passes(tmp_path: Path) -> None:
     assert "violations: 0" in run.stdout.splitlines()
 
 
+def test_smoke_run_with_a_full_disk_passes(tmp_path: Path) -> None:
+    """A commit-mode run whose database's own small file system is filled up exits 0 with no
+    violation: writes caught by the full disk fail with SQLite's real "disk is full" and are
+    recorded as unknown outcomes, and writes are acknowledged again once there is room. The
+    database is kept next to the history after the file system is gone."""
+    out = tmp_path / "run"
+    run = _run_chaos(out, 6, 6, "full")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "violations: 0" in run.stdout.splitlines()
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    ends = [fault for fault in history.faults if fault.phase is FaultPhase.END]
+    assert ends
+    assert {fault.kind for fault in ends} == {RECORDED_KIND["full"]}
+    assert all(fault.details["filled_bytes"] > 0 for fault in ends)
+    full = [
+        call
+        for call in history.calls
+        if call.completion is not None and "disk is full" in (call.completion.error or "")
+    ]
+    assert full, "no write met the full disk"
+    writes = ("add_context", "record_action", "set_preference", "increment_counter")
+    assert any(
+        call.tool in writes and call.phase is Phase.OK and call.index > ends[-1].index
+        for call in history.calls
+    ), "no write acknowledged after the disk had room again"
+    assert (out / "chaos.db").is_file()
+
+
 def test_smoke_run_with_bad_input_a_flood_and_dropped_calls_passes(tmp_path: Path) -> None:
     """A commit-mode run with bad input on the wire, a flood of calls on one session and calls
     dropped by their clients exits 0 with no violation and no problem: every bad line the server
