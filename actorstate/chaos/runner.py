@@ -56,7 +56,7 @@ from .checkers import check_history
 from .disk import SmallFileSystem
 from .faults import FAULT_KINDS, RECORDED_KIND, PlannedFault, plan_faults
 from .history import HistoryRecorder, Phase, dumps_record
-from .report import summarize, window_jsonl
+from .report import percentile, summarize, window_jsonl
 from .server import ServerGone, ServerProcess, serve_command
 from .workload import PlannedCall, owner_of, plan_calls
 
@@ -196,6 +196,7 @@ class RunResult:
     violations: list[Violation]
     summary: Summary
     recoveries: list[Recovery]
+    lateness: list[float]
     problems: list[str]
     history_path: Path
     window_paths: list[Path]
@@ -204,6 +205,60 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return not self.violations and not self.problems
+
+    def _irreproducible(self) -> str:
+        """What the operating system's timing decided, so a replay of the seed will differ in it."""
+        per_worker = collections.Counter(
+            call.process.split("@")[0]
+            for call in self.history.calls
+            if call.process.startswith("w") and call.process.split("@")[0][1:].isdigit()
+        )
+        made = ", ".join(
+            f"{worker} {count}" for worker, count in sorted(per_worker.items(), key=_worker_order)
+        )
+        unknown = self.summary.outcomes.get(str(Phase.INFO), 0)
+        late = max(self.lateness, default=0.0)
+        return (
+            "not decided by the seed (a replay differs here): calls each worker made "
+            f"({made or 'none'}); which calls faults caught in flight ({unknown} unknown outcomes); "
+            f"when faults began (up to {late:.2f} s after their planned moment)"
+        )
+
+    def _timing_lines(self) -> list[str]:
+        """Recovery per fault kind, and latency during faults against the calm baseline."""
+        lines = []
+        outages: dict[str, list[float]] = collections.defaultdict(list)
+        recoveries: dict[str, list[float]] = collections.defaultdict(list)
+        for timing in self.summary.timings:
+            outages[timing.kind].append(timing.outage)
+            if timing.recovery is not None:
+                recoveries[timing.kind].append(timing.recovery)
+        if outages:
+            lines.append(
+                "per fault kind: outage (start to end: restart, hold) and recovery "
+                "(end to the next acknowledged call), p50 / p99"
+            )
+            for kind, times in sorted(outages.items()):
+                recovered = recoveries[kind]
+                recovery = (
+                    f"{percentile(recovered, 0.5) * 1000:.1f} / {percentile(recovered, 0.99) * 1000:.1f} ms"
+                    if recovered
+                    else "none"
+                )
+                never = len(times) - len(recovered)
+                lines.append(
+                    f"  {kind:<16} {len(times):>3} x  outage {percentile(times, 0.5):.2f} / "
+                    f"{percentile(times, 0.99):.2f} s  recovery {recovery}"
+                    + (f" ({never} never recovered)" if never else "")
+                )
+        latencies = self.summary.latencies
+        for name, values in (("calm", latencies.calm), ("during faults", latencies.during_faults)):
+            if values:
+                lines.append(
+                    f"latency {name}: p50 {percentile(values, 0.5) * 1000:.1f} ms, "
+                    f"p99 {percentile(values, 0.99) * 1000:.1f} ms over {len(values)} acknowledged calls"
+                )
+        return lines
 
     def report(self) -> str:
         """The summary table: calls by tool and outcome, faults and recoveries, violations."""
@@ -222,10 +277,10 @@ class RunResult:
         by_kind: dict[str, list[float]] = collections.defaultdict(list)
         for recovery in self.recoveries:
             by_kind[recovery.kind].append(recovery.seconds)
-        faults = ", ".join(
-            f"{kind} {len(times)} (longest {max(times):.2f} s)" for kind, times in sorted(by_kind.items())
-        )
+        faults = ", ".join(f"{kind} {len(times)}" for kind, times in sorted(by_kind.items()))
         lines.append(f"faults: {faults or 'none'}")
+        lines.extend(self._timing_lines())
+        lines.append(self._irreproducible())
         for problem in self.problems:
             lines.append(f"problem: {problem}")
         checkers = collections.Counter(violation.checker for violation in self.violations)
@@ -268,11 +323,16 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
         violations,
         summarize(history),
         run.recoveries,
+        run.lateness,
         run.problems,
         history_path,
         window_paths,
         run.elapsed,
     )
+
+
+def _worker_order(item: tuple[str, int]) -> int:
+    return int(item[0][1:])
 
 
 def _retried(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -333,6 +393,8 @@ class _Run:
         self.injected: collections.Counter[str] = collections.Counter()
         self.current_fault: str | None = None
         self.recoveries: list[Recovery] = []
+        # Seconds each fault began after its planned moment (a calm wait, a slow restart before it).
+        self.lateness: list[float] = []
         self.problems: list[str] = []
         self.started = time.monotonic()
         self.elapsed = 0.0
@@ -487,6 +549,7 @@ class _Run:
             self.current_fault = kind
             self.injected[kind] += 1
             began = time.monotonic()
+            self.lateness.append(began - (workload_started + planned.at))
             target = server.name
             if planned.kind == "stop":
                 start = self.recorder.fault_start(kind, server.name, hold=planned.hold)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from actorstate.chaos import check_history, summarize, violation_window, window_jsonl
-from actorstate.chaos.history import FaultEvent, Operation
+from actorstate.chaos.history import FaultEvent, FaultPhase, History, Operation, Phase
+from actorstate.chaos.report import fault_timings, percentile
 
 from .scripts import Script
 
@@ -52,3 +53,47 @@ def test_window_holds_the_session_between_the_calls_and_the_faults() -> None:
     assert head["session"] == "s1"
     assert head["operations"] == list(violation.operations)
     assert [json.loads(line)["index"] for line in lines[1:]] == [r.index for r in window]
+
+
+def _timed_history(events: list[tuple[float, str, str]]) -> History:
+    """Records at the given monotonic times: ("invoke"|"ok", process) calls, ("start"|"end", kind) faults."""
+    records: list[Operation | FaultEvent] = []
+    for index, (at, phase, name) in enumerate(events):
+        if phase in ("start", "end"):
+            records.append(FaultEvent(index, FaultPhase(phase), name, "server-1", monotonic_time=at))
+        else:
+            records.append(Operation(index, Phase(phase), name, "get_context", "s1", monotonic_time=at))
+    return History(records)
+
+
+def test_fault_timings_give_outage_and_recovery_and_split_latencies() -> None:
+    """A fault's outage runs from its start to its end, its recovery to the first call acknowledged
+    after its end; calls invoked from a fault's start to its recovery count as during the fault,
+    the rest as calm, and a fault no call outlived has no recovery."""
+    history = _timed_history(
+        [
+            (0.0, "invoke", "p1"),
+            (0.010, "ok", "p1"),  # calm: 10 ms
+            (1.0, "start", "sigkill"),
+            (1.1, "invoke", "p1"),
+            (2.0, "end", "sigkill"),
+            (2.5, "ok", "p1"),  # during: 1.4 s, and the recovery 0.5 s after the end
+            (3.0, "invoke", "p1"),
+            (3.002, "ok", "p1"),  # calm again: 2 ms
+            (4.0, "start", "sigstop"),
+            (4.5, "end", "sigstop"),
+        ]
+    )
+    kill, stop = fault_timings(history)
+    assert (kill.kind, kill.outage, kill.recovery) == ("sigkill", 1.0, 0.5)
+    assert (stop.kind, stop.recovery) == ("sigstop", None)
+    latencies = summarize(history).latencies
+    assert sorted(round(value, 3) for value in latencies.calm) == [0.002, 0.01]
+    assert [round(value, 3) for value in latencies.during_faults] == [1.4]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    """p50 of 1..4 is 2, p99 of 1..100 is 99, and one value is every percentile."""
+    assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
+    assert percentile([float(n) for n in range(1, 101)], 0.99) == 99.0
+    assert percentile([7.0], 0.01) == percentile([7.0], 0.99) == 7.0
