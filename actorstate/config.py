@@ -53,6 +53,11 @@ class Config:
     max_session_bytes: int = 1024 * 1024
     max_turns_limit: int = 50
     default_max_turns: int = 10
+    # Idempotency keys (a write's requestId): a session remembers the outcome
+    # of its last max_request_ids keyed writes, so a retry among them returns
+    # the first outcome instead of applying twice; older keys are forgotten.
+    max_request_ids: int = 256
+    max_request_id_length: int = 128
 
     # Listing a client's sessions goes page by page: one page never holds more.
     list_page_size: int = 100

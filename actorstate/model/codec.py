@@ -20,13 +20,16 @@ from .values import check_json_like, is_json_like
 
 __all__ = ["FORMAT_VERSION", "SnapshotDecodeError", "decode_session", "encode_session"]
 
-FORMAT_VERSION = 1
-_FORMAT_BYTE = bytes((FORMAT_VERSION,))
+# Format 1: seven fields. Format 2: an eighth, the remembered keyed writes
+# (idempotency keys), written only by sessions that have some, so a session
+# that never used a key stays readable by releases that read only format 1.
+FORMAT_VERSION = 2
+_FIELDS = {1: 7, 2: 8}
 
 _packer = msgpack.Packer(use_bin_type=True)
 _packb = _packer.pack
 _array_header = _packer.pack_array_header
-_SEVEN_FIELDS = _array_header(7)
+_HEADS = {version: bytes((version,)) + _array_header(count) for version, count in _FIELDS.items()}
 
 
 class SnapshotDecodeError(ValueError):
@@ -34,12 +37,13 @@ class SnapshotDecodeError(ValueError):
 
 
 def encode_session(state: SessionState) -> bytes:
-    """The snapshot: the seven fields as one msgpack array, the events joined already encoded."""
+    """The snapshot: the fields as one msgpack array, the events joined already encoded."""
     events = state.encoded_events
+    requests = state.requests
+    tail = (_packb([[key, *seen] for key, seen in requests.items()]),) if requests else ()
     return b"".join(
         (
-            _FORMAT_BYTE,
-            _SEVEN_FIELDS,
+            _HEADS[2 if requests else 1],
             _packb(state.id),
             _packb(state.client_id),
             _packb(state.created_at),
@@ -48,6 +52,7 @@ def encode_session(state: SessionState) -> bytes:
             _packb(state.metadata),
             _array_header(len(events)),
             *events,
+            *tail,
         )
     )
 
@@ -79,7 +84,7 @@ def _is_array(first_byte: int) -> bool:
     return 0x90 <= first_byte <= 0x9F or first_byte in (0xDC, 0xDD)
 
 
-def _read(body: bytes) -> tuple[list[Any], list[bytes], int, int]:
+def _read(body: bytes, field_count: int) -> tuple[list[Any], list[bytes], int, int]:
     """The seven fields, each event's own bytes, and the encoded bytes of the metadata and of the events.
 
     The sizes and the events' bytes are read from the offsets, so nothing is
@@ -90,8 +95,8 @@ def _read(body: bytes) -> tuple[list[Any], list[bytes], int, int]:
     encoded_events: list[bytes] = []
     try:
         count = unpacker.read_array_header()
-        if count != 7:
-            raise ValueError(f"it holds {count} fields, not 7")
+        if count != field_count:
+            raise ValueError(f"it holds {count} fields, not {field_count}")
         fields = [unpacker.unpack() for _ in range(5)]
         metadata_start = unpacker.tell()
         fields.append(unpacker.unpack())
@@ -105,25 +110,30 @@ def _read(body: bytes) -> tuple[list[Any], list[bytes], int, int]:
             fields.append(events)
         else:  # decoded whole, to say what it is instead
             fields.append(unpacker.unpack())
+        events_end = unpacker.tell()
+        fields.extend(unpacker.unpack() for _ in range(field_count - 7))
     except msgpack.OutOfData:
         raise ValueError("it is cut short") from None
     end = unpacker.tell()
     if end != len(body):
         raise ValueError(f"{len(body) - end} bytes follow it")
-    return fields, encoded_events, events_start - metadata_start, end - events_start
+    return fields, encoded_events, events_start - metadata_start, events_end - events_start
 
 
 def decode_session(blob: bytes) -> SessionState:
     """Rebuild a session; raise :class:`SnapshotDecodeError` saying what is wrong."""
     if not blob:
         raise SnapshotDecodeError("the snapshot is empty")
-    if blob[0] != FORMAT_VERSION:
+    field_count = _FIELDS.get(blob[0])
+    if field_count is None:
         raise SnapshotDecodeError(
-            f"snapshot format {blob[0]} is not one this version reads (it reads format {FORMAT_VERSION})"
+            f"snapshot format {blob[0]} is not one this version reads "
+            f"(it reads formats {', '.join(map(str, _FIELDS))})"
         )
     try:
-        fields, encoded_events, metadata_bytes, events_bytes = _read(blob[1:])
-        session_id, client_id, created_at, last_activity, total, metadata, events = fields
+        fields, encoded_events, metadata_bytes, events_bytes = _read(blob[1:], field_count)
+        session_id, client_id, created_at, last_activity, total, metadata, events = fields[:7]
+        requests = _requests(fields[7]) if field_count > 7 else {}
         _expect(session_id, str, "id")
         _expect(client_id, str, "client id")
         _expect_time(created_at, "created_at")
@@ -156,4 +166,22 @@ def decode_session(blob: bytes) -> SessionState:
         metadata,
         encoded_events,
         (metadata_bytes, events_bytes),
+        requests,
     )
+
+
+def _requests(stored: Any) -> dict[str, tuple[str, Any]]:
+    """The remembered keyed writes: ``[[requestId, fingerprint, outcome], ...]``, oldest first."""
+    _expect(stored, list, "requests")
+    requests: dict[str, tuple[str, Any]] = {}
+    for entry in stored:
+        _expect(entry, list, "a remembered request")
+        if len(entry) != 3:
+            raise ValueError(f"a remembered request holds {len(entry)} values, not 3")
+        request_id, fingerprint, outcome = entry
+        _expect(request_id, str, "requestId")
+        _expect(fingerprint, str, "request fingerprint")
+        if outcome is not None:
+            _expect(outcome, int, "remembered outcome")
+        requests[request_id] = (fingerprint, outcome)
+    return requests

@@ -4,12 +4,20 @@ A message carries arguments that were already checked by the caller (the
 checks that do not depend on the session's state), and knows how to apply
 itself to a :class:`SessionState` inside a turn. ``writes`` tells the
 supervisor whether a successful turn changed the state.
+
+A write may carry the caller's idempotency key (:class:`Keyed`): applied once
+per key and session; a retry with the same key gets the first outcome.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import msgpack
+
+from .values import copy_json_like
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,6 +31,7 @@ __all__ = [
     "EndSession",
     "GetContext",
     "Increment",
+    "Keyed",
     "Message",
     "RecordAction",
     "SetPreference",
@@ -43,6 +52,15 @@ class Message(Generic[R]):
 
     def apply(self, state: SessionState, now: float, config: Config) -> R:
         raise NotImplementedError
+
+    def remembered(self, result: Any) -> Any:
+        """What a keyed write remembers of its result (small: it lives in the snapshot)."""
+        return result
+
+    def replayed(self, state: SessionState, remembered: Any) -> R:
+        """The reply to a retry, from what was remembered."""
+        result: R = remembered
+        return result
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +99,15 @@ class SetPreference(Message[dict[str, Any]]):
     def apply(self, state: SessionState, now: float, config: Config) -> dict[str, Any]:
         return state.set_preference(self.key, self.value, self.value_size, now, config)
 
+    # The reply is the whole metadata: a retry gets the metadata as it is now
+    # (the preference set once) instead of a copy kept per key.
+    def remembered(self, result: Any) -> Any:
+        return None
+
+    def replayed(self, state: SessionState, remembered: Any) -> dict[str, Any]:
+        metadata: dict[str, Any] = copy_json_like(state.metadata)
+        return metadata
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Increment(Message[int]):
@@ -114,3 +141,35 @@ class EndSession(Message[None]):
 
     def apply(self, state: SessionState, now: float, config: Config) -> None:
         return None
+
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Keyed(Message[Any]):
+    """``write`` under the caller's idempotency key ``request_id``.
+
+    The first time the session sees the key, ``write`` is applied and its
+    outcome remembered with a fingerprint of the call; a retry (same key,
+    same call) gets that outcome and changes nothing; the same key on a
+    different call is refused. Build with :meth:`of`.
+    """
+
+    request_id: str
+    fingerprint: str
+    write: Message[Any]
+
+    @classmethod
+    def of(cls, request_id: str, write: Message[Any]) -> Keyed:
+        fields = [getattr(write, field.name) for field in dataclasses.fields(write)]  # type: ignore[arg-type]
+        call = _packb([type(write).__name__, *fields])
+        return cls(request_id, hashlib.blake2b(call, digest_size=8).hexdigest(), write)
+
+    def apply(self, state: SessionState, now: float, config: Config) -> Any:
+        seen, remembered = state.recall(self.request_id, self.fingerprint)
+        if seen:
+            return self.write.replayed(state, remembered)
+        result = self.write.apply(state, now, config)
+        state.remember(self.request_id, self.fingerprint, self.write.remembered(result), config)
+        return result

@@ -142,6 +142,7 @@ class SessionState:
         "last_activity",
         "metadata",
         "metadata_bytes",
+        "requests",
         "total_events",
     )
 
@@ -156,6 +157,9 @@ class SessionState:
         self.total_events = 0
         self.metadata_bytes = 1
         self.events_bytes = 1
+        # Keyed writes remembered: requestId -> (fingerprint of the call, its
+        # outcome as remembered), oldest first; at most Config.max_request_ids.
+        self.requests: dict[str, tuple[str, Any]] = {}
 
     @classmethod
     def restore(
@@ -168,9 +172,13 @@ class SessionState:
         metadata: dict[str, Any],
         encoded_events: list[bytes],
         sizes: tuple[int, int],
+        requests: dict[str, tuple[str, Any]] | None = None,
     ) -> SessionState:
-        """A session as a snapshot holds it; ``sizes`` are its metadata's and events' encoded bytes."""
+        """A session as a snapshot holds it; ``sizes`` are its metadata's and events' encoded bytes,
+        ``requests`` its remembered keyed writes."""
         state = cls(session_id, client_id, created_at)
+        if requests:
+            state.requests = requests
         state.last_activity = last_activity
         state.total_events = total_events
         state.metadata = metadata
@@ -271,6 +279,31 @@ class SessionState:
         self.metadata_bytes = len(encoded)
         self.last_activity = now
         return result
+
+    # -- idempotency keys -----------------------------------------------------
+
+    def recall(self, request_id: str, fingerprint: str) -> tuple[bool, Any]:
+        """(True, remembered outcome) if ``request_id`` was applied here, else (False, None).
+
+        Error handling:
+            InvalidInput: the id was used for a different call (``fingerprint`` differs).
+        """
+        seen = self.requests.get(request_id)
+        if seen is None:
+            return False, None
+        if seen[0] != fingerprint:
+            raise InvalidInput(
+                f"requestId {request_id!r} was already used for a different call in this session; "
+                "a retry must repeat its call exactly, and a new call needs a new requestId"
+            )
+        return True, seen[1]
+
+    def remember(self, request_id: str, fingerprint: str, outcome: Any, config: Config) -> None:
+        """Remember a keyed write's outcome, forgetting the oldest past ``max_request_ids``."""
+        requests = self.requests
+        requests[request_id] = (fingerprint, outcome)
+        while len(requests) > config.max_request_ids:
+            del requests[next(iter(requests))]
 
     # -- reads ----------------------------------------------------------------
 

@@ -100,7 +100,6 @@ def test_decoded_session_keeps_its_values_and_sizes() -> None:
     assert decoded.events_bytes == encoded_size(state.events)
 
 
-
 def test_snapshot_is_the_seven_fields_packed_as_one_array() -> None:
     """Events kept encoded are joined into exactly the bytes packing the whole session at once gives.
 
@@ -116,6 +115,34 @@ def test_snapshot_is_the_seven_fields_packed_as_one_array() -> None:
     whole = bytes((1,)) + msgpack.packb(fields, use_bin_type=True)
     assert encode_session(state) == whole
     assert encode_session(decode_session(whole)) == whole
+
+
+def test_remembered_keyed_writes_round_trip_in_format_2_and_sessions_without_stay_format_1() -> None:
+    """A session that remembers keyed writes is written in format 2 (an eighth field, oldest key
+    first) and decodes with them; one that never used a key is still written in format 1."""
+    config = Config()
+    state = SessionState(SESSION, "alice", NOW)
+    state.record_action("search", "q", NOW + 1, config)
+    assert encode_session(state)[0] == 1
+    state.remember("first", "00112233aabbccdd", 1, config)
+    state.remember("second", "8899aabbccddeeff", None, config)
+    blob = encode_session(state)
+    assert blob[0] == 2
+    decoded = decode_session(blob)
+    assert list(decoded.requests.items()) == [
+        ("first", ("00112233aabbccdd", 1)),
+        ("second", ("8899aabbccddeeff", None)),
+    ]
+    assert decoded.events == state.events
+    assert decoded.events_bytes == encoded_size(state.events)
+    assert encode_session(decoded) == blob
+
+
+def test_a_snapshot_in_an_unknown_format_is_refused_naming_the_formats_read() -> None:
+    """Format 3 is refused, saying which formats this version reads."""
+    blob = bytes((3,)) + encode_session(SessionState(SESSION, "alice", NOW))[1:]
+    with pytest.raises(SnapshotDecodeError, match=r"format 3 .* reads formats 1, 2"):
+        decode_session(blob)
 
 
 _JSON_ISH = st.recursive(

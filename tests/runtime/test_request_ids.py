@@ -1,0 +1,77 @@
+"""Idempotency keys: a keyed write applies once per key and session; a retry gets the first outcome."""
+
+from __future__ import annotations
+
+import pytest
+
+from actorstate import InvalidInput
+from actorstate.config import Config
+from actorstate.model.messages import AddContext, Increment, Keyed, RecordAction, SetPreference
+from actorstate.model.session_state import SessionState
+
+SESSION = "e7b3bf69-c346-4a9b-861e-f9ad8ce0fc93"
+NOW = 1_780_000_000.0
+
+
+def test_a_retried_keyed_write_returns_the_first_outcome_and_changes_nothing() -> None:
+    """The second application of the same keyed increment returns the first's value, and the
+    counter moved once; an unkeyed repeat applies again."""
+    config = Config()
+    state = SessionState(SESSION, "alice", NOW)
+    keyed = Keyed.of("retry-1", Increment("hits", 5))
+    assert keyed.apply(state, NOW, config) == 5
+    assert Keyed.of("retry-1", Increment("hits", 5)).apply(state, NOW + 1, config) == 5
+    assert state.metadata["hits"] == 5
+    assert Increment("hits", 5).apply(state, NOW + 2, config) == 10
+
+
+def test_keyed_appends_record_one_event_and_a_retried_preference_answers_the_metadata_now() -> None:
+    """A retried add_context or record_action adds no event and answers the first total; a
+    retried set_preference changes nothing and answers the metadata as it is."""
+    config = Config()
+    state = SessionState(SESSION, "alice", NOW)
+    add = Keyed.of("a", AddContext("topic", "billing", 9))
+    assert add.apply(state, NOW, config) == 1
+    assert RecordAction("search", "q").apply(state, NOW, config) == 2
+    assert add.apply(state, NOW, config) == 1
+    act = Keyed.of("b", RecordAction("search", "again"))
+    assert act.apply(state, NOW, config) == 3
+    assert act.apply(state, NOW, config) == 3
+    assert state.total_events == 3
+    prefer = Keyed.of("c", SetPreference("lang", "fr", 3))
+    assert prefer.apply(state, NOW, config) == {"topic": "billing", "lang": "fr"}
+    state.set_preference("theme", "dark", 5, NOW, config)
+    assert prefer.apply(state, NOW, config) == {"topic": "billing", "lang": "fr", "theme": "dark"}
+
+
+def test_the_same_key_on_another_call_is_refused_and_changes_nothing() -> None:
+    """A requestId reused for a different call is refused with a message saying so."""
+    config = Config()
+    state = SessionState(SESSION, "alice", NOW)
+    Keyed.of("k", Increment("hits", 1)).apply(state, NOW, config)
+    with pytest.raises(InvalidInput, match="already used for a different call"):
+        Keyed.of("k", Increment("hits", 2)).apply(state, NOW, config)
+    with pytest.raises(InvalidInput, match="already used for a different call"):
+        Keyed.of("k", Increment("misses", 1)).apply(state, NOW, config)
+    assert state.metadata == {"hits": 1}
+
+
+def test_only_the_latest_keys_are_remembered() -> None:
+    """Past max_request_ids the oldest key is forgotten: its retry applies again."""
+    config = Config(max_request_ids=2)
+    state = SessionState(SESSION, "alice", NOW)
+    for key in ("k1", "k2", "k3"):
+        Keyed.of(key, Increment("hits", 1)).apply(state, NOW, config)
+    assert list(state.requests) == ["k2", "k3"]
+    assert Keyed.of("k3", Increment("hits", 1)).apply(state, NOW, config) == 3
+    assert Keyed.of("k1", Increment("hits", 1)).apply(state, NOW, config) == 4
+
+
+def test_a_keyed_write_that_is_refused_is_not_remembered() -> None:
+    """A write refused by its own checks leaves no key behind: a corrected retry is not a repeat."""
+    config = Config()
+    state = SessionState(SESSION, "alice", NOW)
+    state.set_preference("hits", "not a number", 14, NOW, config)
+    with pytest.raises(InvalidInput):
+        Keyed.of("k", Increment("hits", 1)).apply(state, NOW, config)
+    assert state.requests == {}
