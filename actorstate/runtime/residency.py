@@ -264,20 +264,32 @@ class Residency:
         actor.start_loading()
         self._host.spawn(self._load, actor)
 
+    @property
+    def refreshing(self) -> bool:
+        """Whether a refresh is in flight: the sessions it will reload may still answer from their
+        old state, though the store already counts the change as seen (see :meth:`refresh`)."""
+        return self._refreshing is not None
+
     async def refresh(self) -> None:
         """Reload the resident sessions another process changed (see Store.moved).
 
-        One refresh at a time: a caller arriving meanwhile waits for it, then
-        looks again, because the refresh may have read the store before the
-        commit this caller saw. Every session with nothing of its own unsaved
-        is looked at, calls waiting in its mailbox or not (they wait for the
-        reload). A session with changes of its own in flight is left alone:
-        its commit will conflict and replay them on the other process's state.
+        One refresh at a time: a caller arriving meanwhile waits until none is
+        in flight (even when the store no longer reports a change: a refresh
+        takes it as seen when it reads the store, and its reloads start only
+        when it returns), then looks again, because the refresh may have read
+        the store before the commit this caller saw. Every session with
+        nothing of its own unsaved is looked at, calls waiting in its mailbox
+        or not (they wait for the reload). A session with changes of its own
+        in flight is left alone: its commit will conflict and replay them on
+        the other process's state.
         """
         store = self._store
         assert store is not None
-        while self._refreshing is not None:
-            await self._refreshing.wait()
+        if self._refreshing is not None:
+            # Until no refresh is in flight: one that another waiter started
+            # meanwhile may have taken the change as seen without applying it yet.
+            while self._refreshing is not None:
+                await self._refreshing.wait()
             if not store.maybe_changed():
                 return
         self._refreshing = done = anyio.Event()

@@ -186,8 +186,11 @@ class Supervisor:
             Any exception the turn raised, with the state left unchanged.
         """
         store = self._store
-        if store is not None and store.maybe_changed():
-            # Another process committed: sessions it changed reload before they answer.
+        if store is not None and (store.maybe_changed() or self.residency.refreshing):
+            # Another process committed: sessions it changed reload before they
+            # answer. A refresh in flight counts too: it took the change as seen
+            # when it read the store, but the sessions it found moved begin to
+            # reload only once it is back, and until then they answer as before.
             await self.residency.refresh()
         envelope = Envelope(message, client_id)
         actor = self._resident.get(session_id)

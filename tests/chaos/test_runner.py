@@ -7,8 +7,6 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-import pytest
-
 from actorstate.chaos import FaultPhase, History, Operation, Phase
 from actorstate.chaos.faults import FAULT_KINDS, RECORDED_KIND, plan_faults
 from actorstate.chaos.runner import RunOptions, plan_run
@@ -91,11 +89,6 @@ def test_smoke_run_with_a_locked_database_passes(tmp_path: Path) -> None:
     ), "no write acknowledged after the lock was released"
 
 
-@pytest.mark.xfail(
-    reason="the server: a read in one process can miss a write the other process acknowledged "
-    "just before it was invoked (stale read across two serve processes on one file)",
-    strict=False,
-)
 def test_smoke_run_with_a_second_server_passes(tmp_path: Path) -> None:
     """A commit-mode run with a second server on the same database, taking every other call of
     each worker on the same sessions, records those calls under its own process names, sees the

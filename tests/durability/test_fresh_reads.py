@@ -142,6 +142,34 @@ async def test_a_caller_waiting_for_a_refresh_looks_again(tmp_path: Path) -> Non
         assert reads[-1] == {"counter": 2}
 
 
+async def test_a_call_waits_for_a_refresh_in_flight_that_took_the_change_as_seen(tmp_path: Path) -> None:
+    """Another connection's commit, acknowledged before a read here is invoked, sets a refresh
+    going (for a call on another session); the refresh counts the commit as seen once it reads
+    the store, before it reloads what moved. The read, arriving in between, waits for it and
+    returns the write instead of the resident state from before it."""
+    path = tmp_path / "seen.db"
+    connect = functools.partial(sqlite3.connect, factory=_HeldAfterRead)
+    async with actorstate.open_state(path, connect=connect) as state, actorstate.open_state(path) as other:
+        session = await state.create_session("alice")
+        bystander = await state.create_session("alice")
+        assert await session.increment() == 1
+        assert await bystander.increment() == 1
+        assert await other.session(session.id, "alice").increment() == 2  # acknowledged over there
+        _HeldAfterRead.arm(_VERSION_CHECK)
+        reads: dict[str, Any] = {}
+
+        async def read(which: actorstate.Session) -> None:
+            reads[which.id] = (await which.context())["metadata"]
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read, bystander)  # its refresh reads the versions, then is held
+            assert await anyio.to_thread.run_sync(_HeldAfterRead.reached.wait, 30)
+            tg.start_soon(read, session)  # invoked after the commit; nothing reports it as news now
+            await anyio.wait_all_tasks_blocked()
+            _HeldAfterRead.release.set()
+        assert reads == {session.id: {"counter": 2}, bystander.id: {"counter": 1}}
+
+
 async def test_a_load_that_read_before_another_commit_reads_again(tmp_path: Path) -> None:
     """A session being loaded when another connection commits to it (and a caller saw that
     commit) is read again: the caller gets the newer state, not the one the load read first."""
