@@ -37,7 +37,15 @@ if TYPE_CHECKING:
     from .store.interface import Store
 
 
-__all__ = ["DEFAULT_CLIENT_ID", "Durability", "Session", "State", "open_runtime", "open_state"]
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "Durability",
+    "Session",
+    "State",
+    "canonical_session_id",
+    "open_runtime",
+    "open_state",
+]
 
 T = TypeVar("T")
 # Distinct increment messages remembered per state (the common ones: a few keys and steps).
@@ -183,7 +191,9 @@ class State:
         Error handling:
             InvalidInput: ``session_id`` is not a UUID.
         """
-        return Session(self._supervisor, _canonical_id(session_id), _check_client_id(client_id, self.config))
+        return Session(
+            self._supervisor, canonical_session_id(session_id), _check_client_id(client_id, self.config)
+        )
 
     def session_as_owner(self, session_id: str) -> Session:
         """A handle that acts for whichever client owns the session.
@@ -192,7 +202,7 @@ class State:
         client owns the whole process). Never give one to a caller whose
         identity was not established; use :meth:`session` for those.
         """
-        return Session(self._supervisor, _canonical_id(session_id), None)
+        return Session(self._supervisor, canonical_session_id(session_id), None)
 
     async def list_sessions(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
         """Ids of all of ``client_id``'s live sessions, oldest first (resident, passivated or stored).
@@ -367,12 +377,29 @@ class Session:
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
-def _canonical_id(session_id: object) -> str:
-    """The id in the form every reply uses; InvalidInput if it is not a UUID."""
+# The id last returned by canonical_session_id. The tools check a sessionId
+# with it (their schemas' uuid format) and then make the handle from the very
+# string it returned: the second time costs an identity test, not the pattern
+# (a third of a microsecond). Holding the string keeps its identity from
+# passing to another object.
+_last_canonical_id = ""
+
+
+def canonical_session_id(session_id: object) -> str:
+    """The id in the form every reply uses; InvalidInput if it is not a UUID.
+
+    Session handles are made with it; the tools check their ``sessionId``
+    argument's ``uuid`` format with it too.
+    """
+    global _last_canonical_id
+    if session_id is _last_canonical_id:
+        return _last_canonical_id
     if type(session_id) is str and _CANONICAL_ID.match(session_id):
-        return session_id  # already what str(uuid.UUID(...)) gives
+        _last_canonical_id = session_id  # already what str(uuid.UUID(...)) gives
+        return session_id
     try:
-        return str(uuid.UUID(session_id))  # type: ignore[arg-type]
+        _last_canonical_id = str(uuid.UUID(session_id))  # type: ignore[arg-type]
+        return _last_canonical_id
     except (TypeError, ValueError, AttributeError):
         # Ids come from callers: quoted cut short, never echoed whole.
         shown = repr(session_id)

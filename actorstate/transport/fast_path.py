@@ -5,13 +5,15 @@ several pydantic validations and serialisations and a middleware chain,
 several times the work of the call itself. Almost every message a session
 server reads is a ``tools/call``, so the transport offers each line to
 :meth:`ToolCallFastPath.take` first: a well-formed call on a connection whose
-handshake is done is parsed once (orjson), the tool checks its arguments
-and runs (:func:`.tools.call_tool`, the same function the SDK path calls),
-and the reply is encoded as the SDK's server would encode it. Anything else (the handshake, lists, resources,
-ping, notifications, errors, a call with ``_meta`` or fields we do not know,
-ids of odd types, protocol versions whose result shape differs) is left to
-the SDK, which stays the source of truth; ``tests/transport/test_fast_path``
-drives the same requests through both paths and compares the replies.
+handshake is done is parsed once (orjson), its arguments are checked by the
+check compiled from the tool's input schema and the tool runs
+(:func:`.tools.call_tool`, the same function the SDK path calls), and the
+reply is encoded as the SDK's server would encode it. Anything else (the
+handshake, lists, resources, ping, notifications, errors, a call with
+``_meta`` or fields we do not know, ids of odd types, protocol versions whose
+result shape differs) is left to the SDK, which stays the source of truth;
+``tests/transport/test_fast_path`` drives the same requests through both
+paths and compares the replies.
 
 The fast path starts only once the server has answered ``initialize``
 successfully (it watches the replies going out), and only for the

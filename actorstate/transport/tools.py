@@ -2,10 +2,12 @@
 
 Each tool is a :class:`Tool`: a JSON schema for its arguments, one for its
 structured result, and a handler that turns arguments into a call on the
-session state. Handlers raise :class:`ToolError` (or any
-``ActorStateError``) for anything a person should read; the server turns
-those into tool results with ``isError``. Nothing here depends on the MCP
-SDK, so the same tools can back another transport.
+session state. The arguments are checked against the schema before the
+handler sees them, by a check compiled from it once (:mod:`.arguments`), so
+the schema clients read is what is checked. Handlers raise :class:`ToolError`
+(or any ``ActorStateError``) for anything a person should read; the server
+turns those into tool results with ``isError``. Nothing here depends on the
+MCP SDK, so the same tools can back another transport.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import ActorStateError, InvalidInput
+from ..state import DEFAULT_CLIENT_ID, canonical_session_id
+from .arguments import ArgumentsCheck, FormatCheck, SchemaError, compile_arguments
+from .quoting import clipped, clipped_repr
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -35,21 +40,8 @@ __all__ = [
     "clipped_repr",
 ]
 
-# Caller input quoted in an error message is cut to this many characters:
-# enough to recognise it, never an echo of a huge argument.
-QUOTED_INPUT_CHARS = 60
-# Unknown argument names listed in an error, at most.
-_LISTED_NAMES = 3
-
-
-def clipped(text: str) -> str:
-    """``text`` cut to ``QUOTED_INPUT_CHARS`` with an ellipsis: how errors quote caller input."""
-    return text if len(text) <= QUOTED_INPUT_CHARS else text[: QUOTED_INPUT_CHARS - 3] + "..."
-
-
-def clipped_repr(value: object) -> str:
-    """``repr(value)``, clipped like :func:`clipped`."""
-    return clipped(repr(value))
+# The checks of the formats the schemas name: a sessionId is a UUID.
+_FORMATS: dict[str, FormatCheck] = {"uuid": canonical_session_id}
 
 
 class ToolError(Exception):
@@ -62,16 +54,33 @@ class ToolResult:
     structured: dict[str, Any]
 
 
+# A handler gets the arguments as the tool's check returns them: every
+# property given is valid, every one with a default is there.
 Handler = Callable[["ToolContext", dict[str, Any]], Awaitable[ToolResult]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Tool:
+    """A tool, and the check of its arguments compiled from ``input_schema`` when it is made.
+
+    Error handling:
+        SchemaError: ``input_schema`` says something the check would not
+            check (see :mod:`.arguments`).
+    """
+
     name: str
     description: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     handler: Handler
+    check_arguments: ArgumentsCheck = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            check = compile_arguments(self.input_schema, formats=_FORMATS)
+        except SchemaError as error:
+            raise SchemaError(f"tool {self.name!r}: {error}") from None
+        object.__setattr__(self, "check_arguments", check)  # a frozen field, set once, here
 
 
 @dataclasses.dataclass(slots=True)
@@ -99,53 +108,13 @@ class ToolContext:
         return stats
 
     def session(self, arguments: dict[str, Any]) -> Session:
+        """The session the checked ``arguments`` name by ``sessionId``."""
         # On stdio one client owns the process: clientId labels sessions, it
         # does not authenticate, so handles act for the owner (see README).
-        return self.state.session_as_owner(_string(arguments, "sessionId"))
+        return self.state.session_as_owner(arguments["sessionId"])
 
 
-# -- argument helpers ---------------------------------------------------------------
-
-
-def _string(arguments: dict[str, Any], name: str, default: str | None = None) -> str:
-    # null counts as "not given": some clients send it for omitted arguments.
-    value = arguments.get(name)
-    if value is None:
-        value = default
-    if value is None:
-        raise ToolError(f"missing required argument {name!r}")
-    if not isinstance(value, str):
-        raise ToolError(f"argument {name!r} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _present(arguments: dict[str, Any], name: str) -> Any:
-    """A required argument of any JSON type (null included)."""
-    if name not in arguments:
-        raise ToolError(f"missing required argument {name!r}")
-    return arguments[name]
-
-
-def _integer(arguments: dict[str, Any], name: str, default: int) -> int:
-    value = arguments.get(name)
-    if value is None:
-        return default
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        value = int(value)  # JSON clients often send 5.0 for 5
-    if type(value) is not int:
-        raise ToolError(f"argument {name!r} must be an integer, not {clipped_repr(value)}")
-    return value
-
-
-def _check_unknown(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
-    unknown = set(arguments) - set(schema["properties"])
-    if unknown:
-        names = sorted(unknown)
-        listed = ", ".join(clipped(name) for name in names[:_LISTED_NAMES])
-        if len(names) > _LISTED_NAMES:
-            listed += f" and {len(names) - _LISTED_NAMES} more"
-        allowed = ", ".join(sorted(schema["properties"])) or "none"
-        raise ToolError(f"unknown argument(s) {listed}; this tool takes: {allowed}")
+# -- replies ------------------------------------------------------------------------------
 
 
 def _pretty(value: Any) -> str:
@@ -200,8 +169,7 @@ _CONTEXT = _object(
 
 
 async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    client_id = _string(arguments, "clientId", "anonymous")
-    session = await ctx.state.create_session(client_id)
+    session = await ctx.state.create_session(arguments["clientId"])
     result = {
         "sessionId": session.id,
         "message": "Session created. Use this sessionId in subsequent tool calls.",
@@ -210,35 +178,29 @@ async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
 
 
 async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    value = _present(arguments, "value")
     session = ctx.session(arguments)
-    total = await session.add_context(_string(arguments, "key"), value)
+    total = await session.add_context(arguments["key"], arguments["value"])
     return ToolResult(
         f"Context added. Session has {total} events.", {"sessionId": session.id, "totalEvents": total}
     )
 
 
 async def _record_action(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    details = arguments.get("details")  # null or absent: no details
-    if details is not None and not isinstance(details, str):
-        raise ToolError(f"argument 'details' must be a string, not {type(details).__name__}")
     session = ctx.session(arguments)
-    total = await session.record_action(_string(arguments, "action"), details=details)
+    total = await session.record_action(arguments["action"], details=arguments.get("details"))
     return ToolResult(
         f"Action recorded. Total events in session: {total}", {"sessionId": session.id, "totalEvents": total}
     )
 
 
 async def _get_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    max_turns = _integer(arguments, "maxTurns", ctx.state.config.default_max_turns)
-    context = await ctx.session(arguments).context(max_turns=max_turns)
+    context = await ctx.session(arguments).context(max_turns=arguments["maxTurns"])
     return ToolResult(_pretty(context), context)
 
 
 async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    value = _present(arguments, "value")
     session = ctx.session(arguments)
-    metadata = await session.set_preference(_string(arguments, "key"), value)
+    metadata = await session.set_preference(arguments["key"], arguments["value"])
     return ToolResult(
         "Preference set. Current metadata: "
         + json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
@@ -247,9 +209,9 @@ async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
 
 
 async def _increment_counter(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    key = _string(arguments, "key", "counter")
+    key = arguments["key"]
     session = ctx.session(arguments)
-    value = await session.increment(key, by=_integer(arguments, "by", 1))
+    value = await session.increment(key, by=arguments["by"])
     return ToolResult(f"Counter: {value}", {"sessionId": session.id, "key": key, "value": value})
 
 
@@ -260,12 +222,10 @@ async def _end_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
 
 
 async def _list_sessions(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    client_id = _string(arguments, "clientId", "anonymous")
-    cursor = arguments.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise ToolError(f"argument 'cursor' must be a string, not {type(cursor).__name__}")
-    limit = _integer(arguments, "limit", ctx.state.config.list_page_size)
-    page = await ctx.state.describe_sessions(client_id, cursor=cursor, limit=limit)
+    client_id = arguments["clientId"]
+    page = await ctx.state.describe_sessions(
+        client_id, cursor=arguments.get("cursor"), limit=arguments["limit"]
+    )
     result: dict[str, Any] = {"clientId": client_id, "sessions": page.sessions}
     if page.next_cursor is not None:
         result["nextCursor"] = page.next_cursor
@@ -288,6 +248,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 {
                     "clientId": {
                         "type": "string",
+                        "default": DEFAULT_CLIENT_ID,
                         "description": "a label that groups sessions (not a password)",
                     }
                 }
@@ -377,7 +338,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
             "one page at a time: pass nextCursor back as cursor for the next page",
             _object(
                 {
-                    "clientId": {"type": "string", "default": "anonymous"},
+                    "clientId": {"type": "string", "default": DEFAULT_CLIENT_ID},
                     "cursor": {"type": "string", "description": "nextCursor of the page before"},
                     "limit": {
                         "type": "integer",
@@ -420,16 +381,15 @@ def build_tools(config: Config) -> dict[str, Tool]:
 
 
 async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None) -> ToolResult:
-    """Run one tool; raise ToolError with a readable message on any refusal."""
+    """Run one tool on its checked arguments; raise ToolError with a readable message on any refusal."""
     tool = ctx.tools.get(name)
     if tool is None:
         raise ToolError(f"unknown tool {clipped_repr(name)}; the tools are: {', '.join(ctx.tools)}")
     arguments = arguments or {}
     if not isinstance(arguments, dict):
         raise ToolError("arguments must be a JSON object")
-    _check_unknown(arguments, tool.input_schema)
     try:
-        return await tool.handler(ctx, arguments)
+        return await tool.handler(ctx, tool.check_arguments(arguments))
     except InvalidInput as error:
         raise ToolError(str(error)) from None
     except ActorStateError as error:
