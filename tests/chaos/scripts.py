@@ -41,9 +41,18 @@ class Script:
         self.ok(call, {"sessionId": _server_id(session), "message": "Session created."})
         return call.index
 
-    def add(self, session: str, value: str, total: int | None, *, process: str = "p1") -> int:
+    def add(
+        self,
+        session: str,
+        value: str,
+        total: int | None,
+        *,
+        process: str = "p1",
+        request_id: str | None = None,
+    ) -> int:
         """add_context of a unique value: ok with totalEvents ``total``, or info when ``total`` is None."""
-        call = self.invoke(process, "add_context", session, key="topic", value=value)
+        keyed = {} if request_id is None else {"requestId": request_id}
+        call = self.invoke(process, "add_context", session, key="topic", value=value, **keyed)
         if total is None:
             self.info(call)
         else:
@@ -66,9 +75,17 @@ class Script:
         return call.index
 
     def increment(
-        self, session: str, by: int, value: int | None, *, key: str = "counter", process: str = "p1"
+        self,
+        session: str,
+        by: int,
+        value: int | None,
+        *,
+        key: str = "counter",
+        process: str = "p1",
+        request_id: str | None = None,
     ) -> int:
-        call = self.invoke(process, "increment_counter", session, key=key, by=by)
+        keyed = {} if request_id is None else {"requestId": request_id}
+        call = self.invoke(process, "increment_counter", session, key=key, by=by, **keyed)
         if value is None:
             self.info(call)
         else:

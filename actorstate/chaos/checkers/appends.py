@@ -30,6 +30,9 @@ stay exact, so trimming never looks like a violation. Rules, per session:
    max_events) events, so nothing retained is missing from it. Pass
    ``max_events=None`` for a workload whose events may be trimmed for size.
 
+Attempts that share an idempotency key (``requestId``: a dropped call and
+its retries, sending the same event) are one append, applied at most once.
+
 Unknown outcomes (info) constrain nothing by themselves: such an append may
 appear or not, at any position after its invocation, and once it appears, it
 is held to rules 2 and 3 like any other.
@@ -43,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from ...config import Config
 from ..history import Phase
-from .observations import APPEND_TOOLS, append_token, event_token, read_events
+from .observations import APPEND_TOOLS, append_token, event_token, logical_writes, read_events
 from .violation import Violation, violation
 
 if TYPE_CHECKING:
@@ -88,7 +91,8 @@ class _Session:
         self.session = session
         self.max_events = max_events
         self.default_max_turns = default_max_turns
-        self.appends = [call for call in calls if call.tool in APPEND_TOOLS]
+        # Attempts under one requestId are one append (see logical_writes).
+        self.appends = logical_writes([call for call in calls if call.tool in APPEND_TOOLS])
         self.reads = [(call, seen) for call in calls if (seen := read_events(call)) is not None]
         self.by_token: dict[str, Call] = {}
         self.violations: list[Violation] = []

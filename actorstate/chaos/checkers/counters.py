@@ -15,6 +15,10 @@ sum(surely) + positive part of sum(maybe)]``. The final read after recovery
 is one such observation, where it reads: within [acknowledged, acknowledged +
 unknown]. And when every increment of the key adds the same sign, the values
 ok increments return are distinct (each one moved the counter).
+
+Attempts that share an idempotency key (``requestId``: a dropped call and
+its retries) are one increment, in effect at most once: the bounds are exact
+when every unknown attempt was retried until acknowledged.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from ..history import Phase
-from .observations import increment, metadata_seen
+from .observations import increment, logical_writes, metadata_seen
 from .violation import Violation, violation
 
 if TYPE_CHECKING:
@@ -63,14 +67,22 @@ def check_counters(history: History) -> list[Violation]:
     """Every counter observation within bounds; distinct values from same-sign ok increments."""
     violations: list[Violation] = []
     for session, calls in history.calls_by_session().items():
-        increments: dict[str, list[tuple[Call, int]]] = {}
+        increments: dict[str, list[Call]] = {}
         for call in calls:
             found = increment(call)
             if found is not None and call.phase is not Phase.FAIL:
-                increments.setdefault(found[0], []).append((call, found[1]))
-        for key, incs in increments.items():
+                increments.setdefault(found[0], []).append(call)
+        for key, key_calls in increments.items():
+            # Attempts under one requestId are one increment (see logical_writes).
+            incs = [(call, _by(call)) for call in logical_writes(key_calls)]
             violations.extend(_check_key(history, session, key, incs, calls))
     return violations
+
+
+def _by(call: Call) -> int:
+    found = increment(call)
+    assert found is not None
+    return found[1]
 
 
 def _check_key(

@@ -9,8 +9,11 @@ which sets ``metadata[key]`` as well as appending its event).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
+
+from ..history import Phase
 
 if TYPE_CHECKING:
     from ..history import Call
@@ -21,9 +24,11 @@ __all__ = [
     "append_token",
     "canonical",
     "event_token",
+    "logical_writes",
     "metadata_seen",
     "read_events",
     "register_write",
+    "request_key",
     "session_ids_listed",
 ]
 
@@ -92,6 +97,34 @@ def increment(call: Call) -> tuple[str, int] | None:
     key = call.arguments.get("key")
     by = call.arguments.get("by")
     return (key if isinstance(key, str) else DEFAULT_COUNTER_KEY), (by if type(by) is int else 1)
+
+
+def request_key(call: Call) -> str | int:
+    """What makes calls one logical write: their idempotency key (``requestId``) when they carry
+    one, else the call alone (its index)."""
+    key = call.arguments.get("requestId")
+    return key if isinstance(key, str) else call.index
+
+
+def logical_writes(calls: list[Call]) -> list[Call]:
+    """One call per logical write: the attempts sharing a ``requestId`` (a dropped call and its
+    retries) become one call invoked when the first was and completed as the first
+    acknowledged one (or the last attempt, when none was). A failed attempt stands alone:
+    it did not take effect."""
+    attempts: dict[str | int, list[Call]] = {}
+    for call in calls:
+        key = request_key(call) if call.phase is not Phase.FAIL else call.index
+        attempts.setdefault(key, []).append(call)
+    logical = []
+    for group in attempts.values():
+        if len(group) == 1:
+            logical.append(group[0])
+            continue
+        first = min(group, key=lambda call: call.invoked_at)
+        acknowledged = [call for call in group if call.phase is Phase.OK]
+        last = min(acknowledged, key=lambda call: call.completed_at) if acknowledged else group[-1]
+        logical.append(dataclasses.replace(first, completion=last.completion))
+    return sorted(logical, key=lambda call: call.invoked_at)
 
 
 def session_ids_listed(call: Call) -> list[str]:
