@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import ActorStateError
 from .fast_path import ToolCallFastPath
+from .handshake import INSTRUCTIONS, SERVER_NAME, HandshakeFastPath
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 from .stdio import stdio_transport
 from .tools import ToolContext, ToolError, call_tool, clipped, clipped_repr
@@ -42,11 +43,6 @@ logger = logging.getLogger(__name__)
 
 # JSON-RPC error code MCP uses for a resource that does not exist.
 RESOURCE_NOT_FOUND = -32002
-
-INSTRUCTIONS = (
-    "Session state that survives restarts and concurrent calls. Call create_session once, then pass its "
-    "sessionId to the other tools. clientId only groups sessions for list_sessions; it is not a password."
-)
 
 
 def build_server(state: State, context: ToolContext | None = None) -> Server[Any]:
@@ -120,7 +116,7 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
         )
 
     server: Server[Any] = Server(
-        "actorstate",
+        SERVER_NAME,
         version=__version__,
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
@@ -182,10 +178,13 @@ async def serve_stdio(
     stop_grace: float = DEFAULT_STOP_GRACE,
     signals: StopSignals | None = None,
     fast_path: bool = True,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
 ) -> None:
     """Serve MCP on stdin/stdout until end of input, a stop signal, or cancellation.
 
     Args:
+        stdin_fd, stdout_fd: the wire (tests serve pipes or files of their own).
         max_line_bytes, max_in_flight, stop_grace: see :func:`stdio_transport`.
         fast_path: answer ``tools/call`` on the fast path (see
             :mod:`.fast_path`); False sends every request through the SDK.
@@ -194,11 +193,15 @@ async def serve_stdio(
     """
     context = ToolContext(state)
     server = build_server(state, context)
+    tool_calls = ToolCallFastPath(context) if fast_path else None
     async with stdio_transport(
+        stdin_fd,
+        stdout_fd,
         max_line_bytes=max_line_bytes,
         max_in_flight=max_in_flight,
         stop_grace=stop_grace,
-        fast_path=ToolCallFastPath(context) if fast_path else None,
+        fast_path=tool_calls,
+        handshake=HandshakeFastPath(context.tools, lambda: tool_calls.protocol_version) if tool_calls else None,
     ) as wire:
         with anyio.CancelScope() as serving:
             with signals.serving(wire.stop_intake, serving.cancel) if signals else contextlib.nullcontext():

@@ -35,7 +35,10 @@ With a :class:`~.fast_path.ToolCallFastPath`, each line is offered to it
 first: the ``tools/call`` requests it takes run here, each in a task of its
 own, and never reach the SDK; ``notifications/cancelled`` cancels them as the
 SDK cancels its own, and when serving stops those still running are answered
-"Connection closed", as the SDK answers its own.
+"Connection closed", as the SDK answers its own. With a
+:class:`~.handshake.HandshakeFastPath`, the handshake, ``tools/list`` and
+``ping`` it takes are answered here too; before the server's first message,
+it gets the handshake answered here, replayed.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from pydantic import ValidationError
 from ..backend import Cancellable, TaskSet, open_task_set
 from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line
 from .framing import LineFramer, TooLong
+from .handshake import REPLAYED_INITIALIZE_ID, HandshakeFastPath, HandshakeReply
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 from .tools import clipped_repr
 
@@ -266,6 +270,7 @@ async def stdio_transport(
     stop_grace: float = DEFAULT_STOP_GRACE,
     buffer: int = 256,
     fast_path: ToolCallFastPath | None = None,
+    handshake: HandshakeFastPath | None = None,
 ) -> AsyncIterator[StdioWire]:
     """Yield the streams for ``Server.run`` over the given fds (a :class:`StdioWire`).
 
@@ -284,6 +289,10 @@ async def stdio_transport(
         buffer: messages queued between the wire and the server, each way.
         fast_path: answers the ``tools/call`` requests it takes, here,
             instead of the server (see :mod:`.fast_path`).
+        handshake: answers the handshake, ``tools/list`` and ``ping`` when
+            it takes them, here (see :mod:`.handshake`); what it answered
+            of the handshake is replayed to the server before the first
+            message the server gets.
 
     Error handling:
         ValueError: ``max_in_flight`` is less than 1, or ``stop_grace`` negative.
@@ -316,6 +325,7 @@ async def stdio_transport(
     to_wire = _EncodingStream(out_send.clone(), requests, fast_path)
     fast_calls = _FastCalls(fast_path, out_send.clone(), requests) if fast_path is not None else None
 
+    sdk_told = False  # the server got a message, the handshake replay first
     reader_scope = anyio.CancelScope()
     stopping = False  # stop_intake() was called
     read_scope: anyio.CancelScope | None = None  # set while waiting for input
@@ -380,6 +390,13 @@ async def stdio_transport(
                     if not fast_calls.start(call):  # serving stopped meanwhile
                         await out_send.send((connection_closed_line(call.id), call.id))
                 return
+        if handshake is not None:
+            reply = handshake.take(line)
+            if reply is not None:
+                await answer_handshake(reply)
+                return
+        if not sdk_told:
+            await tell_sdk()
         try:
             message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except ValidationError as error:  # not JSON, or not JSON-RPC
@@ -415,6 +432,32 @@ async def stdio_transport(
         ):
             fast_calls.cancel(message.params.get("requestId"))
         await to_server.send(SessionMessage(message))
+
+    async def answer_handshake(reply: HandshakeReply) -> None:
+        if reply.line is None or reply.id is None:
+            return  # a notification, kept for the replay
+        await requests.wait_for_fewer_than(max_in_flight)
+        if reply.id in requests:
+            await out_send.send((_duplicate_id(reply.id), None))
+            return
+        requests.started(reply.id)
+        if fast_path is not None and reply.method == "initialize":
+            # Watched as the server's own initialize reply would be.
+            fast_path.request_seen(reply.method, reply.id)
+            fast_path.reply_seen(reply.id, reply.result)
+        await out_send.send((reply.line, reply.id))
+
+    async def tell_sdk() -> None:
+        """Before the server's first message: what the handshake fast path answered, replayed."""
+        nonlocal sdk_told
+        sdk_told = True
+        if handshake is None:
+            return
+        handshake.passed_to_sdk()
+        to_wire.expect_replayed_reply(handshake.replayed_reply())
+        for document in handshake.replay():
+            message = types.jsonrpc_message_adapter.validate_python(document, by_name=False)
+            await to_server.send(SessionMessage(message))
 
     async def write_lines() -> None:
         client_gone = False
@@ -626,10 +669,27 @@ class _EncodingStream:
         self._sink = sink
         self._requests = requests
         self._fast_path = fast_path
+        self._replayed_reply: bytes | None = None  # what the replayed initialize should be answered
+
+    def expect_replayed_reply(self, line: bytes | None) -> None:
+        """The server is about to read the replayed initialize: its reply is dropped, compared with ``line``."""
+        self._replayed_reply = line
 
     async def send(self, message: SessionMessage, /) -> None:
         reply = message.message
         request_id = reply.id if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError) else None
+        if request_id == REPLAYED_INITIALIZE_ID and self._replayed_reply is not None:
+            # Answered already, by the fast path: the client must not get it twice.
+            expected, self._replayed_reply = self._replayed_reply, None
+            line = _encode(message)
+            if line != expected:
+                logger.warning(
+                    "the server answered the replayed initialize otherwise than the fast path did: "
+                    "%r, not %r",
+                    line,
+                    expected,
+                )
+            return
         if request_id is not None and self._fast_path is not None:
             # The fast path starts once initialize is answered (and learns the version).
             self._fast_path.reply_seen(
