@@ -22,6 +22,8 @@ from .model.messages import (
     EndSession,
     GetContext,
     Increment,
+    Keyed,
+    Message,
     RecordAction,
     SetPreference,
     Update,
@@ -297,29 +299,40 @@ class Session:
     def __repr__(self) -> str:
         return f"Session(id={self.id!r}, client_id={self.client_id!r})"
 
-    async def add_context(self, key: str, value: Any) -> int:
+    # Every write takes an optional idempotency key, ``request_id``: the first
+    # call with a key applies, a retry of the same call with it returns the
+    # first outcome and changes nothing (across restarts: keys are committed
+    # with the session), and the key on a different call is refused with
+    # InvalidInput. A session remembers its last Config.max_request_ids keys.
+
+    async def add_context(self, key: str, value: Any, *, request_id: str | None = None) -> int:
         """Set ``metadata[key] = value`` and record a ``context`` event; return total events."""
         config = self._supervisor.config
         check_key(key, config)
         # A private copy: the caller keeps its object, the session keeps its state.
         value, size = checked_copy(value, config)
-        return await self._supervisor.ask(self.id, self.client_id, AddContext(key, value, size))
+        message = _keyed(AddContext(key, value, size), request_id, config)
+        return await self._supervisor.ask(self.id, self.client_id, message)
 
-    async def record_action(self, action: str, details: str | None = None) -> int:
+    async def record_action(
+        self, action: str, details: str | None = None, *, request_id: str | None = None
+    ) -> int:
         """Record an ``action`` event; return total events."""
         config = self._supervisor.config
         check_text(action, config, "action")
         details = "" if details is None else check_text(details, config, "details")
-        return await self._supervisor.ask(self.id, self.client_id, RecordAction(action, details))
+        message = _keyed(RecordAction(action, details), request_id, config)
+        return await self._supervisor.ask(self.id, self.client_id, message)
 
-    async def set_preference(self, key: str, value: Any) -> dict[str, Any]:
-        """Set ``metadata[key] = value``; return a copy of the metadata."""
+    async def set_preference(self, key: str, value: Any, *, request_id: str | None = None) -> dict[str, Any]:
+        """Set ``metadata[key] = value``; return a copy of the metadata (a retry: the metadata now)."""
         config = self._supervisor.config
         check_key(key, config)
         value, size = checked_copy(value, config)
-        return await self._supervisor.ask(self.id, self.client_id, SetPreference(key, value, size))
+        message = _keyed(SetPreference(key, value, size), request_id, config)
+        return await self._supervisor.ask(self.id, self.client_id, message)
 
-    async def increment(self, key: str = "counter", by: int = 1) -> int:
+    async def increment(self, key: str = "counter", by: int = 1, *, request_id: str | None = None) -> int:
         """Add ``by`` to the integer counter ``metadata[key]``; return its new value."""
         supervisor = self._supervisor
         # Messages are immutable, so the common ones are built (and checked) once.
@@ -331,6 +344,10 @@ class Session:
             message = Increment(key, by)
             if len(supervisor.increments) < _MESSAGE_CACHE_SIZE:
                 supervisor.increments[key, by] = message
+        if request_id is not None:
+            return await supervisor.ask(
+                self.id, self.client_id, _keyed(message, request_id, supervisor.config)
+            )
         return await supervisor.ask(self.id, self.client_id, message)
 
     async def update(self, fn: Callable[[dict[str, Any]], T]) -> T:
@@ -370,6 +387,18 @@ class Session:
     async def end(self) -> None:
         """End the session; later calls get :class:`SessionNotFound`."""
         await self._supervisor.ask(self.id, self.client_id, EndSession())
+
+
+def _keyed(message: Message[T], request_id: str | None, config: Config) -> Message[T]:
+    """``message`` under the idempotency key ``request_id`` (unkeyed when it is None)."""
+    if request_id is None:
+        return message
+    if type(request_id) is not str or not 1 <= len(request_id) <= config.max_request_id_length:
+        raise InvalidInput(
+            f"request_id must be a string of 1 to {config.max_request_id_length} characters, "
+            f"not {_shown(request_id)}"
+        )
+    return Keyed.of(request_id, message)
 
 
 # The form every id is answered in (lower case, hyphens): checked first,

@@ -147,7 +147,7 @@ _packb = msgpack.Packer(use_bin_type=True).pack
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Keyed(Message[Any]):
+class Keyed(Message[T]):
     """``write`` under the caller's idempotency key ``request_id``.
 
     The first time the session sees the key, ``write`` is applied and its
@@ -158,15 +158,15 @@ class Keyed(Message[Any]):
 
     request_id: str
     fingerprint: str
-    write: Message[Any]
+    write: Message[T]
 
     @classmethod
-    def of(cls, request_id: str, write: Message[Any]) -> Keyed:
+    def of(cls, request_id: str, write: Message[T]) -> Keyed[T]:
         fields = [getattr(write, field.name) for field in dataclasses.fields(write)]  # type: ignore[arg-type]
         call = _packb([type(write).__name__, *fields])
         return cls(request_id, hashlib.blake2b(call, digest_size=8).hexdigest(), write)
 
-    def apply(self, state: SessionState, now: float, config: Config) -> Any:
+    def apply(self, state: SessionState, now: float, config: Config) -> T:
         seen, remembered = state.recall(self.request_id, self.fingerprint)
         if seen:
             return self.write.replayed(state, remembered)

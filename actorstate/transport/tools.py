@@ -139,6 +139,17 @@ _ANY_JSON: dict[str, Any] = {"description": "any JSON value (usually a string)"}
 _TOTAL = {"type": "integer", "minimum": 0}
 
 
+def _request_id(config: Config) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": config.max_request_id_length,
+        "description": "optional idempotency key: a retry with the same requestId (and the same "
+        "arguments) returns the first outcome instead of applying again; the session remembers "
+        f"its last {config.max_request_ids} keys",
+    }
+
+
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
@@ -179,7 +190,9 @@ async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
 
 async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     session = ctx.session(arguments)
-    total = await session.add_context(arguments["key"], arguments["value"])
+    total = await session.add_context(
+        arguments["key"], arguments["value"], request_id=arguments.get("requestId")
+    )
     return ToolResult(
         f"Context added. Session has {total} events.", {"sessionId": session.id, "totalEvents": total}
     )
@@ -187,7 +200,9 @@ async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
 
 async def _record_action(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     session = ctx.session(arguments)
-    total = await session.record_action(arguments["action"], details=arguments.get("details"))
+    total = await session.record_action(
+        arguments["action"], details=arguments.get("details"), request_id=arguments.get("requestId")
+    )
     return ToolResult(
         f"Action recorded. Total events in session: {total}", {"sessionId": session.id, "totalEvents": total}
     )
@@ -200,7 +215,9 @@ async def _get_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
 
 async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     session = ctx.session(arguments)
-    metadata = await session.set_preference(arguments["key"], arguments["value"])
+    metadata = await session.set_preference(
+        arguments["key"], arguments["value"], request_id=arguments.get("requestId")
+    )
     return ToolResult(
         "Preference set. Current metadata: "
         + json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
@@ -211,7 +228,7 @@ async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
 async def _increment_counter(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     key = arguments["key"]
     session = ctx.session(arguments)
-    value = await session.increment(key, by=arguments["by"])
+    value = await session.increment(key, by=arguments["by"], request_id=arguments.get("requestId"))
     return ToolResult(f"Counter: {value}", {"sessionId": session.id, "key": key, "value": value})
 
 
@@ -240,6 +257,7 @@ async def _server_stats(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResu
 
 def build_tools(config: Config) -> dict[str, Tool]:
     """The tools, by name, for a state opened with ``config``: their schemas state its limits."""
+    request_id = _request_id(config)
     tools = [
         Tool(
             "create_session",
@@ -262,7 +280,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
             "add_context",
             "Add context to the session: sets metadata[key] and records a context event",
             _object(
-                {"sessionId": _UUID, "key": {"type": "string"}, "value": _ANY_JSON},
+                {"sessionId": _UUID, "key": {"type": "string"}, "value": _ANY_JSON, "requestId": request_id},
                 ["sessionId", "key", "value"],
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
@@ -272,7 +290,12 @@ def build_tools(config: Config) -> dict[str, Tool]:
             "record_action",
             "Record an action and its result in the session history",
             _object(
-                {"sessionId": _UUID, "action": {"type": "string"}, "details": {"type": "string"}},
+                {
+                    "sessionId": _UUID,
+                    "action": {"type": "string"},
+                    "details": {"type": "string"},
+                    "requestId": request_id,
+                },
                 ["sessionId", "action"],
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
@@ -300,7 +323,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
             "set_preference",
             "Store a user preference in the session metadata",
             _object(
-                {"sessionId": _UUID, "key": {"type": "string"}, "value": _ANY_JSON},
+                {"sessionId": _UUID, "key": {"type": "string"}, "value": _ANY_JSON, "requestId": request_id},
                 ["sessionId", "key", "value"],
             ),
             _object(
@@ -316,6 +339,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                     "sessionId": _UUID,
                     "key": {"type": "string", "default": "counter"},
                     "by": {"type": "integer", "default": 1},
+                    "requestId": request_id,
                 },
                 ["sessionId"],
             ),

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
+import actorstate
 from actorstate import InvalidInput
 from actorstate.config import Config
 from actorstate.model.messages import AddContext, Increment, Keyed, RecordAction, SetPreference
 from actorstate.model.session_state import SessionState
+from actorstate.transport.tools import ToolContext, ToolError, call_tool
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SESSION = "e7b3bf69-c346-4a9b-861e-f9ad8ce0fc93"
 NOW = 1_780_000_000.0
@@ -75,3 +82,56 @@ def test_a_keyed_write_that_is_refused_is_not_remembered() -> None:
     with pytest.raises(InvalidInput):
         Keyed.of("k", Increment("hits", 1)).apply(state, NOW, config)
     assert state.requests == {}
+
+
+@pytest.mark.anyio
+async def test_keyed_writes_are_remembered_across_a_restart(tmp_path: Path) -> None:
+    """Keys are committed with the session: after a restart a retry of each keyed write returns
+    the first outcome and changes nothing, and a new key applies."""
+    db = tmp_path / "keys.db"
+    async with actorstate.open_state(db) as state:
+        session = await state.create_session(client_id="alice")
+        assert await session.increment("hits", 2, request_id="inc-1") == 2
+        assert await session.add_context("topic", "billing", request_id="add-1") == 1
+        assert await session.record_action("search", "q", request_id="act-1") == 2
+        assert await session.set_preference("lang", "fr", request_id="pref-1") == {
+            "hits": 2,
+            "topic": "billing",
+            "lang": "fr",
+        }
+        session_id = session.id
+    async with actorstate.open_state(db) as state:
+        session = state.session(session_id, client_id="alice")
+        assert await session.increment("hits", 2, request_id="inc-1") == 2
+        assert await session.add_context("topic", "billing", request_id="add-1") == 1
+        assert await session.record_action("search", "q", request_id="act-1") == 2
+        assert await session.set_preference("lang", "fr", request_id="pref-1") == {
+            "hits": 2,
+            "topic": "billing",
+            "lang": "fr",
+        }
+        context = await session.context(max_turns=10)
+        assert context["totalEvents"] == 2
+        assert context["metadata"]["hits"] == 2
+        assert await session.increment("hits", 2, request_id="inc-2") == 4
+
+
+@pytest.mark.anyio
+async def test_the_tools_take_a_request_id_and_refuse_a_bad_one() -> None:
+    """The write tools accept requestId: a retried increment_counter answers the first value; an
+    empty, overlong or non-string requestId is refused naming the argument, and a key reused for
+    another call is refused saying so."""
+    config = Config()
+    async with actorstate.open_state() as state:
+        context = ToolContext(state)
+        session_id = (await call_tool(context, "create_session", {})).structured["sessionId"]
+        arguments = {"sessionId": session_id, "key": "hits", "by": 3, "requestId": "r-1"}
+        assert (await call_tool(context, "increment_counter", arguments)).structured["value"] == 3
+        assert (await call_tool(context, "increment_counter", arguments)).structured["value"] == 3
+        for bad in ("", "x" * (config.max_request_id_length + 1), 7):
+            with pytest.raises(ToolError, match="requestId"):
+                await call_tool(context, "increment_counter", {**arguments, "requestId": bad})
+        with pytest.raises(ToolError, match="already used for a different call"):
+            await call_tool(context, "increment_counter", {**arguments, "by": 4})
+        read = await call_tool(context, "get_context", {"sessionId": session_id})
+        assert read.structured["metadata"] == {"hits": 3}
