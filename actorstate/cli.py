@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -133,28 +134,33 @@ def _check_serve_extras(backend: str) -> None:
 
     The library runs on asyncio alone; the MCP SDK and trio are extras
     (``actorstate[mcp]``, ``actorstate[trio]``; ``actorstate[server]`` has both).
+    The SDK is looked for, not imported: serve imports it only when a message
+    first needs it.
     """
     needed = [("mcp", "serve needs the MCP SDK")]
     if backend == "trio":
         needed.append(("trio", "--backend trio needs trio"))
     for module, purpose in needed:
         try:
-            importlib.import_module(module)
+            found = importlib.util.find_spec(module) is not None
         except ImportError:
+            found = False
+        if not found:
             hint = " or serve with --backend asyncio" if module == "trio" else ""
             raise ValueError(
                 f"{purpose}, which is not installed: install actorstate[{module}] "
                 f"(pip install 'actorstate[{module}]'){hint}"
-            ) from None
+            )
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from .transport.server import StopSignals, serve_stdio
+    from .transport.serve import serve_stdio
+    from .transport.signals import StopSignals
 
-    # Everything imported so far (the SDK's models and schemas: hundreds of
-    # thousands of objects) lives as long as the process. Frozen, the cyclic
-    # collector stops walking it on every full collection (about a tenth of
-    # the CPU of each call was spent there).
+    # Everything imported so far lives as long as the process. Frozen, the
+    # cyclic collector stops walking it on every full collection (with the
+    # SDK's models and schemas, about a tenth of the CPU of each call was
+    # spent there; serve freezes them too once it imports them).
     gc.freeze()
 
     config = Config(

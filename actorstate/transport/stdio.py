@@ -4,17 +4,19 @@ The SDK's own stdio transport wraps the pipes in ``anyio.wrap_file``, so
 every line read and every write is a worker-thread round trip. This one puts
 the pipes in non-blocking mode and waits on them with
 ``anyio.wait_readable``/``wait_writable`` (epoll through asyncio or trio),
-parses lines itself and feeds the SDK server the same streams of
-``SessionMessage`` its ``Server.run`` expects.
+and splits lines itself. This module needs nothing of the MCP SDK: the lines
+the fast paths do not take go to :mod:`.sdk_wire`, loaded when the first of
+them comes, which feeds the SDK server the streams of ``SessionMessage`` its
+``Server.run`` expects.
 
 It also answers what the SDK transport drops silently: a line that cannot
 be read as JSON gets a JSON-RPC parse error (-32700), a line that is JSON but
 not a JSON-RPC message gets -32600 (-32602 when only a request's params are
-wrong: not an object, or holding text that is not valid Unicode), and a line
-longer than the limit gets -32600 too. Each reply names the problem; the
-server keeps serving after each, whatever the line (nesting at any depth
-included). Split and joined lines are fine: input is split on newlines
-whatever the read boundaries.
+wrong: not an object, or holding text that is not valid Unicode; see
+:mod:`.sdk_wire`), and a line longer than the limit gets -32600 too. Each
+reply names the problem; the server keeps serving after each, whatever the
+line (nesting at any depth included). Split and joined lines are fine:
+input is split on newlines whatever the read boundaries.
 
 At end of input the server finishes what is in flight and the block exits
 (and the state closes, flushing everything). ``stop_intake()`` (what a stop
@@ -38,13 +40,13 @@ SDK cancels its own, and when serving stops those still running are answered
 "Connection closed", as the SDK answers its own. With a
 :class:`~.handshake.HandshakeFastPath`, the handshake, ``tools/list`` and
 ``ping`` it takes are answered here too; before the server's first message,
-it gets the handshake answered here, replayed.
+it reads the handshake answered here, replayed. With both, a client that
+only shakes hands, lists and calls tools never has the SDK loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import stat
@@ -54,23 +56,24 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import mcp.types as types
-import pydantic_core
-from mcp.shared.dispatcher import coerce_request_id
-from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from pydantic import ValidationError
+import anyio.lowlevel
+import anyio.to_thread
+import orjson
 
 from ..backend import Cancellable, TaskSet, open_task_set
 from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line
 from .framing import LineFramer, TooLong
-from .handshake import REPLAYED_INITIALIZE_ID, HandshakeFastPath, HandshakeReply
+from .in_flight import InFlight, request_key
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
-from .tools import clipped_repr
+from .wire_errors import duplicate_id, too_long
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Callable
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from .handshake import HandshakeFastPath, HandshakeReply
+    from .sdk_wire import EncodingStream, SdkWire
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -81,123 +84,9 @@ __all__ = [
 ]
 
 _READ_CHUNK = 256 * 1024
+_NOTIFICATION_KEYS = frozenset({"jsonrpc", "method", "params"})
 
 logger = logging.getLogger(__name__)
-
-
-def _encode(message: SessionMessage) -> bytes:
-    return message.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
-
-
-def _error_line(code: int, message: str, request_id: Any = None) -> bytes:
-    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-        request_id = None
-    return (
-        json.dumps(
-            {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}},
-            separators=(",", ":"),
-        ).encode()
-        + b"\n"
-    )
-
-
-def _rejection(line: bytes, error: ValidationError) -> bytes:
-    """The error reply for a line the SDK could not read as a JSON-RPC message.
-
-    It names the problem, and carries the request's id when the line can be
-    read far enough to have one. The SDK's parser refuses some JSON that
-    Python's reads (lone surrogate escapes, nesting past its limit), so the
-    line is read again here, leniently, to find the id and what is wrong.
-    """
-    refusal = _parser_refusal(error)
-    document = _read_leniently(line)
-    if document is _UNREADABLE:
-        problem = _explain(refusal, None) or "the line is not valid JSON" + (
-            f" ({refusal})" if refusal else ""
-        )
-        return _error_line(types.PARSE_ERROR, f"Parse error: {problem}")
-    if not isinstance(document, dict):
-        return _error_line(
-            types.INVALID_REQUEST, "Invalid Request: send one JSON-RPC message (a JSON object) per line"
-        )
-    request_id = document.get("id")
-    problem = _explain(refusal, document) or _structural_problem(document)
-    if "params" in document and _is_request(_without_params(document)):
-        return _error_line(types.INVALID_PARAMS, f"Invalid params: {problem}", request_id)
-    return _error_line(types.INVALID_REQUEST, f"Invalid Request: {problem}", request_id)
-
-
-_UNREADABLE = object()
-
-
-def _read_leniently(line: bytes) -> Any:
-    try:
-        return json.loads(line)
-    except (ValueError, RecursionError):  # RecursionError: nested past Python's own limit
-        return _UNREADABLE
-
-
-def _parser_refusal(error: ValidationError) -> str | None:
-    """Why the SDK's JSON parser refused the line, or None if it read the JSON and the shape was wrong."""
-    for detail in error.errors(include_url=False, include_input=False):
-        if detail["type"] == "json_invalid":
-            return str((detail.get("ctx") or {}).get("error", detail["msg"]))
-    return None
-
-
-def _explain(refusal: str | None, document: Any) -> str | None:
-    if refusal is None:
-        return None
-    if refusal.startswith("recursion limit exceeded"):
-        return "arrays or objects nested too deeply (the limit is about 200 levels)"
-    if refusal.startswith("number out of range"):
-        return "a number too long to read"
-    if refusal.startswith("invalid unicode code point"):
-        return "the line is not valid UTF-8"
-    if document is not None and not _encodable(document):
-        return "text that is not valid Unicode (an unpaired surrogate escape such as \\ud800)"
-    return None
-
-
-def _encodable(document: Any) -> bool:
-    try:
-        json.dumps(document, ensure_ascii=False).encode()
-    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
-        return False
-    return True
-
-
-def _structural_problem(document: dict[str, Any]) -> str:
-    if document.get("jsonrpc") != "2.0":
-        return 'not a JSON-RPC 2.0 message ("jsonrpc" must be "2.0")'
-    if "params" in document and not isinstance(document["params"], dict):
-        return "params must be an object"
-    return "not a JSON-RPC 2.0 message"
-
-
-def _without_params(document: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in document.items() if key != "params"}
-
-
-def _is_request(envelope: dict[str, Any]) -> bool:
-    """Whether ``envelope`` alone is a well-formed request (so its params are what is wrong)."""
-    try:
-        message = types.jsonrpc_message_adapter.validate_json(
-            json.dumps(envelope, ensure_ascii=False).encode(), by_name=False
-        )
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(message, types.JSONRPCRequest)
-
-
-def _has_id(line: bytes) -> bool:
-    """Whether a line that parsed as a notification names an id after all (one of a type JSON-RPC refuses)."""
-    try:
-        # The parser that just accepted this line: it reads it again the same way.
-        document = pydantic_core.from_json(line)
-    except ValueError:
-        return False
-    return isinstance(document, dict) and "id" in document
 
 
 def _pollable(fd: int) -> bool:
@@ -251,13 +140,27 @@ class _Pipe:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class StdioWire:
-    """What :func:`stdio_transport` yields: the streams for ``Server.run``, and a way to stop reading."""
+class SdkStreams:
+    """The streams for the SDK server's ``Server.run``."""
 
     read_stream: MemoryObjectReceiveStream[Any]
-    write_stream: _EncodingStream
-    stop_intake: Callable[[], None]
-    """Stop reading input, as at end of input: every request already read is answered."""
+    write_stream: EncodingStream
+
+
+class StdioWire:
+    """What :func:`stdio_transport` yields: the server's streams once it is needed, and a way to stop reading."""
+
+    def __init__(self, sdk: _SdkLink, read_stream: MemoryObjectReceiveStream[Any], stop_intake: Callable[[], None]):
+        self._sdk = sdk
+        self._read_stream = read_stream
+        self.stop_intake = stop_intake
+        """Stop reading input, as at end of input: every request already read is answered."""
+
+    async def wait_for_sdk(self) -> SdkStreams | None:
+        """The streams for ``Server.run`` once a message needs the SDK (imported by then), or None
+        once intake has ended, everything read answered, without any."""
+        wire = await self._sdk.wait()
+        return None if wire is None else SdkStreams(self._read_stream, wire.write_stream)
 
 
 @asynccontextmanager
@@ -272,12 +175,17 @@ async def stdio_transport(
     fast_path: ToolCallFastPath | None = None,
     handshake: HandshakeFastPath | None = None,
 ) -> AsyncIterator[StdioWire]:
-    """Yield the streams for ``Server.run`` over the given fds (a :class:`StdioWire`).
+    """Serve the wire over the given fds; yield a :class:`StdioWire`.
 
-    The read stream ends at end of input, or after ``stop_intake()``, once
-    every request already read is answered (or the grace period is over);
-    the block should then return (as ``Server.run`` does), and queued replies
-    are written before this exits.
+    The fast paths answer what they take; the first line they do not take
+    loads the SDK's side of the wire (:mod:`.sdk_wire`, in a worker thread:
+    lines wait, in order, meanwhile), and the block gets the streams for
+    ``Server.run`` from :meth:`StdioWire.wait_for_sdk`. Without fast paths
+    it is loaded at once. The read stream ends at end of input, or after
+    ``stop_intake()``, once every request already read is answered (or the
+    grace period is over); the block should then return (as ``Server.run``
+    does, or at once if the SDK was never needed), and queued replies are
+    written before this exits.
 
     Args:
         max_line_bytes: longer lines are refused (-32600) and dropped unread.
@@ -320,12 +228,22 @@ async def stdio_transport(
     # Everything bound for the client, already encoded, with the id of the
     # request it answers (None for the rest): the server's replies and the
     # errors this transport answers itself share one writer.
-    out_send, out_receive = anyio.create_memory_object_stream[tuple[bytes, types.RequestId | None]](buffer)
-    requests = _InFlight()
-    to_wire = _EncodingStream(out_send.clone(), requests, fast_path)
+    out_send, out_receive = anyio.create_memory_object_stream[tuple[bytes, int | str | None]](buffer)
+    requests = InFlight()
     fast_calls = _FastCalls(fast_path, out_send.clone(), requests) if fast_path is not None else None
 
-    sdk_told = False  # the server got a message, the handshake replay first
+    def make_sdk_wire(wire_class: type[SdkWire]) -> SdkWire:
+        return wire_class(
+            to_server,
+            out_send,
+            requests,
+            max_in_flight,
+            fast_path=fast_path,
+            cancel_fast_call=fast_calls.cancel if fast_calls is not None else None,
+            handshake=handshake,
+        )
+
+    sdk = _SdkLink(make_sdk_wire)
     reader_scope = anyio.CancelScope()
     stopping = False  # stop_intake() was called
     read_scope: anyio.CancelScope | None = None  # set while waiting for input
@@ -345,15 +263,20 @@ async def stdio_transport(
             read_scope.cancel()
 
     async def read_lines() -> None:
-        with reader_scope:
-            async with to_server, out_send:
-                await read_into()
+        try:
+            with reader_scope:
+                async with to_server, out_send:
+                    if fast_calls is None and handshake is None:
+                        await sdk.load()  # it answers everything: loaded while the client starts
+                    await read_into()
                 # End of input, or intake stopped. The SDK server cancels
                 # whatever is still running when its input ends; a client that
-                # wrote its requests and closed stdin (or a server told to stop)
-                # still owes every request read an answer, so wait for them.
-                with anyio.move_on_after(stop_grace):
-                    await requests.wait_for_fewer_than(1)
+                    # wrote its requests and closed stdin (or a server told to stop)
+                    # still owes every request read an answer, so wait for them.
+                    with anyio.move_on_after(stop_grace):
+                        await requests.wait_for_fewer_than(1)
+        finally:
+            sdk.intake_ended()
 
     async def read_into() -> None:
         """Read input into lines (see :class:`LineFramer`); serve them, and refuse those too long."""
@@ -374,7 +297,7 @@ async def stdio_transport(
                 return
             for line in framer.feed(chunk):
                 if isinstance(line, TooLong):
-                    await out_send.send((_too_long(line.size, max_line_bytes), None))
+                    await out_send.send((too_long(line.size, max_line_bytes), None))
                 else:
                     await dispatch(line)
 
@@ -384,61 +307,28 @@ async def stdio_transport(
             if call is not None:
                 await requests.wait_for_fewer_than(max_in_flight)
                 if call.id in requests:
-                    await out_send.send((_duplicate_id(call.id), None))
+                    await out_send.send((duplicate_id(call.id), None))
                 else:
                     requests.started(call.id)
                     if not fast_calls.start(call):  # serving stopped meanwhile
                         await out_send.send((connection_closed_line(call.id), call.id))
+                return
+            if fast_calls.take_cancellation(line):
                 return
         if handshake is not None:
             reply = handshake.take(line)
             if reply is not None:
                 await answer_handshake(reply)
                 return
-        if not sdk_told:
-            await tell_sdk()
-        try:
-            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except ValidationError as error:  # not JSON, or not JSON-RPC
-            await out_send.send((_rejection(line, error), None))
-            await to_server.send(error)  # the server logs and drops it, as with the SDK transport
-            return
-        if isinstance(message, types.JSONRPCRequest):
-            await requests.wait_for_fewer_than(max_in_flight)
-            if message.id in requests:
-                # The SDK keys its requests by id: a second one under an id in
-                # flight would take over the first one's entry. Refused, not run.
-                await out_send.send((_duplicate_id(message.id), None))
-                return
-            requests.started(message.id)
-            if fast_path is not None:
-                fast_path.request_seen(message.method, message.id)
-            # The SDK never answers a request its client cancelled; it says so
-            # through this hook once the request has settled.
-            metadata = ServerMessageMetadata(on_request_unanswered=requests.settled_unanswered(message.id))
-            await to_server.send(SessionMessage(message, metadata=metadata))
-            return
-        if isinstance(message, types.JSONRPCNotification) and _has_id(line):
-            # A request whose id is not a string or an integer reads as a
-            # notification, which nobody answers: refuse it instead.
-            refusal = _error_line(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
-            await out_send.send((refusal, None))
-            return
-        if (
-            fast_calls is not None
-            and isinstance(message, types.JSONRPCNotification)
-            and message.method == "notifications/cancelled"
-            and message.params
-        ):
-            fast_calls.cancel(message.params.get("requestId"))
-        await to_server.send(SessionMessage(message))
+        wire = await sdk.load()
+        await wire.deliver(line)
 
     async def answer_handshake(reply: HandshakeReply) -> None:
         if reply.line is None or reply.id is None:
             return  # a notification, kept for the replay
         await requests.wait_for_fewer_than(max_in_flight)
         if reply.id in requests:
-            await out_send.send((_duplicate_id(reply.id), None))
+            await out_send.send((duplicate_id(reply.id), None))
             return
         requests.started(reply.id)
         if fast_path is not None and reply.method == "initialize":
@@ -446,18 +336,6 @@ async def stdio_transport(
             fast_path.request_seen(reply.method, reply.id)
             fast_path.reply_seen(reply.id, reply.result)
         await out_send.send((reply.line, reply.id))
-
-    async def tell_sdk() -> None:
-        """Before the server's first message: what the handshake fast path answered, replayed."""
-        nonlocal sdk_told
-        sdk_told = True
-        if handshake is None:
-            return
-        handshake.passed_to_sdk()
-        to_wire.expect_replayed_reply(handshake.replayed_reply())
-        for document in handshake.replay():
-            message = types.jsonrpc_message_adapter.validate_python(document, by_name=False)
-            await to_server.send(SessionMessage(message))
 
     async def write_lines() -> None:
         client_gone = False
@@ -496,14 +374,16 @@ async def stdio_transport(
             tg.start_soon(writer)
             try:
                 if fast_calls is None:
-                    yield StdioWire(from_wire, to_wire, stop_intake)
+                    yield StdioWire(sdk, from_wire, stop_intake)
                 else:
                     async with fast_calls.serving():
-                        yield StdioWire(from_wire, to_wire, stop_intake)
+                        yield StdioWire(sdk, from_wire, stop_intake)
             finally:
-                # The server has stopped (and closed to_wire); once the reader
-                # ends too, the writer drains what is queued and stops.
-                to_wire.close()
+                # The server has stopped (and closed its write stream), or never
+                # started; once the reader ends too, the writer drains what is
+                # queued and stops.
+                sdk.close()
+                from_wire.close()  # the server's read stream, if it never started
                 reader_scope.cancel()  # its exit closes the last sender: the writer then ends
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await writer_done.wait()
@@ -519,39 +399,44 @@ async def stdio_transport(
                 os.close(fd)
 
 
-class _InFlight:
-    """Requests passed to the server and not answered yet.
+def _import_sdk_wire() -> type[SdkWire]:
+    from .sdk_wire import SdkWire
 
-    Keyed as the SDK keys its own table (``coerce_request_id``: ``"7"`` and
-    ``7`` are one id), so a reply or a settled request always finds its entry.
-    """
+    return SdkWire
 
-    def __init__(self) -> None:
-        self._keys: set[types.RequestId] = set()
-        self._changed: anyio.Event | None = None
 
-    def __contains__(self, request_id: types.RequestId) -> bool:
-        return coerce_request_id(request_id) in self._keys
+class _SdkLink:
+    """The SDK's side of the wire: loaded by the reader when a line first needs it, waited for by the server."""
 
-    def started(self, request_id: types.RequestId) -> None:
-        self._keys.add(coerce_request_id(request_id))
+    def __init__(self, make: Callable[[type[SdkWire]], SdkWire]) -> None:
+        self._make = make
+        self._wire: SdkWire | None = None
+        self._settled = anyio.Event()  # loaded, or intake ended without it
+        self._closed = False
 
-    def answered(self, request_id: types.RequestId) -> None:
-        self._keys.discard(coerce_request_id(request_id))
-        if self._changed is not None:
-            self._changed.set()
+    async def load(self) -> SdkWire:
+        """The SDK's side of the wire, imported (in a worker thread, the loop serving on) when first asked for."""
+        if self._wire is None:
+            wire_class = await anyio.to_thread.run_sync(_import_sdk_wire)
+            await anyio.lowlevel.checkpoint()  # serving may have stopped meanwhile
+            if self._closed:
+                await anyio.sleep_forever()  # until the reader is cancelled, as it is once serving stops
+            self._wire = self._make(wire_class)
+            self._settled.set()
+        return self._wire
 
-    def settled_unanswered(self, request_id: types.RequestId) -> Callable[[], Awaitable[None]]:
-        async def settled() -> None:
-            self.answered(request_id)
+    def intake_ended(self) -> None:
+        self._settled.set()
 
-        return settled
+    async def wait(self) -> SdkWire | None:
+        await self._settled.wait()
+        return self._wire
 
-    async def wait_for_fewer_than(self, count: int) -> None:
-        """Return once fewer than ``count`` requests are in flight (one waiter at a time: the reader)."""
-        while len(self._keys) >= count:
-            self._changed = anyio.Event()
-            await self._changed.wait()
+    def close(self) -> None:
+        """Serving is over: the server's write stream is closed, and the SDK is not loaded any more."""
+        self._closed = True
+        if self._wire is not None:
+            self._wire.write_stream.close()
 
 
 class _FastCall:
@@ -559,7 +444,7 @@ class _FastCall:
 
     __slots__ = ("id", "task")
 
-    def __init__(self, request_id: types.RequestId) -> None:
+    def __init__(self, request_id: int | str) -> None:
         self.id = request_id
         self.task: Cancellable | None = None
 
@@ -567,7 +452,7 @@ class _FastCall:
 class _FastCalls:
     """The ``tools/call`` requests the fast path took: each runs in a task of its own.
 
-    Keyed as :class:`_InFlight` keys them, so a cancellation finds its request.
+    Keyed as :class:`InFlight` keys them, so a cancellation finds its request.
     A call is settled exactly once, by whoever takes it out of the table first:
     its own task with the reply, or a cancellation (the client's, unanswered;
     the server stopping, "Connection closed"). A task that finds its call gone
@@ -577,13 +462,13 @@ class _FastCalls:
     def __init__(
         self,
         fast_path: ToolCallFastPath,
-        sink: MemoryObjectSendStream[tuple[bytes, types.RequestId | None]],
-        requests: _InFlight,
+        sink: MemoryObjectSendStream[tuple[bytes, int | str | None]],
+        requests: InFlight,
     ) -> None:
         self._fast_path = fast_path
         self._sink = sink
         self._requests = requests
-        self._running: dict[types.RequestId, _FastCall] = {}
+        self._running: dict[int | str, _FastCall] = {}
         self._tasks: TaskSet | None = None
 
     def take(self, line: bytes) -> FastCall | None:
@@ -595,20 +480,43 @@ class _FastCalls:
         """Run the call in a task of its own; False if serving has stopped."""
         if self._tasks is None:
             return False
-        key = coerce_request_id(call.id)
+        key = request_key(call.id)
         running = self._running[key] = _FastCall(call.id)
         running.task = self._tasks.start(self._run, call, key, running)
         return True
 
-    def cancel(self, request_id: object) -> None:
-        """The client cancelled a request: if it is one of ours, it stops and is never answered."""
+    def cancel(self, request_id: object) -> bool:
+        """The client cancelled a request: if it is one of ours, it stops and is never answered (True)."""
         if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-            return
-        running = self._running.pop(coerce_request_id(request_id), None)
-        if running is not None:
-            assert running.task is not None
-            running.task.cancel()
-            self._requests.answered(running.id)  # settled, unanswered, as the SDK does
+            return False
+        running = self._running.pop(request_key(request_id), None)
+        if running is None:
+            return False
+        assert running.task is not None
+        running.task.cancel()
+        self._requests.answered(running.id)  # settled, unanswered, as the SDK does
+        return True
+
+    def take_cancellation(self, line: bytes) -> bool:
+        """Whether ``line`` is a plain ``notifications/cancelled`` of one of our calls, which it cancels.
+
+        Taken here, it needs no SDK: its server would find no request of its
+        own under that id (ids in flight are unique across both paths), and
+        so do nothing but log. Any other cancellation goes to the SDK's side
+        of the wire, which cancels a call of ours too.
+        """
+        if b'"notifications/cancelled"' not in line or not self._running:
+            return False
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return False
+        if type(document) is not dict or not document.keys() <= _NOTIFICATION_KEYS:
+            return False
+        if document.get("jsonrpc") != "2.0" or document.get("method") != "notifications/cancelled":
+            return False
+        params = document.get("params")
+        return type(params) is dict and self.cancel(params.get("requestId"))
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -631,7 +539,7 @@ class _FastCalls:
         finally:
             self._sink.close()
 
-    async def _run(self, call: FastCall, key: types.RequestId, running: _FastCall) -> None:
+    async def _run(self, call: FastCall, key: int | str, running: _FastCall) -> None:
         try:
             line = await self._fast_path.answer(call)
         except Exception as error:  # a bug: answered as the SDK answers a raising handler
@@ -642,7 +550,7 @@ class _FastCalls:
         del self._running[key]
         await self._reply(line, call.id)
 
-    async def _reply(self, line: bytes, request_id: types.RequestId) -> None:
+    async def _reply(self, line: bytes, request_id: int | str) -> None:
         try:
             try:
                 self._sink.send_nowait((line, request_id))
@@ -651,81 +559,3 @@ class _FastCalls:
                     await self._sink.send((line, request_id))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._requests.answered(request_id)  # the writer is gone: nothing will be written
-
-
-class _EncodingStream:
-    """The server's write stream: encodes each message and queues its bytes for the writer.
-
-    A reply stays in flight until the writer has written it; one that can no
-    longer be queued never will be, so it leaves at once.
-    """
-
-    def __init__(
-        self,
-        sink: MemoryObjectSendStream[tuple[bytes, types.RequestId | None]],
-        requests: _InFlight,
-        fast_path: ToolCallFastPath | None = None,
-    ) -> None:
-        self._sink = sink
-        self._requests = requests
-        self._fast_path = fast_path
-        self._replayed_reply: bytes | None = None  # what the replayed initialize should be answered
-
-    def expect_replayed_reply(self, line: bytes | None) -> None:
-        """The server is about to read the replayed initialize: its reply is dropped, compared with ``line``."""
-        self._replayed_reply = line
-
-    async def send(self, message: SessionMessage, /) -> None:
-        reply = message.message
-        request_id = reply.id if isinstance(reply, types.JSONRPCResponse | types.JSONRPCError) else None
-        if request_id == REPLAYED_INITIALIZE_ID and self._replayed_reply is not None:
-            # Answered already, by the fast path: the client must not get it twice.
-            expected, self._replayed_reply = self._replayed_reply, None
-            line = _encode(message)
-            if line != expected:
-                logger.warning(
-                    "the server answered the replayed initialize otherwise than the fast path did: "
-                    "%r, not %r",
-                    line,
-                    expected,
-                )
-            return
-        if request_id is not None and self._fast_path is not None:
-            # The fast path starts once initialize is answered (and learns the version).
-            self._fast_path.reply_seen(
-                request_id, reply.result if isinstance(reply, types.JSONRPCResponse) else None
-            )
-        try:
-            await self._sink.send((_encode(message), request_id))
-        except BaseException:
-            if request_id is not None:
-                self._requests.answered(request_id)
-            raise
-
-    def close(self) -> None:
-        self._sink.close()
-
-    async def aclose(self) -> None:
-        self._sink.close()
-
-    async def __aenter__(self) -> _EncodingStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _duplicate_id(request_id: types.RequestId) -> bytes:
-    return _error_line(
-        types.INVALID_REQUEST,
-        f"Invalid Request: request id {clipped_repr(request_id)} is already in flight; "
-        "wait for its reply or use another id",
-        request_id,
-    )
-
-
-def _too_long(size: int, limit: int) -> bytes:
-    return _error_line(
-        types.INVALID_REQUEST,
-        f"Invalid Request: a line of more than {size} bytes is over the {limit}-byte limit and was dropped",
-    )

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import termios
 import time
-from typing import Any
+from typing import IO, Any
 
 # The initialize request every raw-wire test opens with.
 INITIALIZE_PARAMS: dict[str, Any] = {
@@ -28,12 +28,19 @@ INITIALIZE_REQUEST: dict[str, Any] = {
 
 
 class RawClient:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        python_flags: tuple[str, ...] = (),
+        stderr: IO[bytes] | None = None,
+    ) -> None:
+        """Start ``actorstate serve`` with ``args``; ``stderr``: a file for its log, else a pipe."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "actorstate", "serve", *args],
+            [sys.executable, *python_flags, "-m", "actorstate", "serve", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr is None else stderr,
             env={**os.environ, **(env or {})},
         )
         self._buffer = b""
@@ -96,11 +103,12 @@ class RawClient:
     def close(self, timeout: float = 30.0) -> tuple[int, str]:
         """Close stdin (end of input) and wait for a clean exit; return code and stderr."""
         assert self.process.stdin is not None
-        assert self.process.stderr is not None
         self.process.stdin.close()
         code = self.process.wait(timeout=timeout)
-        stderr = self.process.stderr.read().decode()
-        self.process.stderr.close()
+        stderr = ""
+        if self.process.stderr is not None:
+            stderr = self.process.stderr.read().decode()
+            self.process.stderr.close()
         if self.process.stdout is not None:
             self.process.stdout.close()
         return code, stderr

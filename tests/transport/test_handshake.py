@@ -25,7 +25,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from actorstate import open_state
 from actorstate.transport.handshake import HANDSHAKE_VERSIONS, REPLAYED_INITIALIZE_ID
-from actorstate.transport.server import serve_stdio
+from actorstate.transport.serve import serve_stdio
 
 UNKNOWN_SESSION = "00000000-0000-4000-8000-000000000000"
 
