@@ -28,8 +28,9 @@ Faults in this module's kinds, each against the one server process:
   transport takes in flight; every one is recorded, and the counter must come
   out exact.
 - ``drop``: for a while, clients drop about half their calls after a moment
-  (telling the server, as ``notifications/cancelled``) and retry them once:
-  dropped calls have unknown outcomes and may still take effect.
+  (telling the server, as ``notifications/cancelled``) and retry them with
+  the same idempotency key (``requestId``): a dropped call has an unknown
+  outcome and may still take effect, but only once with its retries.
 
 The schedule spreads the faults over the middle of the run (the first and
 last tenths stay calm), one in each of equal stretches of time, at a random

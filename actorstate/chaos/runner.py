@@ -78,6 +78,8 @@ _NOT_APPLIED = (
     "calls waiting and none finished",  # Overloaded
     "end it, or restart the server",  # SessionQuarantined
 )
+# The writes that take an idempotency key.
+KEYED_TOOLS = frozenset({"add_context", "record_action", "set_preference", "increment_counter"})
 # A dropped call is dropped after up to this many seconds: often before its reply, sometimes after it ran.
 DROP_DELAY = 0.005
 # Bad input is sent this often while a ``wire`` fault lasts.
@@ -335,19 +337,6 @@ def _worker_order(item: tuple[str, int]) -> int:
     return int(item[0][1:])
 
 
-def _retried(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A dropped call's retry: a new operation, so a value it writes is marked as the retry's.
-
-    The checkers need every written value unique: the dropped call may have
-    taken effect too, and both must be told apart.
-    """
-    retry = dict(arguments)
-    for name in ("value", "details"):
-        if isinstance(retry.get(name), str):
-            retry[name] += "+retry"
-    return retry
-
-
 @dataclasses.dataclass(slots=True)
 class _Slot:
     """A session slot: the session it holds now (label, server id) and who owns it."""
@@ -383,6 +372,7 @@ class _Run:
         # The second server while a ``second`` fault lasts: every other call of each worker goes there.
         self.second: ServerProcess | None = None
         self.seconds_started = 0
+        self.request_numbers = itertools.count(1)
         # While a ``drop`` fault lasts: draws which calls are dropped, and when.
         self.dropping: random.Random | None = None
         self.ready = anyio.Event()
@@ -451,6 +441,9 @@ class _Run:
         running one); its ok result, or None."""
         if server is None:
             server = await self.running_server()
+        if tool in KEYED_TOOLS and "requestId" not in arguments:
+            # Every write carries an idempotency key of its own: a retry sends the same one.
+            arguments = {**arguments, "requestId": f"{process}.{next(self.request_numbers)}"}
         label, session_id = slot.label, slot.session_id
         sent = dict(arguments)
         if tool != "create_session":
@@ -474,7 +467,7 @@ class _Run:
             self.complete(invoke, Phase.INFO, error=f"dropped by its client after {drop_after:.4f} s")
             if slot.session_id != session_id:
                 return None  # the slot moved on meanwhile: the retry would go to another session
-            return await self.call(process, tool, slot, _retried(arguments), server)
+            return await self.call(process, tool, slot, arguments, server)  # the retry, same requestId
         if reply.error is None:
             self.complete(invoke, Phase.OK, result=reply.structured)
             return reply.structured

@@ -60,3 +60,15 @@ def test_a_keyed_append_applied_twice_is_caught() -> None:
     script.add("s1", "v1", 2, request_id="r1")
     script.read("s1", 2, ["v1", "v1"])
     assert "list-append" in _checkers(script)
+
+
+def test_a_failed_retry_leaves_the_unknown_first_attempt_standing() -> None:
+    """A keyed append dropped (unknown) and retried into a refusal is one write that may have taken
+    effect: its event read back is no violation, and the same event is not counted as sent twice."""
+    script = Script()
+    script.create("s1")
+    script.add("s1", "v1", None, request_id="r1")
+    retry = script.invoke("p1", "add_context", "s1", key="topic", value="v1", requestId="r1")
+    script.fail(retry)
+    script.read("s1", 1, ["v1"])
+    assert _checkers(script) == set()

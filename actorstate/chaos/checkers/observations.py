@@ -109,20 +109,21 @@ def request_key(call: Call) -> str | int:
 def logical_writes(calls: list[Call]) -> list[Call]:
     """One call per logical write: the attempts sharing a ``requestId`` (a dropped call and its
     retries) become one call invoked when the first was and completed as the first
-    acknowledged one (or the last attempt, when none was). A failed attempt stands alone:
-    it did not take effect."""
+    acknowledged one (or the last attempt, when none was). An attempt that failed took no
+    effect: it is left out while another attempt may have, and stands for the write when
+    every attempt failed."""
     attempts: dict[str | int, list[Call]] = {}
     for call in calls:
-        key = request_key(call) if call.phase is not Phase.FAIL else call.index
-        attempts.setdefault(key, []).append(call)
+        attempts.setdefault(request_key(call), []).append(call)
     logical = []
     for group in attempts.values():
-        if len(group) == 1:
-            logical.append(group[0])
+        live = [call for call in group if call.phase is not Phase.FAIL] or group[:1]
+        if len(live) == 1:
+            logical.append(live[0])
             continue
-        first = min(group, key=lambda call: call.invoked_at)
-        acknowledged = [call for call in group if call.phase is Phase.OK]
-        last = min(acknowledged, key=lambda call: call.completed_at) if acknowledged else group[-1]
+        first = min(live, key=lambda call: call.invoked_at)
+        acknowledged = [call for call in live if call.phase is Phase.OK]
+        last = min(acknowledged, key=lambda call: call.completed_at) if acknowledged else live[-1]
         logical.append(dataclasses.replace(first, completion=last.completion))
     return sorted(logical, key=lambda call: call.invoked_at)
 

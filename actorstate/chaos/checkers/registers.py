@@ -23,7 +23,7 @@ import bisect
 from typing import TYPE_CHECKING, Any
 
 from ..history import Phase
-from .observations import canonical, increment, metadata_seen, register_write
+from .observations import canonical, increment, logical_writes, metadata_seen, register_write
 from .violation import Violation, violation
 
 if TYPE_CHECKING:
@@ -40,14 +40,22 @@ def check_preferences(history: History) -> list[Violation]:
     violations: list[Violation] = []
     for session, calls in history.calls_by_session().items():
         counters = {found[0] for call in calls if (found := increment(call)) is not None}
-        writes: dict[str, list[tuple[Call, str]]] = {}
+        writes: dict[str, list[Call]] = {}
         for call in calls:
             written = register_write(call)
             if written is not None and written[0] not in counters:
-                writes.setdefault(written[0], []).append((call, canonical(written[1])))
-        for key, key_writes in writes.items():
+                writes.setdefault(written[0], []).append(call)
+        for key, key_calls in writes.items():
+            # Attempts under one requestId are one write (see logical_writes).
+            key_writes = [(call, _value(call)) for call in logical_writes(key_calls)]
             violations.extend(_check_key(history, session, key, key_writes, calls))
     return violations
+
+
+def _value(call: Call) -> str:
+    written = register_write(call)
+    assert written is not None
+    return canonical(written[1])
 
 
 def _check_key(
