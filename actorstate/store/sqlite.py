@@ -131,6 +131,7 @@ class SQLiteStore:
                 self._migrate()
             self._opened = self._file_identity()
             self.changes = ChangeWatch(self.path, self._db)
+            self._changes_at_begin = 0  # the connection's total_changes when its transaction began
         except sqlite3.Error as error:
             self._db.close()
             if getattr(error, "sqlite_errorcode", 0) & 0xFF in _NOT_A_DATABASE:
@@ -235,6 +236,10 @@ class SQLiteStore:
         try:
             yield
             self.check_file()
+            if db.total_changes == self._changes_at_begin:
+                # No row changed: SQLite commits nothing and the counter stays
+                # put, so a move seen before after_own_commit is another's.
+                self.changes.own_write_ended()
             db.execute("COMMIT")
         except BaseException:
             self.changes.own_write_ended()
@@ -247,6 +252,7 @@ class SQLiteStore:
     def _begin(self) -> None:
         """BEGIN IMMEDIATE: holding the write lock, tell the change watch a commit of ours may come."""
         self._db.execute("BEGIN IMMEDIATE")
+        self._changes_at_begin = self._db.total_changes
         self.changes.own_write_began()
 
     # -- sessions -------------------------------------------------------------
@@ -396,9 +402,11 @@ class SQLiteStore:
     def touch(self, last_uses: Sequence[tuple[str, float]]) -> None:
         """Move last_activity forward for sessions that were read since their last write."""
         with _translated(self.path, "recording session activity"), self._transaction():
+            # Only rows it moves: a row set to what it holds counts as changed
+            # but writes nothing (see _transaction).
             self._db.executemany(
-                "UPDATE sessions SET last_activity = max(last_activity, ?) WHERE id = ?",
-                [(at, session_id) for session_id, at in last_uses],
+                "UPDATE sessions SET last_activity = ? WHERE id = ? AND last_activity < ?",
+                [(at, session_id, at) for session_id, at in last_uses],
             )
 
     def size_bytes(self) -> int:

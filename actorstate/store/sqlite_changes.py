@@ -186,7 +186,12 @@ class ChangeWatch:
             self._own_next = None
 
     def own_write_ended(self) -> None:
-        """The write lock was let go without a commit (rolled back)."""
+        """No commit of this connection will move the counter: the write lock was let go without
+        one (rolled back), or the transaction changed no row (SQLite then writes nothing).
+
+        Called before that commit: expecting a move that never comes would take
+        the next commit by another process, until :meth:`after_own_commit`, for ours.
+        """
         self._own_next = None
 
     def after_own_commit(self) -> None:

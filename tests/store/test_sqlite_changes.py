@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from actorstate.store.interface import SnapshotWrite
+from actorstate.store.sqlite import SQLiteStore
 from actorstate.store.sqlite_changes import ChangeWatch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 
@@ -77,3 +81,61 @@ def test_a_rolled_back_write_expects_nothing(path: str, ours: sqlite3.Connection
     _commit_from_another_connection(path)
     assert watch.maybe_changed()
     watch.close()
+
+
+class _HeldAfterCommit(sqlite3.Connection):
+    """Once armed, holds its next COMMIT after it ran (the write lock is let go) until released."""
+
+    armed = False
+    reached = threading.Event()
+    release = threading.Event()
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        cursor = super().execute(sql, *args, **kwargs)
+        if sql == "COMMIT" and _HeldAfterCommit.armed:
+            _HeldAfterCommit.armed = False
+            _HeldAfterCommit.reached.set()
+            _HeldAfterCommit.release.wait(30)
+        return cursor
+
+
+def _new_session(session_id: str, at: float) -> SnapshotWrite:
+    return SnapshotWrite(session_id, "alice", 0, b"snapshot", at, at, ended=False)
+
+
+@pytest.mark.parametrize(
+    "change_nothing",
+    [
+        pytest.param(lambda store: store.end("absent", 3.0), id="end-absent-session"),
+        pytest.param(lambda store: store.touch([("s1", 1.0)]), id="touch-with-an-earlier-time"),
+    ],
+)
+def test_another_commit_after_an_empty_one_of_ours_is_news(
+    tmp_path: Path, change_nothing: Callable[[SQLiteStore], None]
+) -> None:
+    """A transaction of the store's that changes no row commits nothing and leaves the counter
+    where it was: another connection's commit landing after it, before the store has noted its
+    own commit, is news (it is not taken for the move that commit would have made)."""
+    path = str(tmp_path / "empty.db")
+    ours = SQLiteStore(path, connect=functools.partial(sqlite3.connect, factory=_HeldAfterCommit))
+    theirs = SQLiteStore(path)
+    try:
+        assert ours.write([_new_session("s1", 2.0)], 2.0)
+        ours.moved({})  # as the runtime does after any change: nothing is news now
+        assert not ours.changes.maybe_changed()
+        _HeldAfterCommit.reached.clear()
+        _HeldAfterCommit.release.clear()
+        _HeldAfterCommit.armed = True
+        worker = threading.Thread(target=change_nothing, args=(ours,))
+        worker.start()
+        try:
+            assert _HeldAfterCommit.reached.wait(30)
+            assert theirs.write([_new_session("s2", 2.5)], 2.5)
+            assert ours.changes.maybe_changed()
+        finally:
+            _HeldAfterCommit.release.set()
+            worker.join(30)
+        assert ours.changes.maybe_changed()  # until the runtime has looked
+    finally:
+        ours.close()
+        theirs.close()
