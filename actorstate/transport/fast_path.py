@@ -8,16 +8,18 @@ server reads is a ``tools/call``, so the transport offers each line to
 handshake is done is parsed once (orjson), its arguments are checked by the
 check compiled from the tool's input schema and the tool runs
 (:func:`.tools.call_tool`, the same function the SDK path calls), and the
-reply is encoded as the SDK's server would encode it. Anything else (the
-handshake, lists, resources, ping, notifications, errors, a call with
-``_meta`` or fields we do not know, ids of odd types, protocol versions whose
-result shape differs) is left to the SDK, which stays the source of truth;
+reply is encoded as the SDK's server would encode it. Anything else
+(resources, notifications, errors, a call with ``_meta`` or fields we do not
+know, ids of odd types, protocol versions whose result shape differs) is
+left to the SDK, which stays the source of truth, but for the handshake,
+``tools/list`` and ``ping``, which :mod:`.handshake` answers;
 ``tests/transport/test_fast_path`` drives the same requests through both
 paths and compares the replies.
 
-The fast path starts only once the server has answered ``initialize``
-successfully (it watches the replies going out), and only for the
-handshake versions whose ``tools/call`` result shape it reproduces.
+The fast path starts only once ``initialize`` was answered successfully,
+by the SDK's server or the handshake fast path (the transport shows it the
+requests and replies going out), and only for the handshake versions whose
+``tools/call`` result shape it reproduces.
 """
 
 from __future__ import annotations
