@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from . import __version__
+from . import __version__, planted
 from .config import Config
 from .errors import ActorStateError, DatabaseRefused, StoreError
 from .model.codec import SnapshotDecodeError, decode_session
@@ -171,6 +171,11 @@ async def _serve(args: argparse.Namespace) -> None:
         flush_interval=args.flush_interval,
     )
     path = None if args.durability == "memory" else args.db
+    planted_bugs = planted.check_names(os.environ.get(planted.ENVIRONMENT_VARIABLE, ""))
+    for name in planted_bugs:
+        logger.warning(
+            "planted bug %s is on (%s): for the chaos runner only", name, planted.PLANTED_BUGS[name]
+        )
     logger.info(
         "actorstate %s serving MCP on stdio: database %s, durability %s, backend %s",
         __version__,
@@ -226,6 +231,11 @@ def _add_chaos(commands: Any) -> None:
     )
     chaos.add_argument("--durability", choices=("commit", "interval"), help="the server's (default: commit)")
     chaos.add_argument("--out", help="directory for the history and the servers' logs (default: a new one)")
+    chaos.add_argument(
+        "--inject-bug",
+        help="comma-separated planted server bugs the checkers must catch: "
+        "ack-before-commit, lose-update-on-conflict, apply-retry-twice, reorder-events (default: none)",
+    )
 
 
 def _chaos(args: argparse.Namespace) -> int:
@@ -241,6 +251,8 @@ def _chaos(args: argparse.Namespace) -> int:
     }
     if args.faults is not None:
         given["faults"] = tuple(kind for kind in args.faults.split(",") if kind and kind != "none")
+    if args.inject_bug is not None:
+        given["planted_bugs"] = planted.check_names(args.inject_bug)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="actorstate-chaos-"))
     options = RunOptions(seed=seed, out=out, **given)

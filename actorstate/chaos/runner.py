@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import os
 import random
 import signal
 import sqlite3
@@ -51,6 +52,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import anyio
 
 from ..config import Config
+from ..planted import ENVIRONMENT_VARIABLE, check_names
 from .bad_input import bad_message
 from .checkers import check_history
 from .disk import SmallFileSystem
@@ -110,6 +112,8 @@ class RunOptions:
     timeout: float = 1.0
     # Seconds a server may take to start and answer initialize.
     start_timeout: float = 60.0
+    # Planted server bugs (actorstate.planted) the servers run with: the checkers must catch them.
+    planted_bugs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.duration > 0:
@@ -125,6 +129,7 @@ class RunOptions:
             raise ValueError(
                 f"--faults: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}"
             )
+        check_names(",".join(self.planted_bugs))
 
 
 def replay_command(options: RunOptions) -> str:
@@ -133,6 +138,7 @@ def replay_command(options: RunOptions) -> str:
         f"actorstate chaos --seed {options.seed} --duration {options.duration:g} "
         f"--clients {options.clients} --sessions {options.sessions} "
         f"--faults {','.join(options.faults) or 'none'} --durability {options.durability}"
+        + (f" --inject-bug {','.join(options.planted_bugs)}" if options.planted_bugs else "")
     )
 
 
@@ -397,7 +403,9 @@ class _Run:
         name = f"server-{self.servers_started}"
         log = (self.options.out / f"{name}.log").open("wb")
         self.logs.append(log)
-        server = ServerProcess(name, serve_command(self.db_path, self.options.durability), log)
+        server = ServerProcess(
+            name, serve_command(self.db_path, self.options.durability), log, self.server_environment()
+        )
         try:
             with anyio.fail_after(self.options.start_timeout):
                 await server.start(task_group)
@@ -426,6 +434,12 @@ class _Run:
         await self.ready.wait()
         assert self.server is not None
         return self.server
+
+    def server_environment(self) -> dict[str, str] | None:
+        """The servers' environment: this one, with the planted bugs of the run (None: unchanged)."""
+        if not self.options.planted_bugs:
+            return None
+        return {**os.environ, ENVIRONMENT_VARIABLE: ",".join(self.options.planted_bugs)}
 
     # -- calls -------------------------------------------------------------------------
 
@@ -677,7 +691,9 @@ class _Run:
         name = f"second-{self.seconds_started}"
         log = (self.options.out / f"{name}.log").open("wb")
         self.logs.append(log)
-        second = ServerProcess(name, serve_command(self.db_path, self.options.durability), log)
+        second = ServerProcess(
+            name, serve_command(self.db_path, self.options.durability), log, self.server_environment()
+        )
         start = self.recorder.fault_start(kind, name)
         try:
             with anyio.fail_after(self.options.start_timeout):

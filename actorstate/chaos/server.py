@@ -30,7 +30,7 @@ import anyio
 
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from pathlib import Path
 
     from anyio.abc import Process
@@ -92,10 +92,13 @@ class ServerProcess:
     stderr goes to ``log``.
     """
 
-    def __init__(self, name: str, command: list[str], log: IO[bytes]) -> None:
+    def __init__(
+        self, name: str, command: list[str], log: IO[bytes], env: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
         self._command = command
         self._log = log
+        self._env = env
         self._process: Process | None = None
         self._waiters: dict[int | str, _Waiter] = {}
         self._next_id = 0
@@ -126,6 +129,7 @@ class ServerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
+            env=self._env,
             start_new_session=True,  # a Ctrl-C at the terminal reaches the runner, not its servers
         )
         task_group.start_soon(self._read_replies)

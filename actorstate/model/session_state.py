@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgpack
 
 from ..errors import InvalidInput
+from ..planted import active
 from .values import check_json_like, check_utf8, copy_json_like, encoded_size
 
 if TYPE_CHECKING:
@@ -128,6 +129,8 @@ def iso_time(unix_time: float) -> str:
 
 
 _unpackb = functools.partial(msgpack.unpackb, raw=False)
+# Planted bug (see actorstate.planted): off unless the chaos runner asks.
+_REORDER_EVENTS = active("reorder-events")
 
 
 class SessionState:
@@ -309,6 +312,8 @@ class SessionState:
 
     def context(self, max_turns: int) -> dict[str, Any]:
         recent = [_unpackb(encoded) for encoded in self.encoded_events[-max_turns:]]
+        if _REORDER_EVENTS and len(recent) > 1:
+            recent[-1], recent[-2] = recent[-2], recent[-1]
         return {
             "sessionId": self.id,
             "totalEvents": self.total_events,

@@ -36,6 +36,7 @@ from ..backend import ToldEnvelope
 from ..clock import Clock
 from ..errors import SessionMoved, SessionNotFound, StoreError, StoreUnavailable
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
+from ..planted import active
 from ..store.interface import SnapshotWrite, WriteOutcome
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ __all__ = ["SnapshotActor"]
 logger = logging.getLogger("actorstate.snapshots")
 
 _COMMITTED, _FENCED = WriteOutcome.COMMITTED, WriteOutcome.FENCED
+
+# Planted bugs (see actorstate.planted): off unless the chaos runner asks.
+_ACK_BEFORE_COMMIT = active("ack-before-commit")
+_LOSE_UPDATE_ON_CONFLICT = active("lose-update-on-conflict")
 
 # One operation since the last commit: the caller's envelope (None once the
 # reply went out, as in interval mode) and the message, kept to re-apply it
@@ -127,7 +132,7 @@ class SnapshotActor:
     ) -> None:
         """Route one turn's reply: now, or once its state is durable."""
         if message.writes:
-            hold = self.hold_replies
+            hold = self.hold_replies and not _ACK_BEFORE_COMMIT
             if hold:
                 envelope.hold_result(result)
             if actor.hold((envelope if hold else None, message)):
@@ -317,6 +322,12 @@ class SnapshotActor:
         if fresh is None or row is None:
             self._abandon(actor, pending, SessionNotFound())
             self._supervisor_forget(actor)
+            return
+        if _LOSE_UPDATE_ON_CONFLICT:  # planted: our operations are dropped, their callers told "done"
+            for envelope, _ in pending + actor.take_unflushed():
+                if envelope is not None:
+                    self._parking.resolve(envelope, envelope.result)
+            self._supervisor.replay(actor, fresh, row.version, row.epoch, [])
             return
         # Everything since our last commit, in order, on top of the other
         # process's state, as turns: the scheduler runs them like any other

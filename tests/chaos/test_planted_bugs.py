@@ -1,0 +1,59 @@
+"""The checkers can fail: each planted server bug is caught by a short run (``--inject-bug``)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from actorstate.planted import PLANTED_BUGS, check_names
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Generous: a hung run fails the test instead of the suite; nothing here times the run.
+_RUN_LIMIT = 300
+
+# Each bug with the fault that brings it out, and the checkers expected to catch it.
+_CAUGHT_BY = {
+    "ack-before-commit": ("kill", {"counter", "list-append", "preference"}),
+    "lose-update-on-conflict": ("second", {"counter", "list-append", "preference"}),
+    "apply-retry-twice": ("drop", {"counter", "list-append"}),
+    "reorder-events": ("none", {"list-append"}),
+}
+
+
+def test_every_planted_bug_has_a_run_that_catches_it() -> None:
+    """The table below covers every planted bug there is."""
+    assert set(_CAUGHT_BY) == set(PLANTED_BUGS)
+
+
+@pytest.mark.parametrize("bug", sorted(_CAUGHT_BY))
+def test_a_planted_bug_is_caught(tmp_path: Path, bug: str) -> None:
+    """A 6-second run of servers with the planted bug exits 1, its checkers report violations, and
+    the replay line names the bug."""
+    faults, checkers = _CAUGHT_BY[bug]
+    command = [sys.executable, "-m", "actorstate", "chaos", "--seed", "1", "--duration", "6"]
+    run = subprocess.run(
+        [*command, "--faults", faults, "--inject-bug", bug, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    found = re.search(r"^violations: (\d+) \((.*)\)$", run.stdout, re.MULTILINE)
+    assert found, run.stdout
+    caught = {part.rsplit(" ", 1)[0] for part in found.group(2).split(", ")}
+    assert caught & checkers, f"{bug} was caught only by {caught}"
+    assert run.stdout.splitlines()[-1].endswith(f"--inject-bug {bug}")
+
+
+def test_unknown_planted_bugs_are_refused_naming_the_known_ones() -> None:
+    """A name that is not a planted bug is refused, listing those there are."""
+    assert check_names("reorder-events,ack-before-commit") == ("reorder-events", "ack-before-commit")
+    with pytest.raises(ValueError, match=r"unknown planted bug.*nonsense.*choose from ack-before-commit"):
+        check_names("reorder-events,nonsense")
