@@ -169,7 +169,11 @@ class HandshakeFastPath:
         return None
 
     def _take_initialize(self, request_id: int | str, document: dict[str, Any]) -> HandshakeReply | None:
-        if self._passed_to_sdk or self._initialize is not None or not _plain_initialize(document.get("params")):
+        if (
+            self._passed_to_sdk
+            or self._initialize is not None
+            or not _plain_initialize(document.get("params"))
+        ):
             return None
         self._initialize = document
         result = self._initialize_result(document["params"])

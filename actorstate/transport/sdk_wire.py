@@ -101,7 +101,9 @@ class SdkWire:
                 self._fast_path.request_seen(message.method, message.id)
             # The SDK never answers a request its client cancelled; it says so
             # through this hook once the request has settled.
-            metadata = ServerMessageMetadata(on_request_unanswered=self._requests.settled_unanswered(message.id))
+            metadata = ServerMessageMetadata(
+                on_request_unanswered=self._requests.settled_unanswered(message.id)
+            )
             await self._to_server.send(SessionMessage(message, metadata=metadata))
             return
         if isinstance(message, types.JSONRPCNotification) and _has_id(line):

@@ -79,7 +79,9 @@ async def serve_stdio(
                 # the command line freezes what was there before serving, the
                 # cyclic collector stops walking it on every full collection.
                 gc.freeze()
-                await server.run(streams.read_stream, streams.write_stream, server.create_initialization_options())
+                await server.run(
+                    streams.read_stream, streams.write_stream, server.create_initialization_options()
+                )
 
 
 def _import_build_server() -> Callable[[State, ToolContext], Server[Any]]:

@@ -150,7 +150,9 @@ class SdkStreams:
 class StdioWire:
     """What :func:`stdio_transport` yields: the server's streams once it is needed, and a way to stop reading."""
 
-    def __init__(self, sdk: _SdkLink, read_stream: MemoryObjectReceiveStream[Any], stop_intake: Callable[[], None]):
+    def __init__(
+        self, sdk: _SdkLink, read_stream: MemoryObjectReceiveStream[Any], stop_intake: Callable[[], None]
+    ):
         self._sdk = sdk
         self._read_stream = read_stream
         self.stop_intake = stop_intake
@@ -269,8 +271,8 @@ async def stdio_transport(
                     if fast_calls is None and handshake is None:
                         await sdk.load()  # it answers everything: loaded while the client starts
                     await read_into()
-                # End of input, or intake stopped. The SDK server cancels
-                # whatever is still running when its input ends; a client that
+                    # End of input, or intake stopped. The SDK server cancels
+                    # whatever is still running when its input ends; a client that
                     # wrote its requests and closed stdin (or a server told to stop)
                     # still owes every request read an answer, so wait for them.
                     with anyio.move_on_after(stop_grace):
