@@ -537,7 +537,8 @@ class _Run:
                 continue
             process, server = worker_name, None
             second = self.second
-            if second is not None and number % 2:
+            # A second server that died is not called again (its exit status is a problem of the run).
+            if second is not None and number % 2 and second.running:
                 process, server = f"{worker_name}@{second.name}", second
             if planned.tool == "end_session":
                 await self.end_and_replace(process, slot, server)

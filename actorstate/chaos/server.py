@@ -113,6 +113,11 @@ class ServerProcess:
         return self._process.pid
 
     @property
+    def running(self) -> bool:
+        """Started, and neither exited nor done with its output."""
+        return self._process is not None and self._process.returncode is None and not self._closed
+
+    @property
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.returncode
 
