@@ -227,7 +227,8 @@ def _add_chaos(commands: Any) -> None:
     chaos.add_argument("--sessions", type=int, help="sessions in play (default: 32)")
     chaos.add_argument(
         "--faults",
-        help="comma-separated kinds: kill, term, stop, lock, second, full, wire, flood, drop (default: all; or none)",
+        help="comma-separated kinds: kill, term, stop, lock, second, full, ioerror, slow, evict, wire, flood, "
+        "drop (default: all; or none)",
     )
     chaos.add_argument("--durability", choices=("commit", "interval"), help="the server's (default: commit)")
     chaos.add_argument("--out", help="directory for the history and the servers' logs (default: a new one)")

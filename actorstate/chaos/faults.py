@@ -20,6 +20,11 @@ Faults in this module's kinds, each against the one server process:
   (:mod:`.disk`) is filled for a while; commits fail with SQLite's real
   "database or disk is full", reads go on, and writes succeed again once
   there is room.
+- ``ioerror``, ``slow`` and ``evict``, through the server's fault seam
+  (:mod:`actorstate.fault_seam`): for a while every commit fails as an I/O
+  error would; or holds its transaction (and the write lock) for tens of
+  milliseconds before COMMIT; or the server keeps only a few sessions in
+  memory, so sessions are evicted and reloaded in storms.
 - ``wire``: bad input on the wire for a while, among the clients' calls:
   malformed, oversized and deeply nested messages (:mod:`.bad_input`). Each
   one the server can tell by its id must get an error reply; the server must
@@ -47,9 +52,24 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Sequence
 
-__all__ = ["FAULT_KINDS", "RECORDED_KIND", "PlannedFault", "plan_faults"]
+__all__ = ["FAULT_KINDS", "RECORDED_KIND", "SEAM_KINDS", "PlannedFault", "plan_faults"]
 
-FAULT_KINDS = ("kill", "term", "stop", "lock", "second", "full", "wire", "flood", "drop")
+FAULT_KINDS = (
+    "kill",
+    "term",
+    "stop",
+    "lock",
+    "second",
+    "full",
+    "ioerror",
+    "slow",
+    "evict",
+    "wire",
+    "flood",
+    "drop",
+)
+# The kinds that need the server's fault seam.
+SEAM_KINDS = frozenset({"ioerror", "slow", "evict"})
 # How a fault kind is named in the history.
 RECORDED_KIND = {
     "kill": "sigkill",
@@ -58,6 +78,9 @@ RECORDED_KIND = {
     "lock": "db-lock",
     "second": "second-server",
     "full": "disk-full",
+    "ioerror": "store-io-errors",
+    "slow": "slow-commits",
+    "evict": "eviction-storm",
     "wire": "bad-input",
     "flood": "call-flood",
     "drop": "dropped-calls",
@@ -68,6 +91,7 @@ LOCK_MARGIN = (0.3, 0.8)
 SECOND_HOLD = (1.5, 3.0)
 # The disk stays full, bad input is sent, or calls are dropped, for this many seconds.
 FULL_HOLD = (1.0, 2.0)
+SEAM_HOLD = (1.0, 2.0)
 BAD_INPUT_HOLD = (0.5, 1.0)
 DROP_HOLD = (1.0, 2.0)
 # A flood is this many concurrent calls on one session.
@@ -123,6 +147,8 @@ def plan_faults(
             hold = rng.uniform(*SECOND_HOLD)
         elif kind == "full":
             hold = rng.uniform(*FULL_HOLD)
+        elif kind in SEAM_KINDS:
+            hold = rng.uniform(*SEAM_HOLD)
         elif kind == "wire":
             hold = rng.uniform(*BAD_INPUT_HOLD)
         elif kind == "drop":

@@ -52,11 +52,12 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import anyio
 
 from ..config import Config
+from ..fault_seam import CONTROL_VARIABLE
 from ..planted import ENVIRONMENT_VARIABLE, check_names
 from .bad_input import bad_message
 from .checkers import check_history
 from .disk import SmallFileSystem
-from .faults import FAULT_KINDS, RECORDED_KIND, PlannedFault, plan_faults
+from .faults import FAULT_KINDS, RECORDED_KIND, SEAM_KINDS, PlannedFault, plan_faults
 from .history import HistoryRecorder, Phase, dumps_record
 from .report import percentile, summarize, window_jsonl
 from .server import ServerGone, ServerProcess, serve_command
@@ -339,6 +340,24 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
     )
 
 
+def _send_command(control: Path, command: str) -> bool:
+    """Write one command line to a server's control FIFO; False if no server reads it."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            fd = os.open(control, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: the server has not opened it (yet)
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+            continue
+        try:
+            os.write(fd, command.encode() + b"\n")
+        finally:
+            os.close(fd)
+        return True
+
+
 def _worker_order(item: tuple[str, int]) -> int:
     return int(item[0][1:])
 
@@ -404,7 +423,7 @@ class _Run:
         log = (self.options.out / f"{name}.log").open("wb")
         self.logs.append(log)
         server = ServerProcess(
-            name, serve_command(self.db_path, self.options.durability), log, self.server_environment()
+            name, serve_command(self.db_path, self.options.durability), log, self.server_environment(name)
         )
         try:
             with anyio.fail_after(self.options.start_timeout):
@@ -435,11 +454,52 @@ class _Run:
         assert self.server is not None
         return self.server
 
-    def server_environment(self) -> dict[str, str] | None:
-        """The servers' environment: this one, with the planted bugs of the run (None: unchanged)."""
-        if not self.options.planted_bugs:
+    def server_environment(self, name: str) -> dict[str, str] | None:
+        """Server ``name``'s environment: this one, with the run's planted bugs and, when the
+        run injects seam faults, a control FIFO of the server's own (None: unchanged)."""
+        extra = {}
+        if self.options.planted_bugs:
+            extra[ENVIRONMENT_VARIABLE] = ",".join(self.options.planted_bugs)
+        if SEAM_KINDS & set(self.options.faults):
+            control = self.options.out / f"{name}.control"
+            if not control.exists():
+                os.mkfifo(control)
+            extra[CONTROL_VARIABLE] = str(control)
+        return {**os.environ, **extra} if extra else None
+
+    async def seam_fault(self, server: ServerProcess, kind: str, planned: PlannedFault) -> None:
+        """Tell ``server``'s fault seam to fail, slow or squeeze for the fault's hold, and wait it out."""
+        rng = self.fault_rng(planned)
+        if planned.kind == "ioerror":
+            command, details = f"fail {planned.hold}", {}
+        elif planned.kind == "slow":
+            delay = round(rng.uniform(0.02, 0.2), 3)
+            command, details = f"slow {planned.hold} {delay}", {"delay": delay}
+        else:
+            cap = rng.randint(2, 4)
+            command, details = f"squeeze {planned.hold} {cap}", {"max_resident": cap}
+        before = await self._activations(server)
+        start = self.recorder.fault_start(kind, server.name, hold=planned.hold, **details)
+        control = self.options.out / f"{server.name}.control"
+        sent = await anyio.to_thread.run_sync(_send_command, control, command)
+        if not sent:
+            self.problems.append(
+                f"{server.name}'s fault seam did not take {command!r}: no reader on {control}"
+            )
+        await anyio.sleep(planned.hold)
+        after = await self._activations(server)
+        activated = after - before if after is not None and before is not None else None
+        self.recorder.fault_end(start, sent=sent, activations=activated)
+
+    async def _activations(self, server: ServerProcess) -> int | None:
+        """The server's count of session activations (loads into memory), from ``server_stats``."""
+        try:
+            with anyio.fail_after(self.options.timeout * 5):
+                reply = await server.call("server_stats", {})
+        except (TimeoutError, ServerGone):
             return None
-        return {**os.environ, ENVIRONMENT_VARIABLE: ",".join(self.options.planted_bugs)}
+        value = reply.structured.get("activations") if reply is not None and reply.structured else None
+        return value if isinstance(value, int) else None
 
     # -- calls -------------------------------------------------------------------------
 
@@ -571,6 +631,8 @@ class _Run:
                 target = await self.run_second(task_group, kind, planned.hold)
             elif planned.kind == "full":
                 target = await self.fill_disk(kind, planned.hold)
+            elif planned.kind in SEAM_KINDS:
+                await self.seam_fault(server, kind, planned)
             elif planned.kind == "wire":
                 await self.send_bad_input(server, kind, planned.hold, self.fault_rng(planned))
             elif planned.kind == "flood":
@@ -693,7 +755,7 @@ class _Run:
         log = (self.options.out / f"{name}.log").open("wb")
         self.logs.append(log)
         second = ServerProcess(
-            name, serve_command(self.db_path, self.options.durability), log, self.server_environment()
+            name, serve_command(self.db_path, self.options.durability), log, self.server_environment(name)
         )
         start = self.recorder.fault_start(kind, name)
         try:

@@ -28,6 +28,7 @@ import anyio
 import anyio.abc
 
 from ..errors import SessionNotFound, StoreError
+from ..fault_seam import process_seam
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
 from .actor import ActorStatus, Passivated, SessionActor
 from .housekeeping import Housekeeping
@@ -103,6 +104,8 @@ class Residency:
         self._host = host
         self._store = store
         self._snapshots = durability
+        # The chaos runner's seam, in a server it attacks: may squeeze the resident cap.
+        self._fault_seam = process_seam()
         # The monotonic clock, read once per scheduler pass and maintenance
         # tick rather than once per turn: residency decisions need seconds.
         self.now = clock.monotonic()
@@ -322,10 +325,15 @@ class Residency:
         self.activations += 1
         if actor.state is not None:
             self.account(actor)
-        if len(self.resident) > self.config.max_resident:
-            self._passivate_lru(len(self.resident) - self.config.max_resident, "cap")
+        cap = self._max_resident()
+        if len(self.resident) > cap:
+            self._passivate_lru(len(self.resident) - cap, "cap")
         if self.activations % _RSS_SAMPLE_EVERY == 0:
             self._check_rss()
+
+    def _max_resident(self) -> int:
+        squeezed = self._fault_seam.max_resident() if self._fault_seam is not None else None
+        return self.config.max_resident if squeezed is None else min(squeezed, self.config.max_resident)
 
     def account(self, actor: SessionActor) -> None:
         state: Any = actor.state
@@ -459,6 +467,8 @@ class Residency:
     def sweep(self) -> None:
         """End expired sessions, passivate idle actors, check RSS."""
         now = self.now = self.clock.monotonic()
+        if self._fault_seam is not None and len(self.resident) > self._max_resident():
+            self._passivate_lru(len(self.resident) - self._max_resident(), "cap")
         ttl_cutoff = now - self.config.session_ttl
         idle_cutoff = now - self.config.idle_timeout
         expired: list[str] = []

@@ -30,6 +30,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import DatabaseRefused, StoreUnavailable
+from ..fault_seam import process_seam
 from .interface import ExpiryStep, SnapshotWrite, StoredSession, WriteOutcome
 from .sqlite_changes import ChangeWatch
 
@@ -116,6 +117,7 @@ class SQLiteStore:
         connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
     ) -> None:
         self.path = os.fspath(path)
+        self._faults = process_seam()
         check_database_file(self.path)
         with _translated(self.path, "opening the database"):
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE).
@@ -236,6 +238,8 @@ class SQLiteStore:
         try:
             yield
             self.check_file()
+            if self._faults is not None and self._faults.commit_fails():
+                raise sqlite3.OperationalError("disk I/O error (injected through the fault seam)")
             if db.total_changes == self._changes_at_begin:
                 # No row changed: SQLite commits nothing and the counter stays
                 # put, so a move seen before after_own_commit is another's.

@@ -135,6 +135,35 @@ def test_smoke_run_with_a_full_disk_passes(tmp_path: Path) -> None:
     assert (out / "chaos.db").is_file()
 
 
+def test_smoke_run_with_store_io_errors_slow_commits_and_an_eviction_storm_passes(tmp_path: Path) -> None:
+    """A commit-mode run whose server's fault seam fails commits, slows them and squeezes the
+    resident sessions exits 0 with no violation: commits caught by the I/O errors fail with the
+    injected error, the squeeze makes the server load sessions again and again, and writes are
+    acknowledged after every fault."""
+    out = tmp_path / "run"
+    run = _run_chaos(out, 4, 8, "ioerror,slow,evict")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "problem:" not in run.stdout
+    assert "violations: 0" in run.stdout.splitlines()
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    ends = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.END}
+    assert set(ends) == {RECORDED_KIND[kind] for kind in ("ioerror", "slow", "evict")}
+    assert all(fault.details["sent"] for fault in ends.values())
+    # More loads in a second or two than there are sessions: evicted and loaded again, repeatedly.
+    assert ends[RECORDED_KIND["evict"]].details["activations"] > 32
+    injected = [
+        call
+        for call in history.calls
+        if call.completion is not None and "injected through the fault seam" in (call.completion.error or "")
+    ]
+    assert injected, "no commit met the injected I/O error"
+    writes = ("add_context", "record_action", "set_preference", "increment_counter")
+    last_end = max(fault.index for fault in ends.values())
+    assert any(
+        call.tool in writes and call.phase is Phase.OK and call.index > last_end for call in history.calls
+    ), "no write acknowledged after the faults"
+
+
 def test_smoke_run_with_bad_input_a_flood_and_dropped_calls_passes(tmp_path: Path) -> None:
     """A commit-mode run with bad input on the wire, a flood of calls on one session and calls
     dropped by their clients exits 0 with no violation and no problem: every bad line the server
