@@ -10,6 +10,10 @@ from it, one per line:
   SQLite error);
 - ``slow SECONDS DELAY``: every commit for that long holds its transaction
   ``DELAY`` seconds before COMMIT (the write lock held, as a slow disk would);
+- ``full SECONDS``: for that long the database may not grow by a page
+  (SQLite's ``max_page_count`` set to its size), so writes fail with
+  SQLite's own "database or disk is full": the disk-full fault where no small
+  file system can be mounted;
 - ``squeeze SECONDS MAX_RESIDENT``: for that long the server keeps at most
   ``MAX_RESIDENT`` sessions in memory (read by the runtime's residency, so
   sessions are evicted and reloaded in storms).
@@ -40,6 +44,7 @@ class FaultSeam:
         self._slow_by = 0.0
         self._squeeze_until = 0.0
         self._squeeze_to = 0
+        self._full_until = 0.0
 
     def command(self, line: str) -> None:
         """Apply one command line (see the module docstring); ValueError for a bad one."""
@@ -53,13 +58,16 @@ class FaultSeam:
                 case ["slow", seconds, delay]:
                     self._slow_by, self._slow_until = float(delay), now + float(seconds)
                     return
+                case ["full", seconds]:
+                    self._full_until = now + float(seconds)
+                    return
                 case ["squeeze", seconds, max_resident]:
                     self._squeeze_to, self._squeeze_until = int(max_resident), now + float(seconds)
                     return
         except ValueError as error:
             raise ValueError(f"bad fault command {line.strip()!r}: {error}") from None
         raise ValueError(
-            f"bad fault command {line.strip()!r}: use fail, slow or squeeze (see actorstate.fault_seam)"
+            f"bad fault command {line.strip()!r}: use fail, slow, full or squeeze (see actorstate.fault_seam)"
         )
 
     def commit_fails(self) -> bool:
@@ -68,6 +76,10 @@ class FaultSeam:
         if now < self._slow_until:
             time.sleep(self._slow_by)
         return now < self._fail_until
+
+    def disk_full(self) -> bool:
+        """Whether the database may not grow now (checked as each transaction begins)."""
+        return time.monotonic() < self._full_until
 
     def max_resident(self) -> int | None:
         """The squeezed cap on resident sessions, while a squeeze lasts."""

@@ -391,8 +391,11 @@ class _Run:
             for number in range(options.sessions)
         ]
         # With the ``full`` fault the database lives on a small file system of its own.
+        # With the ``full`` fault the database lives on a small file system of its own, where
+        # one can be mounted; else the server's fault seam caps the file's pages (see run).
         self.disk = SmallFileSystem(options.out / "fs") if "full" in options.faults else None
-        self.db_path = (self.disk.path if self.disk else options.out) / "chaos.db"
+        self.full_by_page_limit = False
+        self.db_path = options.out / "chaos.db"
         self.server: ServerProcess | None = None
         # The second server while a ``second`` fault lasts: every other call of each worker goes there.
         self.second: ServerProcess | None = None
@@ -460,7 +463,7 @@ class _Run:
         extra = {}
         if self.options.planted_bugs:
             extra[ENVIRONMENT_VARIABLE] = ",".join(self.options.planted_bugs)
-        if SEAM_KINDS & set(self.options.faults):
+        if SEAM_KINDS & set(self.options.faults) or self.full_by_page_limit:
             control = self.options.out / f"{name}.control"
             if not control.exists():
                 os.mkfifo(control)
@@ -630,7 +633,7 @@ class _Run:
             elif planned.kind == "second":
                 target = await self.run_second(task_group, kind, planned.hold)
             elif planned.kind == "full":
-                target = await self.fill_disk(kind, planned.hold)
+                target = await self.fill_disk(server, kind, planned.hold)
             elif planned.kind in SEAM_KINDS:
                 await self.seam_fault(server, kind, planned)
             elif planned.kind == "wire":
@@ -656,11 +659,24 @@ class _Run:
         """The random draws of one fault's own choices, from the run's seed and the fault."""
         return random.Random(f"{self.options.seed}:{planned.at}:{planned.kind}")
 
-    async def fill_disk(self, kind: str, hold: float) -> str:
-        """Fill the database's file system, keep it full ``hold`` seconds, make room; the target."""
-        assert self.disk is not None
+    async def fill_disk(self, server: ServerProcess, kind: str, hold: float) -> str:
+        """Fill the database's file system, keep it full ``hold`` seconds, make room; the target.
+
+        Without a file system of its own, the server's fault seam keeps the database from
+        growing by a page for ``hold`` seconds instead: SQLite fails writes the same way.
+        """
+        if self.disk is None:
+            target = f"{self.db_path.name}'s page limit"
+            start = self.recorder.fault_start(kind, target, hold=hold, mode="page limit")
+            control = self.options.out / f"{server.name}.control"
+            sent = await anyio.to_thread.run_sync(_send_command, control, f"full {hold}")
+            if not sent:
+                self.problems.append(f"{server.name}'s fault seam did not take the full disk: no reader")
+            await anyio.sleep(hold)
+            self.recorder.fault_end(start, filled_bytes=0, sent=sent)
+            return target
         target = f"{self.db_path.name}'s file system"
-        start = self.recorder.fault_start(kind, target, hold=hold)
+        start = self.recorder.fault_start(kind, target, hold=hold, mode="small file system")
         try:
             filled = await anyio.to_thread.run_sync(self.disk.fill)
             await anyio.sleep(hold)
@@ -807,25 +823,44 @@ class _Run:
     # -- progress --------------------------------------------------------------------------
 
     async def report_progress(self) -> None:
-        assert self.progress is not None
-        while True:
-            await anyio.sleep(1.0)
-            outcomes = " ".join(
-                f"{phase} {self.outcomes[str(phase)]}" for phase in Phase if phase is not Phase.INVOKE
-            )
-            faults = " ".join(f"{kind} {count}" for kind, count in sorted(self.injected.items())) or "none"
-            now = f" | now: {self.current_fault}" if self.current_fault else ""
-            print(
-                f"[{time.monotonic() - self.started:5.1f} s] calls: {outcomes} | faults: {faults}{now}",
-                file=self.progress,
-                flush=True,
-            )
+        """A line a second: calls by outcome, faults so far, the fault now. On a terminal the line
+        is rewritten in place (and left standing at the end); elsewhere each is a line of its own."""
+        progress = self.progress
+        assert progress is not None
+        live = progress.isatty()
+        try:
+            while True:
+                await anyio.sleep(1.0)
+                outcomes = " ".join(
+                    f"{phase} {self.outcomes[str(phase)]}" for phase in Phase if phase is not Phase.INVOKE
+                )
+                faults = (
+                    " ".join(f"{kind} {count}" for kind, count in sorted(self.injected.items())) or "none"
+                )
+                now = f" | now: {self.current_fault}" if self.current_fault else ""
+                line = f"[{time.monotonic() - self.started:5.1f} s] calls: {outcomes} | faults: {faults}{now}"
+                print(
+                    "\r\x1b[K" + line if live else line, end="" if live else "\n", file=progress, flush=True
+                )
+        finally:
+            if live:
+                print(file=progress, flush=True)
 
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         if self.disk is not None:
-            self.disk.mount()  # refused before anything starts, saying why
+            try:
+                self.disk.mount()
+                self.db_path = self.disk.path / "chaos.db"
+            except ValueError as refused:  # no mounting here: the page limit stands in for it
+                self.disk = None
+                self.full_by_page_limit = True
+                if self.progress is not None:
+                    print(
+                        f"disk-full: the store's page limit stands in for a full disk here ({refused})",
+                        file=self.progress,
+                    )
         try:
             async with anyio.create_task_group() as task_group:
                 if self.progress is not None:

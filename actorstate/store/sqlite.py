@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import DatabaseRefused, StoreUnavailable
-from ..fault_seam import process_seam
+from ..fault_seam import FaultSeam, process_seam
 from .interface import ExpiryStep, SnapshotWrite, StoredSession, WriteOutcome
 from .sqlite_changes import ChangeWatch
 
@@ -105,6 +105,10 @@ def _translated(path: str, doing: str) -> Iterator[None]:
         raise StoreUnavailable(f"{doing} failed on {path}: {error} ({code})") from error
 
 
+# SQLite's largest max_page_count: no limit short of the file format's.
+_NO_PAGE_LIMIT = 4294967294
+
+
 class SQLiteStore:
     """The session table of one database file, used from one thread only."""
 
@@ -115,9 +119,12 @@ class SQLiteStore:
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
         connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
+        faults: FaultSeam | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        self._faults = process_seam()
+        # The fault seam: given by a test, or the process's own when the chaos runner set one up.
+        self._faults = faults if faults is not None else process_seam()
+        self._page_limited = False
         check_database_file(self.path)
         with _translated(self.path, "opening the database"):
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE).
@@ -255,9 +262,22 @@ class SQLiteStore:
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE: holding the write lock, tell the change watch a commit of ours may come."""
+        if self._faults is not None:
+            self._limit_pages(self._faults.disk_full())
         self._db.execute("BEGIN IMMEDIATE")
         self._changes_at_begin = self._db.total_changes
         self.changes.own_write_began()
+
+    def _limit_pages(self, full: bool) -> None:
+        """The fault seam's full disk: the file may not grow by a page while it lasts."""
+        if full == self._page_limited:
+            return
+        if full:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
+        else:
+            self._db.execute(f"PRAGMA max_page_count = {_NO_PAGE_LIMIT}")
+        self._page_limited = full
 
     # -- sessions -------------------------------------------------------------
 

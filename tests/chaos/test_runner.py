@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -133,6 +134,37 @@ def test_smoke_run_with_a_full_disk_passes(tmp_path: Path) -> None:
         for call in history.calls
     ), "no write acknowledged after the disk had room again"
     assert (out / "chaos.db").is_file()
+
+
+def test_without_mounting_the_page_limit_stands_in_for_a_full_disk(tmp_path: Path) -> None:
+    """Where no small file system can be mounted (here: a ``mount`` that refuses, first on PATH),
+    the full-disk fault caps the database's pages through the server's fault seam instead:
+    writes fail with SQLite's own "database or disk is full", and the run still passes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    refusing = bin_dir / "mount"
+    refusing.write_text('#!/bin/sh\necho "mount: permission denied" >&2\nexit 32\n')
+    refusing.chmod(0o755)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "actorstate", "chaos", "--seed", "6", "--duration", "6"]
+    run = subprocess.run(
+        [*command, "--faults", "full", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "page limit stands in" in run.stderr
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    starts = [fault for fault in history.faults if fault.phase is FaultPhase.START]
+    assert starts
+    assert all(fault.details["mode"] == "page limit" for fault in starts)
+    assert any(
+        call.completion is not None and "database or disk is full" in (call.completion.error or "")
+        for call in history.calls
+    ), "no write met the page limit"
 
 
 def test_smoke_run_with_store_io_errors_slow_commits_and_an_eviction_storm_passes(tmp_path: Path) -> None:
