@@ -50,6 +50,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import anyio
+import anyio.lowlevel
 
 from ..config import Config
 from ..fault_seam import CONTROL_VARIABLE
@@ -372,6 +373,7 @@ class _Slot:
     session_id: str | None = None
     generation: int = 0
     labels_created: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    creating: bool = False  # a worker is filling the slot now
 
     def next_label(self) -> str:
         self.generation += 1
@@ -557,16 +559,23 @@ class _Run:
         self.outcomes[str(phase)] += 1
 
     async def create(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
-        """Fill ``slot`` with a new session; a creation of unknown outcome is retried under a new label."""
-        for _ in range(CREATE_ATTEMPTS):
-            label = slot.label
-            result = await self.call(process, "create_session", slot, {"clientId": slot.owner}, server)
-            session_id = result.get("sessionId") if result else None
-            if isinstance(session_id, str):
-                slot.session_id = session_id
-                slot.labels_created.append((label, session_id))
-                return
-            slot.next_label()
+        """Fill ``slot`` with a new session; a creation of unknown outcome is retried under a new label.
+
+        After ``CREATE_ATTEMPTS`` the slot stays empty; a worker that draws it later tries again.
+        """
+        slot.creating = True
+        try:
+            for _ in range(CREATE_ATTEMPTS):
+                label = slot.label
+                result = await self.call(process, "create_session", slot, {"clientId": slot.owner}, server)
+                session_id = result.get("sessionId") if result else None
+                if isinstance(session_id, str):
+                    slot.session_id = session_id
+                    slot.labels_created.append((label, session_id))
+                    return
+                slot.next_label()
+        finally:
+            slot.creating = False
 
     async def end_and_replace(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
         """End the slot's session and fill the slot with a new one.
@@ -597,6 +606,12 @@ class _Run:
                 return
             slot = self.slots[planned.slot]
             if slot.session_id is None:
+                # Empty: being filled by another worker, or left so when every creation failed (a
+                # store refusing commits). Fill it again, or let the others run meanwhile.
+                if slot.creating:
+                    await anyio.lowlevel.checkpoint()
+                else:
+                    await self.create(worker_name, slot)
                 continue
             process, server = worker_name, None
             second = self.second
