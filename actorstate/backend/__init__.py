@@ -9,7 +9,7 @@ from __future__ import annotations
 import sniffio
 
 from .parking import Envelope, Parking, ToldEnvelope
-from .tasks import Cancellable, TaskSet, open_task_set
+from .tasks import Cancellable, TaskSet, open_task_set, run_detached
 
 __all__ = [
     "Cancellable",
@@ -19,6 +19,7 @@ __all__ = [
     "ToldEnvelope",
     "open_task_set",
     "parking_for_current_backend",
+    "run_detached",
 ]
 
 

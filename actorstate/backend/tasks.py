@@ -12,21 +12,26 @@ Each start gives a handle that cancels that task alone, without a cancel
 scope entered per task on asyncio (entering and leaving one costs more than
 the rest of a short task's bookkeeping): there the handle cancels the native
 task. A cancelled task is stopped at its next checkpoint and ends quietly.
+On asyncio that cancellation is not anyio's, so a shielded scope inside the
+task does not hold it off: work a cancelled caller must not cut short runs
+in a task of its own, through :func:`run_detached`.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import sniffio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
-__all__ = ["Cancellable", "TaskSet", "open_task_set"]
+T = TypeVar("T")
+
+__all__ = ["Cancellable", "TaskSet", "open_task_set", "run_detached"]
 
 logger = logging.getLogger("actorstate.tasks")
 
@@ -81,3 +86,31 @@ async def _logged(scope: anyio.CancelScope, fn: Callable[..., Coroutine[Any, Any
             await fn(*args)
     except Exception:
         logger.exception("a task of a task set raised")
+
+
+async def run_detached(spawn: Callable[..., None], fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``fn(*args)`` in a task ``spawn`` starts, and return its result (or raise its exception).
+
+    A cancelled caller stops waiting, but the work runs to its end: for work
+    that must not be cut in half by whoever asked for it (a shielded scope
+    does that only for anyio's own cancellation).
+    """
+    done = anyio.Event()
+    results: list[T] = []
+    errors: list[Exception] = []
+
+    async def work() -> None:
+        try:
+            results.append(await fn(*args))
+        except Exception as error:
+            errors.append(error)
+        finally:
+            done.set()
+
+    spawn(work)
+    await done.wait()
+    if errors:
+        raise errors[0]
+    if not results:
+        raise RuntimeError("the detached task was cancelled before it finished")
+    return results[0]

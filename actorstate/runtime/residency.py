@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 import anyio.abc
 
+from ..backend import run_detached
 from ..errors import SessionNotFound, StoreError
 from ..fault_seam import process_seam
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
@@ -167,7 +168,7 @@ class Residency:
             self._most_recent = actor
         actor.used_at(self.now)
         state = actor.state
-        if state is not None and state.metadata_bytes + state.events_bytes != actor.accounted_basis:
+        if state is not None and state.state_bytes != actor.accounted_basis:
             self.account(actor)
 
     async def wait_idle(self) -> None:
@@ -297,6 +298,12 @@ class Residency:
                 return
         self._refreshing = done = anyio.Event()
         self._refreshes += 1  # loads reading meanwhile read again: see _load
+        # Detached from the caller: the store takes the change as seen when it
+        # is read, so a refresh cut short by a cancelled caller would leave the
+        # sessions it found moved unreloaded, answering from their old state.
+        await run_detached(self._host.spawn, self._refresh, store, done)
+
+    async def _refresh(self, store: Store, done: anyio.Event) -> None:
         try:
             held = {
                 session_id: actor.version

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.abc
 
-from ..backend import Envelope, Parking, ToldEnvelope
+from ..backend import Envelope, Parking, ToldEnvelope, run_detached
 from ..clock import Clock
 from ..errors import Overloaded, SessionNotFound, StateClosed
 from ..model.codec import decode_session
@@ -352,13 +352,16 @@ class Supervisor:
     async def _end_quarantined(self, actor: SessionActor) -> None:
         """Ending is the way out of quarantine; it needs no turn.
 
-        Shielded: once the row is ended, the actor must leave memory too,
-        or calls would go on hearing "quarantined" about an ended session.
+        Detached from the caller: once the row is ended, the actor must leave
+        memory too, or calls would go on hearing "quarantined" about an ended
+        session, whoever cancels the caller meanwhile.
         """
-        with anyio.CancelScope(shield=True):
-            if self._store is not None:
-                await self._store.end(actor.id, self.clock.wall())
-            self.scheduler.release_quarantine(actor)
+        await run_detached(self.scheduler.spawn, self._end_and_release, actor)
+
+    async def _end_and_release(self, actor: SessionActor) -> None:
+        if self._store is not None:
+            await self._store.end(actor.id, self.clock.wall())
+        self.scheduler.release_quarantine(actor)
 
     # -- what durability asks of the actors' keepers (ActorHost) ---------------
 

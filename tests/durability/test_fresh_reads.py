@@ -194,3 +194,24 @@ async def test_a_load_that_read_before_another_commit_reads_again(tmp_path: Path
                 await anyio.wait_all_tasks_blocked()
                 _HeldAfterRead.release.set()
             assert reads[-1] == {"counter": 2}
+
+
+async def test_a_refresh_whose_caller_was_cancelled_still_reloads(tmp_path: Path) -> None:
+    """The call that set a refresh going is cancelled while the refresh is held after reading the
+    store (which then counts the other connection's commit as seen): the refresh still reloads
+    what moved, so a later read returns the write instead of the resident state from before it."""
+    path = tmp_path / "cancelled.db"
+    connect = functools.partial(sqlite3.connect, factory=_HeldAfterRead)
+    async with actorstate.open_state(path, connect=connect) as state, actorstate.open_state(path) as other:
+        session = await state.create_session("alice")
+        bystander = await state.create_session("alice")
+        assert await session.increment() == 1
+        assert await bystander.increment() == 1
+        assert await other.session(session.id, "alice").increment() == 2  # acknowledged over there
+        _HeldAfterRead.arm(_VERSION_CHECK)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bystander.context)  # its refresh reads the versions, then is held
+            assert await anyio.to_thread.run_sync(_HeldAfterRead.reached.wait, 30)
+            tg.cancel_scope.cancel()  # the caller gives up
+        _HeldAfterRead.release.set()
+        assert (await session.context())["metadata"] == {"counter": 2}
