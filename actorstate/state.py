@@ -411,7 +411,7 @@ _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 # string it returned: the second time costs an identity test, not the pattern
 # (a third of a microsecond). Holding the string keeps its identity from
 # passing to another object.
-_last_canonical_id = ""
+_last_canonical_id: str | None = None  # not "": the empty string is interned, and no UUID
 
 
 def canonical_session_id(session_id: object) -> str:
@@ -421,14 +421,14 @@ def canonical_session_id(session_id: object) -> str:
     argument's ``uuid`` format with it too.
     """
     global _last_canonical_id
-    if session_id is _last_canonical_id:
-        return _last_canonical_id
+    if session_id is _last_canonical_id and type(session_id) is str:
+        return session_id  # the argument, not the global another thread may have changed meanwhile
     if type(session_id) is str and _CANONICAL_ID.match(session_id):
         _last_canonical_id = session_id  # already what str(uuid.UUID(...)) gives
         return session_id
     try:
-        _last_canonical_id = str(uuid.UUID(session_id))  # type: ignore[arg-type]
-        return _last_canonical_id
+        canonical = _last_canonical_id = str(uuid.UUID(session_id))  # type: ignore[arg-type]
+        return canonical
     except (TypeError, ValueError, AttributeError):
         # Ids come from callers: quoted cut short, never echoed whole.
         shown = repr(session_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from typing import TYPE_CHECKING
 
@@ -288,3 +290,19 @@ async def test_tell_runs_the_message_without_waiting() -> None:
             await supervisor.tell(session.id, Increment("counter", 2))
         await supervisor.tell(session.id, Increment("text", 1))  # fails inside its turn
         assert (await session.context())["metadata"] == {"text": "x", "counter": 10}
+
+
+def test_an_empty_session_id_is_refused_in_a_fresh_process() -> None:
+    """The first id a process checks may be the empty string: it is refused as not a UUID (the
+    check's cache of the last id starts empty-handed, not holding the interned "")."""
+    code = (
+        "from actorstate import InvalidInput\n"
+        "from actorstate.state import canonical_session_id\n"
+        "try:\n    canonical_session_id('')\nexcept InvalidInput as error:\n    print(error)\n"
+        "else:\n    raise SystemExit('accepted')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == "session id must be a UUID, not ''"
