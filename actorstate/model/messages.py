@@ -165,7 +165,7 @@ class Keyed(Message[T]):
 
     @classmethod
     def of(cls, request_id: str, write: Message[T]) -> Keyed[T]:
-        fields = [getattr(write, field.name) for field in dataclasses.fields(write)]  # type: ignore[arg-type]
+        fields = [_in_key_order(getattr(write, field.name)) for field in dataclasses.fields(write)]  # type: ignore[arg-type]
         call = _packb([type(write).__name__, *fields])
         return cls(request_id, hashlib.blake2b(call, digest_size=8).hexdigest(), write)
 
@@ -176,3 +176,13 @@ class Keyed(Message[T]):
         result = self.write.apply(state, now, config)
         state.remember(self.request_id, self.fingerprint, self.write.remembered(result), config)
         return result
+
+
+def _in_key_order(value: Any) -> Any:
+    """``value`` with every object's keys sorted: one call, one fingerprint, whatever order the
+    caller wrote its keys in."""
+    if type(value) is dict:
+        return {key: _in_key_order(value[key]) for key in sorted(value)}
+    if type(value) is list:
+        return [_in_key_order(item) for item in value]
+    return value

@@ -146,6 +146,7 @@ class SessionState:
         "metadata",
         "metadata_bytes",
         "requests",
+        "requests_bytes",
         "total_events",
     )
 
@@ -163,6 +164,7 @@ class SessionState:
         # Keyed writes remembered: requestId -> (fingerprint of the call, its
         # outcome as remembered), oldest first; at most Config.max_request_ids.
         self.requests: dict[str, tuple[str, Any]] = {}
+        self.requests_bytes = 0  # their encoded size: they take memory like the rest
 
     @classmethod
     def restore(
@@ -182,6 +184,7 @@ class SessionState:
         state = cls(session_id, client_id, created_at)
         if requests:
             state.requests = requests
+            state.requests_bytes = sum(_request_bytes(key, seen) for key, seen in requests.items())
         state.last_activity = last_activity
         state.total_events = total_events
         state.metadata = metadata
@@ -201,8 +204,8 @@ class SessionState:
 
     @property
     def state_bytes(self) -> int:
-        """Encoded bytes of the metadata and events: the part that grows."""
-        return self.metadata_bytes + self.events_bytes
+        """Encoded bytes of the metadata, events and remembered keys: the part that grows."""
+        return self.metadata_bytes + self.events_bytes + self.requests_bytes
 
     # -- writes ---------------------------------------------------------------
 
@@ -304,9 +307,15 @@ class SessionState:
     def remember(self, request_id: str, fingerprint: str, outcome: Any, config: Config) -> None:
         """Remember a keyed write's outcome, forgetting the oldest past ``max_request_ids``."""
         requests = self.requests
-        requests[request_id] = (fingerprint, outcome)
+        seen = (fingerprint, outcome)
+        previous = requests.get(request_id)
+        if previous is not None:
+            self.requests_bytes -= _request_bytes(request_id, previous)
+        requests[request_id] = seen
+        self.requests_bytes += _request_bytes(request_id, seen)
         while len(requests) > config.max_request_ids:
-            del requests[next(iter(requests))]
+            oldest = next(iter(requests))
+            self.requests_bytes -= _request_bytes(oldest, requests.pop(oldest))
 
     # -- reads ----------------------------------------------------------------
 
@@ -372,3 +381,8 @@ class SessionState:
 def _event(encoded: bytes) -> Event:
     kind, payload, at = _unpackb(encoded)
     return (kind, payload, at)
+
+
+def _request_bytes(request_id: str, seen: tuple[str, Any]) -> int:
+    """Encoded bytes of one remembered keyed write, as the snapshot holds it."""
+    return encoded_size([request_id, *seen])

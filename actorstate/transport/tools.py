@@ -145,8 +145,8 @@ def _request_id(config: Config) -> dict[str, Any]:
         "minLength": 1,
         "maxLength": config.max_request_id_length,
         "description": "optional idempotency key: a retry with the same requestId (and the same "
-        "arguments) returns the first outcome instead of applying again; the session remembers "
-        f"its last {config.max_request_ids} keys",
+        "arguments) returns the first outcome instead of applying again (a retried set_preference "
+        f"answers the metadata as it is now); the session remembers its last {config.max_request_ids} keys",
     }
 
 

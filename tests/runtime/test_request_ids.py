@@ -9,8 +9,10 @@ import pytest
 import actorstate
 from actorstate import InvalidInput
 from actorstate.config import Config
+from actorstate.model.codec import decode_session, encode_session
 from actorstate.model.messages import AddContext, Increment, Keyed, RecordAction, SetPreference
 from actorstate.model.session_state import SessionState
+from actorstate.model.values import encoded_size
 from actorstate.transport.tools import ToolContext, ToolError, call_tool
 
 if TYPE_CHECKING:
@@ -51,6 +53,17 @@ def test_keyed_appends_record_one_event_and_a_retried_preference_answers_the_met
     assert prefer.apply(state, NOW, config) == {"topic": "billing", "lang": "fr", "theme": "dark"}
 
 
+def test_the_same_object_with_its_keys_in_another_order_is_the_same_call() -> None:
+    """A retry whose value spells an object's keys in another order is a retry, not another call."""
+    config = Config()
+    state = SessionState(SESSION, "alice", NOW)
+    first = {"a": 1, "b": {"c": [1, {"d": 2, "e": 3}]}}
+    again = {"b": {"c": [1, {"e": 3, "d": 2}]}, "a": 1}
+    assert Keyed.of("k", AddContext("topic", first, 30)).apply(state, NOW, config) == 1
+    assert Keyed.of("k", AddContext("topic", again, 30)).apply(state, NOW, config) == 1
+    assert state.total_events == 1
+
+
 def test_the_same_key_on_another_call_is_refused_and_changes_nothing() -> None:
     """A requestId reused for a different call is refused with a message saying so."""
     config = Config()
@@ -64,12 +77,17 @@ def test_the_same_key_on_another_call_is_refused_and_changes_nothing() -> None:
 
 
 def test_only_the_latest_keys_are_remembered() -> None:
-    """Past max_request_ids the oldest key is forgotten: its retry applies again."""
+    """Past max_request_ids the oldest key is forgotten: its retry applies again, and its bytes
+    leave the session's accounted size."""
     config = Config(max_request_ids=2)
     state = SessionState(SESSION, "alice", NOW)
     for key in ("k1", "k2", "k3"):
         Keyed.of(key, Increment("hits", 1)).apply(state, NOW, config)
     assert list(state.requests) == ["k2", "k3"]
+    # Remembered keys count in the session's memory, as encoded: the forgotten one no longer.
+    assert state.requests_bytes == sum(encoded_size([key, *seen]) for key, seen in state.requests.items())
+    assert state.state_bytes == state.metadata_bytes + state.events_bytes + state.requests_bytes
+    assert decode_session(encode_session(state)).requests_bytes == state.requests_bytes
     assert Keyed.of("k3", Increment("hits", 1)).apply(state, NOW, config) == 3
     assert Keyed.of("k1", Increment("hits", 1)).apply(state, NOW, config) == 4
 
