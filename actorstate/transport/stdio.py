@@ -315,7 +315,7 @@ async def stdio_transport(
                     if not fast_calls.start(call):  # serving stopped meanwhile
                         await out_send.send((connection_closed_line(call.id), call.id))
                 return
-            if fast_calls.take_cancellation(line):
+            if fast_calls.take_cancellation(line, sdk_loaded=sdk.loaded):
                 return
         if handshake is not None:
             reply = handshake.take(line)
@@ -416,6 +416,10 @@ class _SdkLink:
         self._settled = anyio.Event()  # loaded, or intake ended without it
         self._closed = False
 
+    @property
+    def loaded(self) -> bool:
+        return self._wire is not None
+
     async def load(self) -> SdkWire:
         """The SDK's side of the wire, imported (in a worker thread, the loop serving on) when first asked for."""
         if self._wire is None:
@@ -499,15 +503,17 @@ class _FastCalls:
         self._requests.answered(running.id)  # settled, unanswered, as the SDK does
         return True
 
-    def take_cancellation(self, line: bytes) -> bool:
-        """Whether ``line`` is a plain ``notifications/cancelled`` of one of our calls, which it cancels.
+    def take_cancellation(self, line: bytes, *, sdk_loaded: bool) -> bool:
+        """Whether ``line`` is a plain ``notifications/cancelled`` taken here: one of our calls,
+        which it cancels, or any while the SDK is not loaded (no request of its can be in flight,
+        so it would only log: a cancellation that arrives after its reply must not load it).
 
         Taken here, it needs no SDK: its server would find no request of its
         own under that id (ids in flight are unique across both paths), and
         so do nothing but log. Any other cancellation goes to the SDK's side
         of the wire, which cancels a call of ours too.
         """
-        if b'"notifications/cancelled"' not in line or not self._running:
+        if b'"notifications/cancelled"' not in line or (sdk_loaded and not self._running):
             return False
         try:
             document = orjson.loads(line)
@@ -518,7 +524,9 @@ class _FastCalls:
         if document.get("jsonrpc") != "2.0" or document.get("method") != "notifications/cancelled":
             return False
         params = document.get("params")
-        return type(params) is dict and self.cancel(params.get("requestId"))
+        if type(params) is not dict:
+            return False
+        return self.cancel(params.get("requestId")) or not sdk_loaded
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:

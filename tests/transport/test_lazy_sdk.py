@@ -51,7 +51,8 @@ def _replies(server: RawClient, count: int) -> dict[Any, dict[str, Any]]:
 
 
 def test_handshake_listing_and_calls_do_not_import_the_sdk(tmp_path: Path) -> None:
-    """initialize, tools/list, ping and tool calls are answered without importing the SDK or pydantic."""
+    """initialize, tools/list, ping, tool calls and late cancellations are answered (or taken)
+    without importing the SDK or pydantic."""
     server, log = _server(tmp_path)
     reply = server.initialize()
     assert reply["result"]["serverInfo"]["name"] == "actorstate"
@@ -60,6 +61,11 @@ def test_handshake_listing_and_calls_do_not_import_the_sdk(tmp_path: Path) -> No
     for expected in (1, 2, 3):
         assert server.call("increment_counter", sessionId=session_id)["structuredContent"]["value"] == expected
     assert server.call("get_context", sessionId=session_id)["structuredContent"]["metadata"] == {"counter": 3}
+    assert server.request("ping")["result"] == {}
+    # A cancellation arriving after its call was answered (a client that gave up late), and one
+    # for an id never sent: nothing the SDK could act on, so neither loads it.
+    for late in (1, "never-sent"):
+        server.send("notifications/cancelled", {"requestId": late}, notify=True)
     assert server.request("ping")["result"] == {}
     code, _ = server.close()
     assert code == 0, log.read_text()
