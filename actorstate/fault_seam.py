@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 
@@ -107,6 +108,14 @@ def process_seam() -> FaultSeam | None:
 
 
 def _read_commands(path: str, seam: FaultSeam) -> None:
+    try:
+        is_fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError as error:
+        logger.error("fault control %s: %s", path, error)
+        return
+    if not is_fifo:  # a regular file would be read again and again, its commands applied forever
+        logger.error("fault control %s is not a FIFO: the fault seam takes no commands", path)
+        return
     while True:  # a FIFO reaches end of file whenever its writer closes it: open it again
         try:
             with open(path, encoding="utf-8") as control:

@@ -9,6 +9,7 @@ unknown name is refused.
 
 from __future__ import annotations
 
+import logging
 import os
 
 __all__ = ["ENVIRONMENT_VARIABLE", "PLANTED_BUGS", "active", "check_names"]
@@ -47,3 +48,11 @@ def active(name: str) -> bool:
     """Whether planted bug ``name`` is on in this process (read once, at import)."""
     assert name in PLANTED_BUGS, name
     return name in _ACTIVE
+
+
+if _ACTIVE:  # said at import, so an embedding application hears it too, not only serve
+    logging.getLogger("actorstate.planted").warning(
+        "planted bug(s) on through %s: %s (for the chaos runner only)",
+        ENVIRONMENT_VARIABLE,
+        ", ".join(sorted(_ACTIVE)),
+    )

@@ -459,9 +459,9 @@ class _Run:
         assert self.server is not None
         return self.server
 
-    def server_environment(self, name: str) -> dict[str, str] | None:
+    def server_environment(self, name: str) -> dict[str, str]:
         """Server ``name``'s environment: this one, with the run's planted bugs and, when the
-        run injects seam faults, a control FIFO of the server's own (None: unchanged)."""
+        run injects seam faults, a control FIFO of the server's own (and none inherited)."""
         extra = {}
         if self.options.planted_bugs:
             extra[ENVIRONMENT_VARIABLE] = ",".join(self.options.planted_bugs)
@@ -470,7 +470,14 @@ class _Run:
             if not control.exists():
                 os.mkfifo(control)
             extra[CONTROL_VARIABLE] = str(control)
-        return {**os.environ, **extra} if extra else None
+        # Never inherited: a planted bug or a seam left in the runner's own environment would
+        # attack its servers without the replay line saying so.
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in (ENVIRONMENT_VARIABLE, CONTROL_VARIABLE)
+        }
+        return {**inherited, **extra}
 
     async def seam_fault(self, server: ServerProcess, kind: str, planned: PlannedFault) -> None:
         """Tell ``server``'s fault seam to fail, slow or squeeze for the fault's hold, and wait it out."""

@@ -170,7 +170,7 @@ class SnapshotActor:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 self._wakeup = None
-            if not self.hold_replies:
+            if not self.hold_replies or _ACK_BEFORE_COMMIT:  # planted: commits lag the replies
                 await self._clock.sleep(self._config.flush_interval)
             # Commit mode: no pause after a failed flush. Its sessions were
             # rolled back and are no longer dirty, so the next flush holds
