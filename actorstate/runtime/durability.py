@@ -139,7 +139,9 @@ class SnapshotActor:
                 self._mark_dirty(actor)
             if hold:
                 return
-        elif self.hold_replies and (actor.unflushed is not None or actor.in_flight):
+        elif (
+            self.hold_replies and not _ACK_BEFORE_COMMIT and (actor.unflushed is not None or actor.in_flight)
+        ):
             # A read of uncommitted state waits for that state to commit.
             envelope.hold_result(result)
             if actor.hold((envelope, message)):
