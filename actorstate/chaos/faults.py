@@ -29,9 +29,10 @@ Faults in this module's kinds, each against the one server process:
   malformed, oversized and deeply nested messages (:mod:`.bad_input`). Each
   one the server can tell by its id must get an error reply; the server must
   keep serving.
-- ``flood``: a burst of concurrent increments on one session, more than the
-  transport takes in flight; every one is recorded, and the counter must come
-  out exact.
+- ``flood``: a burst of concurrent increments on one session, more than its
+  mailbox holds (the runner's servers take that many requests in flight);
+  callers past the mailbox wait for room; every one is recorded, and the
+  counter must come out exact.
 - ``drop``: for a while, clients drop about half their calls after a moment
   (telling the server, as ``notifications/cancelled``) and retry them with
   the same idempotency key (``requestId``): a dropped call has an unknown
@@ -95,7 +96,8 @@ SEAM_HOLD = (1.0, 2.0)
 BAD_INPUT_HOLD = (0.5, 1.0)
 DROP_HOLD = (1.0, 2.0)
 # A flood is this many concurrent calls on one session.
-FLOOD_CALLS = (200, 400)
+# (More than a mailbox holds: the runner's servers take up to SERVER_IN_FLIGHT requests at once.)
+FLOOD_CALLS = (1500, 2500)
 # One fault for about this many seconds of run, beyond one of each kind.
 SECONDS_PER_FAULT = 5.0
 

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["Reply", "ServerGone", "ServerProcess", "serve_command"]
 
 PROTOCOL_VERSION = "2025-11-25"
+# Requests a server reads before it waits for replies to go out.
+SERVER_IN_FLIGHT = 4096
 
 
 class ServerGone(Exception):
@@ -70,6 +72,9 @@ def serve_command(db: Path, durability: str) -> list[str]:
         durability,
         "--log-level",
         "WARNING",
+        # More than a session's mailbox holds (Config.mailbox_size), so a flood reaches past it.
+        "--max-in-flight",
+        str(SERVER_IN_FLIGHT),
     ]
 
 
