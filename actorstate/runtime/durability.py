@@ -56,6 +56,9 @@ _COMMITTED, _FENCED = WriteOutcome.COMMITTED, WriteOutcome.FENCED
 # Planted bugs (see actorstate.planted): off unless the chaos runner asks.
 _ACK_BEFORE_COMMIT = active("ack-before-commit")
 _LOSE_UPDATE_ON_CONFLICT = active("lose-update-on-conflict")
+# How far the planted ack-before-commit bug lets commits lag: long enough that a SIGKILL always
+# finds acknowledged writes uncommitted, however slowly a loaded machine serves.
+_PLANTED_LAG = 0.5
 
 # One operation since the last commit: the caller's envelope (None once the
 # reply went out, as in interval mode) and the message, kept to re-apply it
@@ -172,7 +175,9 @@ class SnapshotActor:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 self._wakeup = None
-            if not self.hold_replies or _ACK_BEFORE_COMMIT:  # planted: commits lag the replies
+            if _ACK_BEFORE_COMMIT:  # planted: commits lag the replies by half a second
+                await self._clock.sleep(_PLANTED_LAG)
+            elif not self.hold_replies:
                 await self._clock.sleep(self._config.flush_interval)
             # Commit mode: no pause after a failed flush. Its sessions were
             # rolled back and are no longer dirty, so the next flush holds
