@@ -14,9 +14,11 @@ One run (:func:`run_chaos`):
    second server on the same database, to which every other call of each
    worker goes while it serves (recorded as process ``w3@second-1``: the
    worker and the server), until its input ends; full, the database's own
-   small file system filled up (:mod:`.disk`); wire, bad input among the
-   calls; flood, a burst of concurrent increments on one session; drop,
-   calls dropped by their clients and retried;
+   small file system filled up (:mod:`.disk`; else its page limit through the
+   server's fault seam); ioerror, slow and evict, through the server's fault
+   seam (:mod:`actorstate.fault_seam`); wire, bad input among the calls;
+   flood, a burst of concurrent increments on one session; drop, calls
+   dropped by their clients and retried under the same ``requestId``;
 4. after the duration (and after the last fault, and a calm moment more),
    the workers stop, the server is restarted if it is down, and every
    session is read back (``get_context`` of each, the final state the
