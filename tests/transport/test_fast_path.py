@@ -226,7 +226,8 @@ def test_well_formed_calls_take_the_fast_path(pair: Pair) -> None:
     assert after - before == 21  # the twenty, and the server_stats call itself
 
 
-def test_a_cancelled_fast_path_call_is_never_answered(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_cancelled_fast_path_call_is_never_answered(tmp_path: Path, backend: str) -> None:
     """notifications/cancelled stops a fast-path call in flight: no reply, and nothing left waiting.
 
     The call is held in flight by a write lock on the database; the server is
@@ -234,7 +235,7 @@ def test_a_cancelled_fast_path_call_is_never_answered(tmp_path: Path) -> None:
     its exit at end of input far past the close below.
     """
     db = tmp_path / "cancel.db"
-    server = RawClient("--db", str(db), "--stop-grace", "600")
+    server = RawClient("--db", str(db), "--stop-grace", "600", "--backend", backend)
     server.initialize()
     session_id = server.call("create_session")["structuredContent"]["sessionId"]
     blocker = sqlite3.connect(db, isolation_level=None)
@@ -262,7 +263,10 @@ def test_a_cancelled_fast_path_call_is_never_answered(tmp_path: Path) -> None:
     server.kill()
 
 
-def test_a_fast_path_call_in_flight_at_stop_is_answered_connection_closed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_fast_path_call_in_flight_at_stop_is_answered_connection_closed(
+    tmp_path: Path, backend: str
+) -> None:
     """A call still running when the server stops gets one reply, "Connection closed", as the SDK's would.
 
     The call is held in flight by a write lock on the database; end of input
@@ -270,7 +274,7 @@ def test_a_fast_path_call_in_flight_at_stop_is_answered_connection_closed(tmp_pa
     go only after the reply was read, so the call cannot have finished first.
     """
     db = tmp_path / "stop.db"
-    server = RawClient("--db", str(db), "--stop-grace", "0.2")
+    server = RawClient("--db", str(db), "--stop-grace", "0.2", "--backend", backend)
     server.initialize()
     session_id = server.call("create_session")["structuredContent"]["sessionId"]
     blocker = sqlite3.connect(db, isolation_level=None)
