@@ -1,4 +1,5 @@
-"""The store's fault seam in a real server process: I/O errors and slow commits on demand.
+"""The fault seam of a real server process: store I/O errors, slow commits, a full disk and
+a squeezed memory, on demand.
 
 The chaos runner attacks a running ``actorstate serve`` through it. When the
 server's environment names a control file (``ACTORSTATE_FAULT_CONTROL``, a
