@@ -188,15 +188,6 @@ def plan_run(options: RunOptions, config: Config | None = None) -> RunPlan:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Recovery:
-    """One fault as it happened: its kind, the server it hit, and seconds from start to end."""
-
-    kind: str
-    target: str
-    seconds: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class RunResult:
     """A finished run: its history, what the checkers found, and anything else that went wrong.
 
@@ -207,7 +198,6 @@ class RunResult:
     history: History
     violations: list[Violation]
     summary: Summary
-    recoveries: list[Recovery]
     lateness: list[float]
     problems: list[str]
     history_path: Path
@@ -286,10 +276,7 @@ class RunResult:
         if second:
             by_phase = ", ".join(f"{phase} {count}" for phase, count in sorted(second.items()))
             lines.append(f"calls through second servers: {by_phase}")
-        by_kind: dict[str, list[float]] = collections.defaultdict(list)
-        for recovery in self.recoveries:
-            by_kind[recovery.kind].append(recovery.seconds)
-        faults = ", ".join(f"{kind} {len(times)}" for kind, times in sorted(by_kind.items()))
+        faults = ", ".join(f"{kind} {count}" for kind, count in self.summary.faults.items())
         lines.append(f"faults: {faults or 'none'}")
         lines.extend(self._timing_lines())
         lines.append(self._irreproducible())
@@ -334,7 +321,6 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
         history,
         violations,
         summarize(history),
-        run.recoveries,
         run.lateness,
         run.problems,
         history_path,
@@ -398,7 +384,6 @@ class _Run:
         # With the ``full`` fault the database lives on a small file system of its own, where
         # one can be mounted; else the server's fault seam caps the file's pages (see run).
         self.disk = SmallFileSystem(options.out / "fs") if "full" in options.faults else None
-        self.full_by_page_limit = False
         self.db_path = options.out / "chaos.db"
         self.server: ServerProcess | None = None
         # The second server while a ``second`` fault lasts: every other call of each worker goes there.
@@ -414,7 +399,6 @@ class _Run:
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.injected: collections.Counter[str] = collections.Counter()
         self.current_fault: str | None = None
-        self.recoveries: list[Recovery] = []
         # Seconds each fault began after its planned moment (a calm wait, a slow restart before it).
         self.lateness: list[float] = []
         self.problems: list[str] = []
@@ -427,11 +411,7 @@ class _Run:
     async def start_server(self, task_group: TaskGroup) -> ServerProcess:
         self.servers_started += 1
         name = f"server-{self.servers_started}"
-        log = (self.options.out / f"{name}.log").open("wb")
-        self.logs.append(log)
-        server = ServerProcess(
-            name, serve_command(self.db_path, self.options.durability), log, self.server_environment(name)
-        )
+        server, log = self.new_server(name)
         try:
             with anyio.fail_after(self.options.start_timeout):
                 await server.start(task_group)
@@ -461,13 +441,21 @@ class _Run:
         assert self.server is not None
         return self.server
 
+    def new_server(self, name: str) -> tuple[ServerProcess, IO[bytes]]:
+        """A server process named ``name`` on the run's database (not started), and its log."""
+        log = (self.options.out / f"{name}.log").open("wb")
+        self.logs.append(log)
+        command = serve_command(self.db_path, self.options.durability)
+        return ServerProcess(name, command, log, self.server_environment(name)), log
+
     def server_environment(self, name: str) -> dict[str, str]:
         """Server ``name``'s environment: this one, with the run's planted bugs and, when the
         run injects seam faults, a control FIFO of the server's own (and none inherited)."""
         extra = {}
         if self.options.planted_bugs:
             extra[ENVIRONMENT_VARIABLE] = ",".join(self.options.planted_bugs)
-        if SEAM_KINDS & set(self.options.faults) or self.full_by_page_limit:
+        # A full disk without a file system of its own goes through the seam (see fill_disk).
+        if SEAM_KINDS & set(self.options.faults) or ("full" in self.options.faults and self.disk is None):
             control = self.options.out / f"{name}.control"
             if not control.exists():
                 os.mkfifo(control)
@@ -643,9 +631,7 @@ class _Run:
             kind = RECORDED_KIND[planned.kind]
             self.current_fault = kind
             self.injected[kind] += 1
-            began = time.monotonic()
-            self.lateness.append(began - (workload_started + planned.at))
-            target = server.name
+            self.lateness.append(time.monotonic() - (workload_started + planned.at))
             if planned.kind == "stop":
                 start = self.recorder.fault_start(kind, server.name, hold=planned.hold)
                 server.signal(signal.SIGSTOP)
@@ -653,11 +639,11 @@ class _Run:
                 server.signal(signal.SIGCONT)
                 self.recorder.fault_end(start)
             elif planned.kind == "lock":
-                target = await self.hold_lock(kind, planned.hold)
+                await self.hold_lock(kind, planned.hold)
             elif planned.kind == "second":
-                target = await self.run_second(task_group, kind, planned.hold)
+                await self.run_second(task_group, kind, planned.hold)
             elif planned.kind == "full":
-                target = await self.fill_disk(server, kind, planned.hold)
+                await self.fill_disk(server, kind, planned.hold)
             elif planned.kind in SEAM_KINDS:
                 await self.seam_fault(server, kind, planned)
             elif planned.kind == "wire":
@@ -672,10 +658,8 @@ class _Run:
                 finally:
                     self.dropping = None
                 self.recorder.fault_end(start)
-                target = "clients"
             else:
                 await self.stop_and_restart(task_group, server, kind, kill=planned.kind == "kill")
-            self.recoveries.append(Recovery(kind, target, time.monotonic() - began))
             self.current_fault = None
             calm_since = time.monotonic()
 
@@ -683,8 +667,8 @@ class _Run:
         """The random draws of one fault's own choices, from the run's seed and the fault."""
         return random.Random(f"{self.options.seed}:{planned.at}:{planned.kind}")
 
-    async def fill_disk(self, server: ServerProcess, kind: str, hold: float) -> str:
-        """Fill the database's file system, keep it full ``hold`` seconds, make room; the target.
+    async def fill_disk(self, server: ServerProcess, kind: str, hold: float) -> None:
+        """Fill the database's file system, keep it full ``hold`` seconds, make room.
 
         Without a file system of its own, the server's fault seam keeps the database from
         growing by a page for ``hold`` seconds instead: SQLite fails writes the same way.
@@ -698,7 +682,7 @@ class _Run:
                 self.problems.append(f"{server.name}'s fault seam did not take the full disk: no reader")
             await anyio.sleep(hold)
             self.recorder.fault_end(start, filled_bytes=0, sent=sent)
-            return target
+            return
         target = f"{self.db_path.name}'s file system"
         start = self.recorder.fault_start(kind, target, hold=hold, mode="small file system")
         try:
@@ -708,7 +692,6 @@ class _Run:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.disk.drain)
         self.recorder.fault_end(start, filled_bytes=filled)
-        return target
 
     async def send_bad_input(self, server: ServerProcess, kind: str, hold: float, rng: random.Random) -> None:
         """Send bad lines among the workload's calls for ``hold`` seconds.
@@ -722,7 +705,7 @@ class _Run:
         deadline = time.monotonic() + hold
         while time.monotonic() < deadline:
             slot = rng.choice(self.slots)
-            bad = bad_message(rng, f"bad-{len(self.recoveries)}-{sent.total()}", slot.session_id)
+            bad = bad_message(rng, f"bad-{self.injected.total()}-{sent.total()}", slot.session_id)
             sent[bad.kind] += 1
             try:
                 if bad.request_id is None:
@@ -749,15 +732,15 @@ class _Run:
         start = self.recorder.fault_start(kind, slot.label, calls=calls)
         async with anyio.create_task_group() as flood:
             for number in range(calls):
-                process = f"flood{len(self.recoveries)}.{number}"
+                process = f"flood{self.injected.total()}.{number}"
                 flood.start_soon(
                     self.call, process, "increment_counter", slot, {"key": "count-flood", "by": 1}
                 )
         self.recorder.fault_end(start)
 
-    async def hold_lock(self, kind: str, hold: float) -> str:
+    async def hold_lock(self, kind: str, hold: float) -> None:
         """Take the database's write lock on a connection of the runner's own, hold it ``hold``
-        seconds (past the server's busy timeout), release it; the fault's target."""
+        seconds (past the server's busy timeout), release it."""
         path = self.db_path
         start = self.recorder.fault_start(kind, path.name, hold=hold)
 
@@ -785,18 +768,13 @@ class _Run:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(release, connection)
         self.recorder.fault_end(start, held=round(time.monotonic() - locked, 3))
-        return path.name
 
-    async def run_second(self, task_group: TaskGroup, kind: str, hold: float) -> str:
+    async def run_second(self, task_group: TaskGroup, kind: str, hold: float) -> None:
         """Start a second server on the same database, send it every other call of each worker for
-        ``hold`` seconds, then end its input: it must exit 0. The fault's target."""
+        ``hold`` seconds, then end its input: it must exit 0."""
         self.seconds_started += 1
         name = f"second-{self.seconds_started}"
-        log = (self.options.out / f"{name}.log").open("wb")
-        self.logs.append(log)
-        second = ServerProcess(
-            name, serve_command(self.db_path, self.options.durability), log, self.server_environment(name)
-        )
+        second, log = self.new_server(name)
         start = self.recorder.fault_start(kind, name)
         try:
             with anyio.fail_after(self.options.start_timeout):
@@ -805,7 +783,7 @@ class _Run:
             self.problems.append(f"{name} did not start: {error!r}; see {log.name}")
             second.signal(signal.SIGKILL)
             self.recorder.fault_end(start, started=False)
-            return name
+            return
         self.second = second
         try:
             await anyio.sleep(hold)
@@ -816,7 +794,6 @@ class _Run:
         if code != 0:
             self.problems.append(f"{name} exited with status {code} at end of input, not 0")
         self.recorder.fault_end(start, exit_status=code, served=round(hold, 3))
-        return name
 
     async def _exit_status(self, server: ServerProcess, after: str) -> int:
         """Wait for ``server`` to exit after ``after``; one that does not in time is a problem, and killed.
@@ -879,7 +856,6 @@ class _Run:
                 self.db_path = self.disk.path / "chaos.db"
             except ValueError as refused:  # no mounting here: the page limit stands in for it
                 self.disk = None
-                self.full_by_page_limit = True
                 if self.progress is not None:
                     print(
                         f"disk-full: the store's page limit stands in for a full disk here ({refused})",
