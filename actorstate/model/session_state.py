@@ -163,7 +163,9 @@ class SessionState:
         self.events_bytes = 1
         # Keyed writes remembered: requestId -> (fingerprint of the call, its
         # outcome as remembered), oldest first; at most Config.max_request_ids.
-        self.requests: dict[str, tuple[str, Any]] = {}
+        # Shared and empty until the first keyed write: most sessions never have one, and an
+        # empty dict of their own would cost each idle session about 64 bytes.
+        self.requests: dict[str, tuple[str, Any]] = _NO_REQUESTS
         self.requests_bytes = 0  # their encoded size: they take memory like the rest
 
     @classmethod
@@ -307,6 +309,8 @@ class SessionState:
     def remember(self, request_id: str, fingerprint: str, outcome: Any, config: Config) -> None:
         """Remember a keyed write's outcome, forgetting the oldest past ``max_request_ids``."""
         requests = self.requests
+        if requests is _NO_REQUESTS:
+            requests = self.requests = {}
         seen = (fingerprint, outcome)
         previous = requests.get(request_id)
         if previous is not None:
@@ -381,6 +385,9 @@ class SessionState:
 def _event(encoded: bytes) -> Event:
     kind, payload, at = _unpackb(encoded)
     return (kind, payload, at)
+
+
+_NO_REQUESTS: dict[str, tuple[str, Any]] = {}  # never written to: see SessionState.remember
 
 
 def _request_bytes(request_id: str, seen: tuple[str, Any]) -> int:
