@@ -97,3 +97,25 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
     assert percentile([float(n) for n in range(1, 101)], 0.99) == 99.0
     assert percentile([7.0], 0.01) == percentile([7.0], 0.99) == 7.0
+
+
+def test_calls_in_overlapping_fault_windows_count_as_during_faults() -> None:
+    """A call invoked in the later part of two overlapping fault windows is during faults, and so
+    is one invoked before the later fault's recovery; one invoked after both recovered is calm."""
+    history = _timed_history(
+        [
+            (1.0, "start", "sigstop"),
+            (2.0, "start", "db-lock"),
+            (3.0, "end", "sigstop"),
+            (4.0, "invoke", "p1"),
+            (4.1, "ok", "p1"),  # after the stop's window, inside the lock's: during
+            (5.0, "end", "db-lock"),
+            (6.0, "invoke", "p1"),
+            (6.2, "ok", "p1"),  # the lock's recovery: the first acknowledgement after its end
+            (7.0, "invoke", "p1"),
+            (7.3, "ok", "p1"),  # both ended and recovered: calm
+        ]
+    )
+    latencies = summarize(history).latencies
+    assert [round(value, 3) for value in latencies.during_faults] == [0.1, 0.2]
+    assert [round(value, 3) for value in latencies.calm] == [0.3]
