@@ -1,0 +1,76 @@
+"""Statistics that hold on a noisy machine: medians with their range, ratios pair by pair.
+
+Everything here reads results.json's shapes, so a report can be rebuilt and
+two result folders compared from the files alone.
+
+- A system's figure is the median of its repetitions, shown with the lowest
+  and highest (never a mean: one run the machine stole time from would move it).
+- A ratio between two systems is taken within each repetition (both ran
+  next to each other), and the median of those ratios is reported with
+  their range. When the range holds 1.0 the repetitions disagree on which
+  system is better, and the report says the result cannot be called.
+- A spread is *wide* when the highest repetition is more than
+  ``WIDE_SPREAD`` above the lowest, relative to the median.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Any
+
+WIDE_SPREAD = 0.30
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A median with the lowest and highest values it was taken from."""
+
+    median: float
+    low: float
+    high: float
+    count: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Range:
+        if not values:
+            raise ValueError("no values")
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    @property
+    def width(self) -> float:
+        """(high - low) / median: how far the repetitions spread, relative to the result."""
+        return (self.high - self.low) / self.median if self.median else 0.0
+
+    @property
+    def wide(self) -> bool:
+        return self.width > WIDE_SPREAD
+
+    def holds_one(self) -> bool:
+        """Whether some repetitions put the ratio above 1 and others below it."""
+        return self.low < 1.0 < self.high
+
+
+def figure(system: dict[str, Any], metric: str) -> Range | None:
+    """The median and range of one metric over a system's runs (None if it has none)."""
+    values = [run[metric] for run in system.get("runs", ()) if metric in run]
+    return Range.of(values) if values else None
+
+
+def pair_ratio(system: dict[str, Any], against: dict[str, Any], metric: str) -> Range | None:
+    """``system / against`` for one metric, taken repetition by repetition.
+
+    Only repetitions both systems finished count; None when there are none
+    or the baseline's figure is zero.
+    """
+    ratios = [
+        mine[metric] / theirs[metric]
+        for mine, theirs in zip(system.get("runs", ()), against.get("runs", ()), strict=False)
+        if metric in mine and theirs.get(metric)
+    ]
+    return Range.of(ratios) if ratios else None
+
+
+def better_ratio(ratio: float, better: str) -> float:
+    """A ratio turned so that above 1 always means better (a lower latency is better)."""
+    return ratio if better == "higher" else 1.0 / ratio if ratio else float("inf")
