@@ -37,12 +37,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# bench_stdio.py installs its Node.js baseline itself (npm ci, first run
+# The stdio scenario installs its Node.js baseline itself (npm ci, first run
 # only) when node and npm are on PATH, and skips that one server otherwise.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_actors.py
 	$(BIN)/python benchmarks/bench_durable.py
-	$(BIN)/python benchmarks/bench_stdio.py
+	$(BIN)/python -m benchmarks --scenario stdio
 
 clean:
-	rm -rf $(VENV) build *.egg-info benchmarks/node_baseline/node_modules
+	rm -rf $(VENV) build *.egg-info benchmarks/baselines/node/node_modules

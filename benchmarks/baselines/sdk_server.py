@@ -1,4 +1,4 @@
-"""The baseline for bench_stdio.py: the same session tools on a bare SDK server.
+"""The bare SDK baseline of the stdio scenario: the same session tools on a bare SDK server.
 
 ``MCPServer`` over the SDK's stdio transport, sessions in a dict, one
 ``anyio.Lock`` per session, no persistence: what a straightforward port of

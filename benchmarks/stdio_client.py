@@ -1,52 +1,47 @@
-"""Calls per second over stdio: actorstate's MCP server against a bare Python SDK server and Node.js.
+"""Driving an MCP server over stdio with a raw JSON-RPC client, and checking its counters.
 
 The workload is the one the issue "The MCP call path" names: one client
-keeps 32 requests in flight over 50 sessions, a mix of
-``increment_counter`` (40 %), ``record_action`` with 64-byte ``details``
-(20 %), ``set_preference`` (20 %) and ``get_context`` (20 %). Every round
-runs every server on the same seeded sequence of calls, one server after
-the other, starting with a different server each round:
-
-- ``actorstate serve`` in commit mode (a fresh SQLite file per run) and in
-  memory mode;
-- ``benchmarks/sdk_baseline_server.py``: the Python SDK's ``MCPServer`` on
-  its own stdio transport, a dict and a lock per session, no persistence;
-- ``benchmarks/node_baseline/server.mjs``: the TypeScript SDK's
-  ``McpServer`` on its stdio transport, a ``Map`` and a promise-chain lock
-  per session, no persistence (the Node.js server actorstate replaces).
-  The benchmark runs ``npm ci`` there on first use; without ``node`` and
-  ``npm`` on PATH that server alone is skipped, with the reason printed.
+keeps ``in_flight`` requests (32) in flight over ``sessions`` sessions
+(50), a mix of ``increment_counter`` (40 %), ``record_action`` with
+64-byte ``details`` (20 %), ``set_preference`` (20 %) and ``get_context``
+(20 %), drawn from a seed so several servers can get the very same calls.
 
 The client is a lightweight JSON-RPC client on raw pipes (the SDK's client
 would be the bottleneck). After each run it checks the counters are exact:
 the ``increment_counter`` replies of each session are exactly 1..n, its
 ``record_action`` replies count 1..m events, and ``get_context`` reports n
-and m at the end. A run that breaks this fails the benchmark.
+and m at the end; a run that breaks this raises ``BenchmarkFailure``.
 
-Reported per server (medians over the rounds): calls/s, p50 and p99
-latency, the server's CPU time per call (utime + stime of all its threads
-from /proc, over the timed calls only; /proc counts in clock ticks, 10 ms
-on most kernels, so a run needs thousands of calls for this to mean much),
-and the time from process start to the first ``tools/list`` reply; then
-the ratios the issue asks for. The client runs on the same machine and
+A run's figures: calls/s, p50 and p99 latency, the server's CPU time per
+call (utime + stime of all its threads from /proc, over the timed calls
+only; /proc counts in clock ticks, 10 ms on most kernels, so a run needs
+thousands of calls for this to mean much), and the time from process start
+to the first ``tools/list`` reply. The client runs on the same machine and
 takes CPU time of its own, which matters on a machine with few cores.
 
-    python benchmarks/bench_stdio.py [--quick] [--rounds N] [--calls N] [--json PATH]
+The servers (``servers``):
+
+- ``actorstate serve`` in commit mode (a fresh SQLite file per run) and in
+  memory mode;
+- ``baselines/sdk_server.py``: the Python SDK's ``MCPServer`` on its own
+  stdio transport, a dict and a lock per session, no persistence;
+- ``baselines/node/server.mjs``: the TypeScript SDK's ``McpServer`` on its
+  stdio transport, a ``Map`` and a promise-chain lock per session, no
+  persistence (the Node.js server actorstate replaces). ``npm ci`` runs
+  there on first use; without ``node`` and ``npm`` on PATH that server
+  alone is skipped, with the reason.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import fcntl
 import json
 import os
-import platform
 import random
 import re
 import select
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,11 +52,13 @@ from typing import TYPE_CHECKING, Any
 # client and the server share them): replies are parsed in C.
 import orjson
 
+from benchmarks.suite import BenchmarkFailure, Figures, percentile
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-NODE_BASELINE_DIR = os.path.join(HERE, "node_baseline")
+BASELINES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baselines")
+NODE_BASELINE_DIR = os.path.join(BASELINES, "node")
 
 IN_FLIGHT = 32
 SESSIONS = 50
@@ -77,9 +74,6 @@ DETAILS = "d" * 64  # record_action's details: 64 bytes of ASCII
 # however long a run is and every reply costs about the same.
 PREFERENCE_KEYS = 8
 
-FULL_ROUNDS, FULL_CALLS = 5, 10_000
-QUICK_ROUNDS, QUICK_CALLS = 1, 2_000
-
 COMMIT = "actorstate (commit, SQLite)"
 MEMORY = "actorstate (memory)"
 BARE_SDK = "bare Python SDK (memory)"
@@ -88,19 +82,12 @@ NODE = "Node.js TS SDK (memory)"
 READ_TIMEOUT = 60.0  # seconds without a reply before a server counts as hung
 CLOSE_TIMEOUT = 30.0  # seconds a server gets to exit after end of input
 
-# Only the summary statistics of a run, in the order the table prints them.
-METRICS = ("rate", "p50_ms", "p99_ms", "cpu_us", "start_ms")
-
-
-class BenchmarkFailure(Exception):
-    """A server answered wrongly (an error reply, inexact counters) or stopped answering."""
-
 
 @dataclasses.dataclass(frozen=True)
 class Server:
-    """One server the benchmark runs: its name and how to start it, or why it is skipped.
+    """One server: its name and how to start it, or why it is skipped.
 
-    ``command`` gets the round number, so commit mode can use a fresh database per run.
+    ``command`` gets the run's number, so commit mode can use a fresh database per run.
     """
 
     name: str
@@ -114,21 +101,6 @@ class Call:
 
     tool: str
     session: int
-
-
-@dataclasses.dataclass(frozen=True)
-class RunResult:
-    """What one run of one server measured."""
-
-    rate: float  # calls/s over the timed part
-    p50_ms: float
-    p99_ms: float
-    cpu_us: float  # server CPU time per call
-    start_ms: float  # process start to the first tools/list reply
-    increments: int  # increment_counter replies checked exact
-
-    def metrics(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in METRICS}
 
 
 # -- the wire ---------------------------------------------------------------------
@@ -225,15 +197,15 @@ class Wire:
 # -- the workload -------------------------------------------------------------------
 
 
-def plan_workload(calls: int, seed: int) -> list[Call]:
-    """The calls of one round: tools drawn by the mix's shares, sessions uniformly.
+def plan_workload(calls: int, seed: int, sessions: int = SESSIONS) -> list[Call]:
+    """The calls of one run: tools drawn by the mix's shares, sessions uniformly.
 
-    Seeded, so every server of a round gets the very same sequence.
+    Seeded, so every server given the same seed gets the very same sequence.
     """
     rng = random.Random(seed)
     tools = [tool for tool, _ in MIX]
     weights = [share for _, share in MIX]
-    return [Call(tool, rng.randrange(SESSIONS)) for tool in rng.choices(tools, weights, k=calls)]
+    return [Call(tool, rng.randrange(sessions)) for tool in rng.choices(tools, weights, k=calls)]
 
 
 def encode_requests(plan: list[Call], session_ids: list[str], first_id: int) -> list[bytes]:
@@ -286,7 +258,7 @@ def handshake(wire: Wire) -> float:
         {
             "protocolVersion": "2025-11-25",
             "capabilities": {},
-            "clientInfo": {"name": "bench_stdio", "version": "1"},
+            "clientInfo": {"name": "actorstate-benchmarks", "version": "1"},
         },
     )
     wire.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
@@ -299,11 +271,13 @@ def handshake(wire: Wire) -> float:
     return start_ms
 
 
-def drive(wire: Wire, plan: list[Call], lines: list[bytes], first_id: int) -> tuple[list[float], list[Any]]:
-    """Send the plan's requests, ``IN_FLIGHT`` at a time, and collect every reply.
+def drive(
+    wire: Wire, plan: list[Call], lines: list[bytes], first_id: int, in_flight: int
+) -> tuple[list[float], list[Any]]:
+    """Send the plan's requests, ``in_flight`` at a time, and collect every reply.
 
     A new request goes out as soon as a reply comes in, so the server always
-    has ``IN_FLIGHT`` requests to work on (fewer only at the very end).
+    has ``in_flight`` requests to work on (fewer only at the very end).
 
     Returns:
         The latencies in seconds (in reply order) and, by position in the
@@ -315,7 +289,7 @@ def drive(wire: Wire, plan: list[Call], lines: list[bytes], first_id: int) -> tu
     sent_at = [0.0] * calls
     outcomes: list[Any] = [None] * calls
     latencies: list[float] = []
-    next_index = min(IN_FLIGHT, calls)
+    next_index = min(in_flight, calls)
     now = time.perf_counter()
     for index in range(next_index):
         sent_at[index] = now
@@ -381,20 +355,30 @@ def check_counters(wire: Wire, plan: list[Call], outcomes: list[Any], session_id
     return sum(len(values) for values in increments)
 
 
-def run_once(command: list[str], plan: list[Call], workdir: str) -> RunResult:
-    """Start one server, create the sessions, run the plan timed, check the counters, stop it."""
+def run_once(
+    command: list[str], plan: list[Call], workdir: str, sessions: int = SESSIONS, in_flight: int = IN_FLIGHT
+) -> Figures:
+    """Start one server, create the sessions, run the plan timed, check the counters, stop it.
+
+    Returns rate, p50_ms, p99_ms, cpu_us and start_ms (see the module's
+    docstring), with the calls made and the increments checked.
+
+    Error handling:
+        BenchmarkFailure: the server answered an error, miscounted, or
+        stopped answering.
+    """
     wire = Wire(command, workdir)
     try:
         start_ms = handshake(wire)
         session_ids = [
             structured(wire.call_tool("create_session", {"clientId": "bench"}))["sessionId"]
-            for _ in range(SESSIONS)
+            for _ in range(sessions)
         ]
         first_id = wire.next_id + 1
         lines = encode_requests(plan, session_ids, first_id)
         cpu_before = wire.cpu_seconds()
         started = time.perf_counter()
-        latencies, outcomes = drive(wire, plan, lines, first_id)
+        latencies, outcomes = drive(wire, plan, lines, first_id, in_flight)
         elapsed = time.perf_counter() - started
         cpu = wire.cpu_seconds() - cpu_before
         wire.next_id = first_id + len(plan)  # the check's requests follow the plan's ids
@@ -403,14 +387,15 @@ def run_once(command: list[str], plan: list[Call], workdir: str) -> RunResult:
         wire.close()
     latencies.sort()
     calls = len(plan)
-    return RunResult(
-        rate=calls / elapsed,
-        p50_ms=latencies[calls // 2] * 1000,
-        p99_ms=latencies[min(calls - 1, int(calls * 0.99))] * 1000,
-        cpu_us=cpu / calls * 1e6,
-        start_ms=start_ms,
-        increments=increments,
-    )
+    return {
+        "rate": calls / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "cpu_us": cpu / calls * 1e6,
+        "start_ms": start_ms,
+        "calls": calls,
+        "increments": increments,
+    }
 
 
 # -- the servers -----------------------------------------------------------------
@@ -459,7 +444,7 @@ def prepare_node_baseline() -> Server:
     with open(os.path.join(NODE_BASELINE_DIR, "package-lock.json")) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _node_modules_current():
-            print("installing the Node.js baseline: npm ci in benchmarks/node_baseline", file=sys.stderr)
+            print("installing the Node.js baseline: npm ci in benchmarks/baselines/node", file=sys.stderr)
             completed = subprocess.run(
                 [npm, "ci", "--no-audit", "--no-fund"],
                 cwd=NODE_BASELINE_DIR,
@@ -471,201 +456,15 @@ def prepare_node_baseline() -> Server:
                 last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
                 return Server(NODE, None, f"npm ci failed (exit {completed.returncode}): {last}")
     command = [shutil.which("node") or "node", os.path.join(NODE_BASELINE_DIR, "server.mjs")]
-    return Server(NODE, lambda round_number: command)
+    return Server(NODE, lambda number: command)
 
 
-def all_servers(workdir: str) -> list[Server]:
-    """The four servers, in the order the table lists them."""
+def servers(workdir: str) -> list[Server]:
+    """The four servers, in the order the tables list them; commit mode's databases go in ``workdir``."""
+    actorstate = [sys.executable, "-m", "actorstate", "serve"]
     return [
-        Server(
-            COMMIT,
-            lambda round_number: [
-                sys.executable,
-                "-m",
-                "actorstate",
-                "serve",
-                "--db",
-                os.path.join(workdir, f"bench{round_number}.db"),
-            ],
-        ),
-        Server(
-            MEMORY,
-            lambda round_number: [sys.executable, "-m", "actorstate", "serve", "--durability", "memory"],
-        ),
-        Server(BARE_SDK, lambda round_number: [sys.executable, os.path.join(HERE, "sdk_baseline_server.py")]),
+        Server(COMMIT, lambda number: [*actorstate, "--db", os.path.join(workdir, f"stdio-{number}.db")]),
+        Server(MEMORY, lambda number: [*actorstate, "--durability", "memory"]),
+        Server(BARE_SDK, lambda number: [sys.executable, os.path.join(BASELINES, "sdk_server.py")]),
         prepare_node_baseline(),
     ]
-
-
-# -- the report -------------------------------------------------------------------
-
-
-def medians(results: dict[str, list[RunResult]]) -> dict[str, dict[str, float]]:
-    """Each server's median of every metric over its rounds (servers with no run left out)."""
-    return {
-        name: {metric: statistics.median(run.metrics()[metric] for run in runs) for metric in METRICS}
-        for name, runs in results.items()
-        if runs
-    }
-
-
-# The ratios the issue asks for: (JSON key, what the metric is, numerator, denominator).
-RATIOS: tuple[tuple[str, str, str, str], ...] = (
-    ("commit_vs_node_calls_per_s", "rate", COMMIT, NODE),
-    ("memory_vs_node_calls_per_s", "rate", MEMORY, NODE),
-    ("commit_vs_bare_sdk_cpu_per_call", "cpu_us", COMMIT, BARE_SDK),
-    ("memory_vs_bare_sdk_cpu_per_call", "cpu_us", MEMORY, BARE_SDK),
-    ("commit_vs_memory_p99", "p99_ms", COMMIT, MEMORY),
-    ("commit_vs_node_start", "start_ms", COMMIT, NODE),
-    ("memory_vs_node_start", "start_ms", MEMORY, NODE),
-)
-METRIC_LABELS = {"rate": "calls/s", "cpu_us": "CPU/call", "p99_ms": "p99", "start_ms": "start"}
-
-
-def ratios(median: dict[str, dict[str, float]]) -> list[tuple[str, str, float]]:
-    """The issue's ratios as (JSON key, printed label, value), each only when both servers ran."""
-    return [
-        (key, f"{METRIC_LABELS[metric]:9} {top} / {bottom}", median[top][metric] / median[bottom][metric])
-        for key, metric, top, bottom in RATIOS
-        if top in median and bottom in median
-    ]
-
-
-def machine_line(node: str | None) -> str:
-    return (
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-        f"node {node or 'not found'}, {platform.system()} {platform.release()}"
-    )
-
-
-def workload_line(rounds: int, calls: int) -> str:
-    mix = ", ".join(f"{tool} {share}%" for tool, share in MIX)
-    return (
-        f"workload: {IN_FLIGHT} requests in flight over {SESSIONS} sessions, {calls:,} calls per run "
-        f"({mix}; record_action with {len(DETAILS)}-byte details); median of {rounds} "
-        f"round{'s' * (rounds != 1)}, servers alternating within each round"
-    )
-
-
-def print_report(
-    servers: list[Server],
-    median: dict[str, dict[str, float]],
-    rounds: int,
-    calls: int,
-    increments: int,
-    node: str | None,
-) -> None:
-    print(machine_line(node))
-    print(workload_line(rounds, calls))
-    print()
-    print(
-        f"{'server':28} {'calls/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/call':>12} {'start->tools/list ms':>21}"
-    )
-    for server in servers:
-        if server.skipped is not None:
-            print(f"{server.name:28} skipped: {server.skipped}")
-            continue
-        m = median[server.name]
-        print(
-            f"{server.name:28} {m['rate']:>9,.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
-            f"{m['cpu_us']:>12.0f} {m['start_ms']:>21.0f}"
-        )
-    ran = sum(server.skipped is None for server in servers)
-    print()
-    print(f"counters exact: every run of all {ran} servers ({increments:,} increments checked in all)")
-    print()
-    print("ratios (medians):")
-    for _, label, value in ratios(median):
-        print(f"  {label:66} {value:.2f}x")
-
-
-def results_json(
-    servers: list[Server],
-    results: dict[str, list[RunResult]],
-    median: dict[str, dict[str, float]],
-    rounds: int,
-    calls: int,
-    node: str | None,
-) -> dict[str, Any]:
-    """Everything the report prints, and every run, as one JSON document."""
-    return {
-        "machine": {
-            "arch": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "node": node,
-            "system": f"{platform.system()} {platform.release()}",
-        },
-        "workload": {
-            "in_flight": IN_FLIGHT,
-            "sessions": SESSIONS,
-            "calls_per_run": calls,
-            "rounds": rounds,
-            "mix_percent": dict(MIX),
-            "details_bytes": len(DETAILS),
-        },
-        "servers": {
-            server.name: (
-                {"skipped": server.skipped}
-                if server.skipped is not None
-                else {
-                    "median": median[server.name],
-                    "runs": [dataclasses.asdict(run) for run in results[server.name]],
-                }
-            )
-            for server in servers
-        },
-        "ratios": {key: value for key, _, value in ratios(median)},
-        "counters_exact": True,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help=f"{QUICK_ROUNDS} round of {QUICK_CALLS:,} calls per server"
-    )
-    parser.add_argument(
-        "--rounds", type=int, help=f"rounds (default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick)"
-    )
-    parser.add_argument(
-        "--calls", type=int, help=f"calls per run (default {FULL_CALLS:,}; {QUICK_CALLS:,} with --quick)"
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
-    calls = args.calls or (QUICK_CALLS if args.quick else FULL_CALLS)
-    if rounds < 1 or calls < 1:
-        parser.error("--rounds and --calls must be at least 1")
-
-    node = node_version()
-    with tempfile.TemporaryDirectory(prefix="bench_stdio") as workdir:
-        servers = all_servers(workdir)
-        runnable = [server for server in servers if server.command is not None]
-        results: dict[str, list[RunResult]] = {server.name: [] for server in runnable}
-        for round_number in range(rounds):
-            plan = plan_workload(calls, seed=round_number)
-            # Each round starts with the next server, so none always runs
-            # first on a cold machine or right after the same neighbour.
-            shift = round_number % len(runnable)
-            for server in runnable[shift:] + runnable[:shift]:
-                assert server.command is not None
-                try:
-                    results[server.name].append(run_once(server.command(round_number), plan, workdir))
-                except BenchmarkFailure as failure:
-                    print(f"FAILED: {server.name}, round {round_number + 1}: {failure}", file=sys.stderr)
-                    return 1
-    median = medians(results)
-    increments = sum(run.increments for runs in results.values() for run in runs)
-    print_report(servers, median, rounds, calls, increments, node)
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(results_json(servers, results, median, rounds, calls, node), file, indent=2)
-            file.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

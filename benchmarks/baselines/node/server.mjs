@@ -1,5 +1,6 @@
-// The Node.js baseline for bench_stdio.py: the stateful MCP server actorstate
-// replaces, written the usual way with the official TypeScript SDK.
+// The Node.js baseline of the stdio scenario (benchmarks/scenarios/stdio.py):
+// the stateful MCP server actorstate replaces, written the usual way with the
+// official TypeScript SDK.
 //
 // McpServer on the SDK's stdio transport, sessions in a Map, a promise-chain
 // lock per session, nothing persisted: a process that exits loses every
