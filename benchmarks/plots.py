@@ -83,7 +83,7 @@ def plot_scenario(name: str, scenario: dict[str, Any], folder: str) -> list[str]
     for axes, metric in zip(axes_row[0], metrics, strict=True):
         (_line_plot if line else _bar_plot)(axes, scenario, metric)
         axes.set_ylabel(f"{metric['label']} ({metric['unit']})")
-        if metric["unit"] == "ms":  # latencies span orders of magnitude between cases
+        if line and metric["unit"] == "ms":  # latencies span orders of magnitude between cases
             axes.set_yscale("log")
         axes.grid(True, alpha=0.3)
     handles, labels = axes_row[0][0].get_legend_handles_labels()

@@ -27,11 +27,12 @@ class Progress:
         self.done = 0
         self.current_case = ""
         self.started = time.perf_counter()
+        # The bar first: on a narrow terminal the long description is what gets cut.
         self.bar = RichProgress(
-            TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("{task.description}"),
             console=self.console,
             transient=True,
         )

@@ -46,9 +46,9 @@ def shown(found: Range | None) -> str:
 def shown_ratio(found: Range | None) -> str:
     if found is None:
         return "-"
-    text = f"{found.median:.2f}x"
+    text = f"{found.median:.3g}x"
     if found.count > 1:
-        text += f" ({found.low:.2f}-{found.high:.2f})"
+        text += f" ({found.low:.3g}-{found.high:.3g})"
     return text + (" *not called*" if found.holds_one() else "")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.suite import BenchmarkFailure
@@ -22,9 +23,10 @@ def runs_in(case: Case, plan: Plan) -> int:
 def run_case(case: Case, plan: Plan, progress: Progress) -> dict[str, Any]:
     """Measure every system of ``case``; the case as results.json keeps it.
 
-    A system that fails (``BenchmarkFailure``) stops the case: its figures
-    so far are kept and the failure is recorded with the case, so the report
-    and the exit status show it, and the other cases still run.
+    A system that fails (``BenchmarkFailure``, or any exception: a system
+    that crashes answered wrongly too) stops the case: its figures so far
+    are kept and the failure is recorded with the case, so the report and
+    the exit status show it, and the other cases still run.
     """
     names = list(case.systems)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
@@ -37,24 +39,28 @@ def run_case(case: Case, plan: Plan, progress: Progress) -> dict[str, Any]:
     for name, reason in case.skipped.items():
         result["systems"][name] = {"skipped": reason}
     started = time.perf_counter()
-    number = 0
+    warmup = plan.warmup if case.warmup else 0
+    # Runs are numbered by repetition (warm-ups first), the same number for
+    # every system of a repetition: a scenario seeds its workload with it.
     try:
-        for _ in range(plan.warmup if case.warmup else 0):
+        for number in range(warmup):
             for name in names:
                 progress.running(f"{name} (warm-up)")
                 _measure(case, name, number)
-                number += 1
                 progress.advance()
         for rep in range(plan.reps):
             shift = rep % len(names)
             for name in names[shift:] + names[:shift]:
                 progress.running(name)
-                runs[name].append(_measure(case, name, number))
-                number += 1
+                runs[name].append(_measure(case, name, warmup + rep))
                 progress.advance()
     except BenchmarkFailure as failure:
         result["failure"] = f"{name}: {failure}"
         progress.failed(case.key, result["failure"])
+    except Exception as error:
+        result["failure"] = f"{name}: {type(error).__name__}: {error}"
+        progress.failed(case.key, result["failure"])
+        traceback.print_exc()
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
 

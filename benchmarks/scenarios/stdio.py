@@ -11,7 +11,6 @@ server (``baselines/node/``; skipped, with the reason, without node and npm).
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING
 
 from benchmarks import stdio_client
@@ -31,15 +30,11 @@ def measure(server: Server, calls: int, workdir: str) -> Callable[[int], Figures
     """One run of ``server``: a fresh process, the seeded calls timed, its counters checked."""
     command = server.command
     assert command is not None
-    rounds = itertools.count()
 
     def one(number: int) -> Figures:
-        # The runner runs every system once per round (each warm-up run and
-        # each repetition), so this server's k-th run is of round k: seeding
-        # by k gives every server of a round the very same calls. (``number``
-        # counts every measurement of the case, so it differs between the
-        # servers of one round; it names commit mode's fresh database.)
-        plan = stdio_client.plan_workload(calls, seed=next(rounds), sessions=SESSIONS)
+        # ``number`` is the repetition's: every server of a repetition gets
+        # the very same calls (and commit mode a fresh database file).
+        plan = stdio_client.plan_workload(calls, seed=number, sessions=SESSIONS)
         return stdio_client.run_once(command(number), plan, workdir, sessions=SESSIONS, in_flight=IN_FLIGHT)
 
     return one
@@ -67,9 +62,7 @@ class Stdio(Scenario):
         Metric("cpu_us", "server CPU/call", "µs", "lower"),
         Metric("start_ms", "start to tools/list", "ms", "lower"),
     )
-    # Not the latencies or the start time: plots.py draws milliseconds on a
-    # log axis, where bars (one case, no x axis) mislead.
-    plot_metrics = ("rate", "cpu_us")
+    plot_metrics = ("rate", "p99_ms", "cpu_us", "start_ms")
 
     def cases(self, plan: Plan) -> list[Case]:
         calls = QUICK_CALLS if plan.quick else FULL_CALLS
