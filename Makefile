@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)" >&2; exit 1; }
@@ -37,12 +37,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The stdio scenario installs its Node.js baseline itself (npm ci, first run
-# only) when node and npm are on PATH, and skips that one server otherwise.
+# The benchmark suite: every scenario, 5 repetitions each (about half an hour
+# on 2 cores), into results/<timestamp>/. The stdio scenario installs its
+# Node.js baseline itself (npm ci, first run only) when node and npm are on
+# PATH, and reports that one server skipped otherwise. bench-quick runs
+# every scenario briefly and checks the answers (under 90 s).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_actors.py
-	$(BIN)/python benchmarks/bench_durable.py
-	$(BIN)/python -m benchmarks --scenario stdio
+	$(BIN)/python -m benchmarks $(ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info benchmarks/baselines/node/node_modules

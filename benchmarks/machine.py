@@ -56,7 +56,7 @@ def node_version() -> str | None:
 
 def describe(repository: str) -> dict[str, Any]:
     """CPU model, cores, memory, OS, Python, SQLite, node, package versions and the git commit."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

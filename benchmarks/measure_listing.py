@@ -19,7 +19,7 @@ import time
 import anyio
 
 import actorstate
-from actorstate import Config
+from actorstate import Config, Durability
 from actorstate.transport.tools import ToolContext, call_tool
 
 SESSIONS = 300_000
@@ -27,7 +27,7 @@ SESSIONS = 300_000
 
 async def main(path: str | None) -> None:
     config = Config(max_resident=10_000, memory_budget_mb=2048)
-    durability = "interval" if path else "memory"
+    durability: Durability = "interval" if path else "memory"
     async with actorstate.open_state(path, durability=durability, config=config) as state:
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:
@@ -59,7 +59,9 @@ async def main(path: str | None) -> None:
                 f"{(time.perf_counter() - started) * 1000:.1f} ms"
             )
             started = time.perf_counter()
-            await call_tool(context, "list_sessions", {"limit": 1000, "cursor": first.structured["nextCursor"]})
+            await call_tool(
+                context, "list_sessions", {"limit": 1000, "cursor": first.structured["nextCursor"]}
+            )
             print(f"1,000-row page: {(time.perf_counter() - started) * 1000:.1f} ms")
             started = time.perf_counter()
             ids = await state.list_sessions()

@@ -79,20 +79,24 @@ def plot_scenario(name: str, scenario: dict[str, Any], folder: str) -> list[str]
         return []
     distinct_x = {case["params"].get(scenario["x"]) for case in scenario["cases"]} if scenario["x"] else set()
     line = len(distinct_x) > 1
-    fig, axes_row = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.8), squeeze=False)
-    for axes, metric in zip(axes_row[0], metrics, strict=True):
+    columns = min(2, len(metrics))
+    rows = -(-len(metrics) // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(6.5 * columns, 4.2 * rows), squeeze=False)
+    for axes, metric in zip(grid.flat, metrics, strict=False):
         (_line_plot if line else _bar_plot)(axes, scenario, metric)
         axes.set_ylabel(f"{metric['label']} ({metric['unit']})")
         if line and metric["unit"] == "ms":  # latencies span orders of magnitude between cases
             axes.set_yscale("log")
         axes.grid(True, alpha=0.3)
-    handles, labels = axes_row[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7)
+    for axes in list(grid.flat)[len(metrics) :]:
+        axes.set_visible(False)
+    handles, labels = grid[0][0].get_legend_handles_labels()
     fig.suptitle(scenario["title"])
-    rows = (len(labels) + 3) // 4
-    fig.tight_layout(rect=(0, 0.04 * rows + 0.02, 1, 1))
+    fig.tight_layout()
+    # Below the plots, two series to a row; "tight" saving keeps it all in the image.
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8)
     file_name = f"{name}.png"
-    fig.savefig(os.path.join(folder, file_name), dpi=110)
+    fig.savefig(os.path.join(folder, file_name), dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [file_name]
 

@@ -4,7 +4,7 @@ The supervisor keeps a running total of accounted bytes (cheap, exact
 bookkeeping per actor) and checks it against the budget on every change. The
 constants below turn a session's encoded size into an estimate of the Python
 objects behind it; they were measured with ``tracemalloc`` on CPython 3.11
-(``python benchmarks/bench_actors.py --memory`` reports the real figure).
+(``python -m benchmarks --scenario memory`` measures the real figure).
 Process RSS is also sampled, because an estimate can be wrong: if RSS grows
 past the budget while the estimate says all is well, the supervisor evicts
 in proportion to the gap.
