@@ -1,26 +1,36 @@
-"""SQLite databases for the scenarios: made once through actorstate, copied per run, read back.
+"""SQLite databases for the scenarios: made once per run, copied per measurement, read back.
 
-A run starts from a copy of a template database, so every repetition meets
-the same rows; after it, the counters are read back from the file itself
-(not from the process that wrote them), which is what "nothing lost" means.
+- Templates made through actorstate (``template``): a run starts from a
+  copy, so every repetition meets the same rows; after it, the counters
+  are read back from the file itself (not from the process that wrote
+  them), which is what "nothing lost" means.
+- Big databases written straight into the table (``database``): N small
+  sessions whose ids and counters follow from their index, so every answer
+  can be checked without keeping a million ids.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sqlite3
+import time
+import uuid
 from typing import TYPE_CHECKING
 
 import anyio
 
 import actorstate
 from actorstate.config import Config
-from actorstate.model.codec import decode_session
+from actorstate.model.codec import decode_session, encode_session
+from actorstate.model.session_state import SessionState
 
 if TYPE_CHECKING:
     from benchmarks.suite import Plan
+
+CLIENT = actorstate.DEFAULT_CLIENT_ID
 
 
 def make_sessions(path: str, count: int, payload_bytes: int = 0, backend: str = "trio") -> list[str]:
@@ -75,3 +85,61 @@ def stored_counters(path: str) -> dict[str, int]:
     finally:
         db.close()
     return {session_id: decode_session(blob).metadata.get("counter", 0) for session_id, blob in rows}
+
+
+def session_id(index: int) -> str:
+    """Session ``index``'s id: a version-4 UUID spread like random ones, the same in every run."""
+    digest = hashlib.blake2b(index.to_bytes(8, "big"), digest_size=16).digest()
+    return str(uuid.UUID(bytes=digest, version=4))
+
+
+def counter_of(index: int) -> int:
+    """The counter session ``index`` holds in the database."""
+    return index + 1
+
+
+def build_database(path: str, count: int) -> None:
+    """Write ``count`` small sessions (a topic and a counter) straight into a new database.
+
+    The schema comes from actorstate itself; the rows are what it would
+    write (``encode_session`` of a ``SessionState``), inserted in key order
+    in one transaction, without the fsyncs a live server pays.
+    """
+
+    async def create_schema() -> None:
+        async with actorstate.open_state(path):
+            pass
+
+    anyio.run(create_schema)
+    now = time.time()
+    template = SessionState("", CLIENT, now)
+    rows = sorted((session_id(index), index) for index in range(count))
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute("BEGIN")
+        for start in range(0, count, 10_000):
+            batch = []
+            for identifier, index in rows[start : start + 10_000]:
+                template.id = identifier
+                template.metadata = {"topic": "billing", "counter": counter_of(index)}
+                batch.append((identifier, CLIENT, 1, encode_session(template), now, now, None))
+            db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+
+
+def database(workdir: str, count: int) -> str:
+    """The database of ``count`` sessions in ``workdir``, built on first use and kept for the run."""
+    path = os.path.join(workdir, f"sessions-{count}.db")
+    if not os.path.exists(path):
+        building = os.path.join(workdir, f"building-{count}.db")
+        for leftover in (building, building + "-wal", building + "-shm"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        build_database(building, count)
+        os.replace(building, path)
+    return path

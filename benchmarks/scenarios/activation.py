@@ -1,18 +1,9 @@
-"""Cold activation: calls on sessions that are in the database but not in memory.
-
-Also the database both this scenario and ``recovery`` read: N small
-sessions written straight into the table (untimed), each with a counter
-that depends on its index, so every answer can be checked.
-"""
+"""Cold activation: calls on sessions that are in the database but not in memory."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
-import sqlite3
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 import anyio
@@ -20,9 +11,9 @@ import anyio
 import actorstate
 from actorstate.backend import parking_for_current_backend
 from actorstate.config import Config
-from actorstate.model.codec import decode_session, encode_session
-from actorstate.model.session_state import SessionState
+from actorstate.model.codec import decode_session
 from actorstate.store.threaded import open_sqlite_store
+from benchmarks.databases import counter_of, database, session_id
 from benchmarks.suite import (
     P50,
     P99,
@@ -40,72 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 ACTORSTATE, SELECT = "actorstate", "SELECT + decode per call"
-CLIENT = actorstate.DEFAULT_CLIENT_ID
 CONFIG = Config()
 FIRST_PASS_TIMEOUT = 120.0
-
-# -- the database ---------------------------------------------------------------
-
-
-def session_id(index: int) -> str:
-    """Session ``index``'s id: a version-4 UUID spread like random ones, the same in every run."""
-    digest = hashlib.blake2b(index.to_bytes(8, "big"), digest_size=16).digest()
-    return str(uuid.UUID(bytes=digest, version=4))
-
-
-def counter_of(index: int) -> int:
-    """The counter session ``index`` holds in the database."""
-    return index + 1
-
-
-def build_database(path: str, count: int) -> None:
-    """Write ``count`` small sessions (a topic and a counter) straight into a new database.
-
-    The schema comes from actorstate itself; the rows are what it would
-    write (``encode_session`` of a ``SessionState``), inserted in key order
-    in one transaction, without the fsyncs a live server pays.
-    """
-
-    async def create_schema() -> None:
-        async with actorstate.open_state(path):
-            pass
-
-    anyio.run(create_schema)
-    now = time.time()
-    template = SessionState("", CLIENT, now)
-    rows = sorted((session_id(index), index) for index in range(count))
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = OFF")
-        db.execute("BEGIN")
-        for start in range(0, count, 10_000):
-            batch = []
-            for identifier, index in rows[start : start + 10_000]:
-                template.id = identifier
-                template.metadata = {"topic": "billing", "counter": counter_of(index)}
-                batch.append((identifier, CLIENT, 1, encode_session(template), now, now, None))
-            db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
-        db.execute("COMMIT")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.close()
-
-
-def database(workdir: str, count: int) -> str:
-    """The database of ``count`` sessions in ``workdir``, built on first use and kept for the run."""
-    path = os.path.join(workdir, f"sessions-{count}.db")
-    if not os.path.exists(path):
-        building = os.path.join(workdir, f"building-{count}.db")
-        for leftover in (building, building + "-wal", building + "-shm"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
-        build_database(building, count)
-        os.replace(building, path)
-    return path
-
-
-# -- the measurements -----------------------------------------------------------
 
 # A planned call: the session's id, and the counter it must answer.
 Call = tuple[str, int]

@@ -11,7 +11,8 @@ import anyio
 
 import actorstate
 from actorstate.model.codec import decode_session
-from benchmarks.scenarios.activation import CONFIG, counter_of, database, session_id
+from benchmarks.databases import counter_of, database, session_id
+from benchmarks.scenarios.activation import CONFIG
 from benchmarks.suite import BenchmarkFailure, Case, Figures, Metric, Plan, Scenario
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ import pytest
 
 from actorstate.config import Config
 from actorstate.model.codec import decode_session, encode_session
+from benchmarks import databases
 from benchmarks.baselines.lock_dict import LockedSessions
 from benchmarks.probes import memory as memory_probe
 from benchmarks.scenarios import activation, memory, recovery
@@ -112,7 +113,7 @@ SESSIONS, CALLS = 200, 50
 @pytest.fixture
 def small_database(tmp_path: Path) -> str:
     """A database of 200 sessions built the way the scenarios build theirs."""
-    return activation.database(str(tmp_path), SESSIONS)
+    return databases.database(str(tmp_path), SESSIONS)
 
 
 @pytest.mark.parametrize("system", list(activation.SYSTEMS))
@@ -144,7 +145,7 @@ def test_recovery_baseline_fails_when_sessions_are_missing(small_database: str) 
     """The load-everything baseline must load every session: a database missing rows fails it."""
     db = sqlite3.connect(small_database, isolation_level=None)
     try:
-        db.execute("DELETE FROM sessions WHERE id NOT IN (?)", (activation.session_id(0),))
+        db.execute("DELETE FROM sessions WHERE id NOT IN (?)", (databases.session_id(0),))
     finally:
         db.close()
     with pytest.raises(BenchmarkFailure, match="loaded 1 sessions of 200"):
