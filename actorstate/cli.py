@@ -1,4 +1,4 @@
-"""The ``actorstate`` command: ``serve``, ``sessions``, ``doctor``, ``chaos``.
+"""The ``actorstate`` command: ``serve``, ``sessions``, ``doctor``, ``chaos``, ``tokens``.
 
 Every ``serve`` flag can also come from an ``ACTORSTATE_*`` environment
 variable (the flag wins). Logs go to stderr; stdout belongs to the protocol.
@@ -266,6 +266,52 @@ def _chaos(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _add_tokens(commands: Any) -> None:
+    tokens = commands.add_parser(
+        "tokens",
+        help="bearer tokens for the HTTP transport (a tokens file)",
+        description="Add, list and revoke the bearer tokens in a tokens file. The file keeps only each "
+        "token's SHA-256; `serve --tokens-file` re-reads it on SIGHUP. --tokens-file may also be set "
+        "with ACTORSTATE_TOKENS_FILE.",
+    )
+    actions = tokens.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="make a token for NAME and print it (once)")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--operator", action="store_true", help="mark the principal an operator")
+    listed = actions.add_parser("list", help="one line per token: name, created, operator")
+    revoke = actions.add_parser("revoke", help="remove NAME's token")
+    revoke.add_argument("name", metavar="NAME")
+    for action in (add, listed, revoke):
+        action.add_argument("--tokens-file", metavar="PATH", help="(env ACTORSTATE_TOKENS_FILE)")
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from .transport.tokens import add_token, list_tokens, revoke_token
+
+    path = args.tokens_file or os.environ.get(_env_name("--tokens-file"))
+    if not path:
+        print(
+            "actorstate: name the tokens file: --tokens-file PATH or ACTORSTATE_TOKENS_FILE", file=sys.stderr
+        )
+        return 2
+    if args.action == "add":
+        token = add_token(path, args.name, operator=args.operator)
+        print(token)
+        print(
+            f"actorstate: token for {args.name} added to {path}; it is shown only this once, keep it now",
+            file=sys.stderr,
+        )
+    elif args.action == "list":
+        entries = list_tokens(path)
+        for entry in entries:
+            print(f"{entry.name:<24} {entry.created}  {'operator' if entry.operator else '-'}")
+        print(f"{len(entries)} tokens", file=sys.stderr)
+    else:
+        revoke_token(path, args.name)
+        print(f"actorstate: revoked {args.name}'s token in {path}", file=sys.stderr)
+    return 0
+
+
 def _must_exist(path: str) -> None:
     if not os.path.isfile(path):
         raise StoreError(f"{path} does not exist")
@@ -373,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="check a database without changing it")
     doctor.add_argument("path", nargs="?", help=f"the SQLite database file (default: {default_database()})")
     _add_chaos(commands)
+    _add_tokens(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -389,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "chaos":
             return _chaos(args)
+        if args.command == "tokens":
+            return _tokens(args)
         code = _sessions(args) if args.command == "sessions" else _doctor(args)
         # Flushed here, not at exit, so that a reader gone early is met below.
         sys.stdout.flush()

@@ -19,6 +19,7 @@ __all__ = [
     "StateClosed",
     "StoreError",
     "StoreUnavailable",
+    "TokensFileError",
 ]
 
 
@@ -84,3 +85,9 @@ class StoreUnavailable(StoreError):
 
 class StateClosed(ActorStateError):
     """The state was closed (``open_state`` exited); it takes no more calls."""
+
+
+class TokensFileError(ActorStateError):
+    """A tokens file (``--tokens-file``) is missing, unreadable or malformed, or an
+    ``actorstate tokens`` change to it was refused; the message names the file and
+    what is wrong. A refused change left the file as it was."""
