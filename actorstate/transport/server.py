@@ -14,12 +14,14 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import mcp.types as types
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import ActorStateError
+from .caller import OWNER, Caller, principal_key
 from .handshake import INSTRUCTIONS, SERVER_NAME
 from .tools import ToolContext, ToolError, call_tool, clipped, clipped_repr
 
@@ -55,7 +57,7 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
 
     async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         try:
-            result = await call_tool(context, params.name, params.arguments)
+            result = await call_tool(context, params.name, params.arguments, caller_of(ctx))
         except ToolError as error:
             return types.CallToolResult(content=[types.TextContent(text=str(error))], is_error=True)
         return types.CallToolResult(
@@ -92,7 +94,7 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
             payload = (await call_tool(context, "server_stats", {})).structured
         elif uri.startswith("session://"):
             try:
-                session = state.session_as_owner(uri.removeprefix("session://"))
+                session = caller_of(ctx).session(state, uri.removeprefix("session://"))
                 payload = await session.context(max_turns=max_events)
             except ActorStateError as error:
                 raise MCPError(code=RESOURCE_NOT_FOUND, message=str(error)) from None
@@ -118,6 +120,16 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
     # of the server's time per call here, for traces nobody collects on stdio.
     server.middleware[:] = [_explain_refusals]
     return server
+
+
+def caller_of(ctx: Any) -> Caller:
+    """Who sent a request: the principal of its HTTP request's token, else the process's owner
+    (stdio, or HTTP on loopback without authentication)."""
+    request = getattr(ctx, "request", None)
+    user = getattr(request, "scope", {}).get("user") if request is not None else None
+    if isinstance(user, AuthenticatedUser):
+        return Caller(principal_key(user.access_token))
+    return OWNER
 
 
 def _first_problem(error: ValidationError) -> str:

@@ -23,6 +23,7 @@ import orjson
 from ..errors import ActorStateError, InvalidInput
 from ..state import DEFAULT_CLIENT_ID, canonical_session_id
 from .arguments import ArgumentsCheck, FormatCheck, SchemaError, compile_arguments
+from .caller import OWNER, Caller
 from .quoting import clipped, clipped_repr
 
 if TYPE_CHECKING:
@@ -54,9 +55,9 @@ class ToolResult:
     structured: dict[str, Any]
 
 
-# A handler gets the arguments as the tool's check returns them: every
-# property given is valid, every one with a default is there.
-Handler = Callable[["ToolContext", dict[str, Any]], Awaitable[ToolResult]]
+# A handler gets who is calling, and the arguments as the tool's check
+# returns them: every property given is valid, every one with a default is there.
+Handler = Callable[["ToolContext", Caller, dict[str, Any]], Awaitable[ToolResult]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,11 +108,9 @@ class ToolContext:
         stats["uptime_seconds"] = round(time.monotonic() - self.started_at, 3)
         return stats
 
-    def session(self, arguments: dict[str, Any]) -> Session:
-        """The session the checked ``arguments`` name by ``sessionId``."""
-        # On stdio one client owns the process: clientId labels sessions, it
-        # does not authenticate, so handles act for the owner (see README).
-        return self.state.session_as_owner(arguments["sessionId"])
+    def session(self, caller: Caller, arguments: dict[str, Any]) -> Session:
+        """The session the checked ``arguments`` name by ``sessionId``, as ``caller`` may use it."""
+        return caller.session(self.state, arguments["sessionId"])
 
 
 # -- replies ------------------------------------------------------------------------------
@@ -179,8 +178,8 @@ _CONTEXT = _object(
 # -- handlers ------------------------------------------------------------------------------
 
 
-async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    session = await ctx.state.create_session(arguments["clientId"])
+async def _create_session(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    session = await ctx.state.create_session(caller.client_id(arguments["clientId"]))
     result = {
         "sessionId": session.id,
         "message": "Session created. Use this sessionId in subsequent tool calls.",
@@ -188,8 +187,8 @@ async def _create_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
     return ToolResult(_pretty(result), result)
 
 
-async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(arguments)
+async def _add_context(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    session = ctx.session(caller, arguments)
     total = await session.add_context(
         arguments["key"], arguments["value"], request_id=arguments.get("requestId")
     )
@@ -198,8 +197,8 @@ async def _add_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResul
     )
 
 
-async def _record_action(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(arguments)
+async def _record_action(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    session = ctx.session(caller, arguments)
     total = await session.record_action(
         arguments["action"], details=arguments.get("details"), request_id=arguments.get("requestId")
     )
@@ -208,13 +207,13 @@ async def _record_action(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRes
     )
 
 
-async def _get_context(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    context = await ctx.session(arguments).context(max_turns=arguments["maxTurns"])
+async def _get_context(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    context = await ctx.session(caller, arguments).context(max_turns=arguments["maxTurns"])
     return ToolResult(_pretty(context), context)
 
 
-async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(arguments)
+async def _set_preference(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    session = ctx.session(caller, arguments)
     metadata = await session.set_preference(
         arguments["key"], arguments["value"], request_id=arguments.get("requestId")
     )
@@ -225,21 +224,21 @@ async def _set_preference(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRe
     )
 
 
-async def _increment_counter(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+async def _increment_counter(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
     key = arguments["key"]
-    session = ctx.session(arguments)
+    session = ctx.session(caller, arguments)
     value = await session.increment(key, by=arguments["by"], request_id=arguments.get("requestId"))
     return ToolResult(f"Counter: {value}", {"sessionId": session.id, "key": key, "value": value})
 
 
-async def _end_session(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(arguments)
+async def _end_session(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    session = ctx.session(caller, arguments)
     await session.end()
     return ToolResult("Session ended and cleaned up.", {"sessionId": session.id, "ended": True})
 
 
-async def _list_sessions(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    client_id = arguments["clientId"]
+async def _list_sessions(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    client_id = caller.client_id(arguments["clientId"])
     page = await ctx.state.describe_sessions(
         client_id, cursor=arguments.get("cursor"), limit=arguments["limit"]
     )
@@ -249,7 +248,7 @@ async def _list_sessions(ctx: ToolContext, arguments: dict[str, Any]) -> ToolRes
     return ToolResult(_pretty(result), result)
 
 
-async def _server_stats(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+async def _server_stats(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
     stats = ctx.stats()
     stats["evictions"] = dict(stats["evictions"])
     return ToolResult(_pretty(stats), stats)
@@ -404,8 +403,11 @@ def build_tools(config: Config) -> dict[str, Tool]:
     return {tool.name: tool for tool in tools}
 
 
-async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | None) -> ToolResult:
-    """Run one tool on its checked arguments; raise ToolError with a readable message on any refusal."""
+async def call_tool(
+    ctx: ToolContext, name: str, arguments: dict[str, Any] | None, caller: Caller = OWNER
+) -> ToolResult:
+    """Run one tool for ``caller`` on its checked arguments; raise ToolError with a readable
+    message on any refusal."""
     tool = ctx.tools.get(name)
     if tool is None:
         raise ToolError(f"unknown tool {clipped_repr(name)}; the tools are: {', '.join(ctx.tools)}")
@@ -413,7 +415,7 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any] | Non
     if not isinstance(arguments, dict):
         raise ToolError("arguments must be a JSON object")
     try:
-        return await tool.handler(ctx, tool.check_arguments(arguments))
+        return await tool.handler(ctx, caller, tool.check_arguments(arguments))
     except InvalidInput as error:
         raise ToolError(str(error)) from None
     except ActorStateError as error:

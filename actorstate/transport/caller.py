@@ -1,0 +1,69 @@
+"""Who is calling a tool, and so which sessions the call may touch.
+
+Over stdio one client owns the process: ``clientId`` labels sessions (for
+listing them), it does not authenticate, and a session id acts for the
+owner. Over HTTP with authentication the caller is the principal its token
+names: every session it creates is owned by that principal, it sees and
+touches only its own sessions (another principal's session answers exactly
+like an unknown one: the state's lookup scoped by owner does that), and a
+``clientId`` argument can only name itself: the identity comes from the
+token, never from an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidInput
+from ..state import DEFAULT_CLIENT_ID
+from .quoting import clipped_repr
+from .tokens import Principal
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..state import Session, State
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Caller:
+    """The process's owner (``principal`` None) or an authenticated principal, by its key."""
+
+    principal: str | None = None
+
+    def session(self, state: State, session_id: str) -> Session:
+        """The session ``session_id`` names, as this caller may use it."""
+        if self.principal is None:
+            return state.session_as_owner(session_id)
+        return state.session(session_id, self.principal)
+
+    def client_id(self, named: str) -> str:
+        """The client the sessions of this call belong to, given the ``clientId`` argument.
+
+        Error handling:
+            InvalidInput: an authenticated caller named another client.
+        """
+        if self.principal is None:
+            return named
+        if named in (DEFAULT_CLIENT_ID, self.principal):
+            return self.principal
+        raise InvalidInput(
+            f"clientId {clipped_repr(named)} names another client: over HTTP your identity comes "
+            f"from your token (you are {self.principal!r}); leave clientId out"
+        )
+
+
+OWNER = Caller()
+
+
+def principal_key(token: Any) -> str:
+    """The owner key of the principal an access token names: issuer, subject and client together.
+
+    ``token`` is the SDK's ``AccessToken`` (not imported: stdio never loads
+    the SDK for this). Two principals differ when any part differs, so one
+    issuer's subject cannot act as another issuer's namesake (see
+    :attr:`.tokens.Principal.key`).
+    """
+    issuer = (token.claims or {}).get("iss")
+    return Principal(str(issuer or ""), token.subject or "", token.client_id).key

@@ -1,0 +1,236 @@
+"""Streamable HTTP: the session tools for many clients, each seeing only its own sessions.
+
+The app is the SDK's Streamable HTTP session manager, which serves both
+protocol generations on one endpoint (``/mcp``): 2026-07-28's sessionless
+requests (one self-contained POST per request, no ``Mcp-Session-Id``) and
+the older protocol sessions (``initialize``, then requests under the
+session id it minted). The state session a tool call names by
+``sessionId`` is independent of either: a client that reconnects, or moves
+from the older protocol to the new one, keeps using its state sessions.
+
+In front of the manager, outermost first: the SDK's bearer authentication
+(``AuthenticationMiddleware`` with our verifier, then the request's
+principal in a context variable), the SDK's ``RequireAuthMiddleware``
+(``401`` with ``WWW-Authenticate``, naming the protected-resource
+metadata when an authorization server is configured), then the connection
+registry (:mod:`.registry`: limits per principal and in all). The tools
+take the caller from the authenticated request (:func:`.server.caller_of`).
+
+Without a verifier the server listens on loopback only: whoever can reach
+it owns the process, as over stdio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import sniffio
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.routing import Route
+
+from .caller import principal_key
+from .registry import ConnectionRegistry, RegistryLimits
+from .server import build_server
+from .tools import ToolContext
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mcp.server.auth.provider import TokenVerifier
+    from starlette.types import Scope
+
+    from ..state import State
+    from .signals import StopSignals
+
+__all__ = ["HttpSettings", "check_listen_address", "serve_http"]
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+LISTEN_BACKLOG = 4096
+# The principal of every request on a server without authentication.
+LOCAL_OWNER = "local"
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    """Where and how ``actorstate serve --http`` listens.
+
+    ``verifier`` authenticates bearer tokens (None: no authentication,
+    loopback only). ``public_url`` is the endpoint as clients reach it (the
+    protected resource's identifier; default ``http://HOST:PORT/mcp``).
+    ``authorization_servers``, when given, are listed in the
+    protected-resource metadata that 401 replies point to.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    verifier: TokenVerifier | None = None
+    public_url: str | None = None
+    authorization_servers: tuple[str, ...] = ()
+    limits: RegistryLimits = dataclasses.field(default_factory=RegistryLimits)
+    # Seconds a request in flight gets to finish after a stop signal.
+    graceful_timeout: float = 10.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen_address(settings: HttpSettings) -> None:
+    """Refuse to listen beyond loopback without authentication.
+
+    Error handling:
+        ValueError: naming the flag that would make it safe.
+    """
+    if settings.verifier is None and not is_loopback(settings.host):
+        raise ValueError(
+            f"refusing to serve HTTP on {settings.host} without authentication: anyone who can reach it "
+            "would own every session. Give --tokens-file PATH (see `actorstate tokens add`) or "
+            "--jwt-key / --jwt-jwks, or listen on 127.0.0.1"
+        )
+
+
+def principal_of(scope: Scope) -> str:
+    """The principal key of an authenticated request, or the local owner without authentication."""
+    user = scope.get("user")
+    if isinstance(user, AuthenticatedUser):
+        return principal_key(user.access_token)
+    return LOCAL_OWNER
+
+
+def build_http_app(
+    state: State, context: ToolContext, settings: HttpSettings, public_url: str
+) -> tuple[Starlette, ConnectionRegistry]:
+    """The ASGI app for ``state`` and the registry in it (its figures join ``server_stats``)."""
+    server = build_server(state, context)
+    security = None
+    if is_loopback(settings.host):
+        # A browser page must not reach a loopback server through a name that
+        # resolves there (DNS rebinding): only loopback Host and Origin pass.
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+    registry = ConnectionRegistry(StreamableHTTPASGIApp(manager), settings.limits, principal_of)
+    context.add_stats(registry.stats)
+    routes: list[Route] = []
+    middleware: list[Middleware] = []
+    endpoint: Any = registry
+    if settings.verifier is not None:
+        metadata_url = None
+        if settings.authorization_servers:
+            routes += create_protected_resource_routes(
+                resource_url=AnyHttpUrl(public_url),
+                authorization_servers=[AnyHttpUrl(url) for url in settings.authorization_servers],
+            )
+            metadata_url = build_resource_metadata_url(AnyHttpUrl(public_url))
+        middleware = [
+            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(settings.verifier)),
+            Middleware(AuthContextMiddleware),
+        ]
+        endpoint = RequireAuthMiddleware(registry, [], metadata_url)
+    routes.append(Route(MCP_PATH, endpoint=endpoint))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lambda app: manager.run())
+    return app, registry
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here so its port is known (``--http 127.0.0.1:0`` picks one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(LISTEN_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_http(
+    state: State,
+    settings: HttpSettings,
+    *,
+    signals: StopSignals | None = None,
+    on_listening: Callable[[str], None] | None = None,
+    stop: anyio.Event | None = None,
+) -> None:
+    """Serve MCP over Streamable HTTP until a stop signal or cancellation.
+
+    A stop signal (or ``stop`` being set) stops accepting connections, lets
+    the requests in flight finish (up to ``graceful_timeout``), then
+    returns; the caller closes the state, which commits everything. A second
+    signal stops at once. ``on_listening`` gets the endpoint's URL once the
+    socket listens.
+
+    Error handling:
+        ValueError: the address is refused (see :func:`check_listen_address`) or taken.
+    """
+    from hypercorn.config import Config as HypercornConfig
+
+    check_listen_address(settings)
+    sock = _listening_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    public_url = settings.public_url or f"http://{shown_host}:{port}{MCP_PATH}"
+    app, _ = build_http_app(state, ToolContext(state), settings, public_url)
+    config = HypercornConfig()
+    # Hypercorn owns (and closes) the descriptor it is given: a duplicate.
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]
+    config.graceful_timeout = settings.graceful_timeout
+    config.keep_alive_timeout = 75.0
+    # Hypercorn listens again on the socket it is given, with this backlog:
+    # its default (100) overflows when hundreds of clients connect at once.
+    config.backlog = LISTEN_BACKLOG
+    config.accesslog = None
+    config.errorlog = logging.getLogger("actorstate.http")
+    stopping = stop or anyio.Event()
+
+    async def shutdown_trigger() -> None:
+        await stopping.wait()
+
+    try:
+        with anyio.CancelScope() as serving:
+            with signals.serving(stopping.set, serving.cancel) if signals else contextlib.nullcontext():
+                logger.info(
+                    "serving MCP over HTTP at %s (%s)",
+                    public_url,
+                    "bearer tokens required" if settings.verifier else "no authentication: loopback only",
+                )
+                if on_listening is not None:
+                    on_listening(public_url)
+                if sniffio.current_async_library() == "trio":
+                    import hypercorn.trio
+
+                    await hypercorn.trio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+                else:
+                    import hypercorn.asyncio
+
+                    await hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    finally:
+        sock.close()

@@ -1,0 +1,187 @@
+"""The HTTP connection registry: who is connected, what they have in flight, and the limits.
+
+Every HTTP exchange with the MCP endpoint (a POST and its reply stream, a
+GET stream, a DELETE) is registered from the moment its request arrives
+until its response ends, under the principal its token names. The limits,
+each answered before the request reaches the MCP server, with the status a
+client and a load balancer understand and a message a person can act on:
+
+- ``max_connections``: exchanges open at once, all principals together:
+  past it, ``503 Service Unavailable`` with ``Retry-After``;
+- ``max_in_flight``: exchanges open at once for one principal: past it,
+  ``429 Too Many Requests`` with ``Retry-After``;
+- ``rate``: requests per second for one principal, a token bucket that
+  holds ``burst`` requests: past it, ``429`` with the seconds until the
+  next request would be taken.
+
+A refusal is a JSON-RPC error body too, so an MCP client shows its text.
+The first exchange of a principal and the end of its last are logged at
+INFO on stderr, refusals at WARNING (once per principal and limit per
+second, so a client hammering the server does not flood the log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["ConnectionRegistry", "RegistryLimits"]
+
+logger = logging.getLogger(__name__)
+
+# JSON-RPC's "server error" range: the request was not taken, try later.
+_REFUSED = -32000
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryLimits:
+    """The limits of an HTTP server; see the module docstring."""
+
+    max_connections: int = 1000
+    max_in_flight: int = 64
+    rate: float = 200.0  # requests per second, per principal
+    burst: int = 400
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_in_flight", "rate", "burst"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+
+
+@dataclasses.dataclass
+class _Principal:
+    open: int = 0
+    requests: int = 0
+    refused: int = 0
+    tokens: float = 0.0
+    refilled_at: float = 0.0
+    last_refusal_logged: float = -math.inf
+
+
+class ConnectionRegistry:
+    """The registry and its limits, as ASGI middleware in front of the MCP endpoint.
+
+    ``principal_of`` names the principal of a request's scope (after
+    authentication); ``clock`` is monotonic seconds (tests move it).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: RegistryLimits,
+        principal_of: Callable[[Scope], str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.principal_of = principal_of
+        self.clock = clock
+        self.open = 0
+        self.refused_busy = 0
+        self.principals: dict[str, _Principal] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        name = self.principal_of(scope)
+        refusal = self._admit(name)
+        if refusal is not None:
+            status, retry_after, message = refusal
+            await _refuse(send, status, retry_after, message)
+            return
+        entry = self.principals[name]
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open -= 1
+            entry.open -= 1
+            if entry.open == 0:
+                logger.info("HTTP: %s has no exchange open (%d requests so far)", name, entry.requests)
+
+    def _admit(self, name: str) -> tuple[int, float, str] | None:
+        """Register one exchange of ``name``, or the refusal: (status, Retry-After seconds, message)."""
+        now = self.clock()
+        entry = self.principals.get(name)
+        if entry is None:
+            entry = self.principals[name] = _Principal(tokens=self.limits.burst, refilled_at=now)
+        limits = self.limits
+        refusal: tuple[int, float, str] | None = None
+        entry.tokens = min(limits.burst, entry.tokens + (now - entry.refilled_at) * limits.rate)
+        entry.refilled_at = now
+        if self.open >= limits.max_connections:
+            self.refused_busy += 1
+            refusal = (
+                503,
+                1.0,
+                f"the server has {self.open} HTTP exchanges open, its limit (--max-connections "
+                f"{limits.max_connections}): retry in a second, or raise the limit",
+            )
+        elif entry.open >= limits.max_in_flight:
+            refusal = (
+                429,
+                1.0,
+                f"you have {entry.open} requests in flight, the limit per client (--max-in-flight-per-client "
+                f"{limits.max_in_flight}): wait for replies before sending more",
+            )
+        elif entry.tokens < 1:
+            wait = (1 - entry.tokens) / limits.rate
+            refusal = (
+                429,
+                wait,
+                f"you are past {limits.rate:g} requests per second (--rate-limit; bursts of {limits.burst}): "
+                f"retry in {wait:.2f} s",
+            )
+        if refusal is not None:
+            entry.refused += 1
+            if now - entry.last_refusal_logged >= 1.0:
+                entry.last_refusal_logged = now
+                logger.warning("HTTP: refused %s (%d): %s", name, refusal[0], refusal[2])
+            return refusal
+        entry.tokens -= 1
+        entry.requests += 1
+        if entry.open == 0:
+            logger.info("HTTP: %s has an exchange open", name)
+        entry.open += 1
+        self.open += 1
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        """The figures ``server_stats`` shows: totals only (principals' names are not for every caller)."""
+        return {
+            "http_open": self.open,
+            "http_max_connections": self.limits.max_connections,
+            "http_clients_open": sum(1 for entry in self.principals.values() if entry.open),
+            "http_clients_seen": len(self.principals),
+            "http_requests": sum(entry.requests for entry in self.principals.values()),
+            "http_refused": sum(entry.refused for entry in self.principals.values()),
+            "http_refused_server_busy": self.refused_busy,
+        }
+
+
+async def _refuse(send: Send, status: int, retry_after: float, message: str) -> None:
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": _REFUSED, "message": message}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(max(1, math.ceil(retry_after))).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
