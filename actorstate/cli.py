@@ -30,6 +30,7 @@ from .store.doctor import diagnose
 from .store.sqlite import SQLiteStore
 from .store.view import DatabaseView, SessionRow
 from .transport.limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
+from .transport.registry import RegistryLimits
 
 logger = logging.getLogger("actorstate.cli")
 
@@ -46,6 +47,7 @@ def default_database() -> Path:
 
 
 _DEFAULTS = Config()
+_HTTP_LIMITS = RegistryLimits()
 
 # flag, type, default, help (the environment variable is derived from the flag)
 _SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
@@ -62,6 +64,27 @@ _SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--backend", str, "asyncio", "trio | asyncio"),
     ("--fast-path", str, "on", "on | off: answer tools/call without the SDK's per-request dispatch"),
     ("--log-level", str, "INFO", "DEBUG | INFO | WARNING | ERROR"),
+    ("--http", str, None, "serve MCP over Streamable HTTP on HOST:PORT instead of stdio"),
+    (
+        "--tokens-file",
+        str,
+        None,
+        "HTTP: accept this file's bearer tokens (actorstate tokens; reloaded on SIGHUP)",
+    ),
+    (
+        "--public-url",
+        str,
+        None,
+        "HTTP: the endpoint's URL as clients reach it (default http://HOST:PORT/mcp)",
+    ),
+    ("--max-connections", int, _HTTP_LIMITS.max_connections, "HTTP: exchanges open at once, all clients"),
+    (
+        "--max-in-flight-per-client",
+        int,
+        _HTTP_LIMITS.max_in_flight,
+        "HTTP: exchanges open at once per client",
+    ),
+    ("--rate-limit", float, _HTTP_LIMITS.rate, "HTTP: requests per second per client (bursts of twice that)"),
 ]
 _CHOICES = {
     "--durability": ("commit", "interval", "memory"),
@@ -78,8 +101,9 @@ def _env_name(flag: str) -> str:
 def _add_serve(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
-        help="serve the session tools over MCP on stdio",
-        description="Serve the session tools over MCP on stdin/stdout. "
+        help="serve the session tools over MCP on stdio (or HTTP with --http)",
+        description="Serve the session tools over MCP on stdin/stdout, or over Streamable HTTP "
+        "with --http HOST:PORT (bearer tokens with --tokens-file; without them, loopback only). "
         "Each flag may also be set with the environment variable shown.",
     )
     for flag, kind, _, text in _SERVE_OPTIONS:
@@ -117,6 +141,10 @@ def _serve_settings(args: argparse.Namespace) -> None:
         if flag == "--stop-grace" and not value >= 0:  # not NaN either
             raise ValueError(f"{source} must be a number of seconds, 0 or more, not {value}")
         setattr(args, name, value)
+    if args.http is not None:
+        args.http_address = _http_address(args.http)
+    elif args.tokens_file is not None or args.public_url is not None:
+        raise ValueError("--tokens-file and --public-url are for serving HTTP: add --http HOST:PORT")
     if args.durability != "memory":
         # The default database lives in the user's data directory, made on first run.
         path = Path(args.db).expanduser() if args.db else default_database()
@@ -127,6 +155,19 @@ def _serve_settings(args: argparse.Namespace) -> None:
                 f"cannot create {error.filename or path.parent} for the database {path}: {error.strerror}"
             ) from None
         args.db = str(path)
+
+
+def _http_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8000`` for IPv6) as a host and a port.
+
+    Error handling:
+        ValueError: saying what the flag should look like.
+    """
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--http must be HOST:PORT (such as 127.0.0.1:8000), not {text!r}")
+    return host, int(port)
 
 
 def _check_serve_extras(backend: str) -> None:
@@ -157,6 +198,8 @@ async def _serve(args: argparse.Namespace) -> None:
     from .transport.serve import serve_stdio
     from .transport.signals import StopSignals
 
+    http = _http_settings(args) if args.http is not None else None
+
     # Everything imported so far lives as long as the process. Frozen, the
     # cyclic collector stops walking it on every full collection (with the
     # SDK's models and schemas, about a tenth of the CPU of each call was
@@ -177,8 +220,9 @@ async def _serve(args: argparse.Namespace) -> None:
             "planted bug %s is on (%s): for the chaos runner only", name, planted.PLANTED_BUGS[name]
         )
     logger.info(
-        "actorstate %s serving MCP on stdio: database %s, durability %s, backend %s",
+        "actorstate %s serving MCP on %s: database %s, durability %s, backend %s",
         __version__,
+        "HTTP" if http else "stdio",
         path or "(none: memory only)",
         args.durability,
         args.backend,
@@ -191,15 +235,24 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         async with anyio.create_task_group() as task_group:
             await task_group.start(signals.receive)
+            if http is not None and http.verifier is not None:
+                from .transport.authentication import reload_on_sighup
+
+                await task_group.start(reload_on_sighup, http.verifier)
             async with open_state(path, durability=args.durability, config=config) as state:
-                await serve_stdio(
-                    state,
-                    max_line_bytes=args.max_line_bytes,
-                    max_in_flight=args.max_in_flight,
-                    stop_grace=args.stop_grace,
-                    signals=signals,
-                    fast_path=args.fast_path == "on",
-                )
+                if http is not None:
+                    from .transport.http import serve_http
+
+                    await serve_http(state, http, signals=signals)
+                else:
+                    await serve_stdio(
+                        state,
+                        max_line_bytes=args.max_line_bytes,
+                        max_in_flight=args.max_in_flight,
+                        stop_grace=args.stop_grace,
+                        signals=signals,
+                        fast_path=args.fast_path == "on",
+                    )
                 logger.info("serving ended: closing")
             task_group.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -208,6 +261,47 @@ async def _serve(args: argparse.Namespace) -> None:
             raise group.exceptions[0] from None
         raise
     logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
+
+
+def _http_settings(args: argparse.Namespace) -> Any:
+    """The HTTP server's settings from the serve flags (its verifier loaded, its address checked).
+
+    Error handling:
+        ValueError, TokensFileError: a flag or the tokens file is not usable.
+    """
+    from .transport.http import HttpSettings, check_listen_address
+
+    verifier = None
+    if args.tokens_file is not None:
+        from .transport.authentication import TokensFileVerifier
+        from .transport.tokens import TokensFile
+
+        verifier = TokensFileVerifier(TokensFile(args.tokens_file))
+    host, port = args.http_address
+    settings = HttpSettings(
+        host=host,
+        port=port,
+        verifier=verifier,
+        public_url=args.public_url,
+        limits=_http_limits(args),
+        graceful_timeout=args.stop_grace,
+    )
+    check_listen_address(settings)
+    return settings
+
+
+def _http_limits(args: argparse.Namespace) -> RegistryLimits:
+    try:
+        return RegistryLimits(
+            max_connections=args.max_connections,
+            max_in_flight=args.max_in_flight_per_client,
+            rate=args.rate_limit,
+            burst=max(1, int(2 * args.rate_limit)),
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"--max-connections, --max-in-flight-per-client and --rate-limit must be positive ({error})"
+        ) from None
 
 
 def _add_chaos(commands: Any) -> None:

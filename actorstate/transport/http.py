@@ -229,8 +229,37 @@ async def serve_http(
 
                     await hypercorn.trio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
                 else:
-                    import hypercorn.asyncio
-
-                    await hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+                    await _serve_on_asyncio(app, config, shutdown_trigger, stopping)
     finally:
         sock.close()
+
+
+async def _serve_on_asyncio(
+    app: Starlette, config: Any, shutdown_trigger: Callable[[], Any], stopping: anyio.Event
+) -> None:
+    """Hypercorn's asyncio server, in a task of its own.
+
+    Its own: after a stop it leaves a cancellation request counted on the
+    task that ran it (and it ends by awaiting the lifespan task it
+    cancelled, whose CancelledError it lets out), which anyio's cancel
+    scopes above would then take for a cancellation of ours. Its end is
+    read from the task instead; a cancellation of ours cancels the task.
+    """
+    import asyncio
+
+    import hypercorn.asyncio
+
+    task = asyncio.get_running_loop().create_task(
+        hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    )
+    try:
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.wait({task})
+        raise
+    if task.cancelled():
+        if not stopping.is_set():
+            raise RuntimeError("the HTTP server stopped by itself")
+        return
+    task.result()  # raises what the server raised

@@ -15,8 +15,8 @@ client and a load balancer understand and a message a person can act on:
   next request would be taken.
 
 A refusal is a JSON-RPC error body too, so an MCP client shows its text.
-The first exchange of a principal and the end of its last are logged at
-INFO on stderr, refusals at WARNING (once per principal and limit per
+A principal's first request is logged at INFO on stderr, its exchanges
+opening and closing at DEBUG, refusals at WARNING (once per principal per
 second, so a client hammering the server does not flood the log).
 """
 
@@ -107,7 +107,7 @@ class ConnectionRegistry:
             self.open -= 1
             entry.open -= 1
             if entry.open == 0:
-                logger.info("HTTP: %s has no exchange open (%d requests so far)", name, entry.requests)
+                logger.debug("HTTP: %s has no exchange open (%d requests so far)", name, entry.requests)
 
     def _admit(self, name: str) -> tuple[int, float, str] | None:
         """Register one exchange of ``name``, or the refusal: (status, Retry-After seconds, message)."""
@@ -115,6 +115,7 @@ class ConnectionRegistry:
         entry = self.principals.get(name)
         if entry is None:
             entry = self.principals[name] = _Principal(tokens=self.limits.burst, refilled_at=now)
+            logger.info("HTTP: first request from %s", name)
         limits = self.limits
         refusal: tuple[int, float, str] | None = None
         entry.tokens = min(limits.burst, entry.tokens + (now - entry.refilled_at) * limits.rate)
@@ -151,7 +152,7 @@ class ConnectionRegistry:
         entry.tokens -= 1
         entry.requests += 1
         if entry.open == 0:
-            logger.info("HTTP: %s has an exchange open", name)
+            logger.debug("HTTP: %s has an exchange open", name)
         entry.open += 1
         self.open += 1
         return None
