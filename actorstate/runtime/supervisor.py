@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import signal
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -29,7 +29,7 @@ import anyio.abc
 
 from ..backend import Envelope, Parking, ToldEnvelope, run_detached
 from ..clock import Clock
-from ..errors import Overloaded, SessionNotFound, StateClosed
+from ..errors import ActorStateError, Overloaded, SessionNotFound, StateClosed
 from ..model.codec import decode_session
 from ..model.listing import ListingKey, SessionRow, merge_page
 from ..model.messages import CreateSession, EndSession, Increment, Message
@@ -194,24 +194,37 @@ class Supervisor:
             await self.residency.refresh()
         envelope = Envelope(message, client_id)
         actor = self._resident.get(session_id)
-        if actor is not None and actor.mailbox is None and actor.status is _READY:
-            # The actor is idle: its turn runs right here, in this task. A reply
-            # that is ready at once gets one checkpoint first (a cancelled caller
-            # leaves with nothing done); a write whose reply waits for its commit
-            # parks after the turn instead, and that park is the checkpoint.
-            if not (self._hold_writes and message.writes):
-                await self._parking.checkpoint()
-                # Still idle? (Removal marks an actor GONE, so no lookup is needed.)
-                if actor.mailbox is not None or actor.status is not _READY:
-                    await self._post(session_id, envelope)
-                    return await self._parking.park(envelope)
-            if not self.scheduler.closed:
-                self._turns(actor, [envelope])
-                if envelope.done:
-                    return envelope.unwrap()
-                return await self._parking.park(envelope)  # held for its commit, or crashed
-        await self._post(session_id, envelope)
-        return await self._parking.park(envelope)
+        try:
+            if actor is not None and actor.mailbox is None and actor.status is _READY:
+                # The actor is idle: its turn runs right here, in this task. A reply
+                # that is ready at once gets one checkpoint first (a cancelled caller
+                # leaves with nothing done); a write whose reply waits for its commit
+                # parks after the turn instead, and that park is the checkpoint.
+                if not (self._hold_writes and message.writes):
+                    await self._parking.checkpoint()
+                    # Still idle? (Removal marks an actor GONE, so no lookup is needed.)
+                    if actor.mailbox is not None or actor.status is not _READY:
+                        await self._post(session_id, envelope)
+                        return await self._parking.park(envelope)
+                if not self.scheduler.closed:
+                    self._turns(actor, [envelope])
+                    if envelope.done:
+                        return envelope.unwrap()
+                    return await self._parking.park(envelope)  # held for its commit, or crashed
+            await self._post(session_id, envelope)
+            return await self._parking.park(envelope)
+        except SessionNotFound:
+            if actor is not None and client_id is not None and store is not None:
+                # Answered from memory (another client's session, or an ended
+                # one still resident), where an unknown id costs a store read:
+                # the same read, so that timing cannot tell which ids exist.
+                await self._read_as_if_unknown(session_id)
+            raise
+
+    async def _read_as_if_unknown(self, session_id: str) -> None:
+        assert self._store is not None
+        with suppress(ActorStateError):
+            await self._store.load(session_id)
 
     async def tell(self, session_id: str, message: Message[Any]) -> None:
         """Post ``message`` without waiting for its turn (fire and forget).
