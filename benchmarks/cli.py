@@ -8,10 +8,19 @@
     python -m benchmarks --report DIR        rebuild DIR's report.md and plots from its results.json
 
 A run writes ``results.json`` (every repetition's figures, the machine, the
-options), ``report.md`` (the tables) and a PNG plot per scenario. Exit
-status: 0; 1 when a system answered wrongly in any case (the report and
-stderr say which), or when ``--compare`` flags a regression beyond the
-noise; 2 for a bad command line.
+options), ``report.md`` (the tables) and a PNG plot per scenario into
+``--out`` (a new or empty folder; default results/<timestamp>). The
+databases the scenarios write go to a work folder, by default ``work/``
+inside the results folder (removed after the run), or a fresh folder inside
+``--workdir DIR``: put it on the disk you mean to measure, not on tmpfs
+(the report names the work folder's filesystem and warns on tmpfs).
+
+Exit status: 0; 1 when a system answered wrongly in any case or a
+scenario's set-up failed (the report and stderr say which), or when
+``--compare`` finds a problem (a regression of actorstate's beyond the
+noise, a failure, a lost case or system: see ``compare.py``); 2 for a bad
+command line (among them ``--out`` naming a compare folder, a file or a
+non-empty folder, and a quick run compared with a full one).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -27,9 +37,9 @@ from typing import Any
 
 from benchmarks import compare, machine, plots, report
 from benchmarks.progress import Progress
-from benchmarks.runner import run_scenario, runs_in
+from benchmarks.runner import run_scenario, runs_in, set_up
 from benchmarks.scenarios import SCENARIOS
-from benchmarks.suite import Plan
+from benchmarks.suite import Case, Plan
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPOSITORY, "results")
@@ -55,6 +65,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--out", metavar="DIR", help="where to write the results (default results/<timestamp>)"
     )
     parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="where the scenarios' databases go: a fresh folder inside DIR (default: work/ in the results folder)",
+    )
+    parser.add_argument(
         "--compare", nargs="+", metavar="DIR", help="OLD_DIR (after this run) or OLD_DIR NEW_DIR"
     )
     parser.add_argument("--report", metavar="DIR", help="rebuild DIR's report.md and plots; run nothing")
@@ -67,6 +82,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for folder in [*(args.compare or ()), *([args.report] if args.report else ())]:
         if not os.path.isfile(os.path.join(folder, "results.json")):
             parser.error(f"{folder} holds no results.json: give a folder a run wrote")
+    if args.out:
+        if any(os.path.realpath(args.out) == os.path.realpath(folder) for folder in args.compare or ()):
+            parser.error(f"--out {args.out} is a folder --compare reads: write the new run elsewhere")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            parser.error(f"--out {args.out} is a file: give a new or empty folder")
+        if os.path.isdir(args.out) and os.listdir(args.out):
+            parser.error(f"--out {args.out} is not empty: give a new or empty folder")
+    if args.workdir and os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+        parser.error(f"--workdir {args.workdir} is a file: give a folder")
+    args.old = None
+    if args.compare:
+        args.old = load(args.compare[0])
+        new = load(args.compare[1]) if len(args.compare) == 2 else {"options": {"quick": args.quick}}
+        refused = compare.refusal(args.old, new)
+        if refused:
+            parser.error(refused)
     return args
 
 
@@ -84,20 +115,49 @@ def write_report(results: dict[str, Any], folder: str) -> str:
     return text
 
 
+def new_folder(started: datetime.datetime) -> str:
+    """results/<timestamp with milliseconds>, with a suffix should another run have taken it."""
+    base = os.path.join(
+        RESULTS, started.strftime("%Y-%m-%dT%H-%M-%S.") + f"{started.microsecond // 1000:03d}Z"
+    )
+    folder, suffix = base, 1
+    while True:
+        try:
+            os.makedirs(folder)
+            return folder
+        except FileExistsError:
+            suffix += 1
+            folder = f"{base}-{suffix}"
+
+
+def work_folder(args: argparse.Namespace, folder: str) -> str:
+    """A fresh work folder: inside ``--workdir``, or ``work/`` in the results folder."""
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+        return tempfile.mkdtemp(prefix="actorstate-bench-", dir=args.workdir)
+    workdir = os.path.join(folder, "work")
+    os.makedirs(workdir)
+    return workdir
+
+
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Run the chosen scenarios; the results and the folder they were written to."""
     started = datetime.datetime.now(datetime.UTC)
-    folder = args.out or os.path.join(RESULTS, started.strftime("%Y-%m-%dT%H-%M-%SZ"))
-    os.makedirs(folder, exist_ok=True)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        folder = args.out
+    else:
+        folder = new_folder(started)
     names = args.scenario or list(SCENARIOS)
+    workdir = work_folder(args, folder)
     results: dict[str, Any] = {
         "schema": 1,
         "started": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "machine": machine.describe(REPOSITORY),
+        "machine": {**machine.describe(REPOSITORY), **machine.work_folder(workdir)},
         "scenarios": {},
     }
     clock = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="actorstate-bench-") as workdir:
+    try:
         plan = Plan(
             reps=args.reps or (QUICK_REPS if args.quick else FULL_REPS),
             warmup=QUICK_WARMUP if args.quick else FULL_WARMUP,
@@ -112,15 +172,22 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             "backends": args.backend or ["trio", "asyncio"],
         }
         scenarios = {name: SCENARIOS[name](backends=tuple(results["options"]["backends"])) for name in names}
-        cases = {name: scenario.cases(plan) for name, scenario in scenarios.items()}
-        total = sum(runs_in(case, plan) for found in cases.values() for case in found)
-        with Progress(total) as progress:
+        with Progress(0) as progress:
+            # Every scenario set up first (templates, databases, npm ci), shown as it goes; a
+            # set-up that fails is that scenario's failure, and the others still run.
+            cases: dict[str, list[Case] | str] = {}
+            for name, scenario in scenarios.items():
+                found = cases[name] = set_up(scenario, plan, progress)
+                if not isinstance(found, str):
+                    progress.add_total(sum(runs_in(case, plan) for case in found))
             for name, scenario in scenarios.items():
                 results["scenarios"][name] = run_scenario(scenario, cases[name], plan, progress)
                 # Written after every scenario: a long run stopped halfway keeps what it measured.
                 results["seconds"] = time.perf_counter() - clock
                 with open(os.path.join(folder, "results.json"), "w") as file:
                     json.dump(results, file, indent=1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return results, folder
 
 
@@ -135,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rebuilt {os.path.join(args.report, 'report.md')}")
         return 0
     if args.compare and len(args.compare) == 2:
-        lines, regressions = compare.compare(load(args.compare[0]), load(args.compare[1]))
+        lines, problems = compare.compare(args.old, load(args.compare[1]))
         print("\n".join(lines))
-        return 1 if regressions else 0
+        return 1 if problems else 0
 
     results, folder = run(args)
     text = write_report(results, folder)
@@ -149,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {line}", file=sys.stderr)
         status = 1
     if args.compare:
-        lines, regressions = compare.compare(load(args.compare[0]), results)
+        # The old results were read before the run: with --out elsewhere (enforced), the
+        # run cannot have rewritten them, and they are the old run's whatever happens on disk.
+        lines, problems = compare.compare(args.old, results)
         print("\n".join(lines))
-        status = status or (1 if regressions else 0)
+        status = status or (1 if problems else 0)
     return status

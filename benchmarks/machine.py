@@ -26,8 +26,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The files whose changes change what a run measures: the server and the benchmarks.
+MEASURED_PATHS = ("actorstate", "benchmarks")
+
+
 def git_commit(directory: str) -> str | None:
-    """The commit checked out in ``directory``, with ``+dirty`` when files differ from it."""
+    """The commit checked out in ``directory``, with ``+dirty`` when a file under
+    ``MEASURED_PATHS`` differs from it or is new there (untracked, not ignored)."""
     git = shutil.which("git")
     if git is None:
         return None
@@ -37,7 +42,7 @@ def git_commit(directory: str) -> str | None:
     if head.returncode != 0:
         return None
     dirty = subprocess.run(
-        [git, "status", "--porcelain", "--untracked-files=no"],
+        [git, "status", "--porcelain", "--untracked-files=all", "--", *MEASURED_PATHS],
         cwd=directory,
         capture_output=True,
         text=True,
@@ -47,11 +52,38 @@ def git_commit(directory: str) -> str | None:
 
 
 def node_version() -> str | None:
+    """``node --version``, or None without node on PATH."""
     node = shutil.which("node")
     if node is None:
         return None
     done = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
     return done.stdout.strip() or None
+
+
+def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the filesystem holding ``path`` (the mount point in ``mounts`` that is the
+    longest prefix of its real path), or None where there is no such file."""
+    target = os.path.realpath(path)
+    best, found = -1, None
+    try:
+        with open(mounts) as file:
+            for line in file:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                # Mount points escape spaces and the like as octal (\040).
+                point = fields[1].encode().decode("unicode_escape")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) > best:
+                    best, found = len(point), fields[2]
+    except OSError:
+        return None
+    return found
+
+
+def work_folder(path: str) -> dict[str, Any]:
+    """The work folder the scenarios write their databases to, and its filesystem's type."""
+    return {"workdir": path, "workdir_fs": filesystem_type(path)}
 
 
 def describe(repository: str) -> dict[str, Any]:
@@ -81,5 +113,6 @@ def one_line(machine: dict[str, Any]) -> str:
     return (
         f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; {machine['system']}; "
         f"Python {machine['python']}, SQLite {machine['sqlite']}, node {machine['node'] or 'not found'}; "
-        f"actorstate {machine['packages']['actorstate']} at {machine['git_commit'] or 'no git commit'}"
+        f"actorstate {machine['packages']['actorstate']} at {machine['git_commit'] or 'no git commit'}; "
+        f"work folder on {machine.get('workdir_fs') or 'an unknown filesystem'}"
     )

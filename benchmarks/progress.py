@@ -59,6 +59,11 @@ class Progress:
                 flush=True,
             )
 
+    def add_total(self, runs: int) -> None:
+        """Plan ``runs`` more measurements (a scenario's, known once it is set up)."""
+        self.total += runs
+        self.bar.update(self.task, total=self.total)
+
     def running(self, system: str) -> None:
         if self.live:
             self.bar.update(self.task, description=f"{self.current_case} · {system}")

@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.machine import one_line
-from benchmarks.stats import WIDE_SPREAD, Range, figure, pair_ratio
+from benchmarks.stats import OVERLOADED, WIDE_RATIO, WIDE_SPREAD, Range, figure, overloaded, pair_ratio
+from benchmarks.suite import case_key
+
+# Fewer repetitions than this and a range (and so a verdict) rests on too few runs.
+ENOUGH_REPS = 5
 
 READING = f"""\
 How to read the tables: each figure is the median of the repetitions, with the
@@ -17,9 +21,14 @@ lowest and highest in brackets. A ratio row (`A / B`) divides A's figure by
 B's within each repetition, where both ran next to each other, and gives the
 median of those ratios with their range; for every metric, the ratio is of the
 figures as printed (for latencies, below 1 means A is faster). *not called*
-marks a ratio whose repetitions disagree on which system is better; *wide*
-marks a figure whose repetitions spread over more than {WIDE_SPREAD:.0%} of
-the median. Neither can be read as a result on this run.
+marks a ratio whose repetitions disagree on which system is better (or
+where one of them found no difference); *wide* marks a figure whose
+repetitions spread over more than {WIDE_SPREAD:.0%} of the median, or a ratio
+whose highest repetition is over {WIDE_RATIO:g} times its lowest. Neither can
+be read as a result on this run. *overloaded* marks an open-loop system that
+achieved less than {OVERLOADED:.0%} of the offered rate in some repetition:
+its latencies grow with the run's length, so they are no result, and its
+latency ratios are left out.
 """
 
 
@@ -34,13 +43,13 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def shown(found: Range | None) -> str:
+def shown(found: Range | None, overloaded: bool = False) -> str:
     if found is None:
         return "-"
     text = number(found.median)
     if found.count > 1:
         text += f" ({number(found.low)}-{number(found.high)})"
-    return text + (" *wide*" if found.wide else "")
+    return text + (" *wide*" if found.wide else "") + (" *overloaded*" if overloaded else "")
 
 
 def shown_ratio(found: Range | None) -> str:
@@ -49,7 +58,13 @@ def shown_ratio(found: Range | None) -> str:
     text = f"{found.median:.3g}x"
     if found.count > 1:
         text += f" ({found.low:.3g}-{found.high:.3g})"
-    return text + (" *not called*" if found.holds_one() else "")
+    if found.holds_one():
+        return text + " *not called*"
+    return text + (" *wide*" if found.wide_ratio() else "")
+
+
+def is_latency(metric: dict[str, Any]) -> bool:
+    return bool(metric["unit"] == "ms")
 
 
 def scenario_table(scenario: dict[str, Any]) -> list[str]:
@@ -63,12 +78,16 @@ def scenario_table(scenario: dict[str, Any]) -> list[str]:
             if "skipped" in system:
                 cells = [f"skipped: {system['skipped']}", *("" for _ in metrics[1:])]
             else:
-                cells = [shown(figure(system, m["key"])) for m in metrics]
+                busy = overloaded(system)
+                cells = [shown(figure(system, m["key"]), busy and is_latency(m)) for m in metrics]
             lines.append("| " + " | ".join([*values, name, *cells]) + " |")
             values = ["" for _ in params]
         for mine, against in case["comparisons"]:
+            busy = overloaded(case["systems"][mine]) or overloaded(case["systems"][against])
             ratio_cells = [
-                shown_ratio(pair_ratio(case["systems"][mine], case["systems"][against], m["key"]))
+                "- (overloaded)"
+                if busy and is_latency(m)
+                else shown_ratio(pair_ratio(case["systems"][mine], case["systems"][against], m["key"]))
                 for m in metrics
             ]
             lines.append("| " + " | ".join([*values, f"{mine} / {against}", *ratio_cells]) + " |")
@@ -80,13 +99,49 @@ def scenario_table(scenario: dict[str, Any]) -> list[str]:
 
 
 def failures(results: dict[str, Any]) -> list[str]:
-    """Every failed case as ``scenario: case: what failed``."""
+    """Every failed set-up as ``scenario: setting up: ...`` and case as ``scenario: case: what failed``."""
     found = []
     for name, scenario in results["scenarios"].items():
+        if "failure" in scenario:
+            found.append(f"{name}: {scenario['failure']}")
         for case in scenario["cases"]:
             if "failure" in case:
-                key = " · ".join(f"{k}={v}" for k, v in case["params"].items())
-                found.append(f"{name}: {key}: {case['failure']}")
+                found.append(f"{name}: {case_key(case['params'])}: {case['failure']}")
+    return found
+
+
+def repetitions_line(results: dict[str, Any]) -> str:
+    """How many repetitions and warm-ups the run made, and where there were none."""
+    options = results["options"]
+    cold = [
+        name
+        for name, scenario in results["scenarios"].items()
+        if scenario["cases"] and all(case.get("warmup", options["warmup"]) == 0 for case in scenario["cases"])
+    ]
+    text = f"{options['reps']} repetitions"
+    if options["warmup"]:
+        text += f" after {options['warmup']} warm-up run(s) per system and case"
+        if cold:
+            text += f" (none in {', '.join(f'`{name}`' for name in cold)}: every run there starts cold on purpose)"
+    else:
+        text += ", no warm-up run"
+    return text + f"; {results['seconds']:.0f} s in all."
+
+
+def warnings(results: dict[str, Any]) -> list[str]:
+    """What makes the whole run weaker than it looks: few repetitions, a work folder on tmpfs."""
+    found = []
+    reps = results["options"]["reps"]
+    if reps < ENOUGH_REPS:
+        found.append(
+            f"**Only {reps} repetition(s)** (fewer than {ENOUGH_REPS}): each range rests on too few "
+            "runs, so the *not called* and *wide* verdicts, and every ratio, are weak."
+        )
+    if results["machine"].get("workdir_fs") == "tmpfs":
+        found.append(
+            "**The work folder is on tmpfs** (memory): the durable scenarios' fsyncs cost nothing "
+            "there, so their figures say nothing about a disk. Run with `--workdir` on a real disk."
+        )
     return found
 
 
@@ -98,10 +153,11 @@ def render(results: dict[str, Any], plots: dict[str, list[str]] | None = None) -
         f"Machine: {one_line(results['machine'])}.",
         "",
         f"{'Quick run (`--quick`): short runs to check the suite and the systems answer right; not for reading speed. ' if options['quick'] else ''}"
-        f"{options['reps']} repetitions after {options['warmup']} warm-up run(s) per system and case; "
-        f"{results['seconds']:.0f} s in all.",
+        + repetitions_line(results),
         "",
     ]
+    for warning in warnings(results):
+        lines += [warning, ""]
     failed = failures(results)
     if failed:
         lines += ["**Failures** (a wrong answer is not a result):", ""]

@@ -1,4 +1,4 @@
-"""Running the cases: warm-up, repetitions in rotating order, failures kept with their case."""
+"""Running the cases: set-up, warm-up, repetitions in rotating order, failures kept with their case."""
 
 from __future__ import annotations
 
@@ -34,12 +34,14 @@ def run_case(case: Case, plan: Plan, progress: Progress) -> dict[str, Any]:
         "params": case.params,
         "baseline": case.baseline,
         "comparisons": case.pairs(),
+        "ours": case.our_systems(),
         "systems": {name: {"runs": runs[name]} for name in names},
     }
     for name, reason in case.skipped.items():
         result["systems"][name] = {"skipped": reason}
     started = time.perf_counter()
     warmup = plan.warmup if case.warmup else 0
+    result["warmup"] = warmup
     # Runs are numbered by repetition (warm-ups first), the same number for
     # every system of a repetition: a scenario seeds its workload with it.
     try:
@@ -49,8 +51,7 @@ def run_case(case: Case, plan: Plan, progress: Progress) -> dict[str, Any]:
                 _measure(case, name, number)
                 progress.advance()
         for rep in range(plan.reps):
-            shift = rep % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in order(names, rep):
                 progress.running(name)
                 runs[name].append(_measure(case, name, warmup + rep))
                 progress.advance()
@@ -65,6 +66,17 @@ def run_case(case: Case, plan: Plan, progress: Progress) -> dict[str, Any]:
     return result
 
 
+def order(names: list[str], rep: int) -> list[str]:
+    """The order of repetition ``rep``: it starts with system ``rep`` (mod n); even repetitions
+    run the others forward from it, odd ones backward, so no system always runs right after the
+    same neighbour (with three systems or more; two can only alternate)."""
+    shift = rep % len(names)
+    if rep % 2 == 0:
+        return names[shift:] + names[:shift]
+    ahead = names[shift + 1 :] + names[: shift + 1]  # ends with system ``shift``
+    return ahead[::-1]
+
+
 def _measure(case: Case, name: str, number: int) -> dict[str, float]:
     # Garbage from the previous run is collected before the clock starts,
     # not in the middle of the next system's timed part.
@@ -72,20 +84,40 @@ def _measure(case: Case, name: str, number: int) -> dict[str, float]:
     return case.systems[name](number)
 
 
-def run_scenario(scenario: Scenario, cases: list[Case], plan: Plan, progress: Progress) -> dict[str, Any]:
-    """Every case of one scenario, with the scenario's description for the report."""
+def set_up(scenario: Scenario, plan: Plan, progress: Progress) -> list[Case] | str:
+    """The scenario's cases (templates, databases, ``npm ci``: its untimed set-up), shown as
+    "setting up"; a set-up that raises is the scenario's failure, returned as its text."""
+    progress.case(scenario.name, "setting up")
+    try:
+        return scenario.cases(plan)
+    except Exception as error:
+        failure = f"setting up: {type(error).__name__}: {error}"
+        progress.failed(scenario.name, failure)
+        traceback.print_exc()
+        return failure
+
+
+def run_scenario(
+    scenario: Scenario, cases: list[Case] | str, plan: Plan, progress: Progress
+) -> dict[str, Any]:
+    """Every case of one scenario, with the scenario's description for the report; ``cases``
+    is what ``set_up`` returned (a text: the set-up failed, and no case runs)."""
     results = []
-    for case in cases:
+    for case in cases if not isinstance(cases, str) else ():
         progress.case(scenario.name, case.key)
         results.append(run_case(case, plan, progress))
-    return {
+    described: dict[str, Any] = {
         "title": scenario.title,
         "about": scenario.about,
         "metrics": [
-            {"key": m.key, "label": m.label, "unit": m.unit, "better": m.better} for m in scenario.metrics
+            {"key": m.key, "label": m.label, "unit": m.unit, "better": m.better, "resolution": m.resolution}
+            for m in scenario.metrics
         ],
         "x": scenario.x,
         "log_x": scenario.log_x,
         "plot_metrics": list(scenario.plot_metrics),
         "cases": results,
     }
+    if isinstance(cases, str):
+        described["failure"] = cases
+    return described

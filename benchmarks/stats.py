@@ -10,7 +10,12 @@ two result folders compared from the files alone.
   their range. When the range holds 1.0 the repetitions disagree on which
   system is better, and the report says the result cannot be called.
 - A spread is *wide* when the highest repetition is more than
-  ``WIDE_SPREAD`` above the lowest, relative to the median.
+  ``WIDE_SPREAD`` above the lowest, relative to the median; a ratio is
+  *wide* when its highest repetition is over ``WIDE_RATIO`` times its lowest,
+  even if all of them agree on which side of 1 it falls.
+- An open-loop system is *overloaded* in a run whose achieved rate is below
+  ``OVERLOADED`` of the offered rate: its latencies grow with the run's
+  length, so they are no result.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import statistics
 from typing import Any
 
 WIDE_SPREAD = 0.30
+WIDE_RATIO = 2.0
+OVERLOADED = 0.98
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +54,24 @@ class Range:
         return self.width > WIDE_SPREAD
 
     def holds_one(self) -> bool:
-        """Whether some repetitions put the ratio above 1 and others below it."""
-        return self.low < 1.0 < self.high
+        """Whether the repetitions fail to agree which side of 1 the ratio is on (a repetition
+        exactly at 1 agrees with neither); False when every repetition gave the same ratio."""
+        return self.low <= 1.0 <= self.high and self.low != self.high
+
+    def wide_ratio(self) -> bool:
+        """Whether the highest repetition is over ``WIDE_RATIO`` times the lowest."""
+        if self.low <= 0:
+            return self.high > self.low
+        return self.high / self.low > WIDE_RATIO
+
+
+def overloaded(system: dict[str, Any]) -> bool:
+    """Whether any run of an open-loop system achieved less than ``OVERLOADED`` of its offered rate."""
+    return any(
+        run["rate"] < OVERLOADED * run["offered_rate"]
+        for run in system.get("runs", ())
+        if "offered_rate" in run and "rate" in run
+    )
 
 
 def figure(system: dict[str, Any], metric: str) -> Range | None:

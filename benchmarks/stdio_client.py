@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 # client and the server share them): replies are parsed in C.
 import orjson
 
+from benchmarks.machine import node_version
 from benchmarks.suite import BenchmarkFailure, Figures, percentile
 
 if TYPE_CHECKING:
@@ -299,6 +300,8 @@ def drive(
         batch: list[bytes] = []
         for reply in wire.read():
             now = time.perf_counter()
+            if "id" not in reply:  # a notification (a log line, progress): no call's reply
+                continue
             index = reply["id"] - first_id
             latencies.append(now - sent_at[index])
             tool = plan[index].tool
@@ -392,6 +395,8 @@ def run_once(
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "cpu_us": cpu / calls * 1e6,
+        # CPU time comes from /proc in clock ticks: one tick, per call, is all it can resolve.
+        "cpu_tick_us": 1 / os.sysconf("SC_CLK_TCK") / calls * 1e6,
         "start_ms": start_ms,
         "calls": calls,
         "increments": increments,
@@ -399,15 +404,6 @@ def run_once(
 
 
 # -- the servers -----------------------------------------------------------------
-
-
-def node_version() -> str | None:
-    """``node --version``, or None without node on PATH."""
-    node = shutil.which("node")
-    if node is None:
-        return None
-    completed = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
-    return completed.stdout.strip() or None
 
 
 def _node_modules_current() -> bool:

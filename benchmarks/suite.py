@@ -42,6 +42,10 @@ class Metric:
     label: str
     unit: str
     better: Literal["higher", "lower"]
+    # The key of a figure holding how coarsely this metric is measured, in its
+    # unit (stdio's CPU time comes in clock ticks): ``--compare`` never calls
+    # a change smaller than that a regression.
+    resolution: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,10 @@ class Case:
     baseline: str
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     comparisons: Sequence[tuple[str, str]] | None = None
+    # The systems that are actorstate's own (the others are baselines): only
+    # their figures and ratios can make ``--compare`` fail; a baseline that
+    # moved is information. None: the first system of every comparison pair.
+    ours: Sequence[str] | None = None
     # Measurements that start a process or load a database get no warm-up
     # (there is nothing to warm: every run starts cold on purpose).
     warmup: bool = True
@@ -79,7 +87,13 @@ class Case:
     @property
     def key(self) -> str:
         """The case's name in tables and in ``--compare``: its parameters, in order."""
-        return " · ".join(f"{name}={value}" for name, value in self.params.items())
+        return case_key(self.params)
+
+    def our_systems(self) -> list[str]:
+        """The systems that are actorstate's (``ours``, or the first of every comparison pair)."""
+        if self.ours is not None:
+            return [name for name in self.ours if name in self.systems or name in self.skipped]
+        return list(dict.fromkeys(mine for mine, _ in self.pairs()))
 
     def pairs(self) -> list[tuple[str, str]]:
         if self.comparisons is not None:
@@ -115,6 +129,11 @@ class Scenario:
             if metric.key == key:
                 return metric
         raise KeyError(key)
+
+
+def case_key(params: dict[str, Any]) -> str:
+    """A case's name in tables, failures and ``--compare``: its parameters, in order."""
+    return " · ".join(f"{name}={value}" for name, value in params.items())
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:

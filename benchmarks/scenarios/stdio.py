@@ -59,7 +59,7 @@ class Stdio(Scenario):
         Metric("rate", "rate", "calls/s", "higher"),
         P50,
         P99,
-        Metric("cpu_us", "server CPU/call", "µs", "lower"),
+        Metric("cpu_us", "server CPU/call", "µs", "lower", resolution="cpu_tick_us"),
         Metric("start_ms", "start to tools/list", "ms", "lower"),
     )
     plot_metrics = ("rate", "p99_ms", "cpu_us", "start_ms")
