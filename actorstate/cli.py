@@ -72,6 +72,15 @@ _SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
         "HTTP: accept this file's bearer tokens (actorstate tokens; reloaded on SIGHUP)",
     ),
     (
+        "--jwt-issuer",
+        str,
+        None,
+        "HTTP: accept JWTs from this issuer (an http(s) URL); with --jwt-key or --jwt-jwks",
+    ),
+    ("--jwt-audience", str, None, "HTTP: the audience the JWTs must name (default: the public URL)"),
+    ("--jwt-key", str, None, "HTTP: the issuer's public key, a PEM file (reloaded on SIGHUP)"),
+    ("--jwt-jwks", str, None, "HTTP: the issuer's keys, a JWKS file (reloaded on SIGHUP)"),
+    (
         "--public-url",
         str,
         None,
@@ -143,8 +152,17 @@ def _serve_settings(args: argparse.Namespace) -> None:
         setattr(args, name, value)
     if args.http is not None:
         args.http_address = _http_address(args.http)
-    elif args.tokens_file is not None or args.public_url is not None:
-        raise ValueError("--tokens-file and --public-url are for serving HTTP: add --http HOST:PORT")
+    else:
+        for flag in (
+            "--tokens-file",
+            "--public-url",
+            "--jwt-issuer",
+            "--jwt-audience",
+            "--jwt-key",
+            "--jwt-jwks",
+        ):
+            if getattr(args, flag.removeprefix("--").replace("-", "_")) is not None:
+                raise ValueError(f"{flag} is for serving HTTP: add --http HOST:PORT")
     if args.durability != "memory":
         # The default database lives in the user's data directory, made on first run.
         path = Path(args.db).expanduser() if args.db else default_database()
@@ -271,18 +289,34 @@ def _http_settings(args: argparse.Namespace) -> Any:
     """
     from .transport.http import HttpSettings, check_listen_address
 
-    verifier = None
+    host, port = args.http_address
+    verifier: Any = None
+    jwt = args.jwt_issuer is not None or args.jwt_key is not None or args.jwt_jwks is not None
+    if args.tokens_file is not None and jwt:
+        raise ValueError("give --tokens-file or the --jwt-* flags, not both")
     if args.tokens_file is not None:
         from .transport.authentication import TokensFileVerifier
         from .transport.tokens import TokensFile
 
         verifier = TokensFileVerifier(TokensFile(args.tokens_file))
-    host, port = args.http_address
+    elif jwt:
+        from .transport.jwt_verifier import JwtVerifier
+
+        if args.jwt_issuer is None:
+            raise ValueError("--jwt-key and --jwt-jwks need --jwt-issuer: the issuer the tokens must name")
+        audience = args.jwt_audience or args.public_url
+        if audience is None:
+            raise ValueError(
+                "JWTs need an audience: give --jwt-audience (or --public-url, which it defaults to)"
+            )
+        verifier = JwtVerifier(args.jwt_issuer, audience, key_file=args.jwt_key, jwks_file=args.jwt_jwks)
     settings = HttpSettings(
         host=host,
         port=port,
         verifier=verifier,
         public_url=args.public_url,
+        # A JWT issuer is an authorization server: the 401s point clients to it.
+        authorization_servers=(args.jwt_issuer,) if args.jwt_issuer else (),
         limits=_http_limits(args),
         graceful_timeout=args.stop_grace,
     )

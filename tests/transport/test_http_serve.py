@@ -164,6 +164,29 @@ async def status_of(url: str, token: str) -> int:
         (["--tokens-file", "t.json"], "add --http HOST:PORT"),
         (["--http", "127.0.0.1:0", "--tokens-file", "missing.json"], "missing.json"),
         (["--http", "127.0.0.1:0", "--max-connections", "0"], "must be positive"),
+        (["--jwt-issuer", "https://id.example.com"], "--jwt-issuer is for serving HTTP"),
+        (["--http", "127.0.0.1:0", "--jwt-key", "k.pem"], "need --jwt-issuer"),
+        (
+            ["--http", "127.0.0.1:0", "--jwt-issuer", "https://id.example.com", "--jwt-key", "k.pem"],
+            "--jwt-audience",
+        ),
+        (
+            ["--http", "127.0.0.1:0", "--tokens-file", "t.json", "--jwt-issuer", "https://i.example"],
+            "not both",
+        ),
+        (
+            [
+                "--http",
+                "127.0.0.1:0",
+                "--jwt-issuer",
+                "https://id.example.com",
+                "--jwt-audience",
+                "a",
+                "--jwt-key",
+                "k.pem",
+            ],
+            "k.pem",
+        ),
     ],
 )
 def test_bad_http_flags_are_refused_in_one_line(
@@ -179,3 +202,45 @@ def test_bad_http_flags_are_refused_in_one_line(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_serve_takes_jwts_from_the_issuer_it_names(tmp_path: Path) -> None:
+    """With --jwt-issuer, --jwt-audience and --jwt-key, a token that issuer signed for that audience
+    is served; the same token expired, or for another audience, gets 401."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "issuer.pem"
+    pem.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    issuer, audience = "https://id.example.com", "actorstate-tests"
+
+    def token(**claims: object) -> str:
+        now = int(time.time())
+        payload = {"iss": issuer, "aud": audience, "sub": "alice", "iat": now, "exp": now + 600, **claims}
+        return jwt.encode(payload, key, algorithm="RS256")
+
+    server = Server(
+        tmp_path,
+        "--jwt-issuer",
+        issuer,
+        "--jwt-audience",
+        audience,
+        "--jwt-key",
+        str(pem),
+        "--durability",
+        "memory",
+    )
+    try:
+        assert await status_of(server.url, token()) == 200
+        assert await status_of(server.url, token(exp=int(time.time()) - 3600)) == 401
+        assert await status_of(server.url, token(aud="someone-else")) == 401
+    finally:
+        assert server.stop() == 0
