@@ -26,6 +26,7 @@ import actorstate
 from actorstate.config import Config
 from actorstate.model.codec import decode_session, encode_session
 from actorstate.model.session_state import SessionState
+from benchmarks.suite import BenchmarkFailure
 
 if TYPE_CHECKING:
     from benchmarks.suite import Plan
@@ -85,6 +86,26 @@ def stored_counters(path: str) -> dict[str, int]:
     finally:
         db.close()
     return {session_id: decode_session(blob).metadata.get("counter", 0) for session_id, blob in rows}
+
+
+def check_stored(path: str, ids: list[str], expected: list[int], system: str) -> None:
+    """Every session's counter in the file at ``path`` equals ``expected`` (by index in ``ids``).
+
+    Read through a read-only connection of its own, so it sees what is
+    committed and nothing else: called while the system still has the file
+    open (before its close flushes anything), it proves every acknowledged
+    write was committed when it was acknowledged.
+
+    Error handling:
+        BenchmarkFailure naming the first session whose counter differs.
+    """
+    stored = stored_counters(path)
+    for index, session_id in enumerate(ids):
+        if stored.get(session_id) != expected[index]:
+            raise BenchmarkFailure(
+                f"{system}: session {session_id} holds counter {stored.get(session_id)} in the database "
+                f"after {expected[index]} acknowledged increments"
+            )
 
 
 def session_id(index: int) -> str:

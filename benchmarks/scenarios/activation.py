@@ -14,6 +14,7 @@ from actorstate.config import Config
 from actorstate.model.codec import decode_session
 from actorstate.store.threaded import open_sqlite_store
 from benchmarks.databases import counter_of, database, session_id
+from benchmarks.drivers import run_measurement
 from benchmarks.suite import (
     P50,
     P99,
@@ -119,7 +120,9 @@ SYSTEMS = {ACTORSTATE: run_actorstate, SELECT: run_select}
 
 def measure_activation(system: str, path: str, sessions: int, calls: int, seed: int, backend: str) -> Figures:
     """One measurement of ``system``: its own event loop, ``calls`` cold calls on ``path``."""
-    return anyio.run(SYSTEMS[system], path, plan_calls(sessions, calls, seed), backend=backend)
+    return run_measurement(
+        SYSTEMS[system], path, plan_calls(sessions, calls, seed), backend=backend, what=system
+    )
 
 
 class Activation(Scenario):
@@ -158,4 +161,5 @@ class Activation(Scenario):
             {"backend": backend, "sessions": sessions, "calls": calls},
             {name: measure(name) for name in SYSTEMS},
             baseline=SELECT,
+            ours=[ACTORSTATE],
         )

@@ -11,14 +11,12 @@ equal the increments planned on it.
 from __future__ import annotations
 
 import random
-import time
 from typing import TYPE_CHECKING
-
-import anyio
 
 import actorstate
 from actorstate.config import Config
 from benchmarks.baselines.lock_dict import LockedSessions
+from benchmarks.drivers import closed_loop, run_measurement
 from benchmarks.suite import (
     P50,
     P99,
@@ -29,7 +27,6 @@ from benchmarks.suite import (
     Figures,
     Plan,
     Scenario,
-    latency_figures,
 )
 
 if TYPE_CHECKING:
@@ -59,26 +56,6 @@ def expected_counters(plan: list[list[Call]], sessions: int) -> list[int]:
     return counts
 
 
-async def drive(plan: list[list[Call]], call: Callable[[int, bool], Awaitable[object]]) -> Figures:
-    """Run every caller's calls concurrently; rate and latency figures."""
-    latencies: list[float] = []
-    record = latencies.append
-    clock = time.perf_counter
-
-    async def caller(calls: list[Call]) -> None:
-        for session, reads in calls:
-            started = clock()
-            await call(session, reads)
-            record(clock() - started)
-
-    started = clock()
-    async with anyio.create_task_group() as tg:
-        for calls in plan:
-            tg.start_soon(caller, calls)
-    elapsed = clock() - started
-    return {"rate": len(latencies) / elapsed, **latency_figures(latencies), "calls": len(latencies)}
-
-
 def check(found: list[int], expected: list[int], system: str) -> None:
     if found != expected:
         wrong = next(index for index, (a, b) in enumerate(zip(found, expected, strict=True)) if a != b)
@@ -92,11 +69,12 @@ async def run_actors(plan: list[list[Call]], sessions: int) -> Figures:
     async with actorstate.open_state(config=config) as state:
         handles = [await state.create_session("bench") for _ in range(sessions)]
 
-        async def call(session: int, reads: bool) -> object:
+        async def call(planned: Call) -> object:
+            session, reads = planned
             handle = handles[session]
             return await (handle.context() if reads else handle.increment())
 
-        figures = await drive(plan, call)
+        figures = await closed_loop(plan, call)
         counters = [(await handle.context(1))["metadata"].get("counter", 0) for handle in handles]
     check(counters, expected_counters(plan, sessions), ACTORSTATE)
     return figures
@@ -106,23 +84,30 @@ async def run_locks(plan: list[list[Call]], sessions: int) -> Figures:
     locked = LockedSessions(sessions)
     ids = locked.ids
 
-    async def call(session: int, reads: bool) -> object:
+    async def call(planned: Call) -> object:
+        session, reads = planned
         return await (locked.context(ids[session]) if reads else locked.increment(ids[session]))
 
-    figures = await drive(plan, call)
+    figures = await closed_loop(plan, call)
     check([locked.counter(i) for i in ids], expected_counters(plan, sessions), LOCKS)
     return figures
 
 
+SYSTEMS: dict[str, Callable[[list[list[Call]], int], Awaitable[Figures]]] = {
+    ACTORSTATE: run_actors,
+    LOCKS: run_locks,
+}
+
+
 def case(backend: str, mix: str, callers: int, sessions: int, total: int, params: dict[str, object]) -> Case:
-    def measure(run: Callable[[list[list[Call]], int], Awaitable[Figures]]) -> Callable[[int], Figures]:
+    def measure(name: str) -> Callable[[int], Figures]:
         def one(number: int) -> Figures:
             plan = plan_calls(callers, sessions, total, READ_SHARE[mix], seed=number)
-            return anyio.run(run, plan, sessions, backend=backend)
+            return run_measurement(SYSTEMS[name], plan, sessions, backend=backend, what=name)
 
         return one
 
-    return Case(params, {ACTORSTATE: measure(run_actors), LOCKS: measure(run_locks)}, baseline=LOCKS)
+    return Case(params, {name: measure(name) for name in SYSTEMS}, baseline=LOCKS, ours=[ACTORSTATE])
 
 
 METRICS = (RATE, P50, P99, P999)

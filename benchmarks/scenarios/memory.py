@@ -86,6 +86,7 @@ class Memory(Scenario):
                 {"backend": backend, "sessions": sessions},
                 {name: measure(name, sessions, backend) for name in (ACTORSTATE, LOCKS)},
                 baseline=LOCKS,
+                ours=[ACTORSTATE],
                 warmup=False,
             )
             for backend in self.backends

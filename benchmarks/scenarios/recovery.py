@@ -7,18 +7,18 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-import anyio
-
 import actorstate
+from actorstate.config import Config
 from actorstate.model.codec import decode_session
 from benchmarks.databases import counter_of, database, session_id
-from benchmarks.scenarios.activation import CONFIG
+from benchmarks.drivers import run_measurement
 from benchmarks.suite import BenchmarkFailure, Case, Figures, Metric, Plan, Scenario
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 ACTORSTATE, LOAD_ALL = "actorstate", "load every session at start"
+CONFIG = Config()
 
 
 async def run_actorstate(path: str, identifier: str, expected: int) -> Figures:
@@ -63,8 +63,8 @@ def measure_recovery(system: str, path: str, sessions: int, seed: int, backend: 
     index = random.Random(seed).randrange(sessions)
     identifier, expected = session_id(index), counter_of(index)
     if system == ACTORSTATE:
-        return anyio.run(run_actorstate, path, identifier, expected, backend=backend)
-    return anyio.run(run_load_all, path, identifier, expected, sessions, backend=backend)
+        return run_measurement(run_actorstate, path, identifier, expected, backend=backend, what=system)
+    return run_measurement(run_load_all, path, identifier, expected, sessions, backend=backend, what=system)
 
 
 class Recovery(Scenario):
@@ -102,5 +102,6 @@ class Recovery(Scenario):
             {"backend": backend, "sessions": sessions},
             {name: measure(name) for name in (ACTORSTATE, LOAD_ALL)},
             baseline=LOAD_ALL,
+            ours=[ACTORSTATE],
             warmup=False,
         )

@@ -80,6 +80,7 @@ class Stdio(Scenario):
                     (MEMORY, BARE_SDK),
                     (COMMIT, MEMORY),
                 ],
+                ours=[COMMIT, MEMORY],
                 # Every run starts a fresh process, so a warm-up warms no
                 # server; it warms the machine: the page cache holding the
                 # interpreters, modules and node_modules, and the .pyc files

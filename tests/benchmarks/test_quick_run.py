@@ -18,8 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from benchmarks.databases import make_sessions
-from benchmarks.scenarios.durable import check_stored
+from benchmarks.databases import check_stored, make_sessions
 from benchmarks.suite import BenchmarkFailure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,15 +71,21 @@ def test_every_case_measures_every_system_on_both_backends(
 def test_results_keep_the_machine_and_the_report_and_plots_are_written(
     quick_run: tuple[Path, dict[str, Any], str],
 ) -> None:
-    """results.json names the CPU, cores, Python and the git commit; report.md has a section per
-    scenario with its table and its plot, and each plot is a PNG file."""
+    """results.json names the CPU, cores, Python, the git commit and the work folder's filesystem
+    (named on the report's machine line too); report.md has a section per scenario with its
+    table and its plot, and each plot is a PNG file."""
     out, results, stdout = quick_run
     machine = results["machine"]
+    text = (out / "report.md").read_text()
     assert machine["cores"] >= 1
     assert machine["cpu"]
     assert machine["python"].count(".") == 2
     assert machine["packages"]["actorstate"]
-    text = (out / "report.md").read_text()
+    # The commit measured: 40 hex digits, +dirty when actorstate/ or benchmarks/ differ from it.
+    assert machine["git_commit"]
+    assert len(machine["git_commit"].removesuffix("+dirty")) == 40
+    assert machine["workdir_fs"]
+    assert f"work folder on {machine['workdir_fs']}" in text
     assert text in stdout  # the run prints its report
     for name in SCENARIOS:
         assert f"(`{name}`)" in text
@@ -115,7 +120,7 @@ def test_a_write_acknowledged_but_missing_from_the_file_fails_the_check(tmp_path
     acknowledged that the file does not hold is a BenchmarkFailure naming the session."""
     path = str(tmp_path / "sessions.db")
     ids = make_sessions(path, 3)
-    check_stored(path, ids, [], "system")  # nothing written, nothing expected: passes
+    check_stored(path, ids, [0, 0, 0], "system")  # nothing written, nothing expected: passes
 
     async def increment_first() -> None:
         import actorstate
@@ -124,6 +129,6 @@ def test_a_write_acknowledged_but_missing_from_the_file_fails_the_check(tmp_path
             await state.session(ids[0], "bench").increment()
 
     anyio.run(increment_first)
-    check_stored(path, ids, [0], "system")
+    check_stored(path, ids, [1, 0, 0], "system")
     with pytest.raises(BenchmarkFailure, match=f"session {ids[1]} holds counter 0 in the database after 1"):
-        check_stored(path, ids, [0, 1], "system")
+        check_stored(path, ids, [1, 1, 0], "system")
