@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     names = args.scenario or list(SCENARIOS)
     workdir = work_folder(args, folder)
     results: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,
         "started": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": {**machine.describe(REPOSITORY), **machine.work_folder(workdir)},
         "scenarios": {},

@@ -5,8 +5,10 @@ session, 100 callers, write-heavy"). Each case runs several *systems* on the
 same workload: actorstate and the baselines it is compared with. The runner,
 not the scenario, decides the order: after the warm-up runs, every
 repetition runs every system once, starting each repetition with the next
-system, so no system always runs first on a cold machine or right after the
-same neighbour, and the figures of one repetition come from neighbouring
+system and running the others forward from it in even repetitions,
+backward in odd ones (``runner.order``), so no system always runs first on
+a cold machine or (with three systems or more) right after the same
+neighbour, and the figures of one repetition come from neighbouring
 moments. Ratios are then taken pair by pair within a repetition
 (``stats.py``), which cancels most of a shared machine's slow drift.
 

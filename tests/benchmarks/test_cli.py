@@ -150,6 +150,28 @@ def test_default_folders_never_collide_and_the_work_folder_goes_inside(fake_scen
     assert not (made / "work").exists()
 
 
+def test_workdir_gets_a_fresh_folder_inside_it(fake_scenarios: None, tmp_path: Path) -> None:
+    """--workdir DIR: the databases go to a fresh folder inside DIR (recorded in results.json with
+    its filesystem), removed after the run; what DIR already held is left alone."""
+    work = tmp_path / "disk"
+    work.mkdir()
+    (work / "mine.txt").write_text("keep")
+    out = tmp_path / "run"
+    assert (
+        cli.main(
+            ["--quick", "--reps", "1", "--scenario", "steady", "--out", str(out), "--workdir", str(work)]
+        )
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    used = Path(results["machine"]["workdir"])
+    assert used.parent == work
+    assert results["machine"]["workdir_fs"] == machine.filesystem_type(str(work))
+    assert not used.exists()
+    assert [path.name for path in work.iterdir()] == ["mine.txt"]
+    assert not (out / "work").exists()
+
+
 def test_filesystem_type_takes_the_longest_mount_point(tmp_path: Path) -> None:
     """The work folder's filesystem is the one mounted at the longest prefix of its path."""
     mounts = tmp_path / "mounts"

@@ -259,13 +259,17 @@ def test_compare_handles_zero_and_negative_medians(
 
 def test_compare_counts_failures_and_lost_rows() -> None:
     """A failed case in the new run, and a system or a case the old run measured that the new one
-    did not, are listed and each counted as a problem."""
+    did not, are listed and each counted as a problem (a system a failure kept from running
+    counts with the failure, once)."""
     old = _results([100.0] * 3, [50.0] * 3)
     failed = _results([100.0] * 3, [50.0] * 3)
     failed["scenarios"]["demo"]["cases"][0]["failure"] = "actorstate: counter 3 after 4 increments"
     lines, problems = compare.compare(old, failed)
     assert problems == 1
     assert any("FAILED demo: size=1: actorstate: counter 3" in line for line in lines), lines
+    # A failure that stopped the case before the baseline ran is one problem, not two.
+    failed["scenarios"]["demo"]["cases"][0]["systems"]["baseline"]["runs"] = []
+    assert compare.compare(old, failed)[1] == 1
     lost_system = _results([100.0] * 3, [50.0] * 3)
     lost_system["scenarios"]["demo"]["cases"][0]["systems"]["baseline"] = {"skipped": "node not found"}
     lines, problems = compare.compare(old, lost_system)
