@@ -23,7 +23,9 @@ What fails the comparison (a *problem*, exit status 1):
 - a failure in the new run (a case, or a scenario's set-up);
 - a lost row: a case or a system the old run measured that the new run,
   having run that scenario, did not (failed before it, or skipped it); a
-  scenario the new run was asked to run but did not finish.
+  scenario the new run was asked to run but did not finish. Scenarios and
+  backends the new run was not asked for (``--scenario``, ``--backend``)
+  are listed as not run, and are no problem.
 
 Two runs of different sizes cannot be compared: a quick run (``--quick``)
 measures fewer calls on smaller sessions than a full one, so ``compare``
@@ -120,14 +122,21 @@ def _rows(scenario: dict[str, Any]) -> dict[tuple[str, str, str], Row]:
     return rows
 
 
-def _lost(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The cases and systems of scenario ``name`` the old run measured and the new one did not."""
-    lost = []
+def _lost(
+    name: str, old: dict[str, Any], new: dict[str, Any], backends: set[str] | None
+) -> tuple[list[str], list[str]]:
+    """The cases and systems of scenario ``name`` the old run measured and the new one did not:
+    those it should have (each a problem), and those on a backend it was not asked to run."""
+    lost, not_run = [], []
     new_cases = {case_key(case["params"]): case for case in new["cases"]}
     for case in old["cases"]:
         key = case_key(case["params"])
         if key not in new_cases:
-            lost.append(f"  LOST {key}: not measured in the new run")
+            backend = case["params"].get("backend")
+            if backends is not None and backend is not None and backend not in backends:
+                not_run.append(f"  not run this time: {key} (--backend)")
+            else:
+                lost.append(f"  LOST {key}: not measured in the new run")
             continue
         if "failure" in new_cases[key]:
             continue  # what it did not measure is the failure's doing, counted once as a failure
@@ -141,7 +150,7 @@ def _lost(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 lost.append(f"  LOST {key} · {system}: skipped in the new run ({now['skipped']})")
             elif not now.get("runs"):
                 lost.append(f"  LOST {key} · {system}: no repetition finished in the new run")
-    return lost
+    return lost, not_run
 
 
 def _failures(name: str, scenario: dict[str, Any]) -> list[str]:
@@ -206,6 +215,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], int]:
         lines.append("\nfailures in the old run (its figures there are missing):")
         lines += [f"  failed {line}" for line in old_failed]
     chosen = set(new.get("options", {}).get("scenarios", new["scenarios"]))
+    backends = set(new["options"]["backends"]) if "backends" in new.get("options", {}) else None
     for name in old["scenarios"]:
         if name in new["scenarios"]:
             continue
@@ -218,7 +228,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], int]:
         if name not in old["scenarios"]:
             lines.append(f"\n{name}: not in the old run")
             continue
-        lost = _lost(name, old["scenarios"][name], scenario)
+        lost, not_run = _lost(name, old["scenarios"][name], scenario, backends)
         problems += len(lost)
         better = {m["key"]: m["better"] for m in scenario["metrics"]}
         old_rows, new_rows = _rows(old["scenarios"][name]), _rows(scenario)
@@ -269,5 +279,6 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], int]:
             summary += f"; {len(lost)} lost"
         lines.append(summary)
         lines += lost
+        lines += not_run
         lines += flagged
     return lines, problems

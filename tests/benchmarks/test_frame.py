@@ -260,7 +260,7 @@ def test_compare_handles_zero_and_negative_medians(
 def test_compare_counts_failures_and_lost_rows() -> None:
     """A failed case in the new run, and a system or a case the old run measured that the new one
     did not, are listed and each counted as a problem (a system a failure kept from running
-    counts with the failure, once)."""
+    counts with the failure, once); a scenario or backend the new run was not asked for is no problem."""
     old = _results([100.0] * 3, [50.0] * 3)
     failed = _results([100.0] * 3, [50.0] * 3)
     failed["scenarios"]["demo"]["cases"][0]["failure"] = "actorstate: counter 3 after 4 increments"
@@ -280,6 +280,15 @@ def test_compare_counts_failures_and_lost_rows() -> None:
     lines, problems = compare.compare(old, lost_case)
     assert problems == 1
     assert any("LOST size=1: not measured" in line for line in lines), lines
+    on_trio = _results([100.0] * 3, [50.0] * 3)
+    for results in (old, on_trio):
+        results["scenarios"]["demo"]["cases"][0]["params"] = {"backend": "asyncio"}
+    on_trio["scenarios"]["demo"]["cases"][0]["params"] = {"backend": "trio"}
+    on_trio["options"]["backends"] = ["trio"]  # asyncio not asked for: information
+    assert compare.compare(old, on_trio)[1] == 0
+    on_trio["options"]["backends"] = ["trio", "asyncio"]  # asked for and not measured: lost
+    assert compare.compare(old, on_trio)[1] == 1
+    old = _results([100.0] * 3, [50.0] * 3)
     unfinished = _results([100.0] * 3, [50.0] * 3)
     del unfinished["scenarios"]["demo"]
     assert compare.compare(old, unfinished)[1] == 1
