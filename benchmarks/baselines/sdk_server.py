@@ -1,12 +1,15 @@
-"""The bare SDK baseline of the stdio scenario: the same session tools on a bare SDK server.
+"""The bare SDK baseline of the stdio and HTTP scenarios: the same session tools on a bare SDK server.
 
-``MCPServer`` over the SDK's stdio transport, sessions in a dict, one
-``anyio.Lock`` per session, no persistence: what a straightforward port of
-the Node.js server to the official SDK looks like.
+``MCPServer`` over the SDK's stdio transport (or, with ``--http PORT``,
+its own Streamable HTTP server: ``server.run("streamable-http")``, uvicorn
+on 127.0.0.1), sessions in a dict, one ``anyio.Lock`` per session, no
+persistence: what a straightforward port of the Node.js server to the
+official SDK looks like.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from typing import Any
@@ -96,4 +99,7 @@ async def end_session(sessionId: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    if sys.argv[1:2] == ["--http"]:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run()
