@@ -60,4 +60,4 @@ conformance: $(STAMP)
 	exit $$status
 
 clean:
-	rm -rf $(VENV) build *.egg-info benchmarks/baselines/node/node_modules
+	rm -rf $(VENV) build *.egg-info benchmarks/baselines/node/node_modules conformance/node_modules
