@@ -1,100 +1,108 @@
 """The ``actorstate`` command: ``serve``, ``sessions``, ``doctor``, ``chaos``, ``tokens``.
 
 Every ``serve`` flag can also come from an ``ACTORSTATE_*`` environment
-variable (the flag wins). Logs go to stderr; stdout belongs to the protocol.
+variable (the flag wins). Every command that takes a database finds it the
+same way (``locations.find_database``: ``--db``, ``ACTORSTATE_DB``, the data
+directory). Logs go to stderr; stdout belongs to the protocol.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import importlib.util
 import json
 import logging
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from . import __version__, planted
-from .config import Config
+from . import __version__
 from .errors import ActorStateError, DatabaseRefused, StoreError
-from .model.codec import SnapshotDecodeError, decode_session
-from .model.session_state import iso_time
-from .state import open_state
-from .store.doctor import diagnose
-from .store.sqlite import SQLiteStore
-from .store.view import DatabaseView, SessionRow
-from .transport.limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
-from .transport.registry import RegistryLimits
+from .locations import DATABASE_VARIABLE, DatabaseLocation, default_database, find_database
+
+if TYPE_CHECKING:
+    from .store.view import SessionRow
+    from .transport.registry import RegistryLimits
+
+# Only what every command needs is imported above. serve's runtime, the MCP
+# SDK, the HTTP stack and the store's modules are imported by the functions
+# that use them, so that `--version`, `sessions`, `doctor` and `tokens` start
+# without them (tests/test_cli_imports.py holds this). The package's own
+# __init__ still imports the runtime (actorstate.state, anyio, asyncio): most
+# of what these commands spend starting is that, not this module.
 
 logger = logging.getLogger("actorstate.cli")
 
 
-def default_database() -> Path:
-    """The state file in the user's data directory (XDG on Linux)."""
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    elif os.name == "nt":
-        base = Path(os.environ.get("APPDATA", Path.home()))
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "actorstate" / "state.db"
-
-
-_DEFAULTS = Config()
-_HTTP_LIMITS = RegistryLimits()
-
-# flag, type, default, help (the environment variable is derived from the flag)
-_SERVE_OPTIONS: list[tuple[str, type, Any, str]] = [
-    ("--db", str, None, f"SQLite database file (default: {default_database()})"),
-    ("--durability", str, "commit", "commit | interval | memory"),
-    ("--max-resident", int, _DEFAULTS.max_resident, "actors kept in memory"),
-    ("--memory-budget-mb", float, _DEFAULTS.memory_budget_mb, "memory budget for sessions"),
-    ("--idle-timeout", float, _DEFAULTS.idle_timeout, "seconds before an idle actor leaves memory"),
-    ("--session-ttl", float, _DEFAULTS.session_ttl, "seconds of inactivity before a session ends"),
-    ("--flush-interval", float, _DEFAULTS.flush_interval, "interval mode: seconds between flushes"),
-    ("--max-line-bytes", int, DEFAULT_MAX_LINE_BYTES, "longest JSON-RPC line accepted"),
-    ("--max-in-flight", int, DEFAULT_MAX_IN_FLIGHT, "unanswered requests before reading pauses"),
-    ("--stop-grace", float, DEFAULT_STOP_GRACE, "seconds to answer requests read before a stop"),
-    ("--backend", str, "asyncio", "trio | asyncio"),
-    ("--fast-path", str, "on", "on | off: answer tools/call without the SDK's per-request dispatch"),
-    ("--log-level", str, "INFO", "DEBUG | INFO | WARNING | ERROR"),
-    ("--http", str, None, "serve MCP over Streamable HTTP on HOST:PORT instead of stdio"),
+# flag, type, help (the environment variable is derived from the flag; the
+# default comes from _serve_defaults, only when serve runs)
+_SERVE_OPTIONS: list[tuple[str, type, str]] = [
     (
-        "--tokens-file",
+        "--db",
         str,
-        None,
-        "HTTP: accept this file's bearer tokens (actorstate tokens; reloaded on SIGHUP)",
+        f"SQLite database file (default: {default_database()}) [{DATABASE_VARIABLE}]",
     ),
+    ("--durability", str, "commit | interval | memory"),
+    ("--max-resident", int, "actors kept in memory"),
+    ("--memory-budget-mb", float, "memory budget for sessions"),
+    ("--idle-timeout", float, "seconds before an idle actor leaves memory"),
+    ("--session-ttl", float, "seconds of inactivity before a session ends"),
+    ("--flush-interval", float, "interval mode: seconds between flushes"),
+    ("--max-line-bytes", int, "longest JSON-RPC line accepted"),
+    ("--max-in-flight", int, "unanswered requests before reading pauses"),
+    ("--stop-grace", float, "seconds to answer requests read before a stop"),
+    ("--backend", str, "trio | asyncio"),
+    ("--fast-path", str, "on | off: answer tools/call without the SDK's per-request dispatch"),
+    ("--log-level", str, "DEBUG | INFO | WARNING | ERROR"),
+    ("--http", str, "serve MCP over Streamable HTTP on HOST:PORT instead of stdio"),
+    ("--tokens-file", str, "HTTP: accept this file's bearer tokens (actorstate tokens; reloaded on SIGHUP)"),
     (
         "--jwt-issuer",
         str,
-        None,
         "HTTP: accept JWTs from this issuer (an http(s) URL); with --jwt-key or --jwt-jwks",
     ),
-    ("--jwt-audience", str, None, "HTTP: the audience the JWTs must name (default: the public URL)"),
-    ("--jwt-key", str, None, "HTTP: the issuer's public key, a PEM file (reloaded on SIGHUP)"),
-    ("--jwt-jwks", str, None, "HTTP: the issuer's keys, a JWKS file (reloaded on SIGHUP)"),
-    (
-        "--public-url",
-        str,
-        None,
-        "HTTP: the endpoint's URL as clients reach it (default http://HOST:PORT/mcp)",
-    ),
-    ("--max-connections", int, _HTTP_LIMITS.max_connections, "HTTP: exchanges open at once, all clients"),
-    (
-        "--max-in-flight-per-client",
-        int,
-        _HTTP_LIMITS.max_in_flight,
-        "HTTP: exchanges open at once per client",
-    ),
-    ("--rate-limit", float, _HTTP_LIMITS.rate, "HTTP: requests per second per client (bursts of twice that)"),
+    ("--jwt-audience", str, "HTTP: the audience the JWTs must name (default: the public URL)"),
+    ("--jwt-key", str, "HTTP: the issuer's public key, a PEM file (reloaded on SIGHUP)"),
+    ("--jwt-jwks", str, "HTTP: the issuer's keys, a JWKS file (reloaded on SIGHUP)"),
+    ("--public-url", str, "HTTP: the endpoint's URL as clients reach it (default http://HOST:PORT/mcp)"),
+    ("--max-connections", int, "HTTP: exchanges open at once, all clients"),
+    ("--max-in-flight-per-client", int, "HTTP: exchanges open at once per client"),
+    ("--rate-limit", float, "HTTP: requests per second per client (bursts of twice that)"),
 ]
+
+
+def _serve_defaults() -> dict[str, Any]:
+    """serve's defaults, from the modules that own them (imported only when serve runs).
+
+    A flag not named here defaults to None.
+    """
+    from .config import Config
+    from .transport.limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
+    from .transport.registry import RegistryLimits
+
+    config = Config()
+    http = RegistryLimits()
+    return {
+        "--durability": "commit",
+        "--max-resident": config.max_resident,
+        "--memory-budget-mb": config.memory_budget_mb,
+        "--idle-timeout": config.idle_timeout,
+        "--session-ttl": config.session_ttl,
+        "--flush-interval": config.flush_interval,
+        "--max-line-bytes": DEFAULT_MAX_LINE_BYTES,
+        "--max-in-flight": DEFAULT_MAX_IN_FLIGHT,
+        "--stop-grace": DEFAULT_STOP_GRACE,
+        "--backend": "asyncio",
+        "--fast-path": "on",
+        "--log-level": "INFO",
+        "--max-connections": http.max_connections,
+        "--max-in-flight-per-client": http.max_in_flight,
+        "--rate-limit": http.rate,
+    }
+
+
 _CHOICES = {
     "--durability": ("commit", "interval", "memory"),
     "--backend": ("trio", "asyncio"),
@@ -115,15 +123,26 @@ def _add_serve(commands: Any) -> None:
         "with --http HOST:PORT (bearer tokens with --tokens-file; without them, loopback only). "
         "Each flag may also be set with the environment variable shown.",
     )
-    for flag, kind, _, text in _SERVE_OPTIONS:
+    for flag, kind, text in _SERVE_OPTIONS:
         # Unset flags stay None here; _serve_settings fills them from the
         # environment or the default, so a bad variable troubles only serve.
+        if flag == "--db":
+            serve.add_argument(flag, metavar="PATH", help=text)
+            continue
         serve.add_argument(flag, type=kind, default=None, help=f"{text} [{_env_name(flag)}]")
 
 
 def _serve_settings(args: argparse.Namespace) -> None:
-    """Fill unset serve flags from ACTORSTATE_* variables, then defaults; check them all."""
-    for flag, kind, default, _ in _SERVE_OPTIONS:
+    """Fill unset serve flags from ACTORSTATE_* variables, then defaults; check them all.
+
+    The database is found as every command finds it (``find_database``):
+    ``args.location`` says where it is and what named it.
+    """
+    defaults = _serve_defaults()
+    for flag, kind, _ in _SERVE_OPTIONS:
+        if flag == "--db":
+            continue
+        default = defaults.get(flag)
         name = flag.removeprefix("--").replace("-", "_")
         value = getattr(args, name)
         source = flag
@@ -163,16 +182,18 @@ def _serve_settings(args: argparse.Namespace) -> None:
         ):
             if getattr(args, flag.removeprefix("--").replace("-", "_")) is not None:
                 raise ValueError(f"{flag} is for serving HTTP: add --http HOST:PORT")
+    args.location = find_database(args.db)
     if args.durability != "memory":
         # The default database lives in the user's data directory, made on first run.
-        path = Path(args.db).expanduser() if args.db else default_database()
+        path = args.location.path
+        directory = os.path.dirname(os.path.abspath(path))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(directory, exist_ok=True)
         except OSError as error:
             raise ValueError(
-                f"cannot create {error.filename or path.parent} for the database {path}: {error.strerror}"
+                f"cannot create {error.filename or directory} for the database {path}: {error.strerror}"
             ) from None
-        args.db = str(path)
+        args.db = path
 
 
 def _http_address(text: str) -> tuple[str, int]:
@@ -213,6 +234,11 @@ def _check_serve_extras(backend: str) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    import anyio
+
+    from . import planted
+    from .config import Config
+    from .state import open_state
     from .transport.serve import serve_stdio
     from .transport.signals import StopSignals
 
@@ -325,6 +351,8 @@ def _http_settings(args: argparse.Namespace) -> Any:
 
 
 def _http_limits(args: argparse.Namespace) -> RegistryLimits:
+    from .transport.registry import RegistryLimits
+
     try:
         return RegistryLimits(
             max_connections=args.max_connections,
@@ -370,7 +398,11 @@ def _add_chaos(commands: Any) -> None:
 def _chaos(args: argparse.Namespace) -> int:
     import secrets
     import tempfile
+    from pathlib import Path
 
+    import anyio
+
+    from . import planted
     from .chaos.runner import RunOptions, replay_command, run_chaos
 
     given: dict[str, Any] = {
@@ -411,6 +443,7 @@ def _add_tokens(commands: Any) -> None:
     revoke.add_argument("name", metavar="NAME")
     for action in (add, listed, revoke):
         action.add_argument("--tokens-file", metavar="PATH", help="(env ACTORSTATE_TOKENS_FILE)")
+    listed.add_argument("--json", action="store_true", help="JSON lines: name, created, operator")
 
 
 def _tokens(args: argparse.Namespace) -> int:
@@ -432,7 +465,11 @@ def _tokens(args: argparse.Namespace) -> int:
     elif args.action == "list":
         entries = list_tokens(path)
         for entry in entries:
-            print(f"{entry.name:<24} {entry.created}  {'operator' if entry.operator else '-'}")
+            if args.json:
+                # The same fields as the text line; never the hash.
+                print(json.dumps({"name": entry.name, "created": entry.created, "operator": entry.operator}))
+            else:
+                print(f"{entry.name:<24} {entry.created}  {'operator' if entry.operator else '-'}")
         print(f"{len(entries)} tokens", file=sys.stderr)
     else:
         revoke_token(path, args.name)
@@ -440,12 +477,15 @@ def _tokens(args: argparse.Namespace) -> int:
     return 0
 
 
-def _must_exist(path: str) -> None:
-    if not os.path.isfile(path):
-        raise StoreError(f"{path} does not exist")
+def _must_exist(location: DatabaseLocation) -> None:
+    if not os.path.isfile(location.path):
+        raise StoreError(location.missing())
 
 
 def _describe(row: SessionRow) -> dict[str, Any]:
+    from .model.codec import SnapshotDecodeError, decode_session
+    from .model.session_state import iso_time
+
     described: dict[str, Any] = {"sessionId": row.id, "clientId": row.client_id, "version": row.version}
     described["endedAt"] = None if row.ended_at is None else iso_time(row.ended_at)
     try:
@@ -465,23 +505,44 @@ def _describe(row: SessionRow) -> dict[str, Any]:
     return described
 
 
+def _summary(described: dict[str, Any]) -> dict[str, Any]:
+    """What `sessions list --json` prints for a session: the text line's fields, named."""
+    summary = {
+        "sessionId": described["sessionId"],
+        "clientId": described["clientId"],
+        "status": "ended" if described["endedAt"] else "live",
+        "version": described["version"],
+        "lastActivity": described.get("lastActivity"),
+        "endedAt": described["endedAt"],
+    }
+    if "error" in described:
+        summary["error"] = described["error"]
+    return summary
+
+
 def _sessions(args: argparse.Namespace) -> int:
+    from .store.view import DatabaseView
+
+    location: DatabaseLocation = args.location
+    _must_exist(location)
+    path = location.path
     if args.action == "purge":
-        _must_exist(args.db)
-        store = SQLiteStore(args.db)
+        from .store.sqlite import SQLiteStore
+
+        store = SQLiteStore(path)
         try:
             purged = store.purge(time.time() - args.older_than_days * 86400)
         finally:
             store.close()
-        print(f"purged {purged} ended sessions")
+        print(json.dumps({"purged": purged}) if args.json else f"purged {purged} ended sessions")
         return 0
-    with DatabaseView(args.db) as view:
+    with DatabaseView(path) as view:
         for note in view.notes:
             print(f"actorstate: note: {note}", file=sys.stderr)
         if args.action == "show":
             row = view.session(args.session_id)
             if row is None:
-                print(f"no session {args.session_id} in {args.db}", file=sys.stderr)
+                print(f"no session {args.session_id} in {path}", file=sys.stderr)
                 return 1
             print(json.dumps(_describe(row), indent=2, ensure_ascii=False))
             return 0
@@ -492,27 +553,106 @@ def _sessions(args: argparse.Namespace) -> int:
             described = _describe(row)
             if args.action == "export":
                 print(json.dumps(described, ensure_ascii=False))
-                continue
-            status = "ended" if described["endedAt"] else "live"
-            last = described.get("lastActivity", described.get("error"))
-            print(f"{row.id}  {row.client_id:<20} {status:<5} v{row.version:<5} {last}")
+            elif args.json:
+                print(json.dumps(_summary(described), ensure_ascii=False))
+            else:
+                status = "ended" if described["endedAt"] else "live"
+                last = described.get("lastActivity", described.get("error"))
+                print(f"{row.id}  {row.client_id:<20} {status:<5} v{row.version:<5} {last}")
     if args.action == "list":
         print(f"{count} sessions", file=sys.stderr)
     return 0
 
 
+def _doctor_location(args: argparse.Namespace) -> DatabaseLocation:
+    """doctor's database: ``--db``, or the positional PATH kept from before ``--db`` (not both)."""
+    if (
+        args.path
+        and args.db
+        and os.path.abspath(os.path.expanduser(args.path)) != os.path.abspath(os.path.expanduser(args.db))
+    ):
+        raise ValueError(f"doctor got two databases, PATH {args.path} and --db {args.db}: give one")
+    if args.db:
+        return find_database(args.db)
+    return find_database(args.path, flag="PATH")
+
+
 def _doctor(args: argparse.Namespace) -> int:
-    diagnosis = diagnose(args.path or str(default_database()))
-    print(diagnosis.report())
+    from .store.doctor import diagnose
+
+    location: DatabaseLocation = args.location
+    _must_exist(location)
+    diagnosis = diagnose(location.path)
+    if args.json:
+        report = {
+            "database": diagnosis.path,
+            "schemaVersion": diagnosis.schema_version,
+            "liveSessions": diagnosis.sessions,
+            "endedSessions": diagnosis.ended,
+            "bytes": diagnosis.bytes,
+            "problems": diagnosis.problems,
+            "notes": diagnosis.notes,
+        }
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(diagnosis.report())
     return 1 if diagnosis.problems else 0
 
 
-# What to do about a refused database file, in each command's own terms.
+# What a refused database file should be replaced by, in each command's terms;
+# DatabaseLocation.point_at names the flag or variable the user gave.
 _REFUSED_ADVICE = {
-    "serve": "Point --db at another file.",
-    "sessions": "Point --db at an actorstate database.",
-    "doctor": "Name an actorstate database: actorstate doctor PATH.",
+    "serve": "another file",
+    "sessions": "an actorstate database",
+    "doctor": "an actorstate database",
 }
+
+
+_DATABASE_HELP = f"the SQLite database file (default: ${DATABASE_VARIABLE}, else {default_database()})"
+
+
+def _add_sessions(commands: Any) -> None:
+    sessions = commands.add_parser(
+        "sessions",
+        help="look inside a database",
+        description=f"Look inside a database: --db PATH, else ${DATABASE_VARIABLE}, else the default "
+        "in the data directory. Looking changes nothing; purge deletes ended sessions.",
+    )
+    actions = sessions.add_subparsers(dest="action", required=True)
+    listed = actions.add_parser("list", help="one line per session (--json: one JSON object a line)")
+    export = actions.add_parser("export", help="every session as a JSON line")
+    for action in (listed, export):
+        action.add_argument("--db", metavar="PATH", help=_DATABASE_HELP)
+        action.add_argument("--client", help="only this client's sessions")
+        action.add_argument("--ended", action="store_true", help="include ended sessions")
+    listed.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines: sessionId, clientId, status, version, lastActivity, endedAt",
+    )
+    show = actions.add_parser("show", help="one session as JSON")
+    show.add_argument("session_id")
+    show.add_argument("--db", metavar="PATH", help=_DATABASE_HELP)
+    purge = actions.add_parser("purge", help="delete ended sessions")
+    purge.add_argument("--db", metavar="PATH", help=_DATABASE_HELP)
+    purge.add_argument("--older-than-days", type=float, default=0.0, help="keep those ended more recently")
+    purge.add_argument("--json", action="store_true", help='print {"purged": N}')
+
+
+def _add_doctor(commands: Any) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a database without changing it",
+        description="Check a database without changing it; exit 1 if it has problems. "
+        f"The database: --db PATH (or a positional PATH), else ${DATABASE_VARIABLE}, else the default.",
+    )
+    doctor.add_argument("--db", metavar="PATH", help=_DATABASE_HELP)
+    doctor.add_argument("path", nargs="?", metavar="PATH", help="the same as --db")
+    doctor.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: database, schemaVersion, liveSessions, endedSessions, bytes, problems, notes",
+    )
 
 
 def _stop_writing_stdout() -> None:
@@ -530,22 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands)
 
-    sessions = commands.add_parser("sessions", help="look inside a database")
-    actions = sessions.add_subparsers(dest="action", required=True)
-    for name, text in (("list", "one line per session"), ("export", "every session as a JSON line")):
-        action = actions.add_parser(name, help=text)
-        action.add_argument("--db", required=True)
-        action.add_argument("--client", help="only this client's sessions")
-        action.add_argument("--ended", action="store_true", help="include ended sessions")
-    show = actions.add_parser("show", help="one session as JSON")
-    show.add_argument("session_id")
-    show.add_argument("--db", required=True)
-    purge = actions.add_parser("purge", help="delete ended sessions")
-    purge.add_argument("--db", required=True)
-    purge.add_argument("--older-than-days", type=float, default=0.0, help="keep those ended more recently")
-
-    doctor = commands.add_parser("doctor", help="check a database without changing it")
-    doctor.add_argument("path", nargs="?", help=f"the SQLite database file (default: {default_database()})")
+    _add_sessions(commands)
+    _add_doctor(commands)
     _add_chaos(commands)
     _add_tokens(commands)
     args = parser.parse_args(argv)
@@ -554,12 +680,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             _serve_settings(args)
             _check_serve_extras(args.backend)
+        elif args.command == "sessions":
+            args.location = find_database(args.db)
+        elif args.command == "doctor":
+            args.location = _doctor_location(args)
         logging.basicConfig(
             stream=sys.stderr,
             level=getattr(logging, getattr(args, "log_level", None) or "WARNING"),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         if args.command == "serve":
+            import anyio
+
             anyio.run(_serve, args, backend=args.backend)
             return 0
         if args.command == "chaos":
@@ -578,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
         _stop_writing_stdout()
         return 0
     except DatabaseRefused as error:
-        print(f"actorstate: {error}. {_REFUSED_ADVICE[args.command]}", file=sys.stderr)
+        location: DatabaseLocation = args.location
+        print(f"actorstate: {error}. {location.point_at(_REFUSED_ADVICE[args.command])}", file=sys.stderr)
         return 2
     except (ActorStateError, ValueError) as error:
         print(f"actorstate: {error}", file=sys.stderr)

@@ -169,15 +169,15 @@ async def _fill_many(path: str, count: int) -> None:
             await session.set_preference("notes", "x" * 200)
 
 
-@pytest.mark.parametrize("action", ["list", "export"])
-def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path, action: str) -> None:
-    """`sessions list | head -1` and `sessions export | head -1`: no traceback, exit 0."""
+@pytest.mark.parametrize("action", [["list"], ["list", "--json"], ["export"]], ids=" ".join)
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path, action: list[str]) -> None:
+    """`sessions list [--json] | head -1` and `sessions export | head -1`: no traceback, exit 0."""
     path = str(tmp_path / "many.db")
     # Far more output than a pipe holds: the command is still writing when
     # the reader goes away, so it meets the closed pipe for real.
     anyio.run(_fill_many, path, 2000)
     command = subprocess.Popen(
-        [sys.executable, "-m", "actorstate", "sessions", action, "--db", path],
+        [sys.executable, "-m", "actorstate", "sessions", *action, "--db", path],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
