@@ -208,6 +208,13 @@ class Residency:
         refreshes = self._refreshes
         self._loads_in_flight += 1
         try:
+            if not await self._owner_is_calling(store, actor):
+                # Unknown, or only other clients' calls wait: they are refused
+                # without the session being read (what a miss costs, whatever
+                # the session holds) or made resident.
+                if self.resident.get(session_id) is actor and actor.status is ActorStatus.LOADING:
+                    self.remove(actor)
+                return
             row = await store.load(session_id)
         except StoreError as error:
             self.remove(actor, error)
@@ -244,6 +251,19 @@ class Residency:
         self.account(actor)
         if actor.mailbox:
             self._host.schedule(actor)
+
+    @staticmethod
+    async def _owner_is_calling(store: Store, actor: SessionActor) -> bool:
+        """Whether a call waiting for the actor may see the session: one from its owner, or one
+        not scoped to a client. When every waiting call is scoped (a call over authenticated
+        HTTP is), the owner alone is read first, so another client's session is never loaded.
+        """
+        waiting = actor.mailbox
+        if not waiting or not all(envelope.client_id is not None for envelope in waiting):
+            return True  # a reload (nothing waits), or a call that may see any session
+        owner = await store.owner_of(actor.id)
+        # Calls may have arrived meanwhile: the mailbox is looked at again.
+        return owner is not None and any(envelope.client_id in (None, owner) for envelope in actor.mailbox or ())
 
     async def _loads_landed(self) -> None:
         """Wait until no load is in flight."""

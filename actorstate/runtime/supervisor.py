@@ -216,15 +216,12 @@ class Supervisor:
         except SessionNotFound:
             if actor is not None and client_id is not None and store is not None:
                 # Answered from memory (another client's session, or an ended
-                # one still resident), where an unknown id costs a store read:
-                # the same read, so that timing cannot tell which ids exist.
-                await self._read_as_if_unknown(session_id)
+                # one still resident), where an unknown id costs a read of the
+                # owner (see Residency._load): the same read, so that timing
+                # cannot tell which ids exist.
+                with suppress(ActorStateError):
+                    await store.owner_of(session_id)
             raise
-
-    async def _read_as_if_unknown(self, session_id: str) -> None:
-        assert self._store is not None
-        with suppress(ActorStateError):
-            await self._store.load(session_id)
 
     async def tell(self, session_id: str, message: Message[Any]) -> None:
         """Post ``message`` without waiting for its turn (fire and forget).

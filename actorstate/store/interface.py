@@ -37,7 +37,8 @@ the *database's* clock, and :meth:`Store.load` returns the epoch the claim
 got. Every write then matches ``id``, ``epoch`` and ``version`` in its
 ``WHERE`` clause; a row whose epoch moved answers ``FENCED``.
 
-**Reads.** :meth:`Store.load` returns the row (ended ones too) or None.
+**Reads.** :meth:`Store.load` returns the row (ended ones too) or None;
+:meth:`Store.owner_of` returns only its owner, as cheaply as a miss.
 :meth:`Store.list_client` pages through a client's live sessions in
 ``(created_at, id)`` order from an index, so a page costs the same for ten
 sessions or a million. :meth:`Store.expire` scans in primary-key chunks so
@@ -122,6 +123,14 @@ class Store(Protocol):
 
     async def load(self, session_id: str) -> StoredSession | None:
         """The session's row, ended or not; None if there is none."""
+
+    async def owner_of(self, session_id: str) -> str | None:
+        """The client that owns the session (ended or not), or None if there is no row.
+
+        Reads the owner alone, so asking about another client's session costs
+        what asking about an unknown id costs (the runtime checks the owner
+        of a scoped call this way before it loads anything).
+        """
 
     async def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[WriteOutcome]:
         """Commit ``writes`` in one transaction; the outcome of each, in order."""

@@ -231,6 +231,12 @@ class MemoryStore:
             session_id, row.client_id, row.version, row.state, row.ended_at is not None, row.epoch
         )
 
+    async def owner_of(self, session_id: str) -> str | None:
+        await self._enter()
+        self.faults._check_load(self._name, session_id)
+        row = self._rows.get(session_id)
+        return None if row is None else row.client_id
+
     async def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[WriteOutcome]:
         """Commit ``writes`` as one transaction; per write, COMMITTED, CONFLICT or FENCED.
 

@@ -290,6 +290,11 @@ class SQLiteStore:
             return None
         return StoredSession(session_id, row[0], row[1], row[2], row[3] is not None)
 
+    def owner_of(self, session_id: str) -> str | None:
+        with _translated(self.path, f"looking up session {session_id}"):
+            row = self._db.execute("SELECT client_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     @property
     def name(self) -> str:
         return self.path

@@ -31,6 +31,7 @@ class StoreEngine(Protocol):
     @property
     def name(self) -> str: ...
     def load(self, session_id: str) -> StoredSession | None: ...
+    def owner_of(self, session_id: str) -> str | None: ...
     def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[WriteOutcome]: ...
     def end(self, session_id: str, now: float) -> None: ...
     def list_client(
@@ -63,6 +64,9 @@ class ThreadedStore:
 
     async def load(self, session_id: str) -> StoredSession | None:
         return await self._worker.run(self._engine.load, session_id)
+
+    async def owner_of(self, session_id: str) -> str | None:
+        return await self._worker.run(self._engine.owner_of, session_id)
 
     async def write(self, writes: Sequence[SnapshotWrite], now: float) -> list[WriteOutcome]:
         return await self._worker.run(self._engine.write, writes, now)
