@@ -13,6 +13,7 @@ token, never from an argument.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput
@@ -55,6 +56,9 @@ class Caller:
 
 
 OWNER = Caller()
+# Past this, a principal's key is shortened (see principal_key); well under
+# Config.max_key_length, the limit on a client id.
+MAX_PRINCIPAL_KEY = 160
 
 
 def principal_key(token: Any) -> str:
@@ -66,4 +70,10 @@ def principal_key(token: Any) -> str:
     :attr:`.tokens.Principal.key`).
     """
     issuer = (token.claims or {}).get("iss")
-    return Principal(str(issuer or ""), token.subject or "", token.client_id).key
+    key = Principal(str(issuer or ""), token.subject or "", token.client_id).key
+    if len(key) > MAX_PRINCIPAL_KEY:
+        # A key is stored with every session the principal owns, under the
+        # state's limit on a client id: a long one keeps its start, readable,
+        # and a digest of the whole, which keeps principals apart.
+        key = f"{key[:64]}#{hashlib.sha256(key.encode()).hexdigest()}"
+    return key

@@ -398,7 +398,9 @@ class JwtVerifier:
             client_id=client,
             subject=subject,
             scopes=scope.split(),
-            expires_at=int(claims["exp"]),
+            # The SDK's bearer middleware refuses a token past expires_at with
+            # no leeway of its own: the leeway granted above goes in here.
+            expires_at=int(claims["exp"] + self.leeway),
             resource=self.audience,
             claims=claims,
         )

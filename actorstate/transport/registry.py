@@ -8,11 +8,16 @@ client and a load balancer understand and a message a person can act on:
 
 - ``max_connections``: exchanges open at once, all principals together:
   past it, ``503 Service Unavailable`` with ``Retry-After``;
-- ``max_in_flight``: exchanges open at once for one principal: past it,
-  ``429 Too Many Requests`` with ``Retry-After``;
+- ``max_in_flight``: requests in progress at once for one principal (a
+  GET's event stream, which waits for the server rather than asking it
+  anything, is not one): past it, ``429 Too Many Requests`` with
+  ``Retry-After``;
 - ``rate``: requests per second for one principal, a token bucket that
   holds ``burst`` requests: past it, ``429`` with the seconds until the
   next request would be taken.
+
+A DELETE (a client ending its protocol session) is never refused by a
+principal's limits: it frees what the limits protect.
 
 A refusal is a JSON-RPC error body too, so an MCP client shows its text.
 A principal's first request is logged at INFO on stderr, its exchanges
@@ -95,22 +100,28 @@ class ConnectionRegistry:
             await self.app(scope, receive, send)
             return
         name = self.principal_of(scope)
-        refusal = self._admit(name)
+        method = scope.get("method")
+        counted = method != "GET"
+        refusal = self._admit(name, counted=counted, limited=method != "DELETE")
         if refusal is not None:
             status, retry_after, message = refusal
-            await _refuse(send, status, retry_after, message)
+            await _refuse(receive, send, status, retry_after, message)
             return
         entry = self.principals[name]
         try:
             await self.app(scope, receive, send)
         finally:
             self.open -= 1
-            entry.open -= 1
+            entry.open -= counted
             if entry.open == 0:
                 logger.debug("HTTP: %s has no exchange open (%d requests so far)", name, entry.requests)
 
-    def _admit(self, name: str) -> tuple[int, float, str] | None:
-        """Register one exchange of ``name``, or the refusal: (status, Retry-After seconds, message)."""
+    def _admit(self, name: str, *, counted: bool, limited: bool) -> tuple[int, float, str] | None:
+        """Register one exchange of ``name``, or the refusal: (status, Retry-After seconds, message).
+
+        ``counted``: it counts toward the principal's requests in flight;
+        ``limited``: the principal's limits apply to it.
+        """
         now = self.clock()
         entry = self.principals.get(name)
         if entry is None:
@@ -128,7 +139,9 @@ class ConnectionRegistry:
                 f"the server has {self.open} HTTP exchanges open, its limit (--max-connections "
                 f"{limits.max_connections}): retry in a second, or raise the limit",
             )
-        elif entry.open >= limits.max_in_flight:
+        elif not limited:
+            pass
+        elif counted and entry.open >= limits.max_in_flight:
             refusal = (
                 429,
                 1.0,
@@ -141,7 +154,7 @@ class ConnectionRegistry:
                 429,
                 wait,
                 f"you are past {limits.rate:g} requests per second (--rate-limit; bursts of {limits.burst}): "
-                f"retry in {wait:.2f} s",
+                f"retry in {max(wait, 0.01):.2f} s",
             )
         if refusal is not None:
             entry.refused += 1
@@ -149,11 +162,12 @@ class ConnectionRegistry:
                 entry.last_refusal_logged = now
                 logger.warning("HTTP: refused %s (%d): %s", name, refusal[0], refusal[2])
             return refusal
-        entry.tokens -= 1
+        if limited:
+            entry.tokens -= 1
         entry.requests += 1
         if entry.open == 0:
             logger.debug("HTTP: %s has an exchange open", name)
-        entry.open += 1
+        entry.open += counted
         self.open += 1
         return None
 
@@ -170,7 +184,19 @@ class ConnectionRegistry:
         }
 
 
-async def _refuse(send: Send, status: int, retry_after: float, message: str) -> None:
+# A refused request's body is read (and dropped) up to this many bytes, so
+# the connection can carry the next request; past it, the connection closes.
+_DRAIN_LIMIT = 1 << 20
+
+
+async def _refuse(receive: Receive, send: Send, status: int, retry_after: float, message: str) -> None:
+    drained, more = 0, True
+    while more and drained <= _DRAIN_LIMIT:
+        event = await receive()
+        if event["type"] != "http.request":
+            break
+        drained += len(event.get("body", b""))
+        more = event.get("more_body", False)
     body = json.dumps(
         {"jsonrpc": "2.0", "id": None, "error": {"code": _REFUSED, "message": message}}
     ).encode()
@@ -182,6 +208,7 @@ async def _refuse(send: Send, status: int, retry_after: float, message: str) -> 
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"retry-after", str(max(1, math.ceil(retry_after))).encode()),
+                *([(b"connection", b"close")] if more else []),
             ],
         }
     )

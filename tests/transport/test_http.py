@@ -17,6 +17,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 import actorstate
 from actorstate.store.memory import MemoryStore
+from actorstate.transport.caller import MAX_PRINCIPAL_KEY, principal_key
 from actorstate.transport.http import HttpSettings, check_listen_address, serve_http
 from actorstate.transport.registry import RegistryLimits
 
@@ -247,3 +248,27 @@ def test_no_authentication_means_loopback_only() -> None:
         check_listen_address(HttpSettings(host="0.0.0.0"))
     check_listen_address(HttpSettings(host="0.0.0.0", verifier=TOKENS))
     check_listen_address(HttpSettings(host="::1"))
+
+
+def test_a_long_principal_key_is_shortened_keeping_principals_apart() -> None:
+    """A principal whose key would pass the state's limit on a client id gets a shortened key that
+    keeps its start and a digest of the whole: two long principals differing only at the end stay
+    apart, and a short principal keeps its key as it is."""
+    long_subject = "user/" + "x" * 2000
+
+    def key(subject: str) -> str:
+        return principal_key(
+            AccessToken(
+                token="t",
+                client_id="app",
+                subject=subject,
+                scopes=[],
+                claims={"iss": "https://id.example.com"},
+            )
+        )
+
+    first, second = key(long_subject + "1"), key(long_subject + "2")
+    assert first != second
+    assert len(first) <= MAX_PRINCIPAL_KEY
+    assert first.startswith("https://id.example.com|user")
+    assert key("alice") == "https://id.example.com|alice|app"

@@ -35,18 +35,21 @@ class HeldApp:
 
 
 async def exchange(
-    registry: ConnectionRegistry, principal: str
+    registry: ConnectionRegistry, principal: str, method: str = "POST", body_chunks: int = 1
 ) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """One request through the registry: its status, headers and JSON body."""
+    """One request through the registry: its status, headers and JSON body. The request body comes
+    in ``body_chunks`` chunks of 1 KiB."""
     sent: list[dict[str, Any]] = []
+    chunks = [b"x" * 1024] * body_chunks
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        chunk = chunks.pop(0) if chunks else b""
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await registry({"type": "http", "principal": principal}, receive, send)
+    await registry({"type": "http", "principal": principal, "method": method}, receive, send)
     start, body = sent
     headers = {key.decode(): value.decode() for key, value in start["headers"]}
     return start["status"], headers, json.loads(body["body"])
@@ -130,3 +133,40 @@ def test_limits_must_be_positive() -> None:
         RegistryLimits(max_in_flight=0)
     with pytest.raises(ValueError, match="rate must be a positive number"):
         RegistryLimits(rate=-1.0)
+
+
+@pytest.mark.anyio
+async def test_event_streams_do_not_take_request_slots_and_delete_is_never_limited() -> None:
+    """At a cap of 1 in flight, a client holding an open GET stream can still send a POST; once it
+    is out of rate tokens and at its cap, its DELETE (ending its protocol session) still passes."""
+    app, clock = HeldApp(), Clock()
+    registry = make(RegistryLimits(max_in_flight=1, rate=1.0, burst=2), app, clock)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exchange, registry, "alice", "GET")
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(exchange, registry, "alice", "POST")
+        await anyio.wait_all_tasks_blocked()
+        assert app.entered == 2  # the stream did not take the POST's slot
+        status, _, _ = await exchange(registry, "alice", "POST")
+        assert status == 429  # the POST holds the one slot (and the bucket is empty)
+        tg.start_soon(exchange, registry, "alice", "DELETE")
+        await anyio.wait_all_tasks_blocked()
+        assert app.entered == 3  # DELETE passed both limits
+        app.release.set()
+
+
+@pytest.mark.anyio
+async def test_a_refused_request_body_is_read_so_the_connection_carries_on() -> None:
+    """A refusal reads the request's body first (a client that sent one can send its next request
+    on the same connection); a body past 1 MiB is not read to its end: the refusal closes the
+    connection instead."""
+    app, clock = HeldApp(), Clock()
+    app.release.set()
+    registry = make(RegistryLimits(rate=1.0, burst=1), app, clock)
+    await exchange(registry, "alice")
+    status, headers, _ = await exchange(registry, "alice", body_chunks=8)
+    assert status == 429
+    assert "connection" not in headers
+    status, headers, _ = await exchange(registry, "alice", body_chunks=2048)
+    assert status == 429
+    assert headers["connection"] == "close"

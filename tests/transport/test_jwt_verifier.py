@@ -406,3 +406,20 @@ async def test_a_jwt_creates_a_session_over_http_and_an_expired_one_gets_401(key
         assert reply.status_code == 401
         assert reply.headers["www-authenticate"].startswith("Bearer ")
         assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <async_generator object (PoolByteStream|Response|EventSource)\.:"
+    "pytest.PytestUnraisableExceptionWarning"
+)
+async def test_the_leeway_holds_over_http_too(keys: Keys) -> None:
+    """A token expired 10 s ago is within the 30 s leeway: the HTTP server (whose bearer middleware
+    checks expires_at itself) serves it, not only the verifier."""
+    verifier = jwks_verifier(keys)
+    recently_expired = sign(keys.rsa, claims(exp=int(time.time()) - 10), kid="r1")
+    async with actorstate.open_state() as state, http_server(state, verifier=verifier) as url:
+        async with client(url, recently_expired) as alice:
+            error, created = await call(alice, "create_session", {})
+    assert not error
+    assert created["sessionId"]
