@@ -221,13 +221,21 @@ def _plain_initialize(params: Any) -> bool:
 
 
 def _listed(tool: Tool) -> dict[str, Any]:
-    """``tool`` as the SDK lists it: its fields in alphabetical order, its schemas' fields first."""
-    return {
-        "description": tool.description,
-        "inputSchema": _sdk_schema(tool.input_schema),
-        "name": tool.name,
-        "outputSchema": _sdk_schema(tool.output_schema),
-    }
+    """``tool`` as the SDK lists it (see :func:`.server._annotations`): its fields and its
+    annotations' in alphabetical order, its schemas' fields first, what is not given left out."""
+    listed: dict[str, Any] = {}
+    annotations: dict[str, Any] = tool.annotations.hints()
+    if tool.title is not None:
+        annotations["title"] = tool.title
+    if annotations:
+        listed["annotations"] = annotations
+    listed["description"] = tool.description
+    listed["inputSchema"] = _sdk_schema(tool.input_schema)
+    listed["name"] = tool.name
+    listed["outputSchema"] = _sdk_schema(tool.output_schema)
+    if tool.title is not None:
+        listed["title"] = tool.title
+    return listed
 
 
 def _sdk_schema(schema: dict[str, Any]) -> dict[str, Any]:

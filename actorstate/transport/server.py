@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import ActorStateError
 from .caller import OWNER, Caller, principal_key
 from .handshake import INSTRUCTIONS, SERVER_NAME
-from .tools import ToolContext, ToolError, call_tool, clipped, clipped_repr
+from .tools import Tool, ToolContext, ToolError, call_tool, clipped, clipped_repr
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -44,9 +44,11 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
         tools=[
             types.Tool(
                 name=tool.name,
+                title=tool.title,
                 description=tool.description,
                 input_schema=tool.input_schema,
                 output_schema=tool.output_schema,
+                annotations=_annotations(tool),
             )
             for tool in context.tools.values()
         ]
@@ -120,6 +122,21 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
     # of the server's time per call here, for traces nobody collects on stdio.
     server.middleware[:] = [_explain_refusals]
     return server
+
+
+def _annotations(tool: Tool) -> types.ToolAnnotations | None:
+    """``tool``'s title and hints as MCP's annotations (None if it has neither); the handshake
+    fast path lists them too (:func:`.handshake._listed`)."""
+    hints = tool.annotations
+    if tool.title is None and not hints.hints():
+        return None
+    return types.ToolAnnotations(
+        title=tool.title,
+        read_only_hint=hints.read_only,
+        destructive_hint=hints.destructive,
+        idempotent_hint=hints.idempotent,
+        open_world_hint=hints.open_world,
+    )
 
 
 def caller_of(ctx: Any) -> Caller:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..state import Session, State
 
 __all__ = [
+    "Annotations",
     "Tool",
     "ToolContext",
     "ToolError",
@@ -61,8 +62,40 @@ Handler = Callable[["ToolContext", Caller, dict[str, Any]], Awaitable[ToolResult
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Annotations:
+    """MCP's tool annotations: hints to clients about what a call does (None: not said).
+
+    Hints only, for a client to decide e.g. what to ask a person to confirm:
+    not a promise, and nothing here enforces them. Each field says what the
+    spec's hint of that name says when true; the spec's defaults for a hint
+    not given are read_only False, destructive True, idempotent False,
+    open_world True. destructive and idempotent mean something only when
+    read_only is not True.
+    """
+
+    read_only: bool | None = None  # "does not modify its environment"
+    destructive: bool | None = None  # "may perform destructive updates"; False: "only additive updates"
+    idempotent: bool | None = None  # "calling it repeatedly with the same arguments has no additional effect"
+    open_world: bool | None = None  # "may interact with an open world of external entities"
+
+    def hints(self) -> dict[str, bool]:
+        """The hints given, by their MCP names, in alphabetical order (as the SDK writes them)."""
+        hints = {
+            "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent,
+            "openWorldHint": self.open_world,
+            "readOnlyHint": self.read_only,
+        }
+        return {name: value for name, value in hints.items() if value is not None}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Tool:
     """A tool, and the check of its arguments compiled from ``input_schema`` when it is made.
+
+    ``title`` is its name for people (MCP lists it as the tool's ``title``
+    and as ``annotations.title``, which clients of 2025-03-26 read: the
+    tool's own ``title`` came with 2025-06-18); ``annotations``, the hints.
 
     Error handling:
         SchemaError: ``input_schema`` says something the check would not
@@ -74,6 +107,8 @@ class Tool:
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     handler: Handler
+    title: str | None = None
+    annotations: Annotations = Annotations()
     check_arguments: ArgumentsCheck = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -254,6 +289,22 @@ async def _server_stats(ctx: ToolContext, caller: Caller, arguments: dict[str, A
     return ToolResult(_pretty(stats), stats)
 
 
+# -- annotations ---------------------------------------------------------------------------
+#
+# Every tool's world is the session store, closed: open_world False. A read
+# changes nothing a caller sees (it counts as use of the session, keeping it
+# from expiring idle, as reading a file sets its access time). A write that
+# can replace a value (metadata[key]) or remove one is destructive; one that
+# only adds is not. The oldest events a write drops past Config.max_events
+# are the history's retention, not the write's doing: the history is "the
+# last max_events events" and totalEvents counts them all. Idempotent:
+# the same call again changes nothing more. A requestId makes any write's
+# retry change nothing, but a hint is per tool, not per call: a tool that
+# applies again without one is not idempotent.
+
+_READ_ONLY = Annotations(read_only=True, open_world=False)
+
+
 def build_tools(config: Config) -> dict[str, Tool]:
     """The tools, by name, for a state opened with ``config``: their schemas state its limits."""
     request_id = _request_id(config)
@@ -274,6 +325,9 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 {"sessionId": {"type": "string"}, "message": {"type": "string"}}, ["sessionId", "message"]
             ),
             _create_session,
+            "Create session",
+            # Adds a session, replacing nothing; again: another session.
+            Annotations(read_only=False, destructive=False, idempotent=False, open_world=False),
         ),
         Tool(
             "add_context",
@@ -284,6 +338,9 @@ def build_tools(config: Config) -> dict[str, Tool]:
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
             _add_context,
+            "Add context",
+            # Replaces metadata[key] if set; again: another event.
+            Annotations(read_only=False, destructive=True, idempotent=False, open_world=False),
         ),
         Tool(
             "record_action",
@@ -299,6 +356,9 @@ def build_tools(config: Config) -> dict[str, Tool]:
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
             _record_action,
+            "Record action",
+            # Appends an event, replacing nothing; again: another event.
+            Annotations(read_only=False, destructive=False, idempotent=False, open_world=False),
         ),
         Tool(
             "get_context",
@@ -317,6 +377,8 @@ def build_tools(config: Config) -> dict[str, Tool]:
             ),
             _CONTEXT,
             _get_context,
+            "Get context",
+            _READ_ONLY,
         ),
         Tool(
             "set_preference",
@@ -329,6 +391,9 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 {"sessionId": {"type": "string"}, "metadata": {"type": "object"}}, ["sessionId", "metadata"]
             ),
             _set_preference,
+            "Set preference",
+            # Replaces metadata[key] if set; again with the same value: the same metadata.
+            Annotations(read_only=False, destructive=True, idempotent=True, open_world=False),
         ),
         Tool(
             "increment_counter",
@@ -347,6 +412,10 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["sessionId", "key", "value"],
             ),
             _increment_counter,
+            "Increment counter",
+            # Adds to a counter: the value before is the value after minus by, and a key holding
+            # anything but an integer is refused, not replaced. Again: added twice.
+            Annotations(read_only=False, destructive=False, idempotent=False, open_world=False),
         ),
         Tool(
             "end_session",
@@ -354,6 +423,9 @@ def build_tools(config: Config) -> dict[str, Tool]:
             _object({"sessionId": _UUID}, ["sessionId"]),
             _object({"sessionId": {"type": "string"}, "ended": {"type": "boolean"}}, ["sessionId", "ended"]),
             _end_session,
+            "End session",
+            # Removes the session, metadata and events. Again: "not found", nothing more changes.
+            Annotations(read_only=False, destructive=True, idempotent=True, open_world=False),
         ),
         Tool(
             "list_sessions",
@@ -391,6 +463,8 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["clientId", "sessions"],
             ),
             _list_sessions,
+            "List sessions",
+            _READ_ONLY,
         ),
         Tool(
             "server_stats",
@@ -398,6 +472,8 @@ def build_tools(config: Config) -> dict[str, Tool]:
             _object({}),
             {"type": "object"},
             _server_stats,
+            "Server stats",
+            _READ_ONLY,
         ),
     ]
     return {tool.name: tool for tool in tools}

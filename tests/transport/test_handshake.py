@@ -27,6 +27,8 @@ from actorstate import open_state
 from actorstate.transport.handshake import HANDSHAKE_VERSIONS, REPLAYED_INITIALIZE_ID
 from actorstate.transport.serve import serve_stdio
 
+from .test_tool_metadata import EXPECTED
+
 UNKNOWN_SESSION = "00000000-0000-4000-8000-000000000000"
 
 
@@ -208,9 +210,19 @@ def test_the_whole_handshake_at_each_version(version: str, caplog: pytest.LogCap
     negotiated = version if version in HANDSHAKE_PROTOCOL_VERSIONS else HANDSHAKE_PROTOCOL_VERSIONS[-1]
     assert by_id[1]["result"]["protocolVersion"] == negotiated
     assert len(by_id[2]["result"]["tools"]) == 9
+    # Both paths list the titles and annotations (the same bytes: neither path left them out).
+    listed = {tool["name"]: _listed_metadata(tool) for tool in by_id[2]["result"]["tools"]}
+    assert listed == EXPECTED
     assert by_id[6]["result"]["resources"]  # the SDK's server answers as an initialized session
     assert by_id[8]["error"]["code"] == -32601
     assert REPLAYED_INITIALIZE_ID.encode() not in b"".join(json.dumps(reply).encode() for reply in replies)
+
+
+def _listed_metadata(tool: dict[str, Any]) -> tuple[str, dict[str, bool]]:
+    """A listed tool's title and hints, as JSON on the wire; its annotations' title is its title."""
+    annotations = dict(tool["annotations"])
+    assert annotations.pop("title") == tool["title"], tool["name"]
+    return tool["title"], annotations
 
 
 def test_the_handshake_versions_are_the_sdks() -> None:

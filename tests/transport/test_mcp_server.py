@@ -11,6 +11,8 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from actorstate import Config
 
+from .test_tool_metadata import EXPECTED, listed_metadata
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
@@ -63,6 +65,12 @@ async def test_tools_and_schemas_are_listed(client: ClientSession) -> None:
         assert tool.output_schema["type"] == "object"
     assert tools["get_context"].input_schema["properties"]["maxTurns"]["maximum"] == Config().max_turns_limit
     assert tools["get_context"].input_schema["required"] == ["sessionId"]
+
+
+async def test_tools_are_listed_with_titles_and_annotations(client: ClientSession) -> None:
+    """The stdio server (its fast path answers tools/list) lists every tool's title and hints."""
+    tools = (await client.list_tools()).tools
+    assert {tool.name: listed_metadata(tool) for tool in tools} == EXPECTED
 
 
 async def test_every_tool(client: ClientSession) -> None:
