@@ -13,8 +13,11 @@ In front of the manager, outermost first: the SDK's bearer authentication
 principal in a context variable), the SDK's ``RequireAuthMiddleware``
 (``401`` with ``WWW-Authenticate``, naming the protected-resource
 metadata when an authorization server is configured), then the connection
-registry (:mod:`.registry`: limits per principal and in all). The tools
-take the caller from the authenticated request (:func:`.server.caller_of`).
+registry (:mod:`.registry`: limits per principal and in all), then the
+``tools/call`` fast path (:mod:`.http_fast_path`: the plainest sessionless
+call answered without the SDK's machinery, everything else passed on). The
+tools take the caller from the authenticated request
+(:func:`.server.caller_of`).
 
 Without a verifier the server listens on loopback only: whoever can reach
 it owns the process, as over stdio.
@@ -44,6 +47,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
 
 from .caller import principal_key
+from .http_fast_path import HttpToolCallFastPath
 from .registry import ConnectionRegistry, RegistryLimits
 from .server import build_server
 from .tools import ToolContext
@@ -86,6 +90,9 @@ class HttpSettings:
     limits: RegistryLimits = dataclasses.field(default_factory=RegistryLimits)
     # Seconds a request in flight gets to finish after a stop signal.
     graceful_timeout: float = 10.0
+    # Answer the plainest sessionless tools/call without the SDK's machinery
+    # (see .http_fast_path); off: every request through the SDK.
+    fast_path: bool = True
 
 
 def is_loopback(host: str) -> bool:
@@ -134,7 +141,17 @@ def build_http_app(
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
     manager = StreamableHTTPSessionManager(app=server, security_settings=security)
-    registry = ConnectionRegistry(StreamableHTTPASGIApp(manager), settings.limits, principal_of)
+    mcp_app: Any = StreamableHTTPASGIApp(manager)
+    if settings.fast_path:
+        mcp_app = HttpToolCallFastPath(
+            mcp_app,
+            context,
+            server,
+            security_settings=security,
+            json_response=manager.json_response,
+            max_body_size=manager.max_request_body_size,
+        )
+    registry = ConnectionRegistry(mcp_app, settings.limits, principal_of)
     context.add_stats(registry.stats)
     routes: list[Route] = []
     middleware: list[Middleware] = []

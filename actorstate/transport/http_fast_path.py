@@ -1,0 +1,462 @@
+"""The HTTP fast path for ``tools/call``: the plainest sessionless call, answered without the SDK's machinery.
+
+A 2026-07-28 ``tools/call`` POST through the SDK's session manager costs
+about a millisecond of CPU: the request is parsed and validated by pydantic
+several times, a whole ``tools/list`` runs through the server on every call
+with arguments (to validate ``Mcp-Param-*`` headers, which our tools never
+declare), and the result is validated and serialised again; the tool call
+itself is a few percent of it. :class:`HttpToolCallFastPath` sits in front
+of the manager (after authentication and the connection registry) and takes
+only the requests whose every detail it reproduces:
+
+- ``POST``, no ``Mcp-Session-Id``, no ``Mcp-Param-*`` header, each routing
+  header (``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``) once, the
+  version one whose result shape is reproduced here, ``Mcp-Method:
+  tools/call``, a body no longer than the manager's limit;
+- the SDK's own checks passing: transport security (Content-Type, Host,
+  Origin: :class:`~mcp.server.transport_security.TransportSecurityMiddleware`
+  with the manager's settings), the ``Accept`` rule
+  (:func:`~mcp.server.streamable_http.check_accept_headers`), the envelope
+  and routing headers (:func:`~mcp.shared.inbound.classify_inbound_request`);
+- a body that is one JSON object of exactly ``jsonrpc`` "2.0", an int or
+  str ``id``, ``method`` "tools/call" and ``params`` of ``name`` (a string),
+  ``arguments`` (an object, or absent) and ``_meta`` of exactly the three
+  envelope keys, which the SDK's request models accept (checked by them,
+  once per distinct envelope: a client sends the same one every time);
+- a tool whose input schema declares no ``x-mcp-header``.
+
+Anything else (a ``progressToken`` or log-level opt-in, other keys, batches,
+notifications, older protocol versions and their sessions, anything the SDK
+would refuse) is replayed to the SDK, body included, which stays the source
+of truth. A taken call runs :func:`.tools.call_tool` for the request's
+caller (:func:`.server.caller_of`, as the SDK path does) and is answered as
+the SDK's modern path answers: a JSON reply once the call is done, or, if it
+runs past the SDK's window, an SSE stream with keep-alive pings; a client
+disconnecting cancels the call. ``tests/transport/test_http_fast_path``
+drives the same requests through the app with the fast path on and off and
+compares the replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import orjson
+import sniffio
+from mcp.server._streamable_http_modern import _SSE_HEADERS, _SSE_PING_INTERVAL
+from mcp.server.runner import modern_error_data
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.transport_security import TransportSecurityMiddleware
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PARAM_HEADER_PREFIX,
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundModernRoute,
+    classify_inbound_request,
+    x_mcp_header_map,
+)
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
+)
+from mcp_types import methods as sdk_methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from .server import caller_of
+from .tools import ToolError, call_tool
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+    from mcp.server.transport_security import TransportSecuritySettings
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from .tools import ToolContext
+
+__all__ = ["FAST_MODERN_VERSIONS", "HttpToolCallFastPath"]
+
+# The modern versions whose tools/call result shape is reproduced here
+# (content, isError, resultType, structuredContent, the serverInfo stamp).
+FAST_MODERN_VERSIONS: Final = frozenset({"2026-07-28"}) & frozenset(MODERN_PROTOCOL_VERSIONS)
+
+_REQUEST_KEYS: Final = frozenset({"jsonrpc", "id", "method", "params"})
+_PARAMS_KEYS: Final = frozenset({"name", "arguments", "_meta"})
+_ENVELOPE_KEYS: Final = frozenset(
+    {PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY}
+)
+# 19 digits in a row may be an integer past 64 bits, which orjson reads as a
+# float where the SDK's parser keeps an int: the SDK decides.
+_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
+# Envelopes the SDK's models accepted, by their bytes; at most this many
+# remembered (then forgotten all at once), each at most this long.
+_ENVELOPE_CACHE_SIZE: Final = 1024
+_ENVELOPE_MAX_BYTES: Final = 4096
+
+_SESSION_HEADER: Final = b"mcp-session-id"
+_VERSION_HEADER: Final = MCP_PROTOCOL_VERSION_HEADER.encode()
+_METHOD_HEADER: Final = MCP_METHOD_HEADER.encode()
+_NAME_HEADER: Final = MCP_NAME_HEADER.encode()
+_PARAM_PREFIX: Final = MCP_PARAM_HEADER_PREFIX.lower().encode()
+_CONTENT_LENGTH: Final = b"content-length"
+
+
+class _Call:
+    """A ``tools/call`` the fast path took."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self, request_id: int | str, name: str, arguments: dict[str, Any] | None) -> None:
+        self.id = request_id
+        self.name = name
+        self.arguments = arguments
+
+
+class _RequestContext:
+    """What :func:`.server.caller_of` reads of the SDK's request context: the HTTP request."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+
+class _Exchange:
+    """One taken call's reply: done yet, committed to SSE yet, and what orders the sends once it may be."""
+
+    __slots__ = ("done", "error", "lock", "pinger", "sse")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.sse = False
+        self.lock: anyio.Lock | None = None  # made when the SSE window elapses
+        self.pinger: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    async def finish(self, send: Send, reply: bytes) -> None:
+        """Send the reply: the JSON response, or the SSE stream's last event once it went SSE."""
+        self.done = True
+        if self.lock is None:
+            await _send_json(send, reply)
+            return
+        async with self.lock:  # a ping being sent finishes first
+            if self.sse:
+                event = b"event: message\r\ndata: " + reply + b"\r\n\r\n"
+                await send({"type": "http.response.body", "body": event, "more_body": False})
+            else:
+                await _send_json(send, reply)
+
+
+class HttpToolCallFastPath:
+    """ASGI middleware in front of the SDK's session manager (``app``); see the module docstring.
+
+    ``server`` is the SDK server the manager serves (its request models,
+    its serverInfo stamp); ``security_settings``, ``json_response`` and
+    ``max_body_size`` are the manager's.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        context: ToolContext,
+        server: Server[Any],
+        *,
+        security_settings: TransportSecuritySettings | None,
+        json_response: bool,
+        max_body_size: int,
+    ) -> None:
+        self.app = app
+        self._context = context
+        self._security = TransportSecurityMiddleware(security_settings)
+        self._json_response = json_response
+        self._max_body_size = max_body_size
+        entry = server.get_request_handler("tools/call")
+        self._params_type = entry.params_type if entry is not None else None
+        self._server_info = server.server_info_stamp
+        # Tools whose schema names an Mcp-Param header: the SDK checks those headers against the arguments.
+        self._header_tools = frozenset(
+            name for name, tool in context.tools.items() if x_mcp_header_map(tool.input_schema)
+        )
+        self._envelopes: set[bytes] = set()
+        self.calls = 0  # answered here
+        context.add_stats(lambda: {"fast_path_calls": self.calls})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or self._params_type is None:
+            await self.app(scope, receive, send)
+            return
+        routing = self._routing_headers(scope)
+        if routing is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        has_json, has_sse = check_accept_headers(request)
+        if (
+            not has_json
+            or not (self._json_response or has_sse)
+            or await self._security.validate_request(request, is_post=True) is not None
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = await self._read_body(receive, messages)
+        call = self._take(body, routing) if body is not None else None
+        if call is None:
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        self.calls += 1
+        await self._answer(call, request, receive, send)
+
+    # -- taking --------------------------------------------------------------------------
+
+    def _routing_headers(self, scope: Scope) -> dict[str, str] | None:
+        """The routing headers of a request the fast path may take (by its headers alone), else None."""
+        routing: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name in (_VERSION_HEADER, _METHOD_HEADER, _NAME_HEADER):
+                key = name.decode()
+                if key in routing:
+                    return None  # the SDK refuses a routing header given twice
+                routing[key] = value.decode("latin-1")
+            elif name == _SESSION_HEADER or name.startswith(_PARAM_PREFIX):
+                return None
+            elif name == _CONTENT_LENGTH:
+                try:
+                    if int(value) > self._max_body_size:
+                        return None  # 413, by the SDK
+                except ValueError:
+                    pass
+        if (
+            routing.get(MCP_PROTOCOL_VERSION_HEADER) not in FAST_MODERN_VERSIONS
+            or routing.get(MCP_METHOD_HEADER) != "tools/call"
+            or MCP_NAME_HEADER not in routing
+        ):
+            return None
+        return routing
+
+    async def _read_body(self, receive: Receive, messages: list[Message]) -> bytes | None:
+        """The request's body, each message read kept in ``messages``; None when too long or cut short."""
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return None
+            size += len(message.get("body", b""))
+            if size > self._max_body_size:
+                return None
+            if not message.get("more_body", False):
+                break
+        if len(messages) == 1:
+            body: bytes = messages[0].get("body", b"")
+            return body
+        return b"".join(message.get("body", b"") for message in messages)
+
+    def _take(self, body: bytes, routing: dict[str, str]) -> _Call | None:
+        """The call in ``body`` if the fast path answers it exactly as the SDK would, else None."""
+        if _LONG_DIGITS.search(body):
+            return None
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None  # the SDK's parser decides what is wrong with it
+        if type(document) is not dict or document.keys() != _REQUEST_KEYS:
+            return None
+        if document["jsonrpc"] != "2.0" or document["method"] != "tools/call":
+            return None
+        request_id = document["id"]
+        if type(request_id) is not int and type(request_id) is not str:
+            return None
+        params = document["params"]
+        if type(params) is not dict or not params.keys() <= _PARAMS_KEYS or "_meta" not in params:
+            return None
+        name = params.get("name")
+        arguments = params.get("arguments")
+        if type(name) is not str or (arguments is not None and type(arguments) is not dict):
+            return None
+        if name in self._header_tools:
+            return None
+        meta = params["_meta"]
+        if type(meta) is not dict or meta.keys() != _ENVELOPE_KEYS:
+            return None
+        route = classify_inbound_request(document, headers=routing)
+        if not isinstance(route, InboundModernRoute) or not self._envelope_valid(
+            route.protocol_version, meta
+        ):
+            return None
+        return _Call(request_id, name, arguments)
+
+    def _envelope_valid(self, version: str, meta: dict[str, Any]) -> bool:
+        """Whether the SDK's request models accept a ``tools/call`` carrying the envelope ``meta``."""
+        try:
+            key = version.encode() + orjson.dumps(meta)
+        except TypeError:
+            return False
+        if key in self._envelopes:
+            return True
+        if len(key) > _ENVELOPE_MAX_BYTES:
+            return False
+        params = {"name": "", "_meta": meta}
+        try:
+            sdk_methods.validate_client_request("tools/call", version, params)
+            assert self._params_type is not None
+            self._params_type.model_validate(params, by_name=False)
+        except (ValidationError, KeyError, ValueError):
+            return False
+        if len(self._envelopes) >= _ENVELOPE_CACHE_SIZE:
+            self._envelopes.clear()
+        self._envelopes.add(key)
+        return True
+
+    # -- answering -----------------------------------------------------------------------
+
+    async def _answer(self, call: _Call, request: Request, receive: Receive, send: Send) -> None:
+        """Run the call and send its reply as the SDK's modern path would.
+
+        As there: a reply within the SSE window is one JSON body; past it the
+        response commits to ``text/event-stream`` with keep-alive pings, and
+        the reply is its last event; a client disconnecting cancels the call.
+        On asyncio with a plain task and a timer (an anyio task group per
+        request cost a quarter of the server's time per call); elsewhere in a
+        task group.
+        """
+        if sniffio.current_async_library() == "asyncio":
+            await self._answer_on_asyncio(call, request, receive, send)
+            return
+        exchange = _Exchange()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_when_client_leaves, receive, tg.cancel_scope)
+            tg.start_soon(_sse_after_window, send, exchange)
+            await exchange.finish(send, await self._reply(call, request))
+            tg.cancel_scope.cancel()
+
+    async def _answer_on_asyncio(self, call: _Call, request: Request, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        exchange = _Exchange()
+        with anyio.CancelScope() as scope:
+            watcher = loop.create_task(_until_disconnect(receive))
+
+            def client_left(task: asyncio.Task[None]) -> None:
+                if not task.cancelled():
+                    exchange.error = task.exception()
+                    scope.cancel()
+
+            def window_elapsed() -> None:
+                exchange.pinger = loop.create_task(_sse_pings(send, exchange))
+
+            watcher.add_done_callback(client_left)
+            window = loop.call_later(_SSE_PING_INTERVAL, window_elapsed)
+            try:
+                await exchange.finish(send, await self._reply(call, request))
+            finally:
+                exchange.done = True
+                window.cancel()
+                watcher.remove_done_callback(client_left)
+                watcher.cancel()
+                if exchange.pinger is not None:
+                    exchange.pinger.cancel()
+        if exchange.error is not None:
+            raise exchange.error  # receive failed: the SDK's watcher would have raised it
+        if exchange.pinger is not None and exchange.pinger.done() and not exchange.pinger.cancelled():
+            exchange.pinger.result()  # a failed ping's exception
+
+    async def _reply(self, call: _Call, request: Request) -> bytes:
+        """The call's JSON-RPC reply, as the SDK's server shapes it."""
+        try:
+            result = await call_tool(
+                self._context, call.name, call.arguments, caller_of(_RequestContext(request))
+            )
+        except ToolError as error:
+            body: dict[str, Any] = {
+                "content": [{"text": str(error), "type": "text"}],
+                "isError": True,
+                "resultType": "complete",
+                "_meta": {SERVER_INFO_META_KEY: self._server_info},
+            }
+        except Exception as exc:
+            error_data = modern_error_data(exc)  # logs it, as the SDK does
+            return _encode(
+                {
+                    "jsonrpc": "2.0",
+                    "id": call.id,
+                    "error": error_data.model_dump(mode="json", exclude_none=True),
+                }
+            )
+        else:
+            body = {
+                "content": [{"text": result.text, "type": "text"}],
+                "isError": False,
+                "resultType": "complete",
+                "structuredContent": result.structured,
+                "_meta": {SERVER_INFO_META_KEY: self._server_info},
+            }
+        return _encode({"jsonrpc": "2.0", "id": call.id, "result": body})
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _cancel_when_client_leaves(receive: Receive, scope: anyio.CancelScope) -> None:
+    await _until_disconnect(receive)
+    scope.cancel()
+
+
+async def _sse_after_window(send: Send, exchange: _Exchange) -> None:
+    await anyio.sleep(_SSE_PING_INTERVAL)
+    await _sse_pings(send, exchange)
+
+
+async def _sse_pings(send: Send, exchange: _Exchange) -> None:
+    """Once the SSE window elapsed with the call running: commit to SSE, then ping every interval."""
+    if exchange.lock is None:
+        exchange.lock = anyio.Lock()
+    while True:
+        async with exchange.lock:
+            if exchange.done:
+                return
+            if not exchange.sse:
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                exchange.sse = True
+            await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+        await anyio.sleep(_SSE_PING_INTERVAL)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` with the messages already read from it first."""
+    pending = deque(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.popleft()
+        return await receive()
+
+    return replay
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(message)
+    except TypeError:  # an integer past 64 bits, which orjson does not write
+        return json.dumps(message, separators=(",", ":")).encode()
+
+
+async def _send_json(send: Send, body: bytes) -> None:
+    """A 200 JSON response with the headers Starlette's ``Response`` (the SDK's) sends."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
