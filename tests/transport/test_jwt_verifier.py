@@ -106,15 +106,16 @@ def jwks_verifier(keys: Keys) -> JwtVerifier:
 
 @pytest.mark.anyio
 async def test_a_valid_token_becomes_the_access_token_of_its_principal(keys: Keys) -> None:
-    """A token signed with the PEM key: subject, client (azp), scopes, expiry, audience and issuer
-    land in the AccessToken, and its principal key is (iss, sub, azp)'s."""
+    """A token signed with the PEM key: subject, client (azp), scopes, expiry (plus the leeway),
+    audience and issuer land in the AccessToken, and its principal key is (iss, sub, azp)'s."""
     payload = claims(azp="notes-app", scope="sessions:read sessions:write")
     token = sign(keys.rsa, payload)
     access = await pem_verifier(keys).verify_token(token)
     assert access is not None
     assert (access.token, access.subject, access.client_id) == (token, "alice", "notes-app")
     assert access.scopes == ["sessions:read", "sessions:write"]
-    assert access.expires_at == payload["exp"]
+    # With the leeway: the SDK's middleware compares expires_at to its clock itself.
+    assert access.expires_at == payload["exp"] + 30
     assert access.resource == AUDIENCE
     assert access.claims is not None
     assert access.claims["iss"] == ISSUER
