@@ -19,14 +19,14 @@ import anyio
 import anyio.abc
 from mcp.server.auth.provider import AccessToken
 
+from .caller import OPERATOR_SCOPE
+
 if TYPE_CHECKING:
     from .tokens import TokensFile
 
 __all__ = ["OPERATOR_SCOPE", "ReloadableVerifier", "TokensFileVerifier", "reload_on_sighup"]
 
 logger = logging.getLogger(__name__)
-
-OPERATOR_SCOPE = "operator"
 
 
 class ReloadableVerifier(Protocol):

@@ -29,9 +29,28 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Caller:
-    """The process's owner (``principal`` None) or an authenticated principal, by its key."""
+    """The process's owner (``principal`` None) or an authenticated principal, by its key.
+
+    ``operator``: an authenticated principal whose token carries the
+    operator scope (a tokens-file token added with ``--operator``, a JWT
+    with ``operator`` in its ``scope``); the owner is one by definition.
+    """
 
     principal: str | None = None
+    operator: bool = False
+
+    def check_operator(self, what: str) -> None:
+        """Refuse ``what`` (figures about every client) to an authenticated caller who is no operator.
+
+        Error handling:
+            InvalidInput: saying how to get an operator's token.
+        """
+        if self.principal is not None and not self.operator:
+            raise InvalidInput(
+                f"{what} is for operators: its figures cover every client. Use a token made with "
+                "`actorstate tokens add NAME --operator` (or a JWT whose scope includes "
+                f"{OPERATOR_SCOPE!r})"
+            )
 
     def session(self, state: State, session_id: str) -> Session:
         """The session ``session_id`` names, as this caller may use it."""
@@ -56,6 +75,8 @@ class Caller:
 
 
 OWNER = Caller()
+# The token scope that makes a principal an operator.
+OPERATOR_SCOPE = "operator"
 # Past this, a principal's key is shortened (see principal_key); well under
 # Config.max_key_length, the limit on a client id.
 MAX_PRINCIPAL_KEY = 160

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import ActorStateError
-from .caller import OWNER, Caller, principal_key
+from .caller import OPERATOR_SCOPE, OWNER, Caller, principal_key
 from .handshake import INSTRUCTIONS, SERVER_NAME
 from .tools import Tool, ToolContext, ToolError, call_tool, clipped, clipped_repr
 
@@ -93,7 +93,10 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
     async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         uri = str(params.uri)
         if uri == "actorstate://stats":
-            payload = (await call_tool(context, "server_stats", {})).structured
+            try:
+                payload = (await call_tool(context, "server_stats", {}, caller_of(ctx))).structured
+            except ToolError as error:
+                raise MCPError(code=types.INVALID_REQUEST, message=str(error)) from None
         elif uri.startswith("session://"):
             try:
                 session = caller_of(ctx).session(state, uri.removeprefix("session://"))
@@ -145,7 +148,8 @@ def caller_of(ctx: Any) -> Caller:
     request = getattr(ctx, "request", None)
     user = getattr(request, "scope", {}).get("user") if request is not None else None
     if isinstance(user, AuthenticatedUser):
-        return Caller(principal_key(user.access_token))
+        token = user.access_token
+        return Caller(principal_key(token), operator=OPERATOR_SCOPE in token.scopes)
     return OWNER
 
 

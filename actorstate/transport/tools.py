@@ -284,6 +284,7 @@ async def _list_sessions(ctx: ToolContext, caller: Caller, arguments: dict[str, 
 
 
 async def _server_stats(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+    caller.check_operator("server_stats")
     stats = ctx.stats()
     stats["evictions"] = dict(stats["evictions"])
     return ToolResult(_pretty(stats), stats)

@@ -48,10 +48,13 @@ class Tokens:
         if found is None:
             return None
         issuer, subject = found
-        return AccessToken(token=token, client_id=subject, subject=subject, scopes=[], claims={"iss": issuer})
+        scopes = ["operator"] if subject == "root" else []
+        return AccessToken(
+            token=token, client_id=subject, subject=subject, scopes=scopes, claims={"iss": issuer}
+        )
 
 
-TOKENS = Tokens(alice_token=("tests", "alice"), bob_token=("tests", "bob"))
+TOKENS = Tokens(alice_token=("tests", "alice"), bob_token=("tests", "bob"), root_token=("tests", "root"))
 
 
 @contextlib.asynccontextmanager
@@ -272,3 +275,22 @@ def test_a_long_principal_key_is_shortened_keeping_principals_apart() -> None:
     assert len(first) <= MAX_PRINCIPAL_KEY
     assert first.startswith("https://id.example.com|user")
     assert key("alice") == "https://id.example.com|alice|app"
+
+
+@pytest.mark.anyio
+async def test_server_figures_are_for_operators_only() -> None:
+    """server_stats and the actorstate://stats resource cover every client: a principal without the
+    operator scope is refused both, saying how to get an operator's token; an operator sees them."""
+    async with actorstate.open_state() as state, http_server(state, verifier=TOKENS) as url:
+        async with client(url, "alice_token") as alice, client(url, "root_token") as root:
+            error, text = await call(alice, "server_stats", {})
+            assert error
+            assert "server_stats is for operators" in text
+            assert "--operator" in text
+            with pytest.raises(Exception, match="for operators"):
+                await alice.read_resource("actorstate://stats")
+            error, stats = await call(root, "server_stats", {})
+            assert not error
+            assert "http_requests" in stats
+            resource = await root.read_resource("actorstate://stats")
+            assert "http_requests" in resource.contents[0].text  # type: ignore[union-attr]
