@@ -70,6 +70,7 @@ _SERVE_OPTIONS: list[tuple[str, type, str]] = [
     ("--max-connections", int, "HTTP: exchanges open at once, all clients"),
     ("--max-in-flight-per-client", int, "HTTP: exchanges open at once per client"),
     ("--rate-limit", float, "HTTP: requests per second per client (bursts of twice that)"),
+    ("--max-protocol-sessions", int, "HTTP: the older protocol's sessions held at once (503 past it)"),
 ]
 
 
@@ -79,7 +80,12 @@ def _serve_defaults() -> dict[str, Any]:
     A flag not named here defaults to None.
     """
     from .config import Config
-    from .transport.limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
+    from .transport.limits import (
+        DEFAULT_MAX_IN_FLIGHT,
+        DEFAULT_MAX_LINE_BYTES,
+        DEFAULT_MAX_PROTOCOL_SESSIONS,
+        DEFAULT_STOP_GRACE,
+    )
     from .transport.registry import RegistryLimits
 
     config = Config()
@@ -100,6 +106,7 @@ def _serve_defaults() -> dict[str, Any]:
         "--max-connections": http.max_connections,
         "--max-in-flight-per-client": http.max_in_flight,
         "--rate-limit": http.rate,
+        "--max-protocol-sessions": DEFAULT_MAX_PROTOCOL_SESSIONS,
     }
 
 
@@ -316,6 +323,8 @@ def _http_settings(args: argparse.Namespace) -> Any:
     from .transport.http import HttpSettings, check_listen_address
 
     host, port = args.http_address
+    if args.max_protocol_sessions < 1:
+        raise ValueError(f"--max-protocol-sessions must be at least 1, not {args.max_protocol_sessions}")
     verifier: Any = None
     jwt = args.jwt_issuer is not None or args.jwt_key is not None or args.jwt_jwks is not None
     if args.tokens_file is not None and jwt:
@@ -345,6 +354,8 @@ def _http_settings(args: argparse.Namespace) -> Any:
         authorization_servers=(args.jwt_issuer,) if args.jwt_issuer else (),
         limits=_http_limits(args),
         graceful_timeout=args.stop_grace,
+        fast_path=args.fast_path == "on",
+        max_protocol_sessions=args.max_protocol_sessions,
     )
     check_listen_address(settings)
     return settings

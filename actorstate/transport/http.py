@@ -48,6 +48,7 @@ from starlette.routing import Route
 
 from .caller import principal_key
 from .http_fast_path import HttpToolCallFastPath
+from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS
 from .registry import ConnectionRegistry, RegistryLimits
 from .server import build_server
 from .tools import ToolContext
@@ -93,6 +94,12 @@ class HttpSettings:
     # Answer the plainest sessionless tools/call without the SDK's machinery
     # (see .http_fast_path); off: every request through the SDK.
     fast_path: bool = True
+    # The older protocol's sessions (initialize, then Mcp-Session-Id) held at
+    # once, and how long an idle one is kept: each holds about 40 KB, and one
+    # principal could otherwise open them until memory runs out. Past the
+    # cap, an initialize is answered 503 until one ends or idles out.
+    max_protocol_sessions: int = DEFAULT_MAX_PROTOCOL_SESSIONS
+    protocol_session_idle_timeout: float = 600.0
 
 
 def is_loopback(host: str) -> bool:
@@ -134,13 +141,23 @@ def build_http_app(
     security = None
     if is_loopback(settings.host):
         # A browser page must not reach a loopback server through a name that
-        # resolves there (DNS rebinding): only loopback Host and Origin pass.
+        # resolves there (DNS rebinding): only loopback Host and Origin pass,
+        # the address it listens on among them (127.0.0.2 is loopback too).
+        hosts = ["127.0.0.1", "localhost", "[::1]"]
+        bound = f"[{settings.host}]" if ":" in settings.host else settings.host
+        if bound not in hosts:
+            hosts.append(bound)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+            allowed_hosts=[f"{host}:*" for host in hosts],
+            allowed_origins=[f"http://{host}:*" for host in hosts],
         )
-    manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+    manager = StreamableHTTPSessionManager(
+        app=server,
+        security_settings=security,
+        max_sessions=settings.max_protocol_sessions,
+        session_idle_timeout=settings.protocol_session_idle_timeout,
+    )
     mcp_app: Any = StreamableHTTPASGIApp(manager)
     if settings.fast_path:
         mcp_app = HttpToolCallFastPath(
@@ -217,8 +234,11 @@ async def serve_http(
     public_url = settings.public_url or f"http://{shown_host}:{port}{MCP_PATH}"
     app, _ = build_http_app(state, ToolContext(state), settings, public_url)
     config = HypercornConfig()
-    # Hypercorn owns (and closes) the descriptor it is given: a duplicate.
+    # Hypercorn owns (and closes) the descriptor it is given: a duplicate,
+    # and ours is closed at once, so that once hypercorn stops listening no
+    # connection is taken in by the kernel and left unanswered.
     config.bind = [f"fd://{os.dup(sock.fileno())}"]
+    sock.close()
     config.graceful_timeout = settings.graceful_timeout
     config.keep_alive_timeout = 75.0
     # Hypercorn listens again on the socket it is given, with this backlog:
@@ -231,24 +251,21 @@ async def serve_http(
     async def shutdown_trigger() -> None:
         await stopping.wait()
 
-    try:
-        with anyio.CancelScope() as serving:
-            with signals.serving(stopping.set, serving.cancel) if signals else contextlib.nullcontext():
-                logger.info(
-                    "serving MCP over HTTP at %s (%s)",
-                    public_url,
-                    "bearer tokens required" if settings.verifier else "no authentication: loopback only",
-                )
-                if on_listening is not None:
-                    on_listening(public_url)
-                if sniffio.current_async_library() == "trio":
-                    import hypercorn.trio
+    with anyio.CancelScope() as serving:
+        with signals.serving(stopping.set, serving.cancel) if signals else contextlib.nullcontext():
+            logger.info(
+                "serving MCP over HTTP at %s (%s)",
+                public_url,
+                "bearer tokens required" if settings.verifier else "no authentication: loopback only",
+            )
+            if on_listening is not None:
+                on_listening(public_url)
+            if sniffio.current_async_library() == "trio":
+                import hypercorn.trio
 
-                    await hypercorn.trio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
-                else:
-                    await _serve_on_asyncio(app, config, shutdown_trigger, stopping)
-    finally:
-        sock.close()
+                await hypercorn.trio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+            else:
+                await _serve_on_asyncio(app, config, shutdown_trigger, stopping)
 
 
 async def _serve_on_asyncio(

@@ -1,4 +1,4 @@
-"""The stdio transport's limits and their defaults.
+"""The transports' limits and their defaults.
 
 A module of their own, free of the MCP SDK, so that the command line can
 show them in ``actorstate serve --help`` (and refuse to serve with a clear
@@ -7,7 +7,12 @@ message) when the SDK is not installed.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_LINE_BYTES", "DEFAULT_STOP_GRACE"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_MAX_PROTOCOL_SESSIONS",
+    "DEFAULT_STOP_GRACE",
+]
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 # Requests read and not answered on the wire yet; past it the transport stops
@@ -16,3 +21,6 @@ DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_IN_FLIGHT = 128
 # After end of input or stop_intake(), how long requests already read may take to be answered.
 DEFAULT_STOP_GRACE = 30.0
+
+# HTTP: the older protocol's sessions held at once (see .http.HttpSettings).
+DEFAULT_MAX_PROTOCOL_SESSIONS = 1000

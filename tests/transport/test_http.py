@@ -294,3 +294,60 @@ async def test_server_figures_are_for_operators_only() -> None:
             assert "http_requests" in stats
             resource = await root.read_resource("actorstate://stats")
             assert "http_requests" in resource.contents[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_protocol_sessions_are_capped() -> None:
+    """With room for two protocol sessions of the older protocol, a third initialize is answered
+    503 while the two are open (one principal cannot open them until memory runs out), and the
+    sessionless path keeps working meanwhile."""
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    headers = {"Authorization": "Bearer alice_token", "Accept": "application/json, text/event-stream"}
+    async with (
+        actorstate.open_state() as state,
+        http_server(state, verifier=TOKENS, max_protocol_sessions=2) as url,
+    ):
+        async with httpx2.AsyncClient() as http:
+            statuses = []
+            for _ in range(3):
+                reply = await http.post(url, json=initialize, headers=headers)
+                statuses.append(reply.status_code)
+        assert statuses == [200, 200, 503]
+        async with client(url, "alice_token") as alice:
+            error, _ = await call(alice, "create_session", {})
+            assert not error
+
+
+@pytest.mark.anyio
+async def test_a_server_on_another_loopback_address_answers_its_own_host() -> None:
+    """A server listening on 127.0.0.2 (loopback too) takes requests whose Host names it, where it
+    used to refuse every one as a DNS-rebinding attempt."""
+    async with actorstate.open_state() as state:
+        listening, stop = anyio.Event(), anyio.Event()
+        urls: list[str] = []
+
+        def on_listening(url: str) -> None:
+            urls.append(url)
+            listening.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: serve_http(
+                    state, HttpSettings(host="127.0.0.2", port=0), on_listening=on_listening, stop=stop
+                )
+            )
+            await listening.wait()
+            assert urls[0].startswith("http://127.0.0.2:")
+            async with client(urls[0], None) as session:
+                error, _ = await call(session, "create_session", {})
+            assert not error
+            stop.set()

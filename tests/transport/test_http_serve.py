@@ -164,6 +164,10 @@ async def status_of(url: str, token: str) -> int:
         (["--tokens-file", "t.json"], "add --http HOST:PORT"),
         (["--http", "127.0.0.1:0", "--tokens-file", "missing.json"], "missing.json"),
         (["--http", "127.0.0.1:0", "--max-connections", "0"], "must be positive"),
+        (
+            ["--http", "127.0.0.1:0", "--max-protocol-sessions", "0"],
+            "--max-protocol-sessions must be at least 1",
+        ),
         (["--jwt-issuer", "https://id.example.com"], "--jwt-issuer is for serving HTTP"),
         (["--http", "127.0.0.1:0", "--jwt-key", "k.pem"], "need --jwt-issuer"),
         (
