@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The benchmark suite: every scenario, 5 repetitions each (about half an hour
+# The benchmark suite: every scenario, 5 repetitions each (about 45 minutes
 # on 2 cores), into results/<timestamp>/. The stdio scenario installs its
 # Node.js baseline itself (npm ci, first run only) when node and npm are on
 # PATH, and reports that one server skipped otherwise. bench-quick runs
