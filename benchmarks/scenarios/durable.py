@@ -148,7 +148,7 @@ class AckLatency(Scenario):
 
     def cases(self, plan: Plan) -> list[Case]:
         sessions = 1_000 if plan.quick else 10_000
-        seconds = 0.5 if plan.quick else 2.0
+        seconds = 0.3 if plan.quick else 2.0
         rates = (1_000, 3_000) if plan.quick else (1_000, 3_000, 10_000)
         cases = []
         for backend in self.backends:

@@ -120,8 +120,8 @@ class Eviction(Scenario):
     plot_metrics = ("rate", "p99_ms")
 
     def cases(self, plan: Plan) -> list[Case]:
-        sizes = (2_000,) if plan.quick else (2_000, 20_000)
-        calls = 4_000 if plan.quick else 40_000
+        sizes = (1_000,) if plan.quick else (2_000, 20_000)
+        calls = 2_000 if plan.quick else 40_000
         cases = []
         for backend in self.backends:
             for size in sizes:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from benchmarks.stdio_client import Server
     from benchmarks.suite import Figures
 
-FULL_CALLS, QUICK_CALLS = 10_000, 2_000
+FULL_CALLS, QUICK_CALLS = 10_000, 1_000
 
 
 def measure(server: Server, calls: int, workdir: str) -> Callable[[int], Figures]:

@@ -25,7 +25,7 @@ from benchmarks.stdio_client import BARE_SDK, COMMIT, MEMORY, NODE
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_SERVERS = (COMMIT, MEMORY, BARE_SDK)
 METRICS = {"rate", "p50_ms", "p99_ms", "cpu_us", "start_ms"}
-QUICK_CALLS = 2_000
+QUICK_CALLS = 1_000
 ALL_COMPARISONS = [[COMMIT, NODE], [MEMORY, NODE], [COMMIT, BARE_SDK], [MEMORY, BARE_SDK], [COMMIT, MEMORY]]
 ARGUMENTS = ["--quick", "--reps", "1", "--scenario", "stdio", "--out"]
 
