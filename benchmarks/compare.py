@@ -38,6 +38,7 @@ import dataclasses
 import math
 from typing import Any
 
+from benchmarks.report import failures
 from benchmarks.stats import Range, better_ratio, figure, overloaded, pair_ratio
 from benchmarks.suite import case_key
 
@@ -153,16 +154,6 @@ def _lost(
     return lost, not_run
 
 
-def _failures(name: str, scenario: dict[str, Any]) -> list[str]:
-    found = []
-    if "failure" in scenario:
-        found.append(f"{name}: {scenario['failure']}")
-    for case in scenario["cases"]:
-        if "failure" in case:
-            found.append(f"{name}: {case_key(case['params'])}: {case['failure']}")
-    return found
-
-
 def _verdict(
     was: Range, now: Range, better: str, resolution: float
 ) -> tuple[float | None, float, bool | None]:
@@ -205,12 +196,12 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], int]:
             "raw figures are shown for information"
         )
     problems = 0
-    failed = [line for name, scenario in new["scenarios"].items() for line in _failures(name, scenario)]
+    failed = failures(new)
     if failed:
         lines.append("\nfailures in the new run (each a problem):")
         lines += [f"  FAILED {line}" for line in failed]
         problems += len(failed)
-    old_failed = [line for name, scenario in old["scenarios"].items() for line in _failures(name, scenario)]
+    old_failed = failures(old)
     if old_failed:
         lines.append("\nfailures in the old run (its figures there are missing):")
         lines += [f"  failed {line}" for line in old_failed]

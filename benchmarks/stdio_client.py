@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 # The client's own cost per reply counts on a machine with few cores (the
 # client and the server share them): replies are parsed in C.
@@ -105,6 +105,21 @@ class Call:
 
 
 # -- the wire ---------------------------------------------------------------------
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, all its threads included."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name (field 2) may hold spaces: split after its ")".
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def last_words(stderr: IO[bytes]) -> str:
+    """The tail of a server's stderr (a file it writes), to explain a failure."""
+    stderr.seek(0)
+    tail = stderr.read()[-600:].decode(errors="replace").strip()
+    return f"; its stderr ends:\n{tail}" if tail else ""
 
 
 class Wire:
@@ -169,17 +184,10 @@ class Wire:
         return [orjson.loads(line) for line in lines if line.strip()]
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time of the server process so far, all its threads included."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            # The command name (field 2) may hold spaces: split after its ")".
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def last_words(self) -> str:
-        """The tail of the server's stderr, to explain a failure."""
-        self.stderr.seek(0)
-        tail = self.stderr.read()[-600:].decode(errors="replace").strip()
-        return f"; its stderr ends:\n{tail}" if tail else ""
+        return last_words(self.stderr)
 
     def close(self) -> None:
         """End the input and wait for the server to exit (killed if it will not)."""

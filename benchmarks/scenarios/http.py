@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.drivers import run_measurement
 from benchmarks.http_client import HttpMcpClient
-from benchmarks.stdio_client import DETAILS, PREFERENCE_KEYS, plan_workload, recorded_total, structured
+from benchmarks.stdio_client import (
+    DETAILS,
+    PREFERENCE_KEYS,
+    last_words,
+    plan_workload,
+    process_cpu_seconds,
+    recorded_total,
+    structured,
+)
 from benchmarks.suite import P50, P99, BenchmarkFailure, Case, Metric, Plan, Scenario, latency_figures
 
 if TYPE_CHECKING:
@@ -77,14 +85,10 @@ class ServerProcess:
         raise BenchmarkFailure(f"the server did not listen within {START_TIMEOUT:.0f} s{self.last_words()}")
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def last_words(self) -> str:
-        self.stderr.seek(0)
-        tail = self.stderr.read()[-600:].decode(errors="replace").strip()
-        return f"; its stderr ends:\n{tail}" if tail else ""
+        return last_words(self.stderr)
 
     def stop(self) -> None:
         self.process.terminate()

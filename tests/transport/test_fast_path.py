@@ -35,6 +35,23 @@ _CURSOR = re.compile(r'(nextCursor\\?"\s*:\s*\\?")[^"\\]+')
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
 
 
+def bind_sessions(value: Any, sessions: list[tuple[str, str]], index: int) -> Any:
+    """Placeholders ``@S<n>`` (``@s<n>``: upper case) in ``value`` become side ``index``'s id of
+    session n (``sessions`` holds each session's id on both sides, in creation order)."""
+    if isinstance(value, str) and value.startswith("@") and value[2:].isdigit():
+        number = int(value[2:])
+        if number < len(sessions):
+            real = sessions[number][index]
+            return real.upper() if value[1] == "s" else real
+    if isinstance(value, dict):
+        return {key: bind_sessions(item, sessions, index) for key, item in value.items()}
+    if isinstance(value, list):
+        return [bind_sessions(item, sessions, index) for item in value]
+    if isinstance(value, tuple):
+        return tuple(bind_sessions(item, sessions, index) for item in value)
+    return value
+
+
 class Pair:
     """The two servers, and the sessions both have, in the order they were made."""
 
@@ -67,17 +84,7 @@ class Pair:
         return self._normalise(replies[0], 0), self._normalise(replies[1], 1)
 
     def _bind(self, value: Any, index: int) -> Any:
-        """Placeholders ``@S<n>`` (``@s<n>``: upper case) become server ``index``'s id of session n."""
-        if isinstance(value, str) and value.startswith("@") and value[2:].isdigit():
-            number = int(value[2:])
-            if number < len(self.sessions):
-                real = self.sessions[number][index]
-                return real.upper() if value[1] == "s" else real
-        if isinstance(value, dict):
-            return {key: self._bind(item, index) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._bind(item, index) for item in value]
-        return value
+        return bind_sessions(value, self.sessions, index)
 
     def _normalise(self, reply: Any, index: int) -> Any:
         text = json.dumps(reply, sort_keys=True)

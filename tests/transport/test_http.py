@@ -331,23 +331,8 @@ async def test_protocol_sessions_are_capped() -> None:
 async def test_a_server_on_another_loopback_address_answers_its_own_host() -> None:
     """A server listening on 127.0.0.2 (loopback too) takes requests whose Host names it, where it
     used to refuse every one as a DNS-rebinding attempt."""
-    async with actorstate.open_state() as state:
-        listening, stop = anyio.Event(), anyio.Event()
-        urls: list[str] = []
-
-        def on_listening(url: str) -> None:
-            urls.append(url)
-            listening.set()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(
-                lambda: serve_http(
-                    state, HttpSettings(host="127.0.0.2", port=0), on_listening=on_listening, stop=stop
-                )
-            )
-            await listening.wait()
-            assert urls[0].startswith("http://127.0.0.2:")
-            async with client(urls[0], None) as session:
-                error, _ = await call(session, "create_session", {})
-            assert not error
-            stop.set()
+    async with actorstate.open_state() as state, http_server(state, host="127.0.0.2") as url:
+        assert url.startswith("http://127.0.0.2:")
+        async with client(url, None) as session:
+            error, _ = await call(session, "create_session", {})
+        assert not error

@@ -28,7 +28,7 @@ from actorstate.transport import http_fast_path
 from actorstate.transport.http import HttpSettings, build_http_app
 from actorstate.transport.tools import ToolContext
 
-from .test_fast_path import COMPARED_TOOLS, json_values, tool_arguments
+from .test_fast_path import COMPARED_TOOLS, bind_sessions, json_values, tool_arguments
 from .test_http import TOKENS
 
 if TYPE_CHECKING:
@@ -223,19 +223,7 @@ class Pair:
         return self._normalise(replies[0], 0), self._normalise(replies[1], 1)
 
     def _bind(self, value: Any, index: int) -> Any:
-        """Placeholders ``@S<n>`` (``@s<n>``: upper case) become app ``index``'s id of session n."""
-        if isinstance(value, str) and value.startswith("@") and value[2:].isdigit():
-            number = int(value[2:])
-            if number < len(self.sessions):
-                real = self.sessions[number][index]
-                return real.upper() if value[1] == "s" else real
-        if isinstance(value, dict):
-            return {key: self._bind(item, index) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._bind(item, index) for item in value]
-        if isinstance(value, tuple):
-            return tuple(self._bind(item, index) for item in value)
-        return value
+        return bind_sessions(value, self.sessions, index)
 
     def _normalise(self, reply: Reply, index: int) -> Any:
         text = json.dumps(reply.parsed(), sort_keys=True)
