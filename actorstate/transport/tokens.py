@@ -17,6 +17,11 @@ Every change is a read-modify-write under an exclusive ``flock`` on
 file in the same directory, fsynced and renamed over the old one, with mode
 0600: a reader sees the old file or the new one, never half of one.
 
+A server refuses a tokens file that its group or others may read or write
+(as ssh refuses such a key): a hash is no secret worth stealing, but whoever
+may write the file may add a token of their own. ``tokens add`` and ``tokens
+revoke`` always write it 0600, which also mends a file made by hand.
+
 No token is ever stored: a leaked file gives no one access, since a token is
 32 random bytes and only their hash is here.
 
@@ -36,6 +41,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +62,7 @@ __all__ = [
     "TokensFile",
     "add_token",
     "check_name",
+    "check_private",
     "list_tokens",
     "load_tokens",
     "revoke_token",
@@ -77,6 +84,8 @@ _NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _ENTRY_KEYS = frozenset({"name", "sha256", "created", "operator"})
 _FILE_MODE = 0o600
+# The permission bits a server's tokens file must not have: any for group or others.
+_NOT_PRIVATE = 0o077
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -216,6 +225,27 @@ def load_tokens(path: str | os.PathLike[str]) -> list[TokenEntry]:
     return _parse(path, text)
 
 
+def check_private(path: str | os.PathLike[str]) -> None:
+    """Refuse a tokens file that its group or others may read or write.
+
+    Error handling:
+        :class:`TokensFileError` naming the file, its mode and the ``chmod``
+        that mends it (a missing file passes: :func:`load_tokens` names it).
+    """
+    path = Path(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise TokensFileError(f"{path} cannot be read ({error})") from None
+    if mode & _NOT_PRIVATE:
+        raise TokensFileError(
+            f"{path} has mode {mode:04o}: its group or others may read or change it, and whoever "
+            f"may change it may add a token of their own. Make it private: chmod 600 {path}"
+        )
+
+
 # -- changing --------------------------------------------------------------------
 
 
@@ -333,7 +363,9 @@ class TokensFile:
 
     Error handling:
         The constructor raises :class:`TokensFileError` if the file is not
-        valid: a server should not start without the tokens it was told to use.
+        valid or not private (:func:`check_private`): a server should not
+        start without the tokens it was told to use, nor with tokens anyone
+        else may have written.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -342,6 +374,7 @@ class TokensFile:
         logger.info("loaded %d tokens from %s", len(self._table), self.path)
 
     def _read(self) -> dict[str, TokenEntry]:
+        check_private(self.path)
         return {entry.sha256: entry for entry in load_tokens(self.path)}
 
     def __len__(self) -> int:
@@ -350,7 +383,7 @@ class TokensFile:
     def reload(self) -> bool:
         """Re-read the file. Returns whether the new table was taken.
 
-        If the file is now missing or invalid, the tokens loaded before stay
+        If the file is now missing, invalid or no longer private, the tokens loaded before stay
         in use and a warning says why: a bad edit must not lock everyone out
         of a running server.
         """

@@ -48,7 +48,9 @@ def _entry(name: str, token: str = "", **changes: Any) -> dict[str, Any]:
 
 
 def _write_file(path: Path, tokens: list[Any], format: object = 1) -> None:
+    """Write a tokens file by hand, private as a server requires."""
     path.write_text(json.dumps({"format": format, "tokens": tokens}))
+    path.chmod(0o600)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -300,6 +302,7 @@ def test_each_malformed_file_gets_its_own_clear_error(
     path = tmp_path / "tokens.json"
     if isinstance(content, str):
         path.write_text(content)
+        path.chmod(0o600)
     elif content is not None:
         _write_file(path, content)
     with pytest.raises(TokensFileError) as raised:
@@ -408,9 +411,72 @@ def test_reload_of_a_bad_file_keeps_the_old_table(
     assert str(path) in warning.getMessage()
 
     path.write_text(good)
+    path.chmod(0o600)
     bob = add_token(path, "bob")
     assert verifier.reload()
     assert verifier.verify(bob) is not None
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o602, 0o644, 0o666])
+def test_a_server_refuses_a_tokens_file_others_may_read_or_write(tmp_path: Path, mode: int) -> None:
+    """A tokens file its group or others may read or write is refused at load, naming the file,
+    its mode and the chmod that mends it; 0600 and 0400 load."""
+    path = tmp_path / "tokens.json"
+    alice = add_token(path, "alice")
+    path.chmod(mode)
+    with pytest.raises(TokensFileError) as raised:
+        TokensFile(path)
+    assert f"{path} has mode {mode:04o}" in str(raised.value)
+    assert f"chmod 600 {path}" in str(raised.value)
+    for private in (0o600, 0o400):
+        path.chmod(private)
+        assert TokensFile(path).verify(alice) == Principal(TOKENS_FILE_ISSUER, "alice", "alice")
+
+
+def test_a_reload_keeps_the_old_tokens_when_the_file_is_no_longer_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file made readable by others after the server started is not taken at a reload (a
+    warning says why); once private again it is."""
+    path = tmp_path / "tokens.json"
+    alice = add_token(path, "alice")
+    verifier = TokensFile(path)
+    bob = add_token(path, "bob")
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="actorstate.transport.tokens"):
+        assert not verifier.reload()
+    assert "has mode 0644" in caplog.text
+    assert verifier.verify(bob) is None
+    assert verifier.verify(alice) is not None
+    path.chmod(0o600)
+    assert verifier.reload()
+    assert verifier.verify(bob) is not None
+
+
+def test_add_makes_a_loose_file_private(tmp_path: Path) -> None:
+    """tokens add rewrites a hand-made file that others could read as 0600, so the server takes it."""
+    path = tmp_path / "tokens.json"
+    _write_file(path, [_entry("alice")])
+    path.chmod(0o644)
+    bob = add_token(path, "bob")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert TokensFile(path).verify(bob) == Principal(TOKENS_FILE_ISSUER, "bob", "bob")
+
+
+def test_serve_refuses_to_start_on_a_tokens_file_others_may_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`actorstate serve --http --tokens-file` on a group-readable file exits with status 2 and
+    one line saying why and how to mend it, before listening."""
+    path = tmp_path / "tokens.json"
+    add_token(path, "alice")
+    path.chmod(0o640)
+    code = main(["serve", "--http", "127.0.0.1:0", "--durability", "memory", "--tokens-file", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert "has mode 0640" in err
+    assert f"chmod 600 {path}" in err
 
 
 # -- principals --------------------------------------------------------------------
