@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench bench-quick clean
+.PHONY: serve test lint bench bench-quick clean postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)" >&2; exit 1; }
@@ -25,6 +25,13 @@ $(STAMP): pyproject.toml
 
 serve: $(STAMP)
 	@$(BIN)/actorstate serve
+
+# A throwaway PostgreSQL cluster for trying the PostgreSQL store: the
+# machine's own server binaries, in a temporary folder, as an unprivileged
+# user (actorstate-pg when run as root). Prints its URL (use it as --db);
+# Ctrl-C stops it and deletes the folder.
+postgres: $(STAMP)
+	@$(BIN)/python -m actorstate.store.postgres_cluster
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
