@@ -221,7 +221,7 @@ def _plain_initialize(params: Any) -> bool:
 
 
 def _listed(tool: Tool) -> dict[str, Any]:
-    """``tool`` as the SDK lists it (see :func:`.server._annotations`): its fields and its
+    """``tool`` as the SDK lists it (see :func:`.server.tool_annotations`): its fields and its
     annotations' in alphabetical order, its schemas' fields first, what is not given left out."""
     listed: dict[str, Any] = {}
     annotations: dict[str, Any] = tool.annotations.hints()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from ..state import State
 
-__all__ = ["INSTRUCTIONS", "build_server"]
+__all__ = ["INSTRUCTIONS", "build_server", "caller_of", "tool_annotations"]
 
 # JSON-RPC error code MCP uses for a resource that does not exist.
 RESOURCE_NOT_FOUND = -32002
@@ -48,7 +48,7 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
                 description=tool.description,
                 input_schema=tool.input_schema,
                 output_schema=tool.output_schema,
-                annotations=_annotations(tool),
+                annotations=tool_annotations(tool),
             )
             for tool in context.tools.values()
         ]
@@ -127,7 +127,7 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
     return server
 
 
-def _annotations(tool: Tool) -> types.ToolAnnotations | None:
+def tool_annotations(tool: Tool) -> types.ToolAnnotations | None:
     """``tool``'s title and hints as MCP's annotations (None if it has neither); the handshake
     fast path lists them too (:func:`.handshake._listed`)."""
     hints = tool.annotations
