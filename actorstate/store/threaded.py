@@ -1,6 +1,6 @@
 """A synchronous store engine served from one worker thread, as a :class:`~.interface.Store`.
 
-The SQLite engine (and the PostgreSQL one after it) blocks; every call runs
+The SQLite and PostgreSQL engines block; every call runs
 on the engine's own :class:`~.worker.DatabaseThread`, in order, and the
 event loop only waits for the answer. One thread means one connection and a
 strict order of transactions, with no lock around the connection.
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
     from ..backend import Parking
     from .interface import ExpiryStep, SessionRow, SnapshotWrite, StoredSession, WriteOutcome
-    from .sqlite_changes import ChangeWatch
 
 __all__ = ["StoreEngine", "ThreadedStore", "open_sqlite_store"]
 
@@ -52,11 +51,13 @@ class ThreadedStore:
     """Runs a :class:`StoreEngine` on its worker thread; implements :class:`~.interface.Store`."""
 
     def __init__(
-        self, engine: StoreEngine, worker: DatabaseThread, changes: ChangeWatch | None = None
+        self, engine: StoreEngine, worker: DatabaseThread, maybe_changed: Callable[[], bool] | None = None
     ) -> None:
         self._engine = engine
         self._worker = worker
-        self._changes = changes
+        # Called from the event loop before every call, so it must be cheap:
+        # SQLite's change watch, PostgreSQL's lease book (a renewal is due).
+        self._maybe_changed = maybe_changed
 
     @property
     def name(self) -> str:
@@ -97,8 +98,8 @@ class ThreadedStore:
         return await self._worker.run(self._engine.size_bytes)
 
     def maybe_changed(self) -> bool:
-        changes = self._changes
-        return changes is not None and changes.maybe_changed()
+        maybe_changed = self._maybe_changed
+        return maybe_changed is not None and maybe_changed()
 
     async def moved(self, versions: Mapping[str, int]) -> list[str]:
         return await self._worker.run(self._engine.moved, versions)
@@ -133,4 +134,4 @@ async def open_sqlite_store(
     except BaseException:
         await worker.stop()
         raise
-    return ThreadedStore(engine, worker, engine.changes)
+    return ThreadedStore(engine, worker, engine.changes.maybe_changed)
