@@ -29,17 +29,15 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
-import os
 import socket
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import sniffio
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -48,6 +46,7 @@ from starlette.routing import Route
 
 from .caller import principal_key
 from .http_fast_path import HttpToolCallFastPath
+from .http_server import HttpServer
 from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS
 from .registry import ConnectionRegistry, RegistryLimits
 from .server import build_server
@@ -57,7 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mcp.server.auth.provider import TokenVerifier
-    from starlette.types import Scope
+    from starlette.types import Receive, Scope, Send
 
     from ..state import State
     from .signals import StopSignals
@@ -68,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
 LISTEN_BACKLOG = 4096
+KEEP_ALIVE_TIMEOUT = 75.0
 # The principal of every request on a server without authentication.
 LOCAL_OWNER = "local"
 
@@ -135,7 +135,7 @@ def principal_of(scope: Scope) -> str:
 
 def build_http_app(
     state: State, context: ToolContext, settings: HttpSettings, public_url: str
-) -> tuple[Starlette, ConnectionRegistry]:
+) -> tuple[HttpApp, ConnectionRegistry]:
     """The ASGI app for ``state`` and the registry in it (its figures join ``server_stats``)."""
     server = build_server(state, context)
     security = None
@@ -187,8 +187,35 @@ def build_http_app(
         ]
         endpoint = RequireAuthMiddleware(registry, [], metadata_url)
     routes.append(Route(MCP_PATH, endpoint=endpoint))
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lambda app: manager.run())
-    return app, registry
+    others = Starlette(routes=routes, middleware=middleware, lifespan=lambda app: manager.run())
+    if settings.verifier is not None:
+        endpoint = AuthenticationMiddleware(
+            AuthContextMiddleware(endpoint), backend=BearerAuthBackend(settings.verifier)
+        )
+    return HttpApp(endpoint, others), registry
+
+
+class HttpApp:
+    """The ASGI app: requests to ``/mcp`` straight to its chain, the rest through Starlette's router.
+
+    The same middleware either way (authentication, then the registry and
+    the fast path); the direct route skips Starlette's error and routing
+    layers, which cost about a tenth of a fast-path call's CPU. ``lifespan``
+    runs the session manager.
+    """
+
+    def __init__(self, mcp: Any, others: Starlette) -> None:
+        self.mcp = mcp
+        self.others = others
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == MCP_PATH:
+            await self.mcp(scope, receive, send)
+        else:
+            await self.others(scope, receive, send)
+
+    def lifespan(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.others.router.lifespan_context(self.others)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -225,75 +252,36 @@ async def serve_http(
     Error handling:
         ValueError: the address is refused (see :func:`check_listen_address`) or taken.
     """
-    from hypercorn.config import Config as HypercornConfig
-
     check_listen_address(settings)
     sock = _listening_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     public_url = settings.public_url or f"http://{shown_host}:{port}{MCP_PATH}"
     app, _ = build_http_app(state, ToolContext(state), settings, public_url)
-    config = HypercornConfig()
-    # Hypercorn owns (and closes) the descriptor it is given: a duplicate,
-    # and ours is closed at once, so that once hypercorn stops listening no
-    # connection is taken in by the kernel and left unanswered.
-    config.bind = [f"fd://{os.dup(sock.fileno())}"]
-    sock.close()
-    config.graceful_timeout = settings.graceful_timeout
-    config.keep_alive_timeout = 75.0
-    # Hypercorn listens again on the socket it is given, with this backlog:
-    # its default (100) overflows when hundreds of clients connect at once.
-    config.backlog = LISTEN_BACKLOG
-    config.accesslog = None
-    config.errorlog = logging.getLogger("actorstate.http")
+    server = HttpServer(
+        app,
+        max_body=DEFAULT_MAX_REQUEST_BODY_SIZE,
+        keep_alive_timeout=KEEP_ALIVE_TIMEOUT,
+        graceful_timeout=settings.graceful_timeout,
+    )
     stopping = stop or anyio.Event()
 
-    async def shutdown_trigger() -> None:
+    async def stop_on_request() -> None:
         await stopping.wait()
+        server.stop()
 
     with anyio.CancelScope() as serving:
         with signals.serving(stopping.set, serving.cancel) if signals else contextlib.nullcontext():
-            logger.info(
-                "serving MCP over HTTP at %s (%s)",
-                public_url,
-                "bearer tokens required" if settings.verifier else "no authentication: loopback only",
-            )
-            if on_listening is not None:
-                on_listening(public_url)
-            if sniffio.current_async_library() == "trio":
-                import hypercorn.trio
-
-                await hypercorn.trio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
-            else:
-                await _serve_on_asyncio(app, config, shutdown_trigger, stopping)
-
-
-async def _serve_on_asyncio(
-    app: Starlette, config: Any, shutdown_trigger: Callable[[], Any], stopping: anyio.Event
-) -> None:
-    """Hypercorn's asyncio server, in a task of its own.
-
-    Its own: after a stop it leaves a cancellation request counted on the
-    task that ran it (and it ends by awaiting the lifespan task it
-    cancelled, whose CancelledError it lets out), which anyio's cancel
-    scopes above would then take for a cancellation of ours. Its end is
-    read from the task instead; a cancellation of ours cancels the task.
-    """
-    import asyncio
-
-    import hypercorn.asyncio
-
-    task = asyncio.get_running_loop().create_task(
-        hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
-    )
-    try:
-        await asyncio.wait({task})
-    except asyncio.CancelledError:
-        task.cancel()
-        await asyncio.wait({task})
-        raise
-    if task.cancelled():
-        if not stopping.is_set():
-            raise RuntimeError("the HTTP server stopped by itself")
-        return
-    task.result()  # raises what the server raised
+            # The app's lifespan (the session manager's task group) wraps the
+            # server: protocol sessions end after the last connection does.
+            async with app.lifespan(), anyio.create_task_group() as group:
+                group.start_soon(stop_on_request)
+                logger.info(
+                    "serving MCP over HTTP at %s (%s)",
+                    public_url,
+                    "bearer tokens required" if settings.verifier else "no authentication: loopback only",
+                )
+                if on_listening is not None:
+                    on_listening(public_url)
+                await server.serve(sock)
+                group.cancel_scope.cancel()

@@ -195,7 +195,7 @@ async def open_app(fast_path: bool, durability: str = "memory") -> AsyncIterator
         context = ToolContext(state)
         settings = HttpSettings(verifier=TOKENS, fast_path=fast_path)
         app, _ = build_http_app(state, context, settings, f"http://{HOST}/mcp")
-        async with app.router.lifespan_context(app):
+        async with app.lifespan():
             yield App(app, context, store)
 
 
