@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import AsyncIterator, Callable
 
+    from .runtime.histogram import HistogramSnapshot
     from .store.interface import Store
 
 
@@ -279,6 +280,22 @@ class State:
         evictions by reason, expired sessions, restarts, quarantined sessions,
         mailbox high-water mark, accounted bytes and process RSS."""
         return self._supervisor.stats()
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        """The commit histograms, for metrics exporters: ``commit_seconds`` (each committed
+        transaction's duration) and ``commit_batch_sessions`` (sessions it wrote); empty
+        without a database."""
+        return self._supervisor.histograms()
+
+    async def probe_store(self) -> int | None:
+        """A readiness probe: ask the database a cheap question (its size in bytes) through its
+        worker, behind whatever is queued there. None without a database.
+
+        Error handling:
+            StateClosed: the state is closed.
+            StoreError: the database did not answer; the error says why.
+        """
+        return await self._supervisor.probe_store()
 
 
 class Session:

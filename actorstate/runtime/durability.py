@@ -38,6 +38,7 @@ from ..errors import SessionMoved, SessionNotFound, StoreError, StoreUnavailable
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
 from ..planted import active
 from ..store.interface import SnapshotWrite, WriteOutcome
+from .histogram import BATCH_SIZE_BOUNDS, LATENCY_BOUNDS, Histogram
 
 if TYPE_CHECKING:
     from ..backend import Envelope, Parking
@@ -122,6 +123,9 @@ class SnapshotActor:
         self.fenced = 0
         self.sessions_written = 0
         self._latencies: deque[float] = deque(maxlen=1024)
+        # Every committed transaction, for metrics: its seconds and its sessions.
+        self.commit_seconds = Histogram(LATENCY_BOUNDS)
+        self.commit_batch_sessions = Histogram(BATCH_SIZE_BOUNDS)
         # One flush at a time: each bases its versions on the previous one's outcome.
         self._flushing = anyio.Lock()
 
@@ -257,7 +261,10 @@ class SnapshotActor:
             for actor in batch:
                 actor.commit_settled()
             raise
-        self._latencies.append(self._clock.monotonic() - started)
+        took = self._clock.monotonic() - started
+        self._latencies.append(took)
+        self.commit_seconds.observe(took)
+        self.commit_batch_sessions.observe(len(batch))
         self.commits += 1
         self.sessions_written += len(batch)
         resolve = self._parking.resolve

@@ -56,11 +56,14 @@ _READY = ActorStatus.READY
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SchedulerStats:
-    """What the scheduler counts: restarts, sessions quarantined now, the fullest mailbox seen."""
+    """What the scheduler counts: restarts, sessions quarantined now, the fullest mailbox seen,
+    and now: calls waiting in every mailbox together and in the fullest one."""
 
     restarts: int
     quarantined: int
     mailbox_high_water: int
+    mailbox_waiting: int
+    mailbox_depth_max: int
 
 
 class Scheduler:
@@ -94,8 +97,17 @@ class Scheduler:
         self.mailbox_high_water = 0
 
     def stats(self) -> SchedulerStats:
-        quarantined = sum(1 for a in self.residency.resident.values() if a.status is ActorStatus.QUARANTINED)
-        return SchedulerStats(self.restarts, quarantined, self.mailbox_high_water)
+        # One walk over the resident actors, when figures are asked for: the
+        # hot path keeps no running count of its own.
+        quarantined = waiting = deepest = 0
+        for actor in self.residency.resident.values():
+            if actor.status is ActorStatus.QUARANTINED:
+                quarantined += 1
+            mailbox = actor.mailbox
+            if mailbox is not None:
+                waiting += len(mailbox)
+                deepest = max(deepest, len(mailbox))
+        return SchedulerStats(self.restarts, quarantined, self.mailbox_high_water, waiting, deepest)
 
     # -- lifetime -------------------------------------------------------------
 

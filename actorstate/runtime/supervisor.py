@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..store.interface import Store
+    from .histogram import HistogramSnapshot
 
 __all__ = ["FaultHook", "Supervisor", "open_supervisor"]
 
@@ -305,6 +306,28 @@ class Supervisor:
             figures["expired"] += kept.expired
             figures["db_bytes"] = kept.db_bytes
         return figures
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        """Durability's histograms now, by name (none without a store)."""
+        snapshots = self._snapshots
+        if snapshots is None:
+            return {}
+        return {
+            "commit_seconds": snapshots.commit_seconds.snapshot(),
+            "commit_batch_sessions": snapshots.commit_batch_sessions.snapshot(),
+        }
+
+    async def probe_store(self) -> int | None:
+        """Ask the store its size through its worker: it answers, or this raises. None without a store.
+
+        Error handling:
+            StateClosed: the state is closed.
+            StoreError: the store did not answer (the error says why).
+        """
+        self.check_open()
+        if self._store is None:
+            return None
+        return await self._store.size_bytes()
 
     async def housekeeping(self) -> None:
         """Run a housekeeping pass of the store now (nothing without one)."""

@@ -48,6 +48,7 @@ from .caller import principal_key
 from .http_fast_path import HttpToolCallFastPath
 from .http_server import HttpServer
 from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS
+from .operations import Operations, OperationsSettings, starlette_routes
 from .registry import ConnectionRegistry, RegistryLimits
 from .server import build_server
 from .tools import ToolContext
@@ -100,6 +101,8 @@ class HttpSettings:
     # cap, an initialize is answered 503 until one ends or idles out.
     max_protocol_sessions: int = DEFAULT_MAX_PROTOCOL_SESSIONS
     protocol_session_idle_timeout: float = 600.0
+    # /healthz, /readyz (and the drain before a stop), /metrics: see .operations.
+    operations: OperationsSettings = dataclasses.field(default_factory=OperationsSettings)
 
 
 def is_loopback(host: str) -> bool:
@@ -134,9 +137,17 @@ def principal_of(scope: Scope) -> str:
 
 
 def build_http_app(
-    state: State, context: ToolContext, settings: HttpSettings, public_url: str
+    state: State,
+    context: ToolContext,
+    settings: HttpSettings,
+    public_url: str,
+    operations: Operations | None = None,
 ) -> tuple[HttpApp, ConnectionRegistry]:
-    """The ASGI app for ``state`` and the registry in it (its figures join ``server_stats``)."""
+    """The ASGI app for ``state`` and the registry in it (its figures join ``server_stats``).
+
+    ``operations`` answers ``/healthz``, ``/readyz`` and ``/metrics`` (one of
+    its own when None).
+    """
     server = build_server(state, context)
     security = None
     if is_loopback(settings.host):
@@ -170,7 +181,13 @@ def build_http_app(
         )
     registry = ConnectionRegistry(mcp_app, settings.limits, principal_of)
     context.add_stats(registry.stats)
-    routes: list[Route] = []
+    if operations is None:
+        operations = Operations(
+            state, context, settings.operations, authentication=settings.verifier is not None
+        )
+    operations.watch_registry(registry)
+    # Beside the registry, not behind it: a probe is never refused nor counted as a client.
+    routes: list[Route] = starlette_routes(operations)
     middleware: list[Middleware] = []
     endpoint: Any = registry
     if settings.verifier is not None:
@@ -257,7 +274,9 @@ async def serve_http(
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     public_url = settings.public_url or f"http://{shown_host}:{port}{MCP_PATH}"
-    app, _ = build_http_app(state, ToolContext(state), settings, public_url)
+    context = ToolContext(state)
+    operations = Operations(state, context, settings.operations, authentication=settings.verifier is not None)
+    app, _ = build_http_app(state, context, settings, public_url, operations)
     server = HttpServer(
         app,
         max_body=DEFAULT_MAX_REQUEST_BODY_SIZE,
@@ -268,6 +287,7 @@ async def serve_http(
 
     async def stop_on_request() -> None:
         await stopping.wait()
+        await operations.drain()  # /readyz answers 503 while requests are still taken
         server.stop()
 
     with anyio.CancelScope() as serving:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["ConnectionRegistry", "RegistryLimits"]
+__all__ = ["ConnectionRegistry", "PrincipalFigures", "RegistryLimits"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class RegistryLimits:
 
 @dataclasses.dataclass
 class _Principal:
-    open: int = 0
+    open: int = 0  # requests in flight (a GET's event stream is not one)
+    exchanges: int = 0  # everything open, event streams included
     requests: int = 0
     refused: int = 0
     tokens: float = 0.0
@@ -112,6 +113,7 @@ class ConnectionRegistry:
             await self.app(scope, receive, send)
         finally:
             self.open -= 1
+            entry.exchanges -= 1
             entry.open -= counted
             if entry.open == 0:
                 logger.debug("HTTP: %s has no exchange open (%d requests so far)", name, entry.requests)
@@ -168,6 +170,7 @@ class ConnectionRegistry:
         if entry.open == 0:
             logger.debug("HTTP: %s has an exchange open", name)
         entry.open += counted
+        entry.exchanges += 1
         self.open += 1
         return None
 
@@ -182,6 +185,24 @@ class ConnectionRegistry:
             "http_refused": sum(entry.refused for entry in self.principals.values()),
             "http_refused_server_busy": self.refused_busy,
         }
+
+    def principals_now(self) -> list[PrincipalFigures]:
+        """Every principal seen, with its figures now (for operators' metrics: it names them)."""
+        return [
+            PrincipalFigures(name, entry.exchanges, entry.open, entry.requests, entry.refused)
+            for name, entry in self.principals.items()
+        ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrincipalFigures:
+    """One principal's exchanges open now, requests in flight now, requests taken and refused so far."""
+
+    principal: str
+    exchanges: int
+    in_flight: int
+    requests: int
+    refused: int
 
 
 # A refused request's body is read (and dropped) up to this many bytes, so

@@ -23,6 +23,7 @@ import orjson
 from ..errors import ActorStateError, InvalidInput
 from ..state import DEFAULT_CLIENT_ID, canonical_session_id
 from .arguments import ArgumentsCheck, FormatCheck, SchemaError, compile_arguments
+from .call_figures import INVALID_INPUT, OK, CallFigures, outcome_of
 from .caller import OWNER, Caller
 from .quoting import clipped, clipped_repr
 
@@ -126,11 +127,14 @@ class ToolContext:
     state: State
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     tools: dict[str, Tool] = dataclasses.field(init=False)
+    # Calls by tool and outcome, and their latency (read by the metrics).
+    calls: CallFigures = dataclasses.field(init=False)
     # More figures for server_stats, from parts above the tools (the transport's).
     _stats_sources: list[Callable[[], dict[str, Any]]] = dataclasses.field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.tools = build_tools(self.state.config)
+        self.calls = CallFigures(self.tools)
 
     def add_stats(self, source: Callable[[], dict[str, Any]]) -> None:
         """``server_stats`` shows what ``source()`` returns too."""
@@ -487,13 +491,18 @@ async def call_tool(
     message on any refusal."""
     tool = ctx.tools.get(name)
     if tool is None:
+        ctx.calls.record(name, INVALID_INPUT, 0.0)
         raise ToolError(f"unknown tool {clipped_repr(name)}; the tools are: {', '.join(ctx.tools)}")
-    arguments = arguments or {}
-    if not isinstance(arguments, dict):
-        raise ToolError("arguments must be a JSON object")
+    started = time.perf_counter()
     try:
-        return await tool.handler(ctx, caller, tool.check_arguments(arguments))
-    except InvalidInput as error:
-        raise ToolError(str(error)) from None
-    except ActorStateError as error:
-        raise ToolError(str(error)) from None
+        arguments = arguments or {}
+        if not isinstance(arguments, dict):
+            raise InvalidInput("arguments must be a JSON object")
+        result = await tool.handler(ctx, caller, tool.check_arguments(arguments))
+    except BaseException as error:
+        ctx.calls.record(name, outcome_of(error), time.perf_counter() - started)
+        if isinstance(error, ActorStateError):
+            raise ToolError(str(error)) from None
+        raise
+    ctx.calls.record(name, OK, time.perf_counter() - started)
+    return result
