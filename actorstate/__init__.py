@@ -19,6 +19,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .model.listing import SessionPage
+from .runtime.events import SessionEvent
 from .state import DEFAULT_CLIENT_ID, Durability, Session, State, open_state
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidInput",
     "Overloaded",
     "Session",
+    "SessionEvent",
     "SessionMoved",
     "SessionNotFound",
     "SessionPage",

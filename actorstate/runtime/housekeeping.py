@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Housekeeping", "HousekeepingStats"]
 
-logger = logging.getLogger("actorstate.supervisor")
+logger = logging.getLogger("actorstate.housekeeping")
 
 # Rows per expiry scan step (a few milliseconds of database time).
 _EXPIRY_CHUNK = 2000

@@ -32,6 +32,7 @@ from ..errors import SessionNotFound, StoreError
 from ..fault_seam import process_seam
 from ..model.codec import SnapshotDecodeError, decode_session, encode_session
 from .actor import ActorStatus, Passivated, SessionActor
+from .events import SessionEvents
 from .housekeeping import Housekeeping
 from .memory import passivated_bytes, read_rss, resident_bytes
 
@@ -133,6 +134,8 @@ class Residency:
         self.passivations = 0
         self.evictions: Counter[str] = Counter()
         self.expired = 0
+        # Who hears of sessions passivated, evicted, expired (and, from the parts above, the rest).
+        self.events = SessionEvents()
 
     def stats(self) -> ResidencyStats:
         sessions = None if self._store is not None else len(self.resident) + len(self.passivated)
@@ -393,6 +396,7 @@ class Residency:
         if self._snapshots is not None:
             self.remove(actor)
             self.passivations += 1
+            self.events.emit("passivated", actor.id, _owner(actor))
             return
         state: Any = actor.state
         try:
@@ -404,6 +408,7 @@ class Residency:
         self.passivations += 1
         self.passivated[actor.id] = Passivated(state.client_id, state.created_at, blob, actor.last_used)
         self.accounted += passivated_bytes(blob)
+        self.events.emit("passivated", actor.id, state.client_id)
 
     def _passivate_lru(self, count: int, reason: str) -> None:
         victims: list[SessionActor] = []
@@ -427,8 +432,10 @@ class Residency:
         passivated = self.passivated
         while self.accounted > target_bytes and passivated:
             session_id = next(iter(passivated))
-            self.accounted -= passivated_bytes(passivated.pop(session_id).blob)
+            entry = passivated.pop(session_id)
+            self.accounted -= passivated_bytes(entry.blob)
             dropped += 1
+            self.events.emit("evicted", session_id, entry.client_id, reason)
         if self.accounted > target_bytes:
             victims: list[SessionActor] = []
             excess = self.accounted - target_bytes
@@ -441,6 +448,7 @@ class Residency:
             for actor in victims:
                 # With a store this only passivates: the state is saved already.
                 self.remove(actor)
+                self.events.emit("evicted", actor.id, _owner(actor), reason)
             dropped += len(victims)
         if dropped:
             self.evictions[reason] += dropped
@@ -503,7 +511,9 @@ class Residency:
             # Passivated sessions can be many; scan them only once per housekeeping interval.
             expired = [sid for sid, entry in self.passivated.items() if entry.last_used <= ttl_cutoff]
             for session_id in expired:
-                self.accounted -= passivated_bytes(self.passivated.pop(session_id).blob)
+                entry = self.passivated.pop(session_id)
+                self.accounted -= passivated_bytes(entry.blob)
+                self.events.emit("expired", session_id, entry.client_id)
             self._expiry_due = now + self.config.housekeeping_interval
         stale: list[SessionActor] = []
         idle: list[SessionActor] = []
@@ -520,6 +530,7 @@ class Residency:
         for actor in stale:
             self._remember_last_use(actor)
             self.remove(actor)
+            self.events.emit("expired", actor.id, _owner(actor))
         for actor in idle:
             self._remember_last_use(actor)
             self.passivate(actor)
@@ -550,3 +561,9 @@ class Residency:
         wall_last_use = self.clock.wall() - (self.now - actor.last_used)
         if wall_last_use > actor.state.last_activity + 1.0:
             self.housekeeping.note_last_use(actor.id, wall_last_use)
+
+
+def _owner(actor: SessionActor) -> str | None:
+    """The client owning a resident actor's session (None while its state is not loaded)."""
+    state = actor.state
+    return None if state is None else state.client_id

@@ -350,6 +350,7 @@ class Scheduler:
         actor.restart()
         self.restarts += 1
         logger.warning("session %s restarted", actor.id)
+        self.residency.events.emit("restarted", actor.id, self.client_of(actor))
         if actor.mailbox:
             self.schedule(actor)
 
@@ -358,6 +359,7 @@ class Scheduler:
         actor.quarantine()
         self._quarantined[actor.id] = (reason, client_id)
         self.fail_mailbox(actor, self.quarantine_error(actor, None))
+        self.residency.events.emit("quarantined", actor.id, client_id or None, reason)
 
     def quarantine_error(self, actor: SessionActor, client_id: str | None) -> Exception:
         if client_id is not None and client_id != self.client_of(actor):

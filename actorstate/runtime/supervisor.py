@@ -40,10 +40,11 @@ from .durability import SnapshotActor
 from .scheduler import FaultHook, Scheduler
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from ..config import Config
     from ..store.interface import Store
+    from .events import SessionEvent
     from .histogram import HistogramSnapshot
 
 __all__ = ["FaultHook", "Supervisor", "open_supervisor"]
@@ -175,7 +176,13 @@ class Supervisor:
         result: str = await self._parking.park(envelope)
         if self._by_client is not None:
             self._by_client.add(client_id, state.created_at, session_id)
+        self.residency.events.emit("created", session_id, client_id)
         return result
+
+    def add_session_listener(self, listener: Callable[[SessionEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` with every session event from now on (see :mod:`.events`); returns
+        what stops it."""
+        return self.residency.events.add(listener)
 
     async def ask(self, session_id: str, client_id: str | None, message: Message[R]) -> R:
         """Post ``message`` to the session's actor and wait for its reply.
