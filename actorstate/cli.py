@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import ActorStateError, DatabaseRefused, StoreError
-from .locations import DATABASE_VARIABLE, DatabaseLocation, default_database, find_database
+from .locations import (
+    DATABASE_VARIABLE,
+    DatabaseLocation,
+    default_database,
+    find_database,
+    is_postgres_url,
+    shown_location,
+)
 
 if TYPE_CHECKING:
     from .store.view import SessionRow
@@ -42,7 +49,8 @@ _SERVE_OPTIONS: list[tuple[str, type, str]] = [
     (
         "--db",
         str,
-        f"SQLite database file (default: {default_database()}) [{DATABASE_VARIABLE}]",
+        f"SQLite database file, or a PostgreSQL database's postgresql:// URL "
+        f"(default: {default_database()}) [{DATABASE_VARIABLE}]",
     ),
     ("--durability", str, "commit | interval | memory"),
     ("--max-resident", int, "actors kept in memory"),
@@ -134,7 +142,7 @@ def _add_serve(commands: Any) -> None:
         # Unset flags stay None here; _serve_settings fills them from the
         # environment or the default, so a bad variable troubles only serve.
         if flag == "--db":
-            serve.add_argument(flag, metavar="PATH", help=text)
+            serve.add_argument(flag, metavar="PATH|URL", help=text)
             continue
         serve.add_argument(flag, type=kind, default=None, help=f"{text} [{_env_name(flag)}]")
 
@@ -191,15 +199,16 @@ def _serve_settings(args: argparse.Namespace) -> None:
                 raise ValueError(f"{flag} is for serving HTTP: add --http HOST:PORT")
     args.location = find_database(args.db)
     if args.durability != "memory":
-        # The default database lives in the user's data directory, made on first run.
         path = args.location.path
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as error:
-            raise ValueError(
-                f"cannot create {error.filename or directory} for the database {path}: {error.strerror}"
-            ) from None
+        if not is_postgres_url(path):
+            # The default database lives in the user's data directory, made on first run.
+            directory = os.path.dirname(os.path.abspath(path))
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as error:
+                raise ValueError(
+                    f"cannot create {error.filename or directory} for the database {path}: {error.strerror}"
+                ) from None
         args.db = path
 
 
@@ -274,7 +283,7 @@ async def _serve(args: argparse.Namespace) -> None:
         "actorstate %s serving MCP on %s: database %s, durability %s, backend %s",
         __version__,
         "HTTP" if http else "stdio",
-        path or "(none: memory only)",
+        shown_location(path) if path else "(none: memory only)",
         args.durability,
         args.backend,
     )
@@ -695,6 +704,11 @@ def main(argv: list[str] | None = None) -> int:
             args.location = find_database(args.db)
         elif args.command == "doctor":
             args.location = _doctor_location(args)
+        if args.command in ("sessions", "doctor") and is_postgres_url(args.location.path):
+            raise ValueError(
+                f"{args.command} reads SQLite files; for a PostgreSQL database "
+                f"({shown_location(args.location.path)}) use psql on the table actorstate_sessions"
+            )
         logging.basicConfig(
             stream=sys.stderr,
             level=getattr(logging, getattr(args, "log_level", None) or "WARNING"),

@@ -68,6 +68,10 @@ class Config:
     ended_retention: float = 7 * 24 * 3600.0
     housekeeping_interval: float = 60.0
     busy_timeout: float = 5.0
+    # PostgreSQL shared by several nodes: a session stays this node's for
+    # lease_duration (by the database's clock) after its last claim, write or
+    # renewal; a node that dies or pauses loses its sessions after that long.
+    lease_duration: float = 30.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

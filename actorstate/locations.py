@@ -20,9 +20,39 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DATABASE_VARIABLE", "DatabaseLocation", "default_database", "find_database"]
+__all__ = [
+    "DATABASE_VARIABLE",
+    "DatabaseLocation",
+    "default_database",
+    "find_database",
+    "is_postgres_url",
+    "shown_location",
+]
 
 DATABASE_VARIABLE = "ACTORSTATE_DB"
+
+
+def is_postgres_url(location: str) -> bool:
+    """Whether ``location`` names a PostgreSQL database (``postgresql://...``) rather than a file."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def shown_location(location: str) -> str:
+    """``location`` as it may be printed and logged: a URL's password (in the address or as a
+    ``password=`` parameter) replaced by ``***``."""
+    if not is_postgres_url(location):
+        return location
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(location)
+    if parts.password is not None:
+        port = f":{parts.port}" if parts.port else ""
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.hostname or ''}{port}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        shown = [(key, "***" if key == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(shown, safe="*/"))
+    return urlunsplit(parts)
 
 
 def default_database() -> Path:
@@ -75,8 +105,9 @@ def find_database(
     command's business.
     """
     if given:
-        return DatabaseLocation(os.path.expanduser(given), flag)
+        return DatabaseLocation(given if is_postgres_url(given) else os.path.expanduser(given), flag)
     variable = (os.environ if environ is None else environ).get(DATABASE_VARIABLE)
     if variable:
-        return DatabaseLocation(os.path.expanduser(variable), DATABASE_VARIABLE)
+        location = variable if is_postgres_url(variable) else os.path.expanduser(variable)
+        return DatabaseLocation(location, DATABASE_VARIABLE)
     return DatabaseLocation(str(default_database()), None)

@@ -15,7 +15,8 @@ import anyio.lowlevel
 from .backend import parking_for_current_backend
 from .clock import Clock
 from .config import Config
-from .errors import InvalidInput
+from .errors import DatabaseRefused, InvalidInput
+from .locations import is_postgres_url
 from .model.listing import ListingKey, SessionPage, decode_cursor, encode_cursor
 from .model.messages import (
     AddContext,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import AsyncIterator, Callable
 
+    from .backend import Parking
     from .runtime.histogram import HistogramSnapshot
     from .store.interface import Store
 
@@ -74,10 +76,12 @@ async def open_state(
     """Open session state for the duration of the ``async with`` block.
 
     Args:
-        path: the SQLite database to keep sessions in, a :class:`Store`
-            already open (it stays open after the block: its opener closes
-            it), or ``None`` to keep them in memory only (lost when the
-            block exits).
+        path: the SQLite database to keep sessions in, a PostgreSQL
+            database's ``postgresql://`` URL (this process becomes one node
+            sharing it, with leases of ``config.lease_duration``; needs
+            ``actorstate[postgres]``), a :class:`Store` already open (it
+            stays open after the block: its opener closes it), or ``None``
+            to keep them in memory only (lost when the block exits).
         durability: ``"commit"``, ``"interval"`` or ``"memory"``; see the
             README. Without a path every mode behaves as ``"memory"``.
         config: limits and timings; ``Config()`` when omitted.
@@ -101,8 +105,11 @@ async def open_state(
     Error handling:
         InvalidInput: an unknown durability mode.
         DatabaseRefused: the file is not an SQLite database, is another
-            application's or corrupt, or was written by a newer version.
-        StoreUnavailable: the database cannot be opened now.
+            application's or corrupt, or was written by a newer version (a
+            PostgreSQL database: holds another application's tables, has a
+            newer schema, does not exist, refuses the credentials, or
+            psycopg is not installed).
+        StoreUnavailable: the database cannot be opened (or reached) now.
     """
     async with open_runtime(
         path,
@@ -143,9 +150,13 @@ async def open_runtime(
         store: Store | None = None
         if path is not None and durability != "memory":
             if isinstance(path, str | PathLike):
-                store = await open_sqlite_store(
-                    os.fspath(path), parking, busy_timeout=config.busy_timeout, connect=connect
-                )
+                location = os.fspath(path)
+                if is_postgres_url(location):
+                    store = await _open_postgres(location, parking, config)
+                else:
+                    store = await open_sqlite_store(
+                        location, parking, busy_timeout=config.busy_timeout, connect=connect
+                    )
                 # Closed after the runtime below has flushed everything into it,
                 # even when the block was cancelled (as the runtime's close is).
                 stack.push_async_callback(_close_shielded, store)
@@ -163,6 +174,18 @@ async def open_runtime(
             )
         )
         yield supervisor
+
+
+async def _open_postgres(url: str, parking: Parking, config: Config) -> Store:
+    """The PostgreSQL store at ``url``, as a node of its own; psycopg is imported only here."""
+    try:
+        from .store.postgres import open_postgres_store
+    except ImportError as error:
+        raise DatabaseRefused(
+            f"a postgresql:// database needs psycopg, which is not installed ({error}): "
+            "pip install 'actorstate[postgres]'"
+        ) from None
+    return await open_postgres_store(url, parking, lease_duration=config.lease_duration)
 
 
 async def _close_shielded(store: Store) -> None:

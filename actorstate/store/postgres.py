@@ -46,13 +46,13 @@ import os
 import secrets
 import socket
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
 
 from ..errors import DatabaseRefused, SessionMoved, StoreUnavailable
 from ..fault_seam import FaultSeam, process_seam
+from ..locations import shown_location
 from .interface import ExpiryStep, SnapshotWrite, StoredSession, WriteOutcome
 from .postgres_leases import LeaseBook
 from .threaded import ThreadedStore
@@ -68,7 +68,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "PostgresStore",
     "default_node_id",
-    "is_postgres_url",
     "open_postgres_store",
 ]
 
@@ -83,6 +82,14 @@ _SCHEMA_LOCK = 0x61637374  # "acst"
 # SQLSTATE classes that retrying cannot mend: the database named does not
 # exist, the credentials are refused, the server refuses this client.
 _REFUSING_SQLSTATES = ("3D000", "28000", "28P01", "42501")
+# A failed connection attempt carries no SQLSTATE (psycopg gathers the
+# attempts' messages into one), so the server's words are looked for too.
+_REFUSING_MESSAGES = (
+    "does not exist",  # the database, or the role
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "authentication failed",
+)
 
 # Each entry upgrades the schema from its index to index + 1.
 _MIGRATIONS: list[str] = [
@@ -110,11 +117,6 @@ _MIGRATIONS: list[str] = [
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
-def is_postgres_url(location: str) -> bool:
-    """Whether ``location`` names a PostgreSQL database rather than a file."""
-    return location.startswith(("postgresql://", "postgres://"))
-
-
 def default_node_id() -> str:
     """A node id unique to this process: host, process id and a random suffix.
 
@@ -123,15 +125,6 @@ def default_node_id() -> str:
     would be fenced either way).
     """
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _sqlstate(error: psycopg.Error) -> str:
@@ -162,7 +155,7 @@ class PostgresStore:
         if not lease_duration > 0:
             raise ValueError(f"lease_duration must be a positive number of seconds, not {lease_duration!r}")
         self._url = url
-        self._name = _without_password(url)
+        self._name = shown_location(url)
         self.node_id = node_id or default_node_id()
         self.lease_duration = float(lease_duration)
         self.leases = book if book is not None else LeaseBook(self.lease_duration)
@@ -185,7 +178,9 @@ class PostgresStore:
         try:
             return self._connect(self._url, autocommit=True, application_name="actorstate")
         except psycopg.Error as error:
-            if error.sqlstate in _REFUSING_SQLSTATES:
+            if error.sqlstate in _REFUSING_SQLSTATES or any(
+                words in str(error) for words in _REFUSING_MESSAGES
+            ):
                 raise DatabaseRefused(f"{self._name} refused actorstate: {str(error).strip()}") from error
             raise StoreUnavailable(
                 f"cannot connect to {self._name}: {str(error).strip()} ({_sqlstate(error)})"
@@ -525,8 +520,24 @@ class PostgresStore:
         return moved
 
     def close(self) -> None:
-        with _translated(self._name, "closing the database"):
-            self._db.close()
+        """Give up this node's leases (the runtime has committed everything by now), then disconnect.
+
+        Another node may then claim these sessions at once instead of
+        waiting out the leases. If the release fails (the server is gone),
+        the leases simply expire.
+        """
+        try:
+            held = self.leases.held_ids()
+            if held and not (self._db.closed or self._db.broken):
+                with contextlib.suppress(psycopg.Error):
+                    self._db.execute(
+                        "UPDATE actorstate_sessions SET owner_node = NULL, lease_expires = NULL "
+                        "WHERE id = ANY(%s) AND owner_node = %s",
+                        (held, self.node_id),
+                    )
+        finally:
+            with _translated(self._name, "closing the database"):
+                self._db.close()
 
 
 async def open_postgres_store(

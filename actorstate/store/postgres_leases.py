@@ -61,6 +61,10 @@ class LeaseBook:
     def __len__(self) -> int:
         return len(self._held)
 
+    def held_ids(self) -> list[str]:
+        """Every session whose lease this node may still hold."""
+        return list(self._held)
+
     def granted(self, session_id: str, epoch: int, sent_at: float) -> None:
         """A claim or a committed write (sent at ``sent_at``) gave this node the session's lease."""
         self._held[session_id] = (epoch, sent_at)

@@ -1,0 +1,93 @@
+"""Two actorstate nodes (two open_state on one PostgreSQL database), as an application sees them:
+one owner per session, the other told to retry, and an old owner fenced."""
+
+from __future__ import annotations
+
+import anyio
+import psycopg
+import pytest
+
+import actorstate
+from actorstate import Config, SessionMoved
+from actorstate.model.codec import decode_session
+
+pytestmark = pytest.mark.anyio
+# Fails a test that would otherwise poll forever; nothing is timed against it.
+HANG_GUARD = 30
+
+
+def _expire_leases(url: str) -> None:
+    """Every lease runs out, by the database's clock (as if its owner had paused past it)."""
+    with psycopg.connect(url) as connection:
+        connection.execute("UPDATE actorstate_sessions SET lease_expires = now() - interval '1 second'")
+
+
+def _stored_counter(url: str, session_id: str) -> int:
+    """The counter as the database holds it (read without claiming the session)."""
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "SELECT state FROM actorstate_sessions WHERE id = %s", (session_id,)
+        ).fetchone()
+    assert row is not None
+    counter: int = decode_session(bytes(row[0])).metadata["n"]
+    return counter
+
+
+async def test_a_session_is_served_by_its_owner_and_moves_when_its_lease_expires(postgres_url: str) -> None:
+    """Node b's call on a's session is refused with SessionMoved while a's lease lives; once it
+    has expired b serves it from what a committed; a's next write is fenced (its caller gets
+    SessionMoved, nothing of it is kept), and a serves the session again only after b let go."""
+    async with (
+        actorstate.open_state(postgres_url) as a,
+        actorstate.open_state(postgres_url) as b,
+    ):
+        created = await a.create_session("alice")
+        assert await created.increment("n") == 1
+        on_a = a.session(created.id, "alice")
+        on_b = b.session(created.id, "alice")
+
+        with pytest.raises(SessionMoved, match="retry"):
+            await on_b.increment("n")
+        assert _stored_counter(postgres_url, created.id) == 1
+
+        _expire_leases(postgres_url)
+        assert await on_b.increment("n") == 2
+
+        with pytest.raises(SessionMoved, match="retry"):
+            await on_a.increment("n", by=100)  # a still holds the session in memory: fenced
+        assert _stored_counter(postgres_url, created.id) == 2
+        assert await on_b.increment("n") == 3
+        with pytest.raises(SessionMoved):
+            await on_a.context()  # a dropped its copy; b's lease still lives
+    async with actorstate.open_state(postgres_url) as c:  # b closed: its lease was given up
+        assert (await c.session(created.id, "alice").context())["metadata"] == {"n": 3}
+
+
+async def test_reads_never_return_state_older_than_another_nodes_acknowledged_write(
+    postgres_url: str,
+) -> None:
+    """With short leases, a node whose lease lapsed renews before it answers: a read on a after
+    b took the session and wrote either gets b's value or SessionMoved, never a's stale copy."""
+    config = Config(lease_duration=0.2)
+    async with (
+        actorstate.open_state(postgres_url, config=config) as a,
+        actorstate.open_state(postgres_url, config=config) as b,
+    ):
+        created = await a.create_session("alice")
+        await created.increment("n")
+        on_a = a.session(created.id, "alice")
+        on_b = b.session(created.id, "alice")
+        with anyio.fail_after(HANG_GUARD):
+            while True:  # until a's lease has expired by the database's clock
+                try:
+                    value = await on_b.increment("n", by=10)
+                    break
+                except SessionMoved:
+                    await anyio.sleep(0.01)
+        assert value == 11
+        try:
+            context = await on_a.context()
+        except SessionMoved:
+            pass
+        else:
+            assert context["metadata"] == {"n": 11}
