@@ -282,6 +282,7 @@ async def serve_http(
         max_body=DEFAULT_MAX_REQUEST_BODY_SIZE,
         keep_alive_timeout=KEEP_ALIVE_TIMEOUT,
         graceful_timeout=settings.graceful_timeout,
+        backlog=LISTEN_BACKLOG,
     )
     stopping = stop or anyio.Event()
 

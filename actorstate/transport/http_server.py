@@ -27,17 +27,19 @@ proxy in front of a server beyond loopback.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import http
 import logging
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import httptools
+import sniffio
 from anyio.abc import SocketAttribute
 
 if TYPE_CHECKING:
@@ -91,8 +93,6 @@ class _Request:
         "headers",
         "keep_alive",
         "method",
-        "queued",
-        "too_large",
         "url",
         "version",
     )
@@ -103,26 +103,45 @@ class _Request:
         self.body: list[bytes] = []
         self.body_size = 0
         self.head_size = 0
-        self.too_large = False
-        self.queued = False
         self.method = b""
         self.version = "1.1"
         self.keep_alive = True
 
 
+class _Refusal:
+    """A request answered by the server itself, after which the connection closes."""
+
+    __slots__ = ("message", "status")
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
 class _RequestParser:
-    """httptools' callbacks: completed requests queue up in ``ready``."""
+    """httptools' callbacks: completed requests (or the refusal that ends the connection) queue in ``ready``."""
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
         self.parser = httptools.HttpRequestParser(self)
         self.current = _Request()
-        self.ready: deque[_Request] = deque()
-        self.head_too_large = False
+        self.ready: deque[_Request | _Refusal] = deque()
+        self.broken = False  # a refusal is queued: nothing after it is read
 
     def feed(self, data: bytes) -> None:
-        """Raises httptools.HttpParserError (bad request) or HttpParserUpgrade (answered as bad too)."""
-        self.parser.feed_data(data)
+        if self.broken:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(400, "protocol upgrades are not supported here")
+        except httptools.HttpParserError:
+            self._refuse(400, "the request is not valid HTTP/1.1")
+
+    def _refuse(self, status: int, message: str) -> None:
+        if not self.broken:
+            self.broken = True
+            self.ready.append(_Refusal(status, message))
 
     # httptools' callbacks -------------------------------------------------
     def on_message_begin(self) -> None:
@@ -144,118 +163,58 @@ class _RequestParser:
         for name, value in request.headers:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
                 # Answered at once, before the body is sent (the connection then closes).
-                request.too_large = request.queued = True
-                self.ready.append(request)
+                self._refuse(413, f"Request body too large: the limit is {self.max_body} bytes")
 
     def on_body(self, body: bytes) -> None:
         request = self.current
         request.body_size += len(body)
         if request.body_size > self.max_body:
-            request.too_large = True
             request.body.clear()
-        elif not request.too_large:
+            self._refuse(413, f"Request body too large: the limit is {self.max_body} bytes")
+        elif not self.broken:
             request.body.append(body)
 
     def on_message_complete(self) -> None:
-        if not self.current.queued:
-            self.current.queued = True
+        if not self.broken:
             self.ready.append(self.current)
 
     def _count_head(self, size: int) -> None:
         self.current.head_size += size
         if self.current.head_size > MAX_HEAD_BYTES:
-            self.head_too_large = True
+            self._refuse(431, f"the request's line and headers exceed {MAX_HEAD_BYTES} bytes")
 
 
-class _Disconnected(Exception):
-    pass
+def _refusal_bytes(status: int, message: str) -> bytes:
+    body = message.encode() + b"\n"
+    return (
+        _STATUS_LINES[status]
+        + b"content-type: text/plain; charset=utf-8\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
 
 
 class _Connection:
-    """One client connection: its requests, answered in order."""
+    """What a reply needs of its connection, and the answering of one request; the I/O is the subclass's."""
 
-    def __init__(self, server: HttpServer, stream: anyio.abc.SocketStream) -> None:
-        self.server = server
-        self.stream = stream
-        self.parser = _RequestParser(server.max_body)
-        self.closed = False  # the client left (EOF or a socket error)
-        self.read_ahead = 0
-        self.idle_scope: anyio.CancelScope | None = None
-        self.receiving = anyio.Lock(fast_acquire=True)
-        local = stream.extra(SocketAttribute.local_address)
-        remote = stream.extra(SocketAttribute.remote_address)
-        self.server_address = tuple(local[:2]) if isinstance(local, tuple) else None
-        self.client_address = tuple(remote[:2]) if isinstance(remote, tuple) else None
+    server: HttpServer
+    parser: _RequestParser
+    closed: bool  # the client left (end of stream or a socket error)
+    server_address: tuple[Any, ...] | None
+    client_address: tuple[Any, ...] | None
 
-    async def run(self) -> None:
-        try:
-            while not self.server.stopping:
-                request = await self._next_request()
-                if request is None:
-                    return
-                if not await self._answer(request):
-                    return
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.stream.aclose()
+    async def write(self, data: bytes) -> None:
+        raise NotImplementedError
 
-    async def _read_more(self) -> int:
-        """Read once and feed the parser: the bytes read; raises _Disconnected when the client is gone."""
-        try:
-            data = await self.stream.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            self.closed = True
-            raise _Disconnected from None
-        self.parser.feed(data)
-        return len(data)
+    async def until_client_leaves(self) -> None:
+        """Return once the client has gone (its requests after this one are queued meanwhile)."""
+        raise NotImplementedError
 
-    async def _next_request(self) -> _Request | None:
-        """The next complete request, or None to close (client gone, idle too long, stopping, bad request)."""
-        parser = self.parser
-        while not parser.ready:
-            with anyio.CancelScope(deadline=anyio.current_time() + self.server.keep_alive_timeout) as scope:
-                self.idle_scope = scope
-                if self.server.stopping:
-                    return None
-                try:
-                    # The lock: a reply's watcher for the client leaving may
-                    # still be unwinding its read (asyncio cancels a task
-                    # without waiting for it).
-                    async with self.receiving:
-                        if not parser.ready:
-                            await self._read_more()
-                except _Disconnected:
-                    return None
-                except httptools.HttpParserError:
-                    await self._refuse(400, "the request is not valid HTTP/1.1")
-                    return None
-                finally:
-                    self.idle_scope = None
-            if scope.cancelled_caught:
-                return None
-            if parser.head_too_large:
-                await self._refuse(431, f"the request's line and headers exceed {MAX_HEAD_BYTES} bytes")
-                return None
-        self.read_ahead = 0
-        return parser.ready.popleft()
-
-    async def _refuse(self, status: int, message: str) -> None:
-        body = message.encode() + b"\n"
-        head = (
-            _STATUS_LINES[status]
-            + b"content-type: text/plain; charset=utf-8\r\ncontent-length: "
-            + str(len(body)).encode()
-            + b"\r\nconnection: close\r\n\r\n"
-        )
-        try:
-            await self.stream.send(head + body)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
-
-    async def _answer(self, request: _Request) -> bool:
-        """Run the app for one request; True to keep the connection for the next."""
-        if request.too_large:
-            await self._refuse(413, f"Request body too large: the limit is {self.server.max_body} bytes")
+    async def answer(self, request: _Request | _Refusal) -> bool:
+        """Answer one request; True to keep the connection for the next."""
+        if isinstance(request, _Refusal):
+            await self.write(_refusal_bytes(request.status, request.message))
             return False
         reply = _Reply(self, request)
         try:
@@ -263,17 +222,205 @@ class _Connection:
         except Exception:
             if not reply.started:
                 logger.exception("the HTTP app failed on %s", reply.path)
-                await self._refuse(500, "internal server error")
+                await self.write(_refusal_bytes(500, "internal server error"))
                 return False
             if not reply.finished:
                 logger.exception("the HTTP app failed on %s while replying", reply.path)
                 return False
         if not reply.finished:
-            if reply.started or self.closed:
-                return False
-            await self._refuse(500, "internal server error: no reply")
+            if not reply.started and not self.closed:
+                await self.write(_refusal_bytes(500, "internal server error: no reply"))
             return False
         return reply.keep_alive and not self.closed and not self.server.stopping
+
+
+def _addresses(local: object, remote: object) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    return (
+        tuple(local[:2]) if isinstance(local, tuple) else None,
+        tuple(remote[:2]) if isinstance(remote, tuple) else None,
+    )
+
+
+class _AnyioConnection(_Connection):
+    """A connection on anyio's socket streams (trio): one task reads and answers."""
+
+    def __init__(self, server: HttpServer, stream: anyio.abc.SocketStream) -> None:
+        self.server = server
+        self.stream = stream
+        self.parser = _RequestParser(server.max_body)
+        self.closed = False
+        self.read_ahead = 0
+        self.idle_scope: anyio.CancelScope | None = None
+        # A reply's watcher for the client leaving may still be unwinding its
+        # read when the next request is read: reads take turns.
+        self.receiving = anyio.Lock(fast_acquire=True)
+        self.server_address, self.client_address = _addresses(
+            stream.extra(SocketAttribute.local_address), stream.extra(SocketAttribute.remote_address)
+        )
+
+    async def run(self) -> None:
+        try:
+            while not self.server.stopping:
+                request = await self._next_request()
+                if request is None or not await self.answer(request):
+                    return
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    def close_if_idle(self) -> None:
+        if self.idle_scope is not None:
+            self.idle_scope.cancel()
+
+    async def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.closed = True
+
+    async def _read_more(self) -> int:
+        """Read once and feed the parser: the bytes read, 0 when the client is gone."""
+        try:
+            data = await self.stream.receive(READ_SIZE)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.closed = True
+            return 0
+        self.parser.feed(data)
+        return len(data)
+
+    async def _next_request(self) -> _Request | _Refusal | None:
+        """The next request, or None to close (the client left, idle too long, stopping)."""
+        parser = self.parser
+        while not parser.ready:
+            with anyio.CancelScope(deadline=anyio.current_time() + self.server.keep_alive_timeout) as scope:
+                self.idle_scope = scope
+                try:
+                    if self.server.stopping:
+                        return None
+                    async with self.receiving:
+                        if not parser.ready and not await self._read_more():
+                            return None
+                finally:
+                    self.idle_scope = None
+            if scope.cancelled_caught:
+                return None
+        self.read_ahead = 0
+        return parser.ready.popleft()
+
+    async def until_client_leaves(self) -> None:
+        async with self.receiving:
+            while not self.closed:
+                if self.read_ahead > MAX_READ_AHEAD or self.parser.broken:
+                    await anyio.sleep_forever()
+                self.read_ahead += await self._read_more()
+
+
+class _AsyncioConnection(asyncio.Protocol, _Connection):
+    """A connection as an asyncio protocol: the loop feeds the parser, a task answers what is ready.
+
+    On asyncio, anyio's streams stop and restart reading the socket around
+    every receive (a selector registration each way, twice per request
+    here); a protocol is read continuously, and learns at once when its
+    client leaves.
+    """
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.parser = _RequestParser(server.max_body)
+        self.closed = False
+        self.read_ahead = 0
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.left = asyncio.Event()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.server_address = self.client_address = None
+
+    # asyncio's protocol callbacks -----------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server_address, self.client_address = _addresses(
+            transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+        )
+        self.server.connections.add(self)
+        if self.server.stopping:
+            transport.close()
+        else:
+            self._idle()
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        if self.task is None:
+            if self.parser.ready:
+                self._cancel_idle_timer()
+                self.task = asyncio.get_running_loop().create_task(self._answer_ready())
+        else:
+            self.read_ahead += len(data)
+            if self.read_ahead > MAX_READ_AHEAD or self.parser.broken:
+                assert self.transport is not None
+                self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.left.set()
+        self.writable.set()
+        self._cancel_idle_timer()
+        self.server.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    # ---------------------------------------------------------------------
+    async def _answer_ready(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            while self.parser.ready and not self.closed:
+                request = self.parser.ready.popleft()
+                if self.read_ahead:
+                    self.read_ahead = 0
+                    transport.resume_reading()
+                if not await self.answer(request):
+                    transport.close()
+                    return
+        finally:
+            self.task = None
+        if self.server.stopping:
+            transport.close()
+        else:
+            self._idle()
+
+    def _idle(self) -> None:
+        self.idle_timer = asyncio.get_running_loop().call_later(
+            self.server.keep_alive_timeout, self.close_if_idle
+        )
+
+    def _cancel_idle_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def close_if_idle(self) -> None:
+        if self.task is None and self.transport is not None:
+            self.transport.close()
+
+    async def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        assert self.transport is not None
+        self.transport.write(data)
+        if not self.writable.is_set():
+            await self.writable.wait()
+
+    async def until_client_leaves(self) -> None:
+        await self.left.wait()
 
 
 class _Reply:
@@ -320,19 +467,8 @@ class _Reply:
             body = b"".join(self.request.body)
             self.request.body = []
             return {"type": "http.request", "body": body, "more_body": False}
-        connection = self.connection
-        # The body was read: wait for the client to leave (or the reply to end).
-        async with connection.receiving:
-            while not connection.closed and not self.finished:
-                if connection.read_ahead > MAX_READ_AHEAD or connection.parser.head_too_large:
-                    await anyio.sleep_forever()
-                try:
-                    connection.read_ahead += await connection._read_more()
-                except _Disconnected:
-                    break
-                except httptools.HttpParserError:
-                    self.keep_alive = False
-                    await anyio.sleep_forever()
+        # The body was read: what is left to learn is the client leaving.
+        await self.connection.until_client_leaves()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -371,10 +507,7 @@ class _Reply:
                 data += body
         self.finished = not more
         if data:
-            try:
-                await connection.stream.send(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                connection.closed = True
+            await connection.write(data)
 
     body_head_written = False
 
@@ -411,7 +544,12 @@ class _Reply:
 
 
 class HttpServer:
-    """Serves ``app`` on a listening socket until :meth:`stop`."""
+    """Serves ``app`` on a listening socket until :meth:`stop`.
+
+    On asyncio each connection is an asyncio protocol (:class:`_AsyncioConnection`);
+    on trio, a task reading an anyio stream (:class:`_AnyioConnection`). Both
+    answer through :meth:`_Connection.answer`, so the HTTP they speak is the same.
+    """
 
     def __init__(
         self,
@@ -420,14 +558,16 @@ class HttpServer:
         max_body: int,
         keep_alive_timeout: float = 75.0,
         graceful_timeout: float = 10.0,
+        backlog: int = 4096,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.keep_alive_timeout = keep_alive_timeout
         self.graceful_timeout = graceful_timeout
+        self.backlog = backlog
         self.date = _DateHeader()
         self.stopping = False
-        self._connections: set[_Connection] = set()
+        self.connections: set[Any] = set()
         self._stop_requested = anyio.Event()
 
     def stop(self) -> None:
@@ -436,6 +576,17 @@ class HttpServer:
 
     async def serve(self, sock: socket.socket) -> None:
         """Serve connections on ``sock`` (listening; this server closes it) until :meth:`stop`."""
+        if sniffio.current_async_library() == "asyncio":
+            await self._serve_on_asyncio(sock)
+        else:
+            await self._serve_on_anyio(sock)
+
+    def _begin_stopping(self) -> None:
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.close_if_idle()
+
+    async def _serve_on_anyio(self, sock: socket.socket) -> None:
         listener = await anyio.abc.SocketListener.from_socket(sock)
         async with anyio.create_task_group() as connections:
             async with anyio.create_task_group() as accepting:
@@ -443,10 +594,7 @@ class HttpServer:
                 await self._stop_requested.wait()
                 accepting.cancel_scope.cancel()
             await listener.aclose()
-            self.stopping = True
-            for connection in list(self._connections):
-                if connection.idle_scope is not None:
-                    connection.idle_scope.cancel()
+            self._begin_stopping()
             connections.cancel_scope.deadline = anyio.current_time() + (
                 self.graceful_timeout if self.graceful_timeout >= 0 else math.inf
             )
@@ -463,9 +611,33 @@ class HttpServer:
             connections.start_soon(self._connection, stream)
 
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
-        connection = _Connection(self, stream)
-        self._connections.add(connection)
+        connection = _AnyioConnection(self, stream)
+        self.connections.add(connection)
         try:
             await connection.run()
         finally:
-            self._connections.discard(connection)
+            self.connections.discard(connection)
+
+    async def _serve_on_asyncio(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _AsyncioConnection(self), sock=sock, backlog=self.backlog)
+        try:
+            await self._stop_requested.wait()
+            server.close()
+            self._begin_stopping()
+            busy = {connection.task for connection in self.connections if connection.task is not None}
+            if busy:
+                timeout = self.graceful_timeout if self.graceful_timeout >= 0 else None
+                await asyncio.wait(busy, timeout=timeout)
+        finally:
+            # Past the grace period, or cancelled: what still runs is cancelled.
+            server.close()
+            self.stopping = True
+            tasks = [connection.task for connection in self.connections if connection.task is not None]
+            for task in tasks:
+                task.cancel()
+            for connection in list(self.connections):
+                connection.transport.abort()
+            if tasks:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(tasks)

@@ -125,12 +125,16 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, graceful_timeout: float = 10.0) -> AsyncIterator[tuple[HttpServer, int]]:
+async def serving(
+    app: Any, graceful_timeout: float = 10.0, keep_alive_timeout: float = 75.0
+) -> AsyncIterator[tuple[HttpServer, int]]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(100)
     port = sock.getsockname()[1]
-    server = HttpServer(app, max_body=MAX_BODY, graceful_timeout=graceful_timeout)
+    server = HttpServer(
+        app, max_body=MAX_BODY, graceful_timeout=graceful_timeout, keep_alive_timeout=keep_alive_timeout
+    )
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve, sock)
         yield server, port
@@ -175,6 +179,15 @@ async def test_http_1_0_closes_after_its_reply_unless_kept_alive() -> None:
             assert (await replies.read())[1]["connection"] == "keep-alive"
             await stream.send(request("/again", version="1.0", extra="connection: keep-alive\r\n"))
             assert (await replies.read())[2] == b"GET /again  0"
+
+
+async def test_an_idle_connection_closes_after_the_keep_alive_timeout() -> None:
+    """A connection with no request for the keep-alive timeout is closed by the server."""
+    async with serving(App(), keep_alive_timeout=0.05) as (_, port), connection(port) as (stream, replies):
+        await stream.send(request("/one"))
+        assert (await replies.read())[0] == 200
+        with anyio.fail_after(10):
+            assert await replies.closed()
 
 
 async def test_a_streamed_reply_is_chunked_and_the_connection_goes_on() -> None:
