@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import orjson
 import sniffio
-from mcp.server._streamable_http_modern import _SSE_HEADERS, _SSE_PING_INTERVAL
 from mcp.server.runner import modern_error_data
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.transport_security import TransportSecurityMiddleware
@@ -81,6 +80,25 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from .tools import ToolContext
+
+# How the SDK's modern path answers past its window: an SSE stream, pinged
+# every 15 s. Its own (private) values when it has them, so the two paths
+# cannot drift apart; these, mcp 2.3's, when a release renames them
+# (tests/transport/test_http_fast_path checks they still agree).
+SSE_PING_INTERVAL_OF_MCP_2_3 = 15.0
+SSE_HEADERS_OF_MCP_2_3 = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"connection", b"keep-alive"),
+    (b"x-accel-buffering", b"no"),
+]
+try:
+    from mcp.server import _streamable_http_modern as _sdk_modern
+
+    _SSE_HEADERS: list[tuple[bytes, bytes]] = list(_sdk_modern._SSE_HEADERS)
+    _SSE_PING_INTERVAL: float = _sdk_modern._SSE_PING_INTERVAL
+except (ImportError, AttributeError):  # a later SDK release
+    _SSE_HEADERS, _SSE_PING_INTERVAL = SSE_HEADERS_OF_MCP_2_3, SSE_PING_INTERVAL_OF_MCP_2_3
 
 __all__ = ["FAST_MODERN_VERSIONS", "HttpToolCallFastPath"]
 

@@ -622,3 +622,11 @@ async def test_a_client_leaving_cancels_its_call_as_the_sdk_does() -> None:
             assert reply.chunks == []
             outcomes.append(context["metadata"])
     assert outcomes[0] == outcomes[1]
+
+
+def test_the_sse_fallbacks_are_the_sdks_values() -> None:
+    """The SSE headers and ping interval kept for an SDK release that renames its private ones
+    equal what the installed SDK uses, and the fast path uses the SDK's own."""
+    assert http_fast_path.SSE_HEADERS_OF_MCP_2_3 == list(_streamable_http_modern._SSE_HEADERS)
+    assert http_fast_path.SSE_PING_INTERVAL_OF_MCP_2_3 == _streamable_http_modern._SSE_PING_INTERVAL
+    assert http_fast_path._SSE_HEADERS == list(_streamable_http_modern._SSE_HEADERS)
