@@ -52,6 +52,17 @@ _SERVE_OPTIONS: list[tuple[str, type, str]] = [
         f"SQLite database file, or a PostgreSQL database's postgresql:// URL "
         f"(default: {default_database()}) [{DATABASE_VARIABLE}]",
     ),
+    (
+        "--node-id",
+        str,
+        "PostgreSQL: this node's name in the session rows it owns (default: host:pid:random); "
+        "restarted under its name, a node takes its sessions back at once",
+    ),
+    (
+        "--lease-duration",
+        float,
+        "PostgreSQL: seconds a session stays this node's after its last claim, write or renewal",
+    ),
     ("--durability", str, "commit | interval | memory"),
     ("--max-resident", int, "actors kept in memory"),
     ("--memory-budget-mb", float, "memory budget for sessions"),
@@ -105,6 +116,7 @@ def _serve_defaults() -> dict[str, Any]:
         "--idle-timeout": config.idle_timeout,
         "--session-ttl": config.session_ttl,
         "--flush-interval": config.flush_interval,
+        "--lease-duration": config.lease_duration,
         "--max-line-bytes": DEFAULT_MAX_LINE_BYTES,
         "--max-in-flight": DEFAULT_MAX_IN_FLIGHT,
         "--stop-grace": DEFAULT_STOP_GRACE,
@@ -198,6 +210,19 @@ def _serve_settings(args: argparse.Namespace) -> None:
             if getattr(args, flag.removeprefix("--").replace("-", "_")) is not None:
                 raise ValueError(f"{flag} is for serving HTTP: add --http HOST:PORT")
     args.location = find_database(args.db)
+    if args.node_id is not None:
+        if not is_postgres_url(args.location.path) or args.durability == "memory":
+            raise ValueError(
+                "--node-id names a node sharing a PostgreSQL database: give --db postgresql://..."
+            )
+        if (
+            not 0 < len(args.node_id) <= 128
+            or not args.node_id.isprintable()
+            or args.node_id.strip() != args.node_id
+        ):
+            raise ValueError(
+                f"--node-id must be 1 to 128 printable characters, no surrounding spaces, not {args.node_id!r}"
+            )
     if args.durability != "memory":
         path = args.location.path
         if not is_postgres_url(path):
@@ -272,6 +297,7 @@ async def _serve(args: argparse.Namespace) -> None:
         idle_timeout=args.idle_timeout,
         session_ttl=args.session_ttl,
         flush_interval=args.flush_interval,
+        lease_duration=args.lease_duration,
     )
     path = None if args.durability == "memory" else args.db
     planted_bugs = planted.check_names(os.environ.get(planted.ENVIRONMENT_VARIABLE, ""))
@@ -299,7 +325,9 @@ async def _serve(args: argparse.Namespace) -> None:
                 from .transport.authentication import reload_on_sighup
 
                 await task_group.start(reload_on_sighup, http.verifier)
-            async with open_state(path, durability=args.durability, config=config) as state:
+            async with open_state(
+                path, durability=args.durability, config=config, node_id=args.node_id
+            ) as state:
                 if http is not None:
                     from .transport.http import serve_http
 

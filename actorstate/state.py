@@ -72,6 +72,7 @@ async def open_state(
     connect: Callable[..., sqlite3.Connection] | None = None,
     stop_on_signals: bool = False,
     clock: Clock | None = None,
+    node_id: str | None = None,
 ) -> AsyncIterator[State]:
     """Open session state for the duration of the ``async with`` block.
 
@@ -94,6 +95,10 @@ async def open_state(
         clock: where time is read and waited for (restarts, idle
             passivation, expiry, interval flushes); a :class:`ManualClock`
             lets tests step through them. The system's clocks by default.
+        node_id: with a ``postgresql://`` URL, this node's name in the
+            session rows it owns (default: host, process id and a random
+            suffix). A node restarted under the same name takes its
+            sessions back at once instead of waiting out its old leases.
 
     This is where the parts are put together: the backend's parking, the
     clock, the store and the runtime on top of them.
@@ -119,6 +124,7 @@ async def open_state(
         connect=connect,
         stop_on_signals=stop_on_signals,
         clock=clock,
+        node_id=node_id,
     ) as supervisor:
         yield State(supervisor)
 
@@ -133,6 +139,7 @@ async def open_runtime(
     connect: Callable[..., sqlite3.Connection] | None = None,
     stop_on_signals: bool = False,
     clock: Clock | None = None,
+    node_id: str | None = None,
 ) -> AsyncIterator[Supervisor]:
     """What :func:`open_state` opens, without the :class:`State` around it.
 
@@ -144,6 +151,8 @@ async def open_runtime(
     if durability not in _DURABILITIES:
         raise InvalidInput(f"durability must be one of {', '.join(_DURABILITIES)}, not {durability!r}")
     config = config or Config()
+    if node_id is not None and not (isinstance(path, str) and is_postgres_url(path)):
+        raise InvalidInput("node_id names a node sharing a postgresql:// database; give such a URL")
     parking = parking_for_current_backend()
     clock = clock or Clock()
     async with AsyncExitStack() as stack:
@@ -152,7 +161,7 @@ async def open_runtime(
             if isinstance(path, str | PathLike):
                 location = os.fspath(path)
                 if is_postgres_url(location):
-                    store = await _open_postgres(location, parking, config)
+                    store = await _open_postgres(location, parking, config, node_id)
                 else:
                     store = await open_sqlite_store(
                         location, parking, busy_timeout=config.busy_timeout, connect=connect
@@ -176,7 +185,7 @@ async def open_runtime(
         yield supervisor
 
 
-async def _open_postgres(url: str, parking: Parking, config: Config) -> Store:
+async def _open_postgres(url: str, parking: Parking, config: Config, node_id: str | None) -> Store:
     """The PostgreSQL store at ``url``, as a node of its own; psycopg is imported only here."""
     try:
         from .store.postgres import open_postgres_store
@@ -185,7 +194,7 @@ async def _open_postgres(url: str, parking: Parking, config: Config) -> Store:
             f"a postgresql:// database needs psycopg, which is not installed ({error}): "
             "pip install 'actorstate[postgres]'"
         ) from None
-    return await open_postgres_store(url, parking, lease_duration=config.lease_duration)
+    return await open_postgres_store(url, parking, node_id=node_id, lease_duration=config.lease_duration)
 
 
 async def _close_shielded(store: Store) -> None:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import DatabaseRefused, SessionMoved, StoreUnavailable
 from ..fault_seam import FaultSeam, process_seam
@@ -90,6 +91,16 @@ _REFUSING_MESSAGES = (
     "no pg_hba.conf entry",
     "authentication failed",
 )
+
+_CONNECTION_DEFAULTS = {
+    "application_name": "actorstate",
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds unacknowledged before the connection counts as lost
+}
 
 # Each entry upgrades the schema from its index to index + 1.
 _MIGRATIONS: list[str] = [
@@ -176,7 +187,13 @@ class PostgresStore:
 
     def _open_connection(self) -> psycopg.Connection[Any]:
         try:
-            return self._connect(self._url, autocommit=True, application_name="actorstate")
+            given = conninfo_to_dict(self._url)
+            # Where the URL does not say: give up connecting after 10 s, and
+            # notice a server or network gone silent within about 30 s
+            # instead of leaving the worker thread (and every commit behind
+            # it) blocked on a dead socket.
+            settings = {key: value for key, value in _CONNECTION_DEFAULTS.items() if key not in given}
+            return self._connect(self._url, autocommit=True, **settings)
         except psycopg.Error as error:
             if error.sqlstate in _REFUSING_SQLSTATES or any(
                 words in str(error) for words in _REFUSING_MESSAGES
@@ -527,13 +544,16 @@ class PostgresStore:
         the leases simply expire.
         """
         try:
-            held = self.leases.held_ids()
-            if held and not (self._db.closed or self._db.broken):
+            ids, epochs, _ = self.leases.renewal_of(self.leases.held_ids())
+            if ids and not (self._db.closed or self._db.broken):
+                # Matched on the epoch too: a newer process under the same
+                # node id may hold these sessions now, and keeps them.
                 with contextlib.suppress(psycopg.Error):
                     self._db.execute(
-                        "UPDATE actorstate_sessions SET owner_node = NULL, lease_expires = NULL "
-                        "WHERE id = ANY(%s) AND owner_node = %s",
-                        (held, self.node_id),
+                        "UPDATE actorstate_sessions AS s SET owner_node = NULL, lease_expires = NULL "
+                        "FROM unnest(%s::text[], %s::bigint[]) AS b(id, epoch) "
+                        "WHERE s.id = b.id AND s.owner_epoch = b.epoch AND s.owner_node = %s",
+                        (ids, epochs, self.node_id),
                     )
         finally:
             with _translated(self._name, "closing the database"):

@@ -237,3 +237,21 @@ def test_the_lease_book_asks_for_renewal_a_third_into_the_oldest_lease() -> None
     book.lost("s1")
     book.renewed([], [], 136.0)
     assert not book.renewal_due()
+
+
+def test_an_old_incarnation_closing_leaves_the_new_ones_leases(postgres_url: str) -> None:
+    """A fenced old process of a node closing after its successor claimed the session gives up
+    nothing of the successor's: the lease stays, and another node is still refused."""
+    old = PostgresStore(postgres_url, node_id="a")
+    new = PostgresStore(postgres_url, node_id="a")
+    b = PostgresStore(postgres_url, node_id="b")
+    try:
+        old.write([_write("s1", 0, b"old", 0)], NOW)
+        _loaded(new, "s1")
+        old.close()
+        assert _row(postgres_url, "s1")[:2] == ("a", 1)
+        with pytest.raises(SessionMoved, match="node a"):
+            b.load("s1")
+    finally:
+        new.close()
+        b.close()

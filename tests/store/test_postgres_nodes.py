@@ -3,13 +3,18 @@ one owner per session, the other told to retry, and an old owner fenced."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anyio
 import psycopg
 import pytest
 
 import actorstate
-from actorstate import Config, SessionMoved
+from actorstate import Config, InvalidInput, SessionMoved
 from actorstate.model.codec import decode_session
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 # Fails a test that would otherwise poll forever; nothing is timed against it.
@@ -91,3 +96,28 @@ async def test_reads_never_return_state_older_than_another_nodes_acknowledged_wr
             pass
         else:
             assert context["metadata"] == {"n": 11}
+
+
+async def test_a_node_restarted_under_its_name_takes_its_sessions_back_at_once(postgres_url: str) -> None:
+    """A second process with the first one's node id (the first never let go, as after a crash)
+    serves its sessions at once, where a node of another name is refused; the first, were it
+    still running, is fenced."""
+    async with actorstate.open_state(postgres_url, node_id="n1") as old:
+        created = await old.create_session("alice")
+        await created.increment("n")
+        async with actorstate.open_state(postgres_url, node_id="n2") as other:
+            with pytest.raises(SessionMoved, match="node n1"):
+                await other.session(created.id, "alice").context()
+        async with actorstate.open_state(postgres_url, node_id="n1") as restarted:
+            assert await restarted.session(created.id, "alice").increment("n") == 2
+            with pytest.raises(SessionMoved):
+                await old.session(created.id, "alice").increment("n")
+    assert _stored_counter(postgres_url, created.id) == 2
+
+
+async def test_node_id_without_a_postgres_url_is_refused(tmp_path: Path) -> None:
+    """node_id names a node sharing PostgreSQL: with a file (or no database) it is refused."""
+    for path in (str(tmp_path / "state.db"), None):
+        with pytest.raises(InvalidInput, match="postgresql://"):
+            async with actorstate.open_state(path, node_id="n1"):
+                pass

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from tests.transport.raw_client import RawClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_serve_keeps_sessions_in_postgres_across_restarts(postgres_url: str) -> None:
@@ -46,3 +50,22 @@ def test_sessions_and_doctor_refuse_a_postgres_url(postgres_url: str) -> None:
         assert done.returncode == 2
         assert "reads SQLite files" in done.stderr
         assert "psql" in done.stderr
+
+
+def test_node_id_is_checked(postgres_url: str, tmp_path: Path) -> None:
+    """--node-id is refused in one line without a PostgreSQL URL, and when it is not a plain name."""
+    cases = [
+        (["--db", str(tmp_path / "state.db"), "--node-id", "n1"], "give --db postgresql://"),
+        (["--db", postgres_url, "--node-id", " n1"], "printable characters"),
+        (["--db", postgres_url, "--node-id", "x" * 129], "1 to 128"),
+    ]
+    for arguments, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "actorstate", "serve", *arguments],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr

@@ -202,3 +202,19 @@ def test_a_commit_failed_by_the_fault_seam_keeps_nothing(postgres_url: str) -> N
         assert store.write([_write("a", 1, b"a2", epoch=row.epoch), _write("b", 0)], NOW) == [COMMITTED] * 2
     finally:
         store.close()
+
+
+def test_the_urls_own_connection_settings_win(postgres_url: str) -> None:
+    """Settings the store would choose (application_name, timeouts, keepalives) give way to the
+    URL's: a URL naming its application_name connects under that name."""
+    store = PostgresStore(postgres_url + "?application_name=mine")
+    database = postgres_url.rsplit("/", 1)[1]
+    try:
+        with psycopg.connect(postgres_url) as connection:
+            names = connection.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchall()
+        assert names == [("mine",)]
+    finally:
+        store.close()
