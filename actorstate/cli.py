@@ -439,8 +439,16 @@ def _add_chaos(commands: Any) -> None:
     chaos.add_argument(
         "--inject-bug",
         help="comma-separated planted server bugs the checkers must catch: "
-        "ack-before-commit, lose-update-on-conflict, apply-retry-twice, reorder-events (default: none)",
+        "ack-before-commit, lose-update-on-conflict, apply-retry-twice, reorder-events, "
+        "leak-across-principals (default: none)",
     )
+    chaos.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        help="stdio (default), or http: serve --http with a token per principal, HTTP clients, "
+        "dropped connections and cross-principal probes (every fault kind but wire)",
+    )
+    chaos.add_argument("--principals", type=int, help="http: principals owning the sessions (default: 3)")
 
 
 def _chaos(args: argparse.Namespace) -> int:
@@ -455,11 +463,15 @@ def _chaos(args: argparse.Namespace) -> int:
 
     given: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("duration", "clients", "sessions", "durability")
+        for name in ("duration", "clients", "sessions", "durability", "transport", "principals")
         if getattr(args, name) is not None
     }
     if args.faults is not None:
         given["faults"] = tuple(kind for kind in args.faults.split(",") if kind and kind != "none")
+    elif args.transport == "http":
+        from .chaos.faults import HTTP_FAULT_KINDS
+
+        given["faults"] = HTTP_FAULT_KINDS
     if args.inject_bug is not None:
         given["planted_bugs"] = planted.check_names(args.inject_bug)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)

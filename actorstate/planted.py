@@ -22,6 +22,8 @@ PLANTED_BUGS = {
     "its callers told it succeeded",
     "apply-retry-twice": "a retried write under an idempotency key applies again",
     "reorder-events": "get_context shows the two newest events swapped",
+    "leak-across-principals": "over HTTP a session id acts for whichever principal presents it, "
+    "as over stdio (another principal's session is reached, not answered like an unknown one)",
 }
 
 

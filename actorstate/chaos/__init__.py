@@ -16,6 +16,7 @@ from .checkers import (
     check_history,
     check_ownership,
     check_preferences,
+    check_probes,
 )
 from .history import (
     Call,
@@ -48,6 +49,7 @@ __all__ = [
     "check_history",
     "check_ownership",
     "check_preferences",
+    "check_probes",
     "summarize",
     "violation_window",
     "window_jsonl",

@@ -34,7 +34,8 @@ Faults in this module's kinds, each against the one server process:
   callers past the mailbox wait for room; every one is recorded, and the
   counter must come out exact.
 - ``drop``: for a while, clients drop about half their calls after a moment
-  (telling the server, as ``notifications/cancelled``) and retry them with
+  (telling the server, as ``notifications/cancelled``; over HTTP, closing
+  the call's connection mid-request) and retry them with
   the same idempotency key (``requestId``): a dropped call has an unknown
   outcome and may still take effect, but only once with its retries.
 
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Sequence
 
-__all__ = ["FAULT_KINDS", "RECORDED_KIND", "SEAM_KINDS", "PlannedFault", "plan_faults"]
+__all__ = ["FAULT_KINDS", "HTTP_FAULT_KINDS", "RECORDED_KIND", "SEAM_KINDS", "PlannedFault", "plan_faults"]
 
 FAULT_KINDS = (
     "kill",
@@ -69,6 +70,8 @@ FAULT_KINDS = (
     "flood",
     "drop",
 )
+# Over HTTP: every kind but bad lines on a pipe (``drop`` closes the call's connection there).
+HTTP_FAULT_KINDS = tuple(kind for kind in FAULT_KINDS if kind != "wire")
 # The kinds that need the server's fault seam.
 SEAM_KINDS = frozenset({"ioerror", "slow", "evict"})
 # How a fault kind is named in the history.

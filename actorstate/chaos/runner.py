@@ -25,6 +25,18 @@ One run (:func:`run_chaos`):
    checkers see); the server's input is closed, so it exits;
 5. :func:`~.checkers.check_history` judges the history.
 
+Over HTTP (``transport="http"``, :mod:`.http_server`) the server is
+``actorstate serve --http`` with a tokens file the runner makes: a token
+for each of ``principals`` principals (and an operator's, for
+``server_stats``). Each session slot is owned by one principal, every call
+on it is made with that principal's token (a principal's workers are
+concurrent HTTP clients), and a ``drop`` closes the call's connection
+mid-request. Throughout the run a prober makes *cross-principal probes*
+(:func:`~.checkers.check_probes`): principal B calls a tool, or reads the
+session resource, with the id of a session of principal A, then makes the
+same call with an id that was never minted; the two must be answered
+alike. Bad input (``wire``) is for stdio only.
+
 How a call is recorded: ``ok`` with the reply's ``structuredContent``;
 ``fail`` only when the server certainly did not apply it (session not found,
 overloaded, quarantined); ``info`` (outcome unknown) for everything else:
@@ -49,19 +61,22 @@ import random
 import signal
 import sqlite3
 import time
+import uuid
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import anyio
 import anyio.lowlevel
 
 from ..config import Config
+from ..errors import SessionNotFound
 from ..fault_seam import CONTROL_VARIABLE
 from ..planted import ENVIRONMENT_VARIABLE, check_names
 from .bad_input import bad_message
-from .checkers import check_history
+from .checkers import NO_REPLY, PROBE_PROCESS, check_history
 from .disk import SmallFileSystem
-from .faults import FAULT_KINDS, RECORDED_KIND, SEAM_KINDS, PlannedFault, plan_faults
+from .faults import FAULT_KINDS, HTTP_FAULT_KINDS, RECORDED_KIND, SEAM_KINDS, PlannedFault, plan_faults
 from .history import HistoryRecorder, Phase, dumps_record
+from .http_server import OPERATOR, HttpServerProcess, http_serve_command
 from .report import percentile, summarize, window_jsonl
 from .server import ServerGone, ServerProcess, serve_command
 from .workload import PlannedCall, owner_of, plan_calls
@@ -76,7 +91,11 @@ if TYPE_CHECKING:
     from .history import History, Record
     from .report import Summary
 
-__all__ = ["RunOptions", "RunPlan", "RunResult", "plan_run", "replay_command", "run_chaos"]
+__all__ = ["TRANSPORTS", "RunOptions", "RunPlan", "RunResult", "plan_run", "replay_command", "run_chaos"]
+
+TRANSPORTS = ("stdio", "http")
+# Either kind of server process; over HTTP, each call names the principal it is made as.
+AnyServer = ServerProcess | HttpServerProcess
 
 # Replies that prove the server did not apply the call; any other error is an unknown outcome.
 _NOT_APPLIED = (
@@ -99,6 +118,19 @@ CREATE_ATTEMPTS = 5
 # read): the first violations get a window file each and a line in the report.
 WINDOW_FILES = 100
 REPORTED_VIOLATIONS = 20
+# HTTP: a cross-principal probe (and its unknown-id control) this often, all run long.
+PROBE_EVERY = 0.05
+# What a probe calls with another principal's session id (read_resource: its session:// resource).
+READ_RESOURCE = "read_resource"
+PROBE_TOOLS = (
+    "get_context",
+    "add_context",
+    "record_action",
+    "set_preference",
+    "increment_counter",
+    "end_session",
+    READ_RESOURCE,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -118,6 +150,10 @@ class RunOptions:
     start_timeout: float = 60.0
     # Planted server bugs (actorstate.planted) the servers run with: the checkers must catch them.
     planted_bugs: tuple[str, ...] = ()
+    # stdio: one client on the server's pipes; http: principals with tokens, HTTP clients.
+    transport: str = "stdio"
+    # HTTP: the principals owning the sessions (each a token), at least two for the probes.
+    principals: int = 3
 
     def __post_init__(self) -> None:
         if not self.duration > 0:
@@ -128,6 +164,20 @@ class RunOptions:
             raise ValueError(f"--sessions must be at least 1, not {self.sessions}")
         if self.durability not in ("commit", "interval"):
             raise ValueError(f"--durability must be commit or interval, not {self.durability!r}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"--transport must be {' or '.join(TRANSPORTS)}, not {self.transport!r}")
+        if self.transport == "http":
+            if self.principals < 2:
+                raise ValueError(
+                    f"--principals must be at least 2 over HTTP (one probes the other's sessions), "
+                    f"not {self.principals}"
+                )
+            stdio_only = sorted(set(self.faults) - set(HTTP_FAULT_KINDS))
+            if stdio_only:
+                raise ValueError(
+                    f"--faults {', '.join(stdio_only)} is for --transport stdio (bad lines on a pipe); "
+                    f"over HTTP choose from {', '.join(HTTP_FAULT_KINDS)}"
+                )
         unknown = sorted(set(self.faults) - set(FAULT_KINDS))
         if unknown:
             raise ValueError(
@@ -143,6 +193,7 @@ def replay_command(options: RunOptions) -> str:
         f"--clients {options.clients} --sessions {options.sessions} "
         f"--faults {','.join(options.faults) or 'none'} --durability {options.durability}"
         + (f" --inject-bug {','.join(options.planted_bugs)}" if options.planted_bugs else "")
+        + (f" --transport http --principals {options.principals}" if options.transport == "http" else "")
     )
 
 
@@ -347,6 +398,21 @@ def _send_command(control: Path, command: str) -> bool:
         return True
 
 
+def _probe_arguments(tool: str, process: str) -> dict[str, Any]:
+    """A probe's arguments besides ``sessionId``: writes of its own keys, keyed by its process."""
+    if tool == "add_context":
+        return {"key": "topic-probe", "value": process, "requestId": process}
+    if tool == "record_action":
+        return {"action": "probe", "details": process, "requestId": process}
+    if tool == "set_preference":
+        return {"key": "pref-probe", "value": process, "requestId": process}
+    if tool == "increment_counter":
+        return {"key": "count-probe", "by": 1, "requestId": process}
+    if tool == "get_context":
+        return {"maxTurns": 5}
+    return {}
+
+
 def _worker_order(item: tuple[str, int]) -> int:
     return int(item[0][1:])
 
@@ -376,18 +442,29 @@ class _Run:
         self.config = Config()
         self.recorder = recorder
         self.progress = progress
+        self.http = options.transport == "http"
+        # Over HTTP each principal is a token's name; over stdio each owner a clientId label.
+        self.principals = [f"principal-{number}" for number in range(options.principals)] if self.http else []
         self.slots = [
-            _Slot(number, owner_of(number, options.clients), f"s{number}")
+            _Slot(
+                number,
+                self.principals[number % len(self.principals)]
+                if self.http
+                else owner_of(number, options.clients),
+                f"s{number}",
+            )
             for number in range(options.sessions)
         ]
+        self.tokens: dict[str, str] = {}
+        self.tokens_file = options.out / "tokens.json"
         # With the ``full`` fault the database lives on a small file system of its own.
         # With the ``full`` fault the database lives on a small file system of its own, where
         # one can be mounted; else the server's fault seam caps the file's pages (see run).
         self.disk = SmallFileSystem(options.out / "fs") if "full" in options.faults else None
         self.db_path = options.out / "chaos.db"
-        self.server: ServerProcess | None = None
+        self.server: AnyServer | None = None
         # The second server while a ``second`` fault lasts: every other call of each worker goes there.
-        self.second: ServerProcess | None = None
+        self.second: AnyServer | None = None
         self.seconds_started = 0
         self.request_numbers = itertools.count(1)
         # While a ``drop`` fault lasts: draws which calls are dropped, and when.
@@ -408,7 +485,7 @@ class _Run:
 
     # -- the server ------------------------------------------------------------------
 
-    async def start_server(self, task_group: TaskGroup) -> ServerProcess:
+    async def start_server(self, task_group: TaskGroup) -> AnyServer:
         self.servers_started += 1
         name = f"server-{self.servers_started}"
         server, log = self.new_server(name)
@@ -425,7 +502,7 @@ class _Run:
         self.ready.set()
         return server
 
-    async def watch(self, server: ServerProcess, task_group: TaskGroup) -> None:
+    async def watch(self, server: AnyServer, task_group: TaskGroup) -> None:
         """An exit no fault caused is a problem of the run: record it, and restart."""
         code = await server.wait()
         if server is not self.server or self.expected_exit:
@@ -436,17 +513,30 @@ class _Run:
         await self.start_server(task_group)
         self.recorder.fault_end(start, restarted=self.servers_started)
 
-    async def running_server(self) -> ServerProcess:
+    async def running_server(self) -> AnyServer:
         await self.ready.wait()
         assert self.server is not None
         return self.server
 
-    def new_server(self, name: str) -> tuple[ServerProcess, IO[bytes]]:
+    def new_server(self, name: str) -> tuple[AnyServer, IO[bytes]]:
         """A server process named ``name`` on the run's database (not started), and its log."""
         log = (self.options.out / f"{name}.log").open("wb")
         self.logs.append(log)
+        environment = self.server_environment(name)
+        if self.http:
+            command = http_serve_command(self.db_path, self.options.durability, self.tokens_file)
+            return HttpServerProcess(name, command, log, environment, self.tokens), log
         command = serve_command(self.db_path, self.options.durability)
-        return ServerProcess(name, command, log, self.server_environment(name)), log
+        return ServerProcess(name, command, log, environment), log
+
+    def make_tokens(self) -> None:
+        """The tokens file of an HTTP run: a token per principal, and the operator's."""
+        from ..transport.tokens import add_token
+
+        self.tokens_file.unlink(missing_ok=True)
+        for principal in self.principals:
+            self.tokens[principal] = add_token(self.tokens_file, principal)
+        self.tokens[OPERATOR] = add_token(self.tokens_file, OPERATOR, operator=True)
 
     def server_environment(self, name: str) -> dict[str, str]:
         """Server ``name``'s environment: this one, with the run's planted bugs and, when the
@@ -469,7 +559,7 @@ class _Run:
         }
         return {**inherited, **extra}
 
-    async def seam_fault(self, server: ServerProcess, kind: str, planned: PlannedFault) -> None:
+    async def seam_fault(self, server: AnyServer, kind: str, planned: PlannedFault) -> None:
         """Tell ``server``'s fault seam to fail, slow or squeeze for the fault's hold, and wait it out."""
         rng = self.fault_rng(planned)
         if planned.kind == "ioerror":
@@ -493,7 +583,7 @@ class _Run:
         activated = after - before if after is not None and before is not None else None
         self.recorder.fault_end(start, sent=sent, activations=activated)
 
-    async def _activations(self, server: ServerProcess) -> int | None:
+    async def _activations(self, server: AnyServer) -> int | None:
         """The server's count of session activations (loads into memory), from ``server_stats``."""
         try:
             with anyio.fail_after(self.options.timeout * 5):
@@ -511,7 +601,7 @@ class _Run:
         tool: str,
         slot: _Slot,
         arguments: dict[str, Any],
-        server: ServerProcess | None = None,
+        server: AnyServer | None = None,
     ) -> dict[str, Any] | None:
         """Call ``tool`` on the session ``slot`` holds, as its owner, on ``server`` (default: the
         running one); its ok result, or None."""
@@ -532,7 +622,7 @@ class _Run:
         invoke = self.recorder.invoke(process, tool, label, arguments, client=slot.owner)
         try:
             with anyio.fail_after(self.options.timeout):
-                reply = await server.call(tool, sent, drop_after=drop_after)
+                reply = await server.call(tool, sent, drop_after=drop_after, caller=slot.owner)
         except TimeoutError:
             self.complete(invoke, Phase.INFO, error=f"timed out after {self.options.timeout:g} s")
             return None
@@ -555,7 +645,7 @@ class _Run:
         self.recorder.complete(invoke, phase, result=result, error=error)
         self.outcomes[str(phase)] += 1
 
-    async def create(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
+    async def create(self, process: str, slot: _Slot, server: AnyServer | None = None) -> None:
         """Fill ``slot`` with a new session; a creation of unknown outcome is retried under a new label.
 
         After ``CREATE_ATTEMPTS`` the slot stays empty; a worker that draws it later tries again.
@@ -564,7 +654,9 @@ class _Run:
         try:
             for _ in range(CREATE_ATTEMPTS):
                 label = slot.label
-                result = await self.call(process, "create_session", slot, {"clientId": slot.owner}, server)
+                # Over HTTP the identity is the token's, never an argument.
+                arguments = {} if self.http else {"clientId": slot.owner}
+                result = await self.call(process, "create_session", slot, arguments, server)
                 session_id = result.get("sessionId") if result else None
                 if isinstance(session_id, str):
                     slot.session_id = session_id
@@ -574,7 +666,7 @@ class _Run:
         finally:
             slot.creating = False
 
-    async def end_and_replace(self, process: str, slot: _Slot, server: ServerProcess | None = None) -> None:
+    async def end_and_replace(self, process: str, slot: _Slot, server: AnyServer | None = None) -> None:
         """End the slot's session and fill the slot with a new one.
 
         Other workers use the slot meanwhile: until the new session exists
@@ -619,6 +711,58 @@ class _Run:
                 await self.end_and_replace(process, slot, server)
             else:
                 await self.call(process, planned.tool, slot, planned.arguments, server)
+
+    # -- cross-principal probes (HTTP) ---------------------------------------------------
+
+    async def probe_across_principals(self) -> None:
+        """Probe every ``PROBE_EVERY`` seconds until the workload stops (see :meth:`probe`)."""
+        rng = random.Random(f"{self.options.seed}:probes")
+        for number in itertools.count(1):
+            await anyio.sleep(PROBE_EVERY)
+            if self.stopping:
+                return
+            live = [slot for slot in self.slots if slot.session_id is not None]
+            if live:
+                await self.probe(f"{PROBE_PROCESS}{number}", rng.choice(live), rng)
+
+    async def probe(self, process: str, slot: _Slot, rng: random.Random) -> None:
+        """Another principal calls a tool (or reads the resource) on ``slot``'s session, then the
+        same with an id never minted; both recorded under ``process``, the control with no label.
+
+        Either must be answered alike (:func:`~.checkers.check_probes`); an answer that did not
+        come (a timeout, a server gone) is recorded as info, its error starting with ``NO_REPLY``.
+        """
+        intruder = rng.choice([principal for principal in self.principals if principal != slot.owner])
+        tool = rng.choice(PROBE_TOOLS)
+        arguments = _probe_arguments(tool, process)
+        unknown = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        for label, session_id in ((slot.label, slot.session_id), (None, unknown)):
+            server = await self.running_server()
+            assert isinstance(server, HttpServerProcess)
+            invoke = self.recorder.invoke(process, tool, label, arguments, client=intruder)
+            try:
+                with anyio.fail_after(self.options.timeout):
+                    if tool == READ_RESOURCE:
+                        reply = await server.read_resource(f"session://{session_id}", caller=intruder)
+                    else:
+                        sent = {**arguments, "sessionId": session_id}
+                        answered = await server.call(tool, sent, caller=intruder)
+                        assert answered is not None  # never dropped
+                        reply = answered
+            except TimeoutError:
+                self.complete(
+                    invoke, Phase.INFO, error=f"{NO_REPLY}timed out after {self.options.timeout:g} s"
+                )
+                continue
+            except ServerGone as error:
+                self.complete(invoke, Phase.INFO, error=f"{NO_REPLY}{error}")
+                continue
+            if reply.error is None:
+                self.complete(invoke, Phase.OK, result=reply.structured)
+            elif SessionNotFound.MESSAGE in reply.error:
+                self.complete(invoke, Phase.FAIL, error=reply.error)
+            else:
+                self.complete(invoke, Phase.INFO, error=reply.error)
 
     # -- faults --------------------------------------------------------------------------
 
@@ -667,7 +811,7 @@ class _Run:
         """The random draws of one fault's own choices, from the run's seed and the fault."""
         return random.Random(f"{self.options.seed}:{planned.at}:{planned.kind}")
 
-    async def fill_disk(self, server: ServerProcess, kind: str, hold: float) -> None:
+    async def fill_disk(self, server: AnyServer, kind: str, hold: float) -> None:
         """Fill the database's file system, keep it full ``hold`` seconds, make room.
 
         Without a file system of its own, the server's fault seam keeps the database from
@@ -693,13 +837,14 @@ class _Run:
                 await anyio.to_thread.run_sync(self.disk.drain)
         self.recorder.fault_end(start, filled_bytes=filled)
 
-    async def send_bad_input(self, server: ServerProcess, kind: str, hold: float, rng: random.Random) -> None:
+    async def send_bad_input(self, server: AnyServer, kind: str, hold: float, rng: random.Random) -> None:
         """Send bad lines among the workload's calls for ``hold`` seconds.
 
         A line the server can tell by its id must get an error under that
         id; a result instead, or no reply, is a problem of the run. The server
         must keep serving throughout (an exit is the watch's problem).
         """
+        assert isinstance(server, ServerProcess), "bad input is for stdio servers"
         start = self.recorder.fault_start(kind, server.name, hold=hold)
         sent: collections.Counter[str] = collections.Counter()
         deadline = time.monotonic() + hold
@@ -795,7 +940,7 @@ class _Run:
             self.problems.append(f"{name} exited with status {code} at end of input, not 0")
         self.recorder.fault_end(start, exit_status=code, served=round(hold, 3))
 
-    async def _exit_status(self, server: ServerProcess, after: str) -> int:
+    async def _exit_status(self, server: AnyServer, after: str) -> int:
         """Wait for ``server`` to exit after ``after``; one that does not in time is a problem, and killed.
 
         The status of a killed server is SIGKILL's, not 0: callers that expect
@@ -808,7 +953,7 @@ class _Run:
         return await server.wait()
 
     async def stop_and_restart(
-        self, task_group: TaskGroup, server: ServerProcess, kind: str, *, kill: bool
+        self, task_group: TaskGroup, server: AnyServer, kind: str, *, kill: bool
     ) -> None:
         """SIGKILL or SIGTERM ``server``, wait for its exit, start the next one; the fault ends when it serves."""
         self.ready = anyio.Event()  # new calls wait for the next server
@@ -850,6 +995,8 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.http:
+            self.make_tokens()
         if self.disk is not None:
             try:
                 self.disk.mount()
@@ -873,6 +1020,8 @@ class _Run:
                 async with anyio.create_task_group() as workload:
                     for worker in range(self.options.clients):
                         workload.start_soon(self.work, worker)
+                    if self.http:
+                        workload.start_soon(self.probe_across_principals)
                     await self.inject_faults(task_group, workload_started)
                     rest = workload_started + self.options.duration - time.monotonic()
                     await anyio.sleep(max(rest, CALM_AFTER_FAULTS if self.plan.faults else 0.0))

@@ -154,9 +154,17 @@ class ServerProcess:
         await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     async def call(
-        self, tool: str, arguments: dict[str, Any], *, drop_after: float | None = None
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        drop_after: float | None = None,
+        caller: str | None = None,
     ) -> Reply | None:
         """Call ``tool``; the caller sets the timeout (a cancelled call simply stops waiting).
+
+        ``caller`` is ignored: over stdio the one client owns the process
+        (the ``clientId`` argument labels its sessions).
 
         ``drop_after``: stop waiting after that many seconds, as a client
         that drops the request: the server is told (``notifications/cancelled``)

@@ -17,6 +17,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput
+from ..planted import active
 from ..state import DEFAULT_CLIENT_ID
 from .quoting import clipped_repr
 from .tokens import Principal
@@ -54,7 +55,7 @@ class Caller:
 
     def session(self, state: State, session_id: str) -> Session:
         """The session ``session_id`` names, as this caller may use it."""
-        if self.principal is None:
+        if self.principal is None or _LEAK_ACROSS_PRINCIPALS:
             return state.session_as_owner(session_id)
         return state.session(session_id, self.principal)
 
@@ -73,6 +74,9 @@ class Caller:
             f"from your token (you are {self.principal!r}); leave clientId out"
         )
 
+
+# A planted bug (actorstate.planted) that the chaos runner's cross-principal probes must catch.
+_LEAK_ACROSS_PRINCIPALS = active("leak-across-principals")
 
 OWNER = Caller()
 # The token scope that makes a principal an operator.

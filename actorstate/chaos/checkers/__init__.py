@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ...config import Config
 from .appends import check_appends
 from .counters import check_counters
+from .probes import NO_REPLY, PROBE_PROCESS, check_probes
 from .registers import check_preferences
 from .sessions import check_ended_sessions, check_ownership
 from .violation import Violation
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from ..history import History
 
 __all__ = [
+    "NO_REPLY",
+    "PROBE_PROCESS",
     "Violation",
     "check_appends",
     "check_counters",
@@ -26,6 +29,7 @@ __all__ = [
     "check_history",
     "check_ownership",
     "check_preferences",
+    "check_probes",
 ]
 
 
@@ -41,6 +45,7 @@ def check_history(history: History, config: Config | None = None) -> list[Violat
         *check_preferences(history),
         *check_ended_sessions(history),
         *check_ownership(history),
+        *check_probes(history),
     ]
     violations.sort(key=lambda v: (v.first, v.last, v.checker))
     return violations

@@ -1,0 +1,328 @@
+"""A real ``actorstate serve --http`` process, and HTTP clients on it for every principal.
+
+The HTTP counterpart of :class:`.server.ServerProcess`, with the same
+interface, so the runner drives either. The server listens on a loopback
+port of its own choosing (``--http 127.0.0.1:0``) and logs its URL, which is
+read from its stderr (everything it logs is copied to the log file). It
+takes the tokens of a tokens file the runner made: one per principal, and
+an operator's for ``server_stats``.
+
+Every call is one 2026-07-28 sessionless ``tools/call`` (or
+``resources/read``) POST, made with the calling principal's bearer token on
+that principal's connection pool, so a principal's concurrent workers are
+concurrent HTTP clients. What a call can come to, as :class:`.server.Reply`
+says it:
+
+- a tool result or a JSON-RPC error, as over stdio;
+- an HTTP refusal (a limit's ``429`` or ``503``, a ``401``): ``error`` holds
+  the status and its text, ``rpc_error`` is set (the outcome is unknown to
+  the runner, which does not read limits' messages);
+- no reply: :class:`.server.ServerGone` (the connection failed or broke, the
+  process is gone) or a timeout, which the caller sets;
+- a call *dropped* by its client (``drop_after``): the request is cancelled
+  mid-flight, which closes its connection; ``None``.
+
+A graceful stop is SIGTERM (there is no input to end): :meth:`close_input`
+sends it, and the server must answer what it has in flight and exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import IO, TYPE_CHECKING, Any
+
+import anyio
+import httpx2
+
+from .server import Reply, ServerGone
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from anyio.abc import Process, TaskGroup
+
+__all__ = ["OPERATOR", "HttpServerProcess", "http_serve_command"]
+
+PROTOCOL_VERSION = "2026-07-28"
+_META = {
+    "io.modelcontextprotocol/protocolVersion": PROTOCOL_VERSION,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "actorstate-chaos", "version": "1"},
+}
+# The token name of the principal that reads server_stats (an operator's token).
+OPERATOR = "chaos-operator"
+_LISTENING = re.compile(rb"serving MCP over HTTP at (http://\S+)")
+# Connections one principal's pool keeps to one server: past it, calls queue in the pool.
+POOL_CONNECTIONS = 256
+# Limits far above what the runner sends: a flood must reach the sessions' mailboxes, not
+# the HTTP limits (those have tests of their own).
+_OPEN_LIMITS = ["--max-connections", "100000", "--max-in-flight-per-client", "100000", "--rate-limit", "1e9"]
+
+
+def http_serve_command(db: Path, durability: str, tokens_file: Path) -> list[str]:
+    """The command line of an HTTP server on ``db`` taking ``tokens_file``'s tokens: this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "actorstate",
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--tokens-file",
+        str(tokens_file),
+        "--db",
+        str(db),
+        "--durability",
+        durability,
+        # INFO: the line naming the URL is one; the server logs little else at INFO.
+        "--log-level",
+        "INFO",
+        *_OPEN_LIMITS,
+    ]
+
+
+class HttpServerProcess:
+    """One HTTP server process: start it with :meth:`start` inside a task group that outlives it.
+
+    ``tokens`` maps each principal's name (a token's name in the tokens
+    file) to its token; :data:`OPERATOR` among them reads ``server_stats``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        log: IO[bytes],
+        env: Mapping[str, str] | None,
+        tokens: Mapping[str, str],
+    ) -> None:
+        self.name = name
+        self._command = command
+        self._log = log
+        self._env = env
+        self._tokens = dict(tokens)
+        self._process: Process | None = None
+        self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._next_id = 0
+        self.url: str | None = None
+        self._listening = anyio.Event()
+        self.exited = anyio.Event()
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise ServerGone(f"{self.name} was not started")
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None and not self.exited.is_set()
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._process is None else self._process.returncode
+
+    async def start(self, task_group: TaskGroup) -> None:
+        """Start the process and wait until it logs the URL it listens on; the caller sets the timeout.
+
+        Error handling:
+            Raises :class:`.server.ServerGone` if the process exits first.
+        """
+        self._process = await anyio.open_process(
+            self._command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=self._env,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches the runner, not its servers
+        )
+        task_group.start_soon(self._read_log)
+        await self._listening.wait()
+        if self.url is None:
+            raise ServerGone(f"{self.name} exited before listening")
+
+    async def _read_log(self) -> None:
+        """Copy the server's stderr to its log, noting the URL it listens on; then wait for its exit."""
+        assert self._process is not None
+        assert self._process.stderr is not None
+        seen = b""
+        try:
+            async for chunk in self._process.stderr:
+                self._log.write(chunk)
+                if self.url is None:
+                    seen += chunk
+                    found = _LISTENING.search(seen)
+                    if found:
+                        self.url = found.group(1).decode()
+                        self._listening.set()
+            self._log.flush()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._listening.set()
+            with anyio.CancelScope(shield=True):
+                await self._process.wait()
+                for client in self._clients.values():
+                    await client.aclose()
+            self.exited.set()
+
+    def _client(self, principal: str) -> httpx2.AsyncClient:
+        client = self._clients.get(principal)
+        if client is None:
+            client = self._clients[principal] = httpx2.AsyncClient(
+                headers={
+                    "Authorization": f"Bearer {self._tokens[principal]}",
+                    "Accept": "application/json, text/event-stream",
+                    "MCP-Protocol-Version": PROTOCOL_VERSION,
+                },
+                limits=httpx2.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=64),
+                # The caller sets the call's timeout; the pool's own is only a backstop.
+                timeout=httpx2.Timeout(60.0),
+            )
+        return client
+
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        drop_after: float | None = None,
+        caller: str | None = None,
+    ) -> Reply | None:
+        """Call ``tool`` as principal ``caller`` (None: the operator); see the module docstring.
+
+        Error handling:
+            Raises :class:`.server.ServerGone` when no reply came back.
+        """
+        message = await self._request(
+            "tools/call", {"name": tool, "arguments": arguments}, {"Mcp-Name": tool}, drop_after, caller
+        )
+        if message is None:
+            return None
+        if isinstance(message, Reply):
+            return message
+        error = message.get("error")
+        if error is not None:
+            return _rpc_error(error)
+        result = message.get("result")
+        if not isinstance(result, dict):
+            return Reply(error=f"a reply without a result: {str(message)[:200]}", rpc_error=True)
+        if result.get("isError"):
+            content = result.get("content") or [{}]
+            text = content[0].get("text") if isinstance(content[0], dict) else None
+            return Reply(error=str(text or "isError without a text"))
+        structured = result.get("structuredContent")
+        return Reply(structured=structured if isinstance(structured, dict) else {})
+
+    async def read_resource(self, uri: str, *, caller: str | None = None) -> Reply:
+        """Read the resource ``uri`` as ``caller``: its JSON text as ``structured``, or the error.
+
+        Error handling:
+            Raises :class:`.server.ServerGone` when no reply came back.
+        """
+        message = await self._request("resources/read", {"uri": uri}, {"Mcp-Name": uri}, None, caller)
+        assert message is not None  # never dropped
+        if isinstance(message, Reply):
+            return message
+        error = message.get("error")
+        if error is not None:
+            return _rpc_error(error)
+        try:
+            text = message["result"]["contents"][0]["text"]
+            payload = json.loads(text)
+        except (KeyError, IndexError, TypeError, ValueError):
+            return Reply(error=f"a resource reply of no known shape: {str(message)[:200]}", rpc_error=True)
+        return Reply(structured=payload if isinstance(payload, dict) else {"contents": payload})
+
+    async def _request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        headers: dict[str, str],
+        drop_after: float | None,
+        caller: str | None,
+    ) -> dict[str, Any] | Reply | None:
+        """POST one request; the JSON-RPC message answering it, a Reply for an HTTP refusal, or
+        None when dropped."""
+        if not self.running or self.url is None:
+            raise ServerGone(f"{self.name} is not running")
+        self._next_id += 1
+        request_id = self._next_id
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**params, "_meta": _META}}
+        client = self._client(caller or OPERATOR)
+        try:
+            with anyio.CancelScope() as dropping:
+                if drop_after is not None:
+                    dropping.deadline = anyio.current_time() + drop_after
+                # Cancelling the request mid-flight closes its connection: the server sees the
+                # client go, as when a client process dies or a network drops it.
+                response = await client.post(
+                    self.url, json=body, headers={"Mcp-Method": method, **_ascii_only(headers)}
+                )
+            if dropping.cancelled_caught:
+                return None
+        except httpx2.TransportError as error:
+            raise ServerGone(f"{self.name}: {type(error).__name__}: {error}") from None
+        if response.status_code != 200:
+            return Reply(error=f"HTTP {response.status_code}: {response.text[:300]}", rpc_error=True)
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
+            return _answer_in_events(response.text, request_id)
+        try:
+            message = response.json()
+        except ValueError:
+            return Reply(error=f"a reply that is not JSON: {response.text[:200]!r}", rpc_error=True)
+        if not isinstance(message, dict):
+            return Reply(error=f"a reply that is not an object: {str(message)[:200]}", rpc_error=True)
+        return message
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process (nothing if it has exited)."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signum)
+
+    async def close_input(self) -> None:
+        """Stop the server gracefully (SIGTERM): it answers what it has in flight, commits and exits."""
+        import signal
+
+        self.signal(signal.SIGTERM)
+
+    async def wait(self) -> int:
+        """Wait until the process has exited and its log is read; its exit status."""
+        await self.exited.wait()
+        assert self._process is not None
+        assert self._process.returncode is not None
+        return self._process.returncode
+
+
+def _ascii_only(headers: dict[str, str]) -> dict[str, str]:
+    # A routing header carries a name or a URI; one that is not ASCII is left out (the body names it).
+    return {name: value for name, value in headers.items() if value.isascii()}
+
+
+def _rpc_error(error: Any) -> Reply:
+    """A JSON-RPC error as a Reply: its code and message, so two errors compare whole."""
+    if isinstance(error, dict):
+        return Reply(error=f"error {error.get('code')}: {error.get('message')}", rpc_error=True)
+    return Reply(error=f"error: {error}", rpc_error=True)
+
+
+def _answer_in_events(text: str, request_id: int) -> dict[str, Any] | Reply:
+    """The message answering ``request_id`` in an SSE body (pings and notifications skipped)."""
+    for line in text.splitlines():
+        if not line.startswith("data:"):
+            continue
+        try:
+            message = json.loads(line[5:])
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("id") == request_id:
+            return message
+    return Reply(error=f"an event stream without the answer: {text[:200]!r}", rpc_error=True)
