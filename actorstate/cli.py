@@ -90,6 +90,11 @@ _SERVE_OPTIONS: list[tuple[str, type, str]] = [
     ("--max-in-flight-per-client", int, "HTTP: exchanges open at once per client"),
     ("--rate-limit", float, "HTTP: requests per second per client (bursts of twice that)"),
     ("--max-protocol-sessions", int, "HTTP: the older protocol's sessions held at once (503 past it)"),
+    (
+        "--max-protocol-sessions-per-client",
+        int,
+        "HTTP: the older protocol's sessions one client may hold (429 past it)",
+    ),
 ]
 
 
@@ -103,6 +108,7 @@ def _serve_defaults() -> dict[str, Any]:
         DEFAULT_MAX_IN_FLIGHT,
         DEFAULT_MAX_LINE_BYTES,
         DEFAULT_MAX_PROTOCOL_SESSIONS,
+        DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT,
         DEFAULT_STOP_GRACE,
     )
     from .transport.registry import RegistryLimits
@@ -127,6 +133,7 @@ def _serve_defaults() -> dict[str, Any]:
         "--max-in-flight-per-client": http.max_in_flight,
         "--rate-limit": http.rate,
         "--max-protocol-sessions": DEFAULT_MAX_PROTOCOL_SESSIONS,
+        "--max-protocol-sessions-per-client": DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT,
     }
 
 
@@ -362,6 +369,11 @@ def _http_settings(args: argparse.Namespace) -> Any:
     host, port = args.http_address
     if args.max_protocol_sessions < 1:
         raise ValueError(f"--max-protocol-sessions must be at least 1, not {args.max_protocol_sessions}")
+    if args.max_protocol_sessions_per_client < 1:
+        raise ValueError(
+            "--max-protocol-sessions-per-client must be at least 1, "
+            f"not {args.max_protocol_sessions_per_client}"
+        )
     verifier: Any = None
     jwt = args.jwt_issuer is not None or args.jwt_key is not None or args.jwt_jwks is not None
     if args.tokens_file is not None and jwt:
@@ -393,6 +405,7 @@ def _http_settings(args: argparse.Namespace) -> Any:
         graceful_timeout=args.stop_grace,
         fast_path=args.fast_path == "on",
         max_protocol_sessions=args.max_protocol_sessions,
+        max_protocol_sessions_per_client=args.max_protocol_sessions_per_client,
     )
     check_listen_address(settings)
     return settings

@@ -6,14 +6,18 @@ subject as such, its issuer as the ``iss`` claim (from which
 marked operator carries the ``operator`` scope.
 
 Every verifier here also has ``reload()``: ``actorstate serve`` calls it on
-SIGHUP, and a verifier whose file is now bad keeps what it had.
+SIGHUP, and a verifier whose file is now bad keeps what it had. After a
+reload that took new credentials, the verifier's ``reloads``
+(:class:`ReloadNotices`) tell whoever subscribed: the HTTP server then
+closes what revoked tokens still hold open (event streams, protocol
+sessions), which no later request would re-check.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 import anyio.abc
@@ -22,14 +26,44 @@ from mcp.server.auth.provider import AccessToken
 from .caller import OPERATOR_SCOPE
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .tokens import TokensFile
 
-__all__ = ["OPERATOR_SCOPE", "ReloadableVerifier", "TokensFileVerifier", "reload_on_sighup"]
+__all__ = [
+    "OPERATOR_SCOPE",
+    "ReloadNotices",
+    "ReloadableVerifier",
+    "TokensFileVerifier",
+    "reload_credentials",
+    "reload_on_sighup",
+]
 
 logger = logging.getLogger(__name__)
 
 
+class ReloadNotices:
+    """Who hears that a verifier took new credentials: each subscriber is awaited, in order."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[], Awaitable[object]]] = []
+
+    def subscribe(self, subscriber: Callable[[], Awaitable[object]]) -> None:
+        self._subscribers.append(subscriber)
+
+    async def announce(self) -> None:
+        """Await every subscriber; one that fails is logged and the others still run."""
+        for subscriber in list(self._subscribers):
+            try:
+                await subscriber()
+            except Exception:
+                logger.exception("after reloading the tokens, %r failed", subscriber)
+
+
+@runtime_checkable
 class ReloadableVerifier(Protocol):
+    reloads: ReloadNotices
+
     async def verify_token(self, token: str) -> AccessToken | None: ...
 
     def reload(self) -> bool: ...
@@ -40,6 +74,7 @@ class TokensFileVerifier:
 
     def __init__(self, tokens: TokensFile) -> None:
         self.tokens = tokens
+        self.reloads = ReloadNotices()
 
     async def verify_token(self, token: str) -> AccessToken | None:
         entry = self.tokens.lookup(token)
@@ -66,5 +101,16 @@ async def reload_on_sighup(
         task_status.started()
         async for _ in received:
             logger.info("received SIGHUP: reloading the tokens")
-            # The file is small, but reading it is blocking I/O: off the loop.
-            await anyio.to_thread.run_sync(verifier.reload)
+            await reload_credentials(verifier)
+
+
+async def reload_credentials(verifier: ReloadableVerifier) -> bool:
+    """Reload ``verifier``; when it took new credentials, announce it to its subscribers.
+
+    Returns whether it took them (a bad file keeps the old ones, see ``reload``).
+    """
+    # The file is small, but reading it is blocking I/O: off the loop.
+    taken = await anyio.to_thread.run_sync(verifier.reload)
+    if taken:
+        await verifier.reloads.announce()
+    return taken

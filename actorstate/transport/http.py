@@ -14,6 +14,8 @@ principal in a context variable), the SDK's ``RequireAuthMiddleware``
 (``401`` with ``WWW-Authenticate``, naming the protected-resource
 metadata when an authorization server is configured), then the connection
 registry (:mod:`.registry`: limits per principal and in all), then the
+older protocol's sessions and event streams (:mod:`.protocol_sessions`: a
+share per principal, closed on revocation and at a stop), then the
 ``tools/call`` fast path (:mod:`.http_fast_path`: the plainest sessionless
 call answered without the SDK's machinery, everything else passed on). The
 tools take the caller from the authenticated request
@@ -47,8 +49,9 @@ from starlette.routing import Route
 from .caller import principal_key
 from .http_fast_path import HttpToolCallFastPath
 from .http_server import HttpServer
-from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS
+from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS, DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT
 from .operations import Operations, OperationsSettings, starlette_routes
+from .protocol_sessions import ProtocolSessionGuard
 from .registry import ConnectionRegistry, RegistryLimits
 from .server import build_server
 from .tools import ToolContext
@@ -101,6 +104,8 @@ class HttpSettings:
     # cap, an initialize is answered 503 until one ends or idles out.
     max_protocol_sessions: int = DEFAULT_MAX_PROTOCOL_SESSIONS
     protocol_session_idle_timeout: float = 600.0
+    # ...and by one principal (429 past it; see .protocol_sessions).
+    max_protocol_sessions_per_client: int = DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT
     # /healthz, /readyz (and the drain before a stop), /metrics: see .operations.
     operations: OperationsSettings = dataclasses.field(default_factory=OperationsSettings)
 
@@ -179,7 +184,17 @@ def build_http_app(
             json_response=manager.json_response,
             max_body_size=manager.max_request_body_size,
         )
-    registry = ConnectionRegistry(mcp_app, settings.limits, principal_of)
+    # The older protocol's sessions and streams: a share per principal, closed when their
+    # token is revoked or the server stops.
+    protocol_sessions = ProtocolSessionGuard(
+        mcp_app,
+        principal_of,
+        max_per_principal=settings.max_protocol_sessions_per_client,
+        idle_timeout=settings.protocol_session_idle_timeout,
+    )
+    protocol_sessions.close_when_revoked(settings.verifier)
+    context.add_stats(protocol_sessions.stats)
+    registry = ConnectionRegistry(protocol_sessions, settings.limits, principal_of)
     context.add_stats(registry.stats)
     if operations is None:
         operations = Operations(
@@ -209,7 +224,7 @@ def build_http_app(
         endpoint = AuthenticationMiddleware(
             AuthContextMiddleware(endpoint), backend=BearerAuthBackend(settings.verifier)
         )
-    return HttpApp(endpoint, others), registry
+    return HttpApp(endpoint, others, protocol_sessions), registry
 
 
 class HttpApp:
@@ -221,9 +236,14 @@ class HttpApp:
     runs the session manager.
     """
 
-    def __init__(self, mcp: Any, others: Starlette) -> None:
+    def __init__(self, mcp: Any, others: Starlette, protocol_sessions: ProtocolSessionGuard) -> None:
         self.mcp = mcp
         self.others = others
+        self.protocol_sessions = protocol_sessions
+
+    def begin_stop(self) -> None:
+        """The server is stopping: event streams close now, so they do not hold up the stop."""
+        self.protocol_sessions.begin_stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == MCP_PATH:
@@ -288,6 +308,7 @@ async def serve_http(
 
     async def stop_on_request() -> None:
         await stopping.wait()
+        app.begin_stop()
         await operations.drain()  # /readyz answers 503 while requests are still taken
         server.stop()
 

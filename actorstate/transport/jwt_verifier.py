@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from mcp.server.auth.provider import AccessToken
 
+from .authentication import ReloadNotices
 from .quoting import clipped_repr
 from .tokens import TOKENS_FILE_ISSUER
 
@@ -310,6 +311,8 @@ class JwtVerifier:
         self.path = Path(path)
         self._jwks = jwks_file is not None
         self._keys = self._load()
+        # After a reload, open streams whose tokens the new keys refuse are closed (see .authentication).
+        self.reloads = ReloadNotices()
         logger.info("loaded %d JWT verification key(s) from %s", len(self._keys.keys), self.path)
 
     def _load(self) -> _KeySet:

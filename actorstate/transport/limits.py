@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MAX_PROTOCOL_SESSIONS",
+    "DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT",
     "DEFAULT_STOP_GRACE",
 ]
 
@@ -24,3 +25,5 @@ DEFAULT_STOP_GRACE = 30.0
 
 # HTTP: the older protocol's sessions held at once (see .http.HttpSettings).
 DEFAULT_MAX_PROTOCOL_SESSIONS = 1000
+# ...and by one principal (see .protocol_sessions): a tenth, so one cannot take them all.
+DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT = 100

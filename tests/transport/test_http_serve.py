@@ -168,6 +168,10 @@ async def status_of(url: str, token: str) -> int:
             ["--http", "127.0.0.1:0", "--max-protocol-sessions", "0"],
             "--max-protocol-sessions must be at least 1",
         ),
+        (
+            ["--http", "127.0.0.1:0", "--max-protocol-sessions-per-client", "0"],
+            "--max-protocol-sessions-per-client must be at least 1",
+        ),
         (["--jwt-issuer", "https://id.example.com"], "--jwt-issuer is for serving HTTP"),
         (["--http", "127.0.0.1:0", "--jwt-key", "k.pem"], "need --jwt-issuer"),
         (
