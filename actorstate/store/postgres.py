@@ -102,6 +102,15 @@ _CONNECTION_DEFAULTS = {
     "tcp_user_timeout": 30_000,  # milliseconds unacknowledged before the connection counts as lost
 }
 
+# Statements that change several rows lock them first, in id order: two
+# nodes changing the same rows (an old owner and a new one, or renewals and
+# writes) would otherwise lock them in whatever order each plan visits them,
+# and deadlock. The statement's own changes touch only rows locked here.
+_LOCKED_IN_ID_ORDER = (
+    "WITH locked AS MATERIALIZED (SELECT id FROM actorstate_sessions "
+    "WHERE id = ANY(%s::text[]) ORDER BY id FOR UPDATE) "
+)
+
 # Each entry upgrades the schema from its index to index + 1.
 _MIGRATIONS: list[str] = [
     """
@@ -320,6 +329,8 @@ class PostgresStore:
 
     # One statement per batch: new sessions inserted, the others updated
     # over their own epoch and version; the ids that applied come back.
+    # The rows are locked first, in id order (the `locked` CTE, as in
+    # _LOCKED_IN_ID_ORDER).
     # last_activity has no index on purpose (every write changes it); TTL
     # expiry scans in primary-key chunks instead (see expire).
     _WRITE = """
@@ -328,6 +339,9 @@ class PostgresStore:
                 %(ids)s::text[], %(clients)s::text[], %(bases)s::bigint[], %(epochs)s::bigint[],
                 %(states)s::bytea[], %(created)s::float8[], %(active)s::float8[], %(ended)s::bool[]
             ) AS b(id, client_id, base_version, epoch, state, created_at, last_activity, ended)
+        ),
+        locked AS MATERIALIZED (
+            SELECT id FROM actorstate_sessions WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
         ),
         inserted AS (
             INSERT INTO actorstate_sessions AS s
@@ -344,8 +358,8 @@ class PostgresStore:
                 ended_at = CASE WHEN b.ended THEN %(now)s::float8 END,
                 lease_expires = now() + %(lease)s * interval '1 second'
             FROM batch AS b
-            WHERE b.base_version > 0 AND s.id = b.id AND s.owner_epoch = b.epoch
-              AND s.version = b.base_version AND s.ended_at IS NULL
+            WHERE b.base_version > 0 AND s.id = b.id AND s.id IN (SELECT id FROM locked)
+              AND s.owner_epoch = b.epoch AND s.version = b.base_version AND s.ended_at IS NULL
             RETURNING s.id
         )
         SELECT id FROM inserted UNION ALL SELECT id FROM updated
@@ -466,9 +480,10 @@ class PostgresStore:
             ]
             if stale:
                 db.execute(
-                    "UPDATE actorstate_sessions SET ended_at = %s, version = version + 1 "
-                    "WHERE id = ANY(%s) AND ended_at IS NULL",
-                    (now, stale),
+                    _LOCKED_IN_ID_ORDER
+                    + "UPDATE actorstate_sessions AS s SET ended_at = %s, version = version + 1 "
+                    "WHERE s.id IN (SELECT id FROM locked) AND s.ended_at IS NULL",
+                    (stale, now),
                 )
         for session_id in stale:
             self.leases.lost(session_id)
@@ -481,11 +496,12 @@ class PostgresStore:
         if not last_uses:
             return
         with _translated(self._name, "recording session activity"):
+            ids = [i for i, _ in last_uses]
             self._connection().execute(
-                "UPDATE actorstate_sessions AS s SET last_activity = b.at "
+                _LOCKED_IN_ID_ORDER + "UPDATE actorstate_sessions AS s SET last_activity = b.at "
                 "FROM unnest(%s::text[], %s::float8[]) AS b(id, at) "
-                "WHERE s.id = b.id AND s.last_activity < b.at",
-                ([i for i, _ in last_uses], [at for _, at in last_uses]),
+                "WHERE s.id = b.id AND s.id IN (SELECT id FROM locked) AND s.last_activity < b.at",
+                (ids, ids, [at for _, at in last_uses]),
             )
 
     def purge(self, ended_before: float) -> int:
@@ -516,12 +532,13 @@ class PostgresStore:
             sent_at = self.leases.now()
             rows = (
                 db.execute(
-                    "UPDATE actorstate_sessions AS s "
+                    _LOCKED_IN_ID_ORDER + "UPDATE actorstate_sessions AS s "
                     "SET lease_expires = now() + %s * interval '1 second' "
                     "FROM unnest(%s::text[], %s::bigint[]) AS b(id, epoch) "
-                    "WHERE s.id = b.id AND s.owner_epoch = b.epoch AND s.ended_at IS NULL "
+                    "WHERE s.id = b.id AND s.id IN (SELECT id FROM locked) "
+                    "AND s.owner_epoch = b.epoch AND s.ended_at IS NULL "
                     "RETURNING s.id, s.owner_epoch, s.version",
-                    (self.lease_duration, ids, epochs),
+                    (ids, self.lease_duration, ids, epochs),
                 ).fetchall()
                 if ids
                 else []
@@ -550,10 +567,12 @@ class PostgresStore:
                 # node id may hold these sessions now, and keeps them.
                 with contextlib.suppress(psycopg.Error):
                     self._db.execute(
-                        "UPDATE actorstate_sessions AS s SET owner_node = NULL, lease_expires = NULL "
+                        _LOCKED_IN_ID_ORDER + "UPDATE actorstate_sessions AS s "
+                        "SET owner_node = NULL, lease_expires = NULL "
                         "FROM unnest(%s::text[], %s::bigint[]) AS b(id, epoch) "
-                        "WHERE s.id = b.id AND s.owner_epoch = b.epoch AND s.owner_node = %s",
-                        (ids, epochs, self.node_id),
+                        "WHERE s.id = b.id AND s.id IN (SELECT id FROM locked) "
+                        "AND s.owner_epoch = b.epoch AND s.owner_node = %s",
+                        (ids, ids, epochs, self.node_id),
                     )
         finally:
             with _translated(self._name, "closing the database"):
