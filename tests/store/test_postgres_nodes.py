@@ -11,11 +11,13 @@ import psycopg
 import pytest
 
 import actorstate
-from actorstate import Config, InvalidInput, SessionMoved
+from actorstate import Config, InvalidInput, SessionMoved, StoreUnavailable
 from actorstate.model.codec import decode_session
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from actorstate.store.postgres_cluster import PostgresCluster
 
 pytestmark = pytest.mark.anyio
 # Fails a test that would otherwise poll forever; nothing is timed against it.
@@ -173,3 +175,47 @@ async def test_concurrent_increments_through_two_nodes_end_exact_while_owners_ar
     assert sum(acknowledged.values()) == clients * calls
     for session_id in ids:
         assert _stored_counter(postgres_url, session_id) == acknowledged[session_id]
+
+
+async def test_a_postgres_crash_mid_load_loses_no_acknowledged_write(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    """PostgreSQL stopped in immediate mode (as a crash) and started again while clients
+    increment: calls fail with StoreUnavailable meanwhile and the clients retry, service resumes,
+    and each counter holds every acknowledged increment (plus at most the failed attempts, whose
+    commit may have landed before the answer was lost)."""
+    sessions, clients, calls = 4, 8, 30
+    async with actorstate.open_state(postgres_url) as state:
+        ids = [(await state.create_session("alice")).id for _ in range(sessions)]
+        acknowledged = dict.fromkeys(ids, 0)
+        failed = dict.fromkeys(ids, 0)
+        halfway = anyio.Event()
+
+        async def client(number: int) -> None:
+            choices = random.Random(number)
+            for _ in range(calls):
+                session_id = choices.choice(ids)
+                with anyio.fail_after(HANG_GUARD):
+                    while True:
+                        try:
+                            await state.session(session_id, "alice").increment("n")
+                            break
+                        except StoreUnavailable:
+                            failed[session_id] += 1
+                            await anyio.sleep(0.01)
+                acknowledged[session_id] += 1
+                if sum(acknowledged.values()) >= clients * calls // 2:
+                    halfway.set()
+
+        async def crash_postgres() -> None:
+            await halfway.wait()
+            await anyio.to_thread.run_sync(postgres_cluster.restart, "immediate")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(crash_postgres)
+            for number in range(clients):
+                tasks.start_soon(client, number)
+    assert sum(failed.values()) > 0  # the crash was felt
+    for session_id in ids:
+        stored = _stored_counter(postgres_url, session_id)
+        assert acknowledged[session_id] <= stored <= acknowledged[session_id] + failed[session_id]
