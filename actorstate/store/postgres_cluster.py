@@ -14,9 +14,9 @@ run under its uid (``subprocess``'s ``user=``/``group=``, no ``su``).
 
 The binaries are found on ``PATH``, then in ``pg_config --bindir``, then in
 the newest ``/usr/lib/postgresql/*/bin`` (Debian's layout, which keeps them
-off ``PATH``). Durability settings are relaxed (``fsync=off``): the cluster
-is thrown away, and a crash of the server process alone loses nothing that
-reached the operating system.
+off ``PATH``). Durability settings are relaxed (``fsync=off``) unless
+``durable=True``: the cluster is thrown away, and a crash of the server
+process alone loses nothing that reached the operating system.
 
 Run as a program (``make postgres``) it starts a cluster, prints its URL and
 serves until interrupted::
@@ -159,6 +159,7 @@ class PostgresCluster:
     bindir: str
     port: int
     _runner: _Runner
+    durable: bool = False
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -196,6 +197,9 @@ class PostgresCluster:
         """
         if self.pid is not None:
             return
+        # Thrown away afterwards, so by default nothing waits for the disk;
+        # a durable cluster (for measurements) keeps PostgreSQL's defaults.
+        relaxed = [] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]
         log = open(self.log_path, "ab")  # the server writes it until it stops
         try:
             self._process = subprocess.Popen(
@@ -209,10 +213,7 @@ class PostgresCluster:
                     "127.0.0.1",
                     "-p",
                     str(self.port),
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "full_page_writes=off",
+                    *relaxed,
                     "-c",
                     "max_connections=200",
                     "-c",
@@ -306,8 +307,11 @@ class PostgresCluster:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_cluster(parent: str | None = None) -> PostgresCluster:
+def start_cluster(parent: str | None = None, *, durable: bool = False) -> PostgresCluster:
     """Make and start a throwaway cluster in a new folder under ``parent`` (the system's temp folder).
+
+    ``durable`` keeps PostgreSQL's own fsync settings (for measurements);
+    by default the cluster does not wait for the disk.
 
     Error handling:
         ClusterError: no binaries, no user to run them as, or the server
@@ -325,7 +329,7 @@ def start_cluster(parent: str | None = None) -> PostgresCluster:
         if runner.user is not None:
             for path in (folder, os.path.join(folder, "socket")):
                 os.chown(path, runner.uid, runner.gid)
-        cluster = PostgresCluster(folder, bindir, _free_port(), runner)
+        cluster = PostgresCluster(folder, bindir, _free_port(), runner, durable)
         runner.run(
             [
                 os.path.join(bindir, "initdb"),
@@ -353,9 +357,9 @@ def start_cluster(parent: str | None = None) -> PostgresCluster:
 
 
 @contextlib.contextmanager
-def running_cluster(parent: str | None = None) -> Iterator[PostgresCluster]:
+def running_cluster(parent: str | None = None, *, durable: bool = False) -> Iterator[PostgresCluster]:
     """:func:`start_cluster` for the length of a ``with`` block; destroyed after it."""
-    cluster = start_cluster(parent)
+    cluster = start_cluster(parent, durable=durable)
     try:
         yield cluster
     finally:
