@@ -37,12 +37,22 @@ RENEW_AFTER = 1 / 3
 
 
 class LeaseBook:
-    """Session id -> (owner epoch, monotonic time its lease was last granted or renewed)."""
+    """Session id -> (owner epoch, monotonic time its lease was last granted or renewed).
+
+    Two kinds of entry: leases *relied on* (granted by a claim or a write,
+    or renewed because their session is resident and committed: reads may
+    be answered from memory under them, so they decide when renewal is due)
+    and leases *set aside* (sessions the last renewal was not asked about:
+    passivated, or with a write in flight, whose reads wait for it). Those
+    set aside no longer make renewal due; they are still given up at close,
+    renewed if asked about again, and forgotten once they cannot hold.
+    """
 
     def __init__(self, lease_duration: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.lease_duration = lease_duration
         self._monotonic = monotonic
-        self._held: dict[str, tuple[int, float]] = {}
+        self._relied_on: dict[str, tuple[int, float]] = {}
+        self._set_aside: dict[str, tuple[int, float]] = {}
         self._renew_at = math.inf
 
     def now(self) -> float:
@@ -50,29 +60,31 @@ class LeaseBook:
         return self._monotonic()
 
     def renewal_due(self) -> bool:
-        """Whether some lease held may be a third through (costs one clock read)."""
+        """Whether some lease relied on may be a third through (costs one clock read)."""
         return self._monotonic() >= self._renew_at
+
+    def _entry(self, session_id: str) -> tuple[int, float] | None:
+        return self._relied_on.get(session_id) or self._set_aside.get(session_id)
 
     def epoch(self, session_id: str) -> int | None:
         """The epoch this node holds the session under, or None if it holds no lease on it."""
-        held = self._held.get(session_id)
-        return None if held is None else held[0]
-
-    def __len__(self) -> int:
-        return len(self._held)
+        entry = self._entry(session_id)
+        return None if entry is None else entry[0]
 
     def held_ids(self) -> list[str]:
         """Every session whose lease this node may still hold."""
-        return list(self._held)
+        return [*self._relied_on, *self._set_aside]
 
     def granted(self, session_id: str, epoch: int, sent_at: float) -> None:
         """A claim or a committed write (sent at ``sent_at``) gave this node the session's lease."""
-        self._held[session_id] = (epoch, sent_at)
+        self._set_aside.pop(session_id, None)
+        self._relied_on[session_id] = (epoch, sent_at)
         self._renew_at = min(self._renew_at, sent_at + self.lease_duration * RENEW_AFTER)
 
     def lost(self, session_id: str) -> None:
         """The session is no longer this node's (fenced, ended, or found moved)."""
-        self._held.pop(session_id, None)
+        self._relied_on.pop(session_id, None)
+        self._set_aside.pop(session_id, None)
 
     def renewal_of(self, session_ids: Iterable[str]) -> tuple[list[str], list[int], list[str]]:
         """What to renew of ``session_ids``: (ids held, their epochs, ids not held at all)."""
@@ -80,26 +92,31 @@ class LeaseBook:
         epochs: list[int] = []
         unknown: list[str] = []
         for session_id in session_ids:
-            held = self._held.get(session_id)
-            if held is None:
+            entry = self._entry(session_id)
+            if entry is None:
                 unknown.append(session_id)
             else:
                 ids.append(session_id)
-                epochs.append(held[0])
+                epochs.append(entry[0])
         return ids, epochs, unknown
 
     def renewed(self, renewed: Iterable[tuple[str, int]], looked_at: Iterable[str], sent_at: float) -> None:
         """A renewal sent at ``sent_at`` renewed ``renewed`` (id, epoch) of the sessions ``looked_at``.
 
-        Those looked at and not renewed are lost. Leases not looked at (a
-        session whose write was in flight) stay while they may still hold,
-        and are forgotten once they cannot (a session this node let go).
+        Those looked at and not renewed are lost. The renewed ones are what
+        is relied on from now; every other lease is set aside, and those set
+        aside that cannot hold any more are forgotten.
         """
         for session_id in looked_at:
-            self._held.pop(session_id, None)
-        for session_id, epoch in renewed:
-            self._held[session_id] = (epoch, sent_at)
+            self.lost(session_id)
         horizon = sent_at - self.lease_duration
-        self._held = {key: value for key, value in self._held.items() if value[1] > horizon}
-        oldest = min((granted for _, granted in self._held.values()), default=math.inf)
-        self._renew_at = oldest + self.lease_duration * RENEW_AFTER
+        self._set_aside = {
+            key: value
+            for key, value in (*self._set_aside.items(), *self._relied_on.items())
+            if value[1] > horizon
+        }
+        self._relied_on = {}
+        for session_id, epoch in renewed:
+            self._set_aside.pop(session_id, None)
+            self._relied_on[session_id] = (epoch, sent_at)
+        self._renew_at = sent_at + self.lease_duration * RENEW_AFTER if self._relied_on else math.inf

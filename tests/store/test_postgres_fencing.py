@@ -214,8 +214,10 @@ def test_expiry_leaves_sessions_under_another_nodes_live_lease(
 
 
 def test_the_lease_book_asks_for_renewal_a_third_into_the_oldest_lease() -> None:
-    """renewal_due turns True once a third of a lease has passed since the oldest grant; a
-    renewal moves it on; leases not looked at are forgotten once they cannot hold any more."""
+    """renewal_due turns True once a third of a lease has passed since the oldest lease relied
+    on; a renewal relies on the sessions it renewed only: the others (passivated, or writing)
+    no longer make renewal due, are still known (given up at close), and are forgotten once
+    they cannot hold."""
     clock = [100.0]
     book = LeaseBook(30.0, monotonic=lambda: clock[0])
     assert not book.renewal_due()
@@ -227,16 +229,22 @@ def test_the_lease_book_asks_for_renewal_a_third_into_the_oldest_lease() -> None
     assert book.renewal_due()
     assert book.renewal_of(["s1", "s3"]) == (["s1"], [1], ["s3"])
     book.renewed([("s1", 1)], ["s1"], 110.0)
-    assert not book.renewal_due()  # s2's grant at 105 is now the oldest: due at 115
-    clock[0] = 115.0
+    clock[0] = 119.9
+    assert not book.renewal_due()  # s2, not asked about, is set aside
+    assert sorted(book.held_ids()) == ["s1", "s2"]
+    assert book.epoch("s2") == 4
+    clock[0] = 120.0
     assert book.renewal_due()
     clock[0] = 136.0
-    book.renewed([], [], 136.0)  # s2 not looked at, granted 31 s before: it cannot hold
+    book.renewed([], [], 136.0)  # nothing resident: s1 set aside, s2 (105) can no longer hold
     assert book.held_ids() == ["s1"]
-    assert book.renewal_due()  # s1, renewed at 110, is due since 120
-    book.lost("s1")
-    book.renewed([], [], 136.0)
     assert not book.renewal_due()
+    book.granted("s3", 2, 140.0)
+    clock[0] = 150.0
+    assert book.renewal_due()
+    book.lost("s3")
+    book.lost("s1")
+    assert book.held_ids() == []
 
 
 def test_an_old_incarnation_closing_leaves_the_new_ones_leases(postgres_url: str) -> None:
