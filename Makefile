@@ -29,9 +29,9 @@ serve: $(STAMP)
 # A throwaway PostgreSQL cluster for trying the PostgreSQL store: the
 # machine's own server binaries, in a temporary folder, as an unprivileged
 # user (actorstate-pg when run as root). Prints its URL (use it as --db);
-# Ctrl-C stops it and deletes the folder.
+# Ctrl-C stops it and deletes the folder. ARGS="--port 5433" picks the port.
 postgres: $(STAMP)
-	@$(BIN)/python -m actorstate.store.postgres_cluster
+	@$(BIN)/python -m actorstate.store.postgres_cluster $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -307,11 +307,29 @@ class PostgresCluster:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_cluster(parent: str | None = None, *, durable: bool = False) -> PostgresCluster:
+def _reachable_by_others(folder: str) -> bool:
+    """Whether every folder from the root down to ``folder`` may be searched by any user."""
+    path = os.path.realpath(folder)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def start_cluster(
+    parent: str | None = None, *, durable: bool = False, port: int | None = None
+) -> PostgresCluster:
     """Make and start a throwaway cluster in a new folder under ``parent`` (the system's temp folder).
 
     ``durable`` keeps PostgreSQL's own fsync settings (for measurements);
-    by default the cluster does not wait for the disk.
+    by default the cluster does not wait for the disk. ``port``: the
+    loopback port to listen on (a free one by default).
 
     Error handling:
         ClusterError: no binaries, no user to run them as, or the server
@@ -319,17 +337,22 @@ def start_cluster(parent: str | None = None, *, durable: bool = False) -> Postgr
     """
     bindir = find_binaries()
     runner = _runner()
+    parent = parent or tempfile.gettempdir()
+    if runner.user is not None and not _reachable_by_others(parent):
+        raise ClusterError(
+            f"the server runs as {runner.user}, which cannot reach {parent} (a folder on the way is "
+            "not searchable by others); name another parent folder, such as /tmp"
+        )
     folder = tempfile.mkdtemp(prefix="actorstate-pg-", dir=parent)
     cluster: PostgresCluster | None = None
     try:
-        # The server's user must reach its folder; the folder's parent
-        # (a temp folder) is world-searchable already.
+        # The server's user must reach its folder (its parents were checked).
         os.chmod(folder, 0o700)
         os.mkdir(os.path.join(folder, "socket"), 0o700)
         if runner.user is not None:
             for path in (folder, os.path.join(folder, "socket")):
                 os.chown(path, runner.uid, runner.gid)
-        cluster = PostgresCluster(folder, bindir, _free_port(), runner, durable)
+        cluster = PostgresCluster(folder, bindir, port or _free_port(), runner, durable)
         runner.run(
             [
                 os.path.join(bindir, "initdb"),
@@ -357,19 +380,34 @@ def start_cluster(parent: str | None = None, *, durable: bool = False) -> Postgr
 
 
 @contextlib.contextmanager
-def running_cluster(parent: str | None = None, *, durable: bool = False) -> Iterator[PostgresCluster]:
+def running_cluster(
+    parent: str | None = None, *, durable: bool = False, port: int | None = None
+) -> Iterator[PostgresCluster]:
     """:func:`start_cluster` for the length of a ``with`` block; destroyed after it."""
-    cluster = start_cluster(parent, durable=durable)
+    cluster = start_cluster(parent, durable=durable, port=port)
     try:
         yield cluster
     finally:
         cluster.destroy()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Start a cluster, print its URL, serve until interrupted, then delete it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m actorstate.store.postgres_cluster",
+        description="Start a throwaway PostgreSQL cluster, print its URL, and serve until "
+        "interrupted (Ctrl-C), then delete it.",
+    )
+    parser.add_argument("--port", type=int, help="loopback port to listen on (default: a free one)")
+    parser.add_argument("--parent", help="folder to make the cluster's folder in (default: the temp folder)")
+    parser.add_argument(
+        "--durable", action="store_true", help="keep PostgreSQL's fsync settings (default: off)"
+    )
+    args = parser.parse_args(argv)
     try:
-        cluster = start_cluster()
+        cluster = start_cluster(args.parent, durable=args.durable, port=args.port)
     except ClusterError as error:
         print(f"cannot start PostgreSQL: {error}", file=sys.stderr)
         return 1

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import pwd
+import tempfile
 from typing import TYPE_CHECKING
 
 import psycopg
+import pytest
 
-from actorstate.store.postgres_cluster import SYSTEM_USER
+from actorstate.store import postgres_cluster as cluster_module
+from actorstate.store.postgres_cluster import SYSTEM_USER, ClusterError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from actorstate.store.postgres_cluster import PostgresCluster
 
 
@@ -54,3 +59,33 @@ def _fails(connection: psycopg.Connection[tuple[object, ...]]) -> bool:
     except psycopg.OperationalError:
         return True
     return False
+
+
+def test_without_binaries_the_error_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No initdb on PATH, no pg_config, no /usr/lib/postgresql: ClusterError naming the package."""
+    monkeypatch.setattr(cluster_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cluster_module.glob, "glob", lambda pattern: [])
+    with pytest.raises(ClusterError, match="apt-get install postgresql"):
+        cluster_module.start_cluster()
+
+
+def test_a_server_that_cannot_start_is_an_error_with_its_log(postgres_cluster: PostgresCluster) -> None:
+    """A port already taken (by the session's cluster): the new server exits, and the error
+    quotes its log saying why; its folder is removed."""
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(ClusterError, match=r"(?s)exited with status .*could not"):
+        cluster_module.start_cluster(port=postgres_cluster.port)
+    assert set(os.listdir(tempfile.gettempdir())) <= before
+
+
+def test_as_root_a_parent_the_server_user_cannot_reach_is_refused(tmp_path: Path) -> None:
+    """As root the server runs as another user, so a parent folder only root may search is
+    refused, naming it; as anyone else the cluster starts there."""
+    parent = tmp_path / "private"
+    parent.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        with pytest.raises(ClusterError, match="cannot reach"):
+            cluster_module.start_cluster(str(parent))
+    else:
+        with cluster_module.running_cluster(str(parent)) as cluster:
+            assert cluster.folder.startswith(str(parent))
