@@ -7,11 +7,14 @@ read from its stderr (everything it logs is copied to the log file). It
 takes the tokens of a tokens file the runner made: one per principal, and
 an operator's for ``server_stats``.
 
-Every call is one 2026-07-28 sessionless ``tools/call`` (or
-``resources/read``) POST, made with the calling principal's bearer token on
-that principal's connection pool, so a principal's concurrent workers are
-concurrent HTTP clients. What a call can come to, as :class:`.server.Reply`
-says it:
+Every call is one ``tools/call`` (or ``resources/read``) POST, made with
+the calling principal's bearer token on that principal's connection pool,
+so a principal's concurrent workers are concurrent HTTP clients. Most
+principals speak 2026-07-28 (sessionless requests); those named in
+``older_protocol`` speak 2025-11-25: their calls go under one protocol
+session each (``initialize`` first, then ``Mcp-Session-Id``), opened again
+when the server answers that it no longer knows it (after a restart). What
+a call can come to, as :class:`.server.Reply` says it:
 
 - a tool result or a JSON-RPC error, as over stdio;
 - an HTTP refusal (a limit's ``429`` or ``503``, a ``401``): ``error`` holds
@@ -47,9 +50,10 @@ if TYPE_CHECKING:
 
     from anyio.abc import Process, TaskGroup
 
-__all__ = ["OPERATOR", "HttpServerProcess", "http_serve_command"]
+__all__ = ["OLDER_PROTOCOL_VERSION", "OPERATOR", "HttpServerProcess", "http_serve_command"]
 
 PROTOCOL_VERSION = "2026-07-28"
+OLDER_PROTOCOL_VERSION = "2025-11-25"
 _META = {
     "io.modelcontextprotocol/protocolVersion": PROTOCOL_VERSION,
     "io.modelcontextprotocol/clientCapabilities": {},
@@ -101,6 +105,7 @@ class HttpServerProcess:
         log: IO[bytes],
         env: Mapping[str, str] | None,
         tokens: Mapping[str, str],
+        older_protocol: frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
         self._command = command
@@ -110,6 +115,10 @@ class HttpServerProcess:
         self._process: Process | None = None
         self._clients: dict[str, httpx2.AsyncClient] = {}
         self._next_id = 0
+        self._older_protocol = older_protocol
+        # Each older-protocol principal's protocol session on this server, opened on first use.
+        self._protocol_sessions: dict[str, str] = {}
+        self._opening = {principal: anyio.Lock() for principal in older_protocol}
         self.url: str | None = None
         self._listening = anyio.Event()
         self.exited = anyio.Event()
@@ -179,7 +188,6 @@ class HttpServerProcess:
                 headers={
                     "Authorization": f"Bearer {self._tokens[principal]}",
                     "Accept": "application/json, text/event-stream",
-                    "MCP-Protocol-Version": PROTOCOL_VERSION,
                 },
                 limits=httpx2.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=64),
                 # The caller sets the call's timeout; the pool's own is only a backstop.
@@ -240,6 +248,34 @@ class HttpServerProcess:
             return Reply(error=f"a resource reply of no known shape: {str(message)[:200]}", rpc_error=True)
         return Reply(structured=payload if isinstance(payload, dict) else {"contents": payload})
 
+    def protocol_session_of(self, principal: str) -> str | None:
+        """The protocol session ``principal`` holds on this server now, if it speaks the older protocol."""
+        return self._protocol_sessions.get(principal)
+
+    async def list_tools_in(self, session_id: str, *, caller: str) -> Reply:
+        """A ``tools/list`` under protocol session ``session_id`` as ``caller``: the number of
+        tools as ``structured``, or the refusal (for probes: another principal's session id must
+        be answered as an unknown one).
+
+        Error handling:
+            Raises :class:`.server.ServerGone` when no reply came back.
+        """
+        message = await self._post(
+            "tools/list",
+            {},
+            {"Mcp-Session-Id": session_id, "MCP-Protocol-Version": OLDER_PROTOCOL_VERSION},
+            None,
+            caller,
+        )
+        assert message is not None  # never dropped
+        if isinstance(message, Reply):
+            return message
+        error = message.get("error")
+        if error is not None:
+            return _rpc_error(error)
+        tools = message.get("result", {}).get("tools") if isinstance(message.get("result"), dict) else None
+        return Reply(structured={"tools": len(tools) if isinstance(tools, list) else None})
+
     async def _request(
         self,
         method: str,
@@ -248,14 +284,74 @@ class HttpServerProcess:
         drop_after: float | None,
         caller: str | None,
     ) -> dict[str, Any] | Reply | None:
+        """Send one request as ``caller`` in its protocol: see :meth:`_post`."""
+        principal = caller or OPERATOR
+        if principal not in self._older_protocol:
+            headers = {**headers, "MCP-Protocol-Version": PROTOCOL_VERSION}
+            return await self._post(method, {**params, "_meta": _META}, headers, drop_after, principal)
+        session_id = await self._protocol_session(principal)
+        headers = {**headers, "Mcp-Session-Id": session_id, "MCP-Protocol-Version": OLDER_PROTOCOL_VERSION}
+        answer = await self._post(method, params, headers, drop_after, principal)
+        if isinstance(answer, Reply) and answer.error is not None and answer.error.startswith("HTTP 404"):
+            # The server no longer knows the session (it restarted): the next call opens another.
+            if self._protocol_sessions.get(principal) == session_id:
+                del self._protocol_sessions[principal]
+        return answer
+
+    async def _protocol_session(self, principal: str) -> str:
+        """``principal``'s protocol session on this server, opened (initialize) if it has none.
+
+        Error handling:
+            Raises :class:`.server.ServerGone` when the server does not open one.
+        """
+        async with self._opening[principal]:
+            session_id = self._protocol_sessions.get(principal)
+            if session_id is not None:
+                return session_id
+            if not self.running or self.url is None:
+                raise ServerGone(f"{self.name} is not running")
+            initialize = {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": OLDER_PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": _META["io.modelcontextprotocol/clientInfo"],
+                },
+            }
+            client = self._client(principal)
+            try:
+                opened = await client.post(self.url, json=initialize)
+                session_id = opened.headers.get("mcp-session-id")
+                if opened.status_code != 200 or session_id is None:
+                    raise ServerGone(
+                        f"{self.name} did not open a protocol session: HTTP {opened.status_code}"
+                    )
+                initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+                headers = {"Mcp-Session-Id": session_id, "MCP-Protocol-Version": OLDER_PROTOCOL_VERSION}
+                await client.post(self.url, json=initialized, headers=headers)
+            except httpx2.TransportError as error:
+                raise ServerGone(f"{self.name}: {type(error).__name__}: {error}") from None
+            self._protocol_sessions[principal] = session_id
+            return session_id
+
+    async def _post(
+        self,
+        method: str,
+        params: dict[str, Any],
+        headers: dict[str, str],
+        drop_after: float | None,
+        principal: str,
+    ) -> dict[str, Any] | Reply | None:
         """POST one request; the JSON-RPC message answering it, a Reply for an HTTP refusal, or
         None when dropped."""
         if not self.running or self.url is None:
             raise ServerGone(f"{self.name} is not running")
         self._next_id += 1
         request_id = self._next_id
-        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**params, "_meta": _META}}
-        client = self._client(caller or OPERATOR)
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        client = self._client(principal)
         try:
             with anyio.CancelScope() as dropping:
                 if drop_after is not None:

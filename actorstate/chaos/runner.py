@@ -31,11 +31,14 @@ for each of ``principals`` principals (and an operator's, for
 ``server_stats``). Each session slot is owned by one principal, every call
 on it is made with that principal's token (a principal's workers are
 concurrent HTTP clients), and a ``drop`` closes the call's connection
-mid-request. Throughout the run a prober makes *cross-principal probes*
-(:func:`~.checkers.check_probes`): principal B calls a tool, or reads the
-session resource, with the id of a session of principal A, then makes the
-same call with an id that was never minted; the two must be answered
-alike. Bad input (``wire``) is for stdio only.
+mid-request. The odd-numbered principals speak the older protocol (their
+calls go under a protocol session, opened again after a restart), the
+others 2026-07-28. Throughout the run a prober makes *cross-principal
+probes* (:func:`~.checkers.check_probes`): principal B calls a tool, reads
+the session resource, or sends a request under A's protocol session, with
+the id of principal A's session, then makes the same call with an id that
+was never minted; the two must be answered alike. Bad input (``wire``) is
+for stdio only.
 
 How a call is recorded: ``ok`` with the reply's ``structuredContent``;
 ``fail`` only when the server certainly did not apply it (session not found,
@@ -122,6 +125,8 @@ REPORTED_VIOLATIONS = 20
 PROBE_EVERY = 0.05
 # What a probe calls with another principal's session id (read_resource: its session:// resource).
 READ_RESOURCE = "read_resource"
+# A probe sending tools/list under another principal's protocol session (the older protocol).
+PROTOCOL_SESSION = "protocol_session"
 PROBE_TOOLS = (
     "get_context",
     "add_context",
@@ -130,6 +135,7 @@ PROBE_TOOLS = (
     "increment_counter",
     "end_session",
     READ_RESOURCE,
+    PROTOCOL_SESSION,
 )
 
 
@@ -525,7 +531,8 @@ class _Run:
         environment = self.server_environment(name)
         if self.http:
             command = http_serve_command(self.db_path, self.options.durability, self.tokens_file)
-            return HttpServerProcess(name, command, log, environment, self.tokens), log
+            older = frozenset(self.principals[1::2])
+            return HttpServerProcess(name, command, log, environment, self.tokens, older), log
         command = serve_command(self.db_path, self.options.durability)
         return ServerProcess(name, command, log, environment), log
 
@@ -721,28 +728,47 @@ class _Run:
             await anyio.sleep(PROBE_EVERY)
             if self.stopping:
                 return
-            live = [slot for slot in self.slots if slot.session_id is not None]
+            tool = rng.choice(PROBE_TOOLS)
+            server = await self.running_server()
+            assert isinstance(server, HttpServerProcess)
+            # A protocol session probe aims at a session whose owner holds a protocol session.
+            live = [
+                slot
+                for slot in self.slots
+                if slot.session_id is not None
+                and (tool != PROTOCOL_SESSION or server.protocol_session_of(slot.owner) is not None)
+            ]
             if live:
-                await self.probe(f"{PROBE_PROCESS}{number}", rng.choice(live), rng)
+                await self.probe(f"{PROBE_PROCESS}{number}", tool, rng.choice(live), rng)
 
-    async def probe(self, process: str, slot: _Slot, rng: random.Random) -> None:
-        """Another principal calls a tool (or reads the resource) on ``slot``'s session, then the
-        same with an id never minted; both recorded under ``process``, the control with no label.
+    async def probe(self, process: str, tool: str, slot: _Slot, rng: random.Random) -> None:
+        """Another principal calls ``tool`` on ``slot``'s session (reads its resource, or sends a
+        request under its owner's protocol session), then the same with an id never minted; both
+        recorded under ``process``, the control with no label.
 
         Either must be answered alike (:func:`~.checkers.check_probes`); an answer that did not
         come (a timeout, a server gone) is recorded as info, its error starting with ``NO_REPLY``.
         """
         intruder = rng.choice([principal for principal in self.principals if principal != slot.owner])
-        tool = rng.choice(PROBE_TOOLS)
         arguments = _probe_arguments(tool, process)
         unknown = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        for label, session_id in ((slot.label, slot.session_id), (None, unknown)):
+        target = slot.session_id
+        if tool == PROTOCOL_SESSION:
+            server = await self.running_server()
+            assert isinstance(server, HttpServerProcess)
+            target = server.protocol_session_of(slot.owner)
+            unknown = uuid.UUID(unknown).hex  # the form the server mints
+        if target is None:  # gone meanwhile (the slot emptied, the server restarted)
+            return
+        for label, session_id in ((slot.label, target), (None, unknown)):
             server = await self.running_server()
             assert isinstance(server, HttpServerProcess)
             invoke = self.recorder.invoke(process, tool, label, arguments, client=intruder)
             try:
                 with anyio.fail_after(self.options.timeout):
-                    if tool == READ_RESOURCE:
+                    if tool == PROTOCOL_SESSION:
+                        reply = await server.list_tools_in(session_id, caller=intruder)
+                    elif tool == READ_RESOURCE:
                         reply = await server.read_resource(f"session://{session_id}", caller=intruder)
                     else:
                         sent = {**arguments, "sessionId": session_id}

@@ -54,7 +54,8 @@ def test_an_http_run_with_kills_and_dropped_connections_passes(
     http_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
     """The run exits 0 with no violation; each fault ran and a restarted server acknowledged writes
-    after it; principals each made acknowledged calls with their own tokens; the dropped calls
+    after it (the older-protocol principal's too, under a new protocol session); principals each
+    made acknowledged calls with their own tokens; the dropped calls
     are recorded as unknown outcomes, and the server kept serving after them."""
     process, out = http_run
     assert process.returncode == 0, process.stdout + process.stderr
@@ -73,6 +74,8 @@ def test_an_http_run_with_kills_and_dropped_connections_passes(
         call.client for call in history.calls if call.tool == "create_session" and call.phase is Phase.OK
     }
     assert owners == {"principal-0", "principal-1", "principal-2"}
+    # principal-1 speaks the older protocol: its protocol session was opened again after the kill.
+    assert any(call.client == "principal-1" for call in writes_after_restart)
     dropped = [
         c for c in history.calls if "dropped by its client" in ((c.completion and c.completion.error) or "")
     ]
@@ -92,9 +95,10 @@ def test_an_http_run_with_kills_and_dropped_connections_passes(
 def test_an_http_run_probes_across_principals_resources_included(
     http_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
-    """Probes ran all run long, resource reads among them, each by a principal other than the
-    session's owner; every answered probe and its unknown-id control got the same "Session not
-    found or expired" refusal, never an ok."""
+    """Probes ran all run long, resource reads and requests under another principal's protocol
+    session among them, each by a principal other than the session's owner; every answered probe
+    and its unknown-id control got the same refusal ("Session not found or expired", or the
+    protocol session's 404), never an ok."""
     _, out = http_run
     history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
     probes = _probes(history)
@@ -107,11 +111,28 @@ def test_an_http_run_probes_across_principals_resources_included(
     controls = [call for call in probes if call.session is None]
     assert len(aimed) >= 20
     assert len(controls) == len(aimed)
-    assert {call.tool for call in aimed} >= {"read_resource", "get_context", "increment_counter"}
+    assert {call.tool for call in aimed} >= {
+        "read_resource",
+        "get_context",
+        "increment_counter",
+        "protocol_session",
+    }
     assert all(call.client != owners[call.session] for call in aimed)
-    answered = [call for call in probes if call.phase is not Phase.INFO]
+    answered = [
+        call
+        for call in probes
+        if not ((call.completion and call.completion.error) or "").startswith(NO_REPLY)
+    ]
     assert answered
-    assert all(call.phase is Phase.FAIL and _NOT_FOUND in (call.completion.error or "") for call in answered)  # type: ignore[union-attr]
+    for call in answered:
+        error = call.completion.error if call.completion else None
+        assert error is not None
+        if call.tool == "protocol_session":
+            assert error.startswith("HTTP 404:")
+            assert '"message":"Session not found"' in error
+        else:
+            assert call.phase is Phase.FAIL
+            assert _NOT_FOUND in error
     assert check_probes(history) == []
 
 
