@@ -551,7 +551,7 @@ def _tokens(args: argparse.Namespace) -> int:
 
 
 def _must_exist(location: DatabaseLocation) -> None:
-    if not os.path.isfile(location.path):
+    if not is_postgres_url(location.path) and not os.path.isfile(location.path):
         raise StoreError(location.missing())
 
 
@@ -594,28 +594,34 @@ def _summary(described: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    from .store.view import DatabaseView
+    from .store.doctor import open_view
 
     location: DatabaseLocation = args.location
     _must_exist(location)
     path = location.path
     if args.action == "purge":
-        from .store.sqlite import SQLiteStore
+        store: Any
+        if is_postgres_url(path):
+            from .store.postgres import PostgresStore
 
-        store = SQLiteStore(path)
+            store = PostgresStore(path, node_id="actorstate-sessions-purge")
+        else:
+            from .store.sqlite import SQLiteStore
+
+            store = SQLiteStore(path)
         try:
             purged = store.purge(time.time() - args.older_than_days * 86400)
         finally:
             store.close()
         print(json.dumps({"purged": purged}) if args.json else f"purged {purged} ended sessions")
         return 0
-    with DatabaseView(path) as view:
+    with open_view(path) as view:
         for note in view.notes:
             print(f"actorstate: note: {note}", file=sys.stderr)
         if args.action == "show":
             row = view.session(args.session_id)
             if row is None:
-                print(f"no session {args.session_id} in {path}", file=sys.stderr)
+                print(f"no session {args.session_id} in {shown_location(path)}", file=sys.stderr)
                 return 1
             print(json.dumps(_describe(row), indent=2, ensure_ascii=False))
             return 0
@@ -757,11 +763,6 @@ def main(argv: list[str] | None = None) -> int:
             args.location = find_database(args.db)
         elif args.command == "doctor":
             args.location = _doctor_location(args)
-        if args.command in ("sessions", "doctor") and is_postgres_url(args.location.path):
-            raise ValueError(
-                f"{args.command} reads SQLite files; for a PostgreSQL database "
-                f"({shown_location(args.location.path)}) use psql on the table actorstate_sessions"
-            )
         logging.basicConfig(
             stream=sys.stderr,
             level=getattr(logging, getattr(args, "log_level", None) or "WARNING"),

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError
+from ..locations import is_postgres_url, shown_location
 from ..model.codec import SnapshotDecodeError, decode_session
 from .sqlite import SCHEMA_VERSION
 from .view import DatabaseView
 
-__all__ = ["Diagnosis", "diagnose"]
+if TYPE_CHECKING:
+    from .postgres_view import PostgresView
+
+__all__ = ["Diagnosis", "diagnose", "open_view"]
+
+
+def open_view(location: str) -> DatabaseView | PostgresView:
+    """A read-only look at the database file, or at the PostgreSQL database a URL names
+    (psycopg is imported only then)."""
+    if is_postgres_url(location):
+        from .postgres_view import PostgresView
+
+        return PostgresView(location)
+    return DatabaseView(location)
 
 
 @dataclasses.dataclass
@@ -40,13 +55,15 @@ class Diagnosis:
 
 
 def diagnose(path: str) -> Diagnosis:
-    """Integrity check, counts, and every snapshot decoded; changes nothing (see DatabaseView).
+    """Integrity check, counts, and every snapshot decoded; changes nothing (see DatabaseView
+    and PostgresView). ``path``: a file, or a ``postgresql://`` URL.
 
     Error handling:
-        StoreError: the file is missing, not SQLite, or cannot be opened.
+        StoreError: the file is missing, not SQLite, or cannot be opened
+            (the database cannot be reached).
     """
-    diagnosis = Diagnosis(path)
-    with DatabaseView(path) as view:
+    diagnosis = Diagnosis(shown_location(path))
+    with open_view(path) as view:
         diagnosis.notes = view.notes
         try:
             _look_over(view, diagnosis)
@@ -55,11 +72,12 @@ def diagnose(path: str) -> Diagnosis:
     return diagnosis
 
 
-def _look_over(view: DatabaseView, diagnosis: Diagnosis) -> None:
+def _look_over(view: DatabaseView | PostgresView, diagnosis: Diagnosis) -> None:
+    known = SCHEMA_VERSION if isinstance(view, DatabaseView) else view.KNOWN_SCHEMA
     diagnosis.schema_version = view.schema_version()
-    if diagnosis.schema_version > SCHEMA_VERSION:
+    if diagnosis.schema_version > known:
         diagnosis.problems.append(
-            f"schema {diagnosis.schema_version} is newer than this actorstate knows ({SCHEMA_VERSION})"
+            f"schema {diagnosis.schema_version} is newer than this actorstate knows ({known})"
         )
         return
     diagnosis.problems.extend(f"integrity: {problem}" for problem in view.integrity_problems())

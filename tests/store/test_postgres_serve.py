@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import TYPE_CHECKING
+
+import psycopg
 
 from tests.transport.raw_client import RawClient
 
@@ -38,18 +41,71 @@ def test_serve_keeps_sessions_in_postgres_across_restarts(postgres_url: str) -> 
     assert code == 0
 
 
-def test_sessions_and_doctor_refuse_a_postgres_url(postgres_url: str) -> None:
-    """The commands that read SQLite files refuse a PostgreSQL URL in one line, saying what to use."""
-    for command in (["sessions", "list"], ["doctor"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "actorstate", *command, "--db", postgres_url],
-            capture_output=True,
-            text=True,
-            check=False,
+def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actorstate", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _owners(url: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "SELECT id, owner_node, owner_epoch, lease_expires, version FROM actorstate_sessions ORDER BY id"
+        ).fetchall()
+
+
+def test_sessions_and_doctor_read_a_postgres_database_without_changing_it(postgres_url: str) -> None:
+    """sessions list/show/export and doctor read a PostgreSQL database as they read a file
+    (the URL's password hidden in what they print), claiming and renewing nothing; sessions
+    purge deletes ended sessions there."""
+    url = postgres_url.replace("actorstate@", "actorstate:hunter2@")
+    server = RawClient("--db", url)
+    try:
+        server.initialize()
+        live = server.call("create_session", clientId="alice")["structuredContent"]["sessionId"]
+        server.call("increment_counter", sessionId=live)
+        ended = server.call("create_session", clientId="bob")["structuredContent"]["sessionId"]
+        server.call("end_session", sessionId=ended)
+        before = _owners(postgres_url)
+
+        listed = _cli("sessions", "list", "--json", "--db", url)
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["sessionId"] for line in listed.stdout.splitlines()] == [live]
+        shown = _cli("sessions", "show", live, "--db", url)
+        assert json.loads(shown.stdout)["metadata"] == {"counter": 1}
+        missing = _cli("sessions", "show", "00000000-0000-4000-8000-000000000000", "--db", url)
+        assert missing.returncode == 1
+        assert "hunter2" not in missing.stderr
+        exported = _cli("sessions", "export", "--ended", "--db", url)
+        assert sorted(json.loads(line)["sessionId"] for line in exported.stdout.splitlines()) == sorted(
+            [live, ended]
         )
-        assert done.returncode == 2
-        assert "reads SQLite files" in done.stderr
-        assert "psql" in done.stderr
+        doctor = _cli("doctor", "--json", "--db", url)
+        assert doctor.returncode == 0, doctor.stdout
+        report = json.loads(doctor.stdout)
+        assert (report["liveSessions"], report["endedSessions"], report["problems"]) == (1, 1, [])
+        assert "hunter2" not in report["database"]
+        assert _owners(postgres_url) == before
+    finally:
+        server.close()
+    purged = _cli("sessions", "purge", "--older-than-days", "0", "--json", "--db", url)
+    assert json.loads(purged.stdout) == {"purged": 1}
+    assert [row[0] for row in _owners(postgres_url)] == [live]
+
+
+def test_looking_at_a_database_that_is_not_actorstates_is_refused(postgres_url: str) -> None:
+    """sessions list and doctor on a PostgreSQL database without actorstate's tables: sessions
+    is refused in one line; doctor reports the missing schema as a problem."""
+    listed = _cli("sessions", "list", "--db", postgres_url)
+    assert listed.returncode == 2
+    assert "holds no actorstate sessions" in listed.stderr
+    doctor = _cli("doctor", "--db", postgres_url)
+    assert doctor.returncode == 1
+    assert "no actorstate schema" in doctor.stdout
 
 
 def test_node_id_is_checked(postgres_url: str, tmp_path: Path) -> None:
