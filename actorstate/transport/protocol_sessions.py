@@ -28,6 +28,7 @@ manager's idle timeout, which is when the manager ends it too.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -107,6 +108,7 @@ class ProtocolSessionGuard:
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.sessions: dict[str, _Session] = {}
+        self.opening: collections.Counter[str] = collections.Counter()
         self.streams: set[_Stream] = set()
         self.stopping = False
         self.refused = 0
@@ -158,7 +160,8 @@ class ProtocolSessionGuard:
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = self.principal_of(scope)
-        held = self.held_by(principal)
+        # Initializes not answered yet count too: concurrent ones cannot overshoot the share.
+        held = self.held_by(principal) + self.opening[principal]
         if held >= self.max_per_principal:
             self.refused += 1
             logger.warning("HTTP: refused %s a protocol session: it holds %d", principal, held)
@@ -173,16 +176,31 @@ class ProtocolSessionGuard:
             )
             return
 
+        opening = True
+
+        def done_opening() -> None:
+            nonlocal opening
+            if opening:
+                opening = False
+                self.opening[principal] -= 1
+                if not self.opening[principal]:
+                    del self.opening[principal]
+
         async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] < 400:
-                for key, value in message.get("headers", ()):
+            if message["type"] == "http.response.start":
+                for key, value in message.get("headers", ()) if message["status"] < 400 else ():
                     if key.lower() == _SESSION_HEADER:
                         self.sessions[value.decode("latin-1")] = _Session(
                             principal, _token_of(scope), scope, idle_since=self.clock()
                         )
+                done_opening()
             await send(message)
 
-        await self.app(scope, receive, watched)
+        self.opening[principal] += 1
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            done_opening()
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send, session: _Session | None) -> None:
         """Serve a GET event stream, which :meth:`begin_stop` and :meth:`close_revoked` may close."""

@@ -164,17 +164,21 @@ async def test_each_principal_has_its_share_of_protocol_sessions() -> None:
 
 
 class _MintingApp:
-    """Stands for the session manager: an initialize POST mints a session id; a request under an
-    id it ended (``ended``) is answered 404, any other 200."""
+    """Stands for the session manager: an initialize POST mints a session id (once ``gate`` is
+    set, when there is one); a request under an id it ended (``ended``) is answered 404, any other
+    200."""
 
     def __init__(self) -> None:
         self.ended: set[str] = set()
+        self.gate: anyio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         session_id = headers.get(b"mcp-session-id")
         status, extra = 200, []
         if session_id is None:
+            if self.gate is not None:
+                await self.gate.wait()
             extra = [(b"mcp-session-id", uuid.uuid4().hex.encode())]
         elif session_id.decode() in self.ended:
             status = 404
@@ -227,6 +231,30 @@ async def test_a_session_the_manager_ended_frees_the_share() -> None:
     inner.ended.add(second)
     assert (await _asgi(guard, "POST", second))[0] == 404
     assert guard.held_by("alice") == 1
+
+
+@pytest.mark.anyio
+async def test_initializes_in_progress_count_toward_the_share() -> None:
+    """With a share of one, a second initialize arriving while the first is still being answered
+    is refused: concurrent initializes cannot overshoot the share; once the first is answered its
+    session counts instead."""
+    inner = _MintingApp()
+    inner.gate = anyio.Event()
+    guard = ProtocolSessionGuard(inner, lambda scope: "alice", max_per_principal=1)
+    statuses: list[int] = []
+
+    async def first() -> None:
+        statuses.append((await _asgi(guard, "POST"))[0])
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        await anyio.wait_all_tasks_blocked()
+        assert (await _asgi(guard, "POST"))[0] == 429
+        inner.gate.set()
+    assert statuses == [200]
+    assert guard.held_by("alice") == 1
+    inner.gate = None
+    assert (await _asgi(guard, "POST"))[0] == 429
 
 
 # -- revocation ---------------------------------------------------------------------------
