@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from actorstate.transport.http import HttpSettings, serve_http
 from actorstate.transport.protocol_sessions import ProtocolSessionGuard
 from actorstate.transport.tokens import TokensFile, add_token, revoke_token
 from tests.transport.test_http import TOKENS, http_server
+from tests.transport.test_http_serve import Server
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -328,3 +330,25 @@ async def test_a_stop_closes_open_event_streams_at_once() -> None:
                 with anyio.fail_after(_GENEROUS):
                     await ended.wait()
                     await served.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_sighup_after_a_revoke_closes_the_stream_of_a_real_server(tmp_path: Path) -> None:
+    """`actorstate serve --http` as run: after `tokens revoke alice` and SIGHUP, alice's open
+    event stream ends, and the server logs that it closed what her token held."""
+    path = tmp_path / "tokens.json"
+    alice, root = add_token(path, "alice"), add_token(path, "root", operator=True)
+    server = Server(tmp_path, "--tokens-file", str(path), "--durability", "memory")
+    try:
+        async with httpx2.AsyncClient(timeout=_GENEROUS) as http:
+            session_id = (await _open_session(http, server.url, alice)).headers["mcp-session-id"]
+            async with _event_stream(http, server.url, alice, session_id, root) as ended:
+                revoke_token(path, "alice")
+                server.signal(signal.SIGHUP, "protocol sessions of revoked tokens")
+                with anyio.fail_after(_GENEROUS):
+                    await ended.wait()
+            assert (await _stats(http, server.url, root))["http_protocol_sessions"] == 0
+    finally:
+        assert server.stop() == 0
+    assert "closed 2 event streams and protocol sessions of revoked tokens" in server.stderr.decode()
