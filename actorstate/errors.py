@@ -74,7 +74,15 @@ class DatabaseRefused(StoreError):
 
 class SessionMoved(StoreError):
     """A newer owner (another node sharing the store) now holds this session; this node
-    dropped its copy and kept nothing of the call. Retry: the call goes to the owner."""
+    dropped its copy and kept nothing of the call. Retry: the call goes to the owner.
+
+    ``owner`` is the node id of the node serving the session, when it is known
+    (a node may take its URL as its id, so this says where to send the call).
+    """
+
+    def __init__(self, message: str, *, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
 
 
 class StoreUnavailable(StoreError):

@@ -315,7 +315,8 @@ class PostgresStore:
             return StoredSession(session_id, client_id, version, bytes(state), True, epoch)
         raise SessionMoved(
             f"session {session_id} is served by node {owner}, whose lease on it runs "
-            f"{max(0.0, float(remaining or 0)):.1f} s more; send the call to that node, or retry later"
+            f"{max(0.0, float(remaining or 0)):.1f} s more; send the call to that node, or retry later",
+            owner=owner,
         )
 
     def owner_of(self, session_id: str) -> str | None:

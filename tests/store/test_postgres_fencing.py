@@ -73,8 +73,9 @@ def test_a_claim_within_a_live_lease_is_refused(
     assert a.write([_write("s1", 0, b"a1", 0)], NOW) == [COMMITTED]
     before = _row(postgres_url, "s1")
     assert before == ("a", 0, 1, b"a1")
-    with pytest.raises(SessionMoved, match="node a"):
+    with pytest.raises(SessionMoved, match="node a") as refused:
         b.load("s1")
+    assert refused.value.owner == "a"
     assert _row(postgres_url, "s1") == before
 
 
