@@ -25,6 +25,10 @@ a call can come to, as :class:`.server.Reply` says it:
 - a call *dropped* by its client (``drop_after``): the request is cancelled
   mid-flight, which closes its connection; ``None``.
 
+While calls are dropped, :meth:`tear_requests` also sends requests torn off
+mid-send (a head, or a head and part of the body, then the connection
+closes), which no call waits for: the server must go on serving.
+
 A graceful stop is SIGTERM (there is no input to end): :meth:`close_input`
 sends it, and the server must answer what it has in flight and exit 0.
 """
@@ -37,6 +41,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
@@ -45,6 +50,7 @@ import httpx2
 from .server import Reply, ServerGone
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Mapping
     from pathlib import Path
 
@@ -62,6 +68,8 @@ _META = {
 # The token name of the principal that reads server_stats (an operator's token).
 OPERATOR = "chaos-operator"
 _LISTENING = re.compile(rb"serving MCP over HTTP at (http://\S+)")
+# While calls are dropped, a torn request this often.
+TEAR_EVERY = 0.01
 # Connections one principal's pool keeps to one server: past it, calls queue in the pool.
 POOL_CONNECTIONS = 256
 # Limits far above what the runner sends: a flood must reach the sessions' mailboxes, not
@@ -377,6 +385,35 @@ class HttpServerProcess:
         if not isinstance(message, dict):
             return Reply(error=f"a reply that is not an object: {str(message)[:200]}", rpc_error=True)
         return message
+
+    async def tear_requests(self, hold: float, rng: random.Random) -> int:
+        """For ``hold`` seconds, send requests cut off mid-send on connections of their own; how many."""
+        assert self.url is not None
+        address = urllib.parse.urlsplit(self.url)
+        host, port = address.hostname or "127.0.0.1", address.port or 80
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": _META}}
+        ).encode()
+        head = (
+            f"POST {address.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {self._tokens[OPERATOR]}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {PROTOCOL_VERSION}\r\n"
+            f"Mcp-Method: tools/list\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        request = head + body
+        torn = 0
+        deadline = anyio.current_time() + hold
+        while anyio.current_time() < deadline and self.running:
+            # Anywhere from the middle of the head to one byte short of the whole request.
+            cut = rng.randrange(len(head) // 2, len(request))
+            try:
+                async with await anyio.connect_tcp(host, port) as connection:
+                    await connection.send(request[:cut])
+                torn += 1
+            except OSError:
+                pass  # the server is going or gone: the run's watch deals with that
+            await anyio.sleep(TEAR_EVERY)
+        return torn
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the process (nothing if it has exited)."""

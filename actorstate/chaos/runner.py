@@ -823,11 +823,16 @@ class _Run:
             elif planned.kind == "drop":
                 start = self.recorder.fault_start(kind, "clients", hold=planned.hold)
                 self.dropping = self.fault_rng(planned)
+                torn = 0
                 try:
-                    await anyio.sleep(planned.hold)
+                    if isinstance(server, HttpServerProcess):
+                        # Over HTTP, requests torn off mid-send too: the server must shrug them off.
+                        torn = await server.tear_requests(planned.hold, self.fault_rng(planned))
+                    else:
+                        await anyio.sleep(planned.hold)
                 finally:
                     self.dropping = None
-                self.recorder.fault_end(start)
+                self.recorder.fault_end(start, **({"torn_requests": torn} if torn else {}))
             else:
                 await self.stop_and_restart(task_group, server, kind, kill=planned.kind == "kill")
             self.current_fault = None

@@ -55,7 +55,7 @@ def test_an_http_run_with_kills_and_dropped_connections_passes(
 ) -> None:
     """The run exits 0 with no violation; each fault ran and a restarted server acknowledged writes
     after it (the older-protocol principal's too, under a new protocol session); principals each
-    made acknowledged calls with their own tokens; the dropped calls
+    made acknowledged calls with their own tokens; requests were torn off mid-send; the dropped calls
     are recorded as unknown outcomes, and the server kept serving after them."""
     process, out = http_run
     assert process.returncode == 0, process.stdout + process.stderr
@@ -64,6 +64,7 @@ def test_an_http_run_with_kills_and_dropped_connections_passes(
     ends = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.END}
     assert set(ends) == {"sigkill", "sigterm", "dropped-calls"}
     assert ends["sigterm"].details["exit_status"] == 0
+    assert ends["dropped-calls"].details["torn_requests"] > 0
     writes_after_restart = [
         call
         for call in history.calls
