@@ -7,7 +7,8 @@ once a lease could have expired, another node may have claimed the session
 and written it, and a read from memory would be stale.
 
 So each lease is remembered with the moment (this process's monotonic
-clock) just *before* the statement that granted or renewed it was sent. The
+clock, one that keeps counting through a suspend) just *before* the
+statement that granted or renewed it was sent. The
 database set its expiry to its own ``now() + lease`` no earlier than that,
 so ``sent + lease`` is a lower bound of the expiry (clocks differ in time,
 not much in rate). Renewal is due a third of a lease after the oldest grant:
@@ -36,6 +37,18 @@ __all__ = ["LeaseBook"]
 RENEW_AFTER = 1 / 3
 
 
+def _lease_clock() -> Callable[[], float]:
+    """A clock that keeps counting while the machine is suspended (Linux's CLOCK_BOOTTIME).
+
+    ``time.monotonic`` stops during a suspend; a node woken after its leases
+    expired would then believe them fresh and answer reads from stale copies.
+    """
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return time.monotonic
+    return lambda: time.clock_gettime(boottime)
+
+
 class LeaseBook:
     """Session id -> (owner epoch, monotonic time its lease was last granted or renewed).
 
@@ -48,9 +61,9 @@ class LeaseBook:
     renewed if asked about again, and forgotten once they cannot hold.
     """
 
-    def __init__(self, lease_duration: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, lease_duration: float, monotonic: Callable[[], float] | None = None) -> None:
         self.lease_duration = lease_duration
-        self._monotonic = monotonic
+        self._monotonic = monotonic or _lease_clock()
         self._relied_on: dict[str, tuple[int, float]] = {}
         self._set_aside: dict[str, tuple[int, float]] = {}
         self._renew_at = math.inf
