@@ -1,10 +1,10 @@
 """The store contract: what the runtime asks of a durable store, and what any store must keep.
 
 The runtime talks to one :class:`Store` (async, called from the event loop).
-SQLite implements it with a synchronous engine on one worker thread
-(:mod:`.threaded` around :mod:`.sqlite`); :class:`~.memory.MemoryStore` is
-an in-process fake with fault injection for tests and the chaos runner;
-PostgreSQL comes next. The contract every implementation keeps:
+SQLite and PostgreSQL implement it with a synchronous engine on one worker
+thread (:mod:`.threaded` around :mod:`.sqlite` or :mod:`.postgres`);
+:class:`~.memory.MemoryStore` is an in-process fake with fault injection for
+tests and the chaos runner. The contract every implementation keeps:
 
 **Rows.** One row per session: its id, the client that owns it, the
 snapshot (opaque bytes, :mod:`actorstate.model.codec`), its creation and
@@ -57,8 +57,11 @@ have committed since this process last looked?) and :meth:`Store.moved`
 (which of these resident sessions are no longer at the version held here);
 the runtime reloads those before they answer, so a read never returns state
 older than a write another process had already acknowledged. A store that
-only this process writes answers False and []. Correctness of writes never
-depends on this: versions (and epochs) do that.
+only this process writes answers False and []. PostgreSQL answers
+``maybe_changed`` True once a lease it relies on is a third through, and
+``moved`` renews the leases of the sessions it is given in one statement,
+naming those it lost (see :mod:`.postgres_leases`). Correctness of writes
+never depends on this: versions (and epochs) do that.
 """
 
 from __future__ import annotations
