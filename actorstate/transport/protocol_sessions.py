@@ -20,10 +20,14 @@ serve and end, and adds what the manager has no notion of:
   new ones refused, so streams that wait for the server do not hold up its
   stop for the whole grace period; requests in flight are still answered.
 
-A session ends, as far as the share goes, when its DELETE is answered, a
-request under its id is answered 404 (the manager ended it), it is closed
-here, or it has been idle (no request in flight, no open stream) for the
-manager's idle timeout, which is when the manager ends it too.
+A session ends, as far as the share goes, when its principal's DELETE is
+answered, a request of its principal under its id is answered 404 (the
+manager ended it), it is closed here, or it has been idle (no request of
+its principal in flight, no open stream) for the manager's idle timeout,
+which is when the manager ends it too. Another principal's requests under
+its id are the manager's to refuse (404, as for an unknown id) and change
+nothing here: they could otherwise end its tracking (and so shield it from
+revocation) or keep it from idling out.
 """
 
 from __future__ import annotations
@@ -136,6 +140,10 @@ class ProtocolSessionGuard:
                 await self.app(scope, receive, send)
             return
         session = self.sessions.get(session_id)
+        if session is not None and session.principal != self.principal_of(scope):
+            # Another principal's request under this id: the manager answers it 404 without
+            # touching the session, so it neither ends the session nor keeps it from idling out.
+            session = None
         if scope["method"] == "GET":
             await self._stream(scope, receive, send, session)
             return
@@ -155,7 +163,9 @@ class ProtocolSessionGuard:
             if session is not None:
                 session.in_flight -= 1
                 session.idle_since = self.clock()
-            if status == 404 or (scope["method"] == "DELETE" and status is not None and status < 300):
+            if session is not None and (
+                status == 404 or (scope["method"] == "DELETE" and status is not None and status < 300)
+            ):
                 self.sessions.pop(session_id, None)
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -236,6 +236,32 @@ async def test_a_session_the_manager_ended_frees_the_share() -> None:
 
 
 @pytest.mark.anyio
+async def test_another_principals_requests_under_a_session_id_change_nothing(tmp_path: Path) -> None:
+    """Bob's requests under alice's protocol session id (answered 404 like an unknown id) neither
+    end its tracking nor keep it alive: a revocation of alice's token still closes it."""
+    path = tmp_path / "tokens.json"
+    alice, bob = add_token(path, "alice"), add_token(path, "bob")
+    root = add_token(path, "root", operator=True)
+    verifier = TokensFileVerifier(TokensFile(path))
+    async with (
+        actorstate.open_state() as state,
+        http_server(state, verifier=verifier) as url,
+        httpx2.AsyncClient(timeout=_GENEROUS) as http,
+    ):
+        alice_session = (await _open_session(http, url, alice)).headers["mcp-session-id"]
+        assert await _tools_list(http, url, bob, alice_session) == 404
+        assert (await _stats(http, url, root))["http_protocol_sessions"] == 1
+        revoke_token(path, "alice")
+        assert await reload_credentials(verifier)
+        stats = await _stats(http, url, root)
+        assert stats["http_protocol_sessions"] == 0
+        assert stats["http_closed_on_revocation"] == 1
+        alice_again = add_token(path, "alice")
+        assert await reload_credentials(verifier)
+        assert await _tools_list(http, url, alice_again, alice_session) == 404
+
+
+@pytest.mark.anyio
 async def test_initializes_in_progress_count_toward_the_share() -> None:
     """With a share of one, a second initialize arriving while the first is still being answered
     is refused: concurrent initializes cannot overshoot the share; once the first is answered its
