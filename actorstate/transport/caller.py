@@ -13,6 +13,7 @@ token, never from an argument.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -95,7 +96,12 @@ def principal_key(token: Any) -> str:
     :attr:`.tokens.Principal.key`).
     """
     issuer = (token.claims or {}).get("iss")
-    key = Principal(str(issuer or ""), token.subject or "", token.client_id).key
+    return _principal_key(str(issuer or ""), token.subject or "", token.client_id)
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the parts, asked on every HTTP request
+def _principal_key(issuer: str, subject: str, client: str) -> str:
+    key = Principal(issuer, subject, client).key
     if len(key) > MAX_PRINCIPAL_KEY:
         # A key is stored with every session the principal owns, under the
         # state's limit on a client id: a long one keeps its start, readable,

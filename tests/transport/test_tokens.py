@@ -499,3 +499,26 @@ def test_principal_keys_are_one_to_one() -> None:
     ]
     keys = [principal.key for principal in principals]
     assert len(set(keys)) == len(keys), keys
+
+
+@pytest.mark.anyio
+async def test_a_verified_token_is_refused_once_a_reload_revoked_it(tmp_path: Path) -> None:
+    """The verifier keeps the tokens it accepted, but a reload forgets them: after ``tokens revoke``
+    and a reload, the same token is refused; a refused token is never kept."""
+    from actorstate.transport.authentication import TokensFileVerifier
+
+    path = tmp_path / "tokens.json"
+    alice = add_token(path, "alice")
+    bob = add_token(path, "bob")
+    verifier = TokensFileVerifier(TokensFile(path))
+    assert await verifier.verify_token("not-a-token") is None
+    first = await verifier.verify_token(alice)
+    assert first is not None
+    assert await verifier.verify_token(alice) is first  # kept: no second lookup
+    revoke_token(path, "alice")
+    assert await verifier.verify_token(alice) is first  # not re-read until a reload
+    assert verifier.reload()
+    assert await verifier.verify_token(alice) is None
+    verified_bob = await verifier.verify_token(bob)
+    assert verified_bob is not None
+    assert verified_bob.subject == "bob"
