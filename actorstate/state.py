@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from .backend import Parking
+    from .runtime.events import SessionEvent
     from .runtime.histogram import HistogramSnapshot
     from .store.interface import Store
 
@@ -306,6 +307,17 @@ class State:
         not in memory (stored only, or no such session). Any client's session.
         """
         return self._supervisor.residence(str(session_id).lower())
+
+    def add_session_listener(self, listener: Callable[[SessionEvent], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` whenever a session is created, passivated, evicted, expired,
+        restarted or quarantined, from now until the returned function is called.
+
+        ``listener`` runs inside the runtime's step: it must only note the
+        event (queue it) and return, never await or block. One that raises is
+        logged and changes nothing else. A session that expires in the
+        database without having been in memory since is not reported.
+        """
+        return self._supervisor.add_session_listener(listener)
 
     def stats(self) -> dict[str, Any]:
         """Counters: resident actors, sessions, activations, passivations,

@@ -11,6 +11,7 @@ imports this module only when a message first needs the SDK (see
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import mcp.types as types
@@ -22,10 +23,13 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import ActorStateError
 from .caller import OPERATOR_SCOPE, OWNER, Caller, principal_key
+from .client_log import ClientLog
 from .handshake import INSTRUCTIONS, SERVER_NAME
 from .tools import Tool, ToolContext, ToolError, call_tool, clipped, clipped_repr
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
     from ..state import State
@@ -111,16 +115,33 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
             ]
         )
 
+    client_log = ClientLog()
+
+    async def set_log_level(ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        client_log.set_level(_connection_of(ctx), ctx.session, caller_of(ctx), params.level)
+        return types.EmptyResult()
+
+    @asynccontextmanager
+    async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        # Entered once per served connection (stdio) or per HTTP app (its session manager).
+        async with client_log.running(state):
+            yield {}
+
     server: Server[Any] = Server(
         SERVER_NAME,
         version=__version__,
         instructions=INSTRUCTIONS,
+        lifespan=lifespan,
         on_list_tools=list_tools,
         on_call_tool=on_call_tool,
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read_resource,
     )
+    # Registered here, not as Server(on_set_logging_level=...), which warns that the
+    # 2026-07-28 revision deprecates it: it serves the clients of the revisions before
+    # (see .client_log), and the SDK declares the logging capability for it.
+    server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_log_level)
     # The default OpenTelemetry middleware opens a span per message: about 5%
     # of the server's time per call here, for traces nobody collects on stdio.
     server.middleware[:] = [_explain_refusals]
@@ -140,6 +161,15 @@ def tool_annotations(tool: Tool) -> types.ToolAnnotations | None:
         idempotent_hint=hints.idempotent,
         open_world_hint=hints.open_world,
     )
+
+
+def _connection_of(ctx: Any) -> object:
+    """What tells a request's connection from the others: the protocol session's id over HTTP,
+    else the connection's own initialize params (one object per connection)."""
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None)
+    session_id = headers.get("mcp-session-id") if headers is not None else None
+    return session_id if session_id is not None else id(ctx.session.client_params)
 
 
 def caller_of(ctx: Any) -> Caller:
