@@ -445,7 +445,7 @@ def _add_chaos(commands: Any) -> None:
     chaos.add_argument(
         "--faults",
         help="comma-separated kinds: kill, term, stop, lock, second, full, ioerror, slow, evict, wire, flood, "
-        "drop (default: all; or none)",
+        "drop, and revoke over HTTP (default: all the transport has; or none)",
     )
     chaos.add_argument("--durability", choices=("commit", "interval"), help="the server's (default: commit)")
     chaos.add_argument("--out", help="directory for the history and the servers' logs (default: a new one)")
@@ -459,7 +459,7 @@ def _add_chaos(commands: Any) -> None:
         "--transport",
         choices=("stdio", "http"),
         help="stdio (default), or http: serve --http with a token per principal, HTTP clients, "
-        "dropped connections and cross-principal probes (every fault kind but wire)",
+        "dropped connections and cross-principal probes (every fault kind but wire, and revoke)",
     )
     chaos.add_argument("--principals", type=int, help="http: principals owning the sessions (default: 3)")
 

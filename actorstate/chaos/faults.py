@@ -33,6 +33,11 @@ Faults in this module's kinds, each against the one server process:
   mailbox holds (the runner's servers take that many requests in flight);
   callers past the mailbox wait for room; every one is recorded, and the
   counter must come out exact.
+- ``revoke`` (HTTP only): one principal's token is rotated: revoked and a
+  new one added in the tokens file, the servers told by SIGHUP; the
+  principal's clients move to the new token once a server takes it. The
+  principal keeps its sessions (its identity is its name, not its token);
+  what the old token held open (a protocol session) is closed.
 - ``drop``: for a while, clients drop about half their calls after a moment
   (telling the server, as ``notifications/cancelled``; over HTTP, closing
   the call's connection mid-request) and retry them with
@@ -54,7 +59,15 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Sequence
 
-__all__ = ["FAULT_KINDS", "HTTP_FAULT_KINDS", "RECORDED_KIND", "SEAM_KINDS", "PlannedFault", "plan_faults"]
+__all__ = [
+    "ALL_FAULT_KINDS",
+    "FAULT_KINDS",
+    "HTTP_FAULT_KINDS",
+    "RECORDED_KIND",
+    "SEAM_KINDS",
+    "PlannedFault",
+    "plan_faults",
+]
 
 FAULT_KINDS = (
     "kill",
@@ -70,8 +83,10 @@ FAULT_KINDS = (
     "flood",
     "drop",
 )
-# Over HTTP: every kind but bad lines on a pipe (``drop`` closes the call's connection there).
-HTTP_FAULT_KINDS = tuple(kind for kind in FAULT_KINDS if kind != "wire")
+# Over HTTP: every kind but bad lines on a pipe (``drop`` closes the call's connection there),
+# and token rotation, which only HTTP has.
+HTTP_FAULT_KINDS = (*(kind for kind in FAULT_KINDS if kind != "wire"), "revoke")
+ALL_FAULT_KINDS = (*FAULT_KINDS, "revoke")
 # The kinds that need the server's fault seam.
 SEAM_KINDS = frozenset({"ioerror", "slow", "evict"})
 # How a fault kind is named in the history.
@@ -88,6 +103,7 @@ RECORDED_KIND = {
     "wire": "bad-input",
     "flood": "call-flood",
     "drop": "dropped-calls",
+    "revoke": "token-rotation",
 }
 # A lock is held this many seconds past the server's busy timeout, at most.
 LOCK_MARGIN = (0.3, 0.8)
@@ -129,9 +145,11 @@ def plan_faults(
     Error handling:
         Raises ``ValueError`` naming an unknown kind.
     """
-    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    unknown = sorted(set(kinds) - set(ALL_FAULT_KINDS))
     if unknown:
-        raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}")
+        raise ValueError(
+            f"unknown fault kind(s) {', '.join(unknown)}; choose from {', '.join(ALL_FAULT_KINDS)}"
+        )
     if not kinds:
         return ()
     chosen = list(dict.fromkeys(kinds))

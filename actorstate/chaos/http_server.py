@@ -122,6 +122,8 @@ class HttpServerProcess:
         self._tokens = dict(tokens)
         self._process: Process | None = None
         self._clients: dict[str, httpx2.AsyncClient] = {}
+        # Pools of tokens since replaced, closed with the rest at the end.
+        self._retired: list[httpx2.AsyncClient] = []
         self._next_id = 0
         self._older_protocol = older_protocol
         # Each older-protocol principal's protocol session on this server, opened on first use.
@@ -185,7 +187,7 @@ class HttpServerProcess:
             self._listening.set()
             with anyio.CancelScope(shield=True):
                 await self._process.wait()
-                for client in self._clients.values():
+                for client in [*self._clients.values(), *self._retired]:
                     await client.aclose()
             self.exited.set()
 
@@ -385,6 +387,41 @@ class HttpServerProcess:
         if not isinstance(message, dict):
             return Reply(error=f"a reply that is not an object: {str(message)[:200]}", rpc_error=True)
         return message
+
+    async def use_token_once_taken(self, principal: str, token: str) -> str | None:
+        """Wait until this server takes ``token`` (after a SIGHUP), then make ``principal``'s calls
+        with it; the caller sets the timeout. Returns the protocol session the principal had
+        opened with the old token, if any, which is forgotten (the server must close it).
+
+        The old token's connection pool is kept to the end (calls may still be in flight on it).
+
+        Error handling:
+            Raises :class:`.server.ServerGone` if the server goes first.
+        """
+        assert self.url is not None
+        probe = {"jsonrpc": "2.0", "id": 0, "method": "tools/list", "params": {"_meta": _META}}
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": PROTOCOL_VERSION,
+            "Mcp-Method": "tools/list",
+        }
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(60.0)) as client:
+            while True:
+                if not self.running:
+                    raise ServerGone(f"{self.name} is not running")
+                try:
+                    answered = await client.post(self.url, json=probe, headers=headers)
+                except httpx2.TransportError as error:
+                    raise ServerGone(f"{self.name}: {type(error).__name__}: {error}") from None
+                if answered.status_code != 401:
+                    break
+                await anyio.sleep(0.01)
+        self._tokens[principal] = token
+        retired = self._clients.pop(principal, None)
+        if retired is not None:
+            self._retired.append(retired)
+        return self._protocol_sessions.pop(principal, None)
 
     async def tear_requests(self, hold: float, rng: random.Random) -> int:
         """For ``hold`` seconds, send requests cut off mid-send on connections of their own; how many."""

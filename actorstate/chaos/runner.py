@@ -77,7 +77,15 @@ from ..planted import ENVIRONMENT_VARIABLE, check_names
 from .bad_input import bad_message
 from .checkers import NO_REPLY, PROBE_PROCESS, check_history
 from .disk import SmallFileSystem
-from .faults import FAULT_KINDS, HTTP_FAULT_KINDS, RECORDED_KIND, SEAM_KINDS, PlannedFault, plan_faults
+from .faults import (
+    ALL_FAULT_KINDS,
+    FAULT_KINDS,
+    HTTP_FAULT_KINDS,
+    RECORDED_KIND,
+    SEAM_KINDS,
+    PlannedFault,
+    plan_faults,
+)
 from .history import HistoryRecorder, Phase, dumps_record
 from .http_server import OPERATOR, HttpServerProcess, http_serve_command
 from .report import percentile, summarize, window_jsonl
@@ -178,17 +186,20 @@ class RunOptions:
                     f"--principals must be at least 2 over HTTP (one probes the other's sessions), "
                     f"not {self.principals}"
                 )
-            stdio_only = sorted(set(self.faults) - set(HTTP_FAULT_KINDS))
+            stdio_only = sorted(set(self.faults) & set(FAULT_KINDS) - set(HTTP_FAULT_KINDS))
             if stdio_only:
                 raise ValueError(
                     f"--faults {', '.join(stdio_only)} is for --transport stdio (bad lines on a pipe); "
                     f"over HTTP choose from {', '.join(HTTP_FAULT_KINDS)}"
                 )
-        unknown = sorted(set(self.faults) - set(FAULT_KINDS))
+        unknown = sorted(set(self.faults) - set(ALL_FAULT_KINDS))
         if unknown:
             raise ValueError(
-                f"--faults: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}"
+                f"--faults: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(ALL_FAULT_KINDS)}"
             )
+        http_only = sorted(set(self.faults) - set(FAULT_KINDS))
+        if self.transport == "stdio" and http_only:
+            raise ValueError(f"--faults {', '.join(http_only)} is for --transport http (tokens)")
         check_names(",".join(self.planted_bugs))
 
 
@@ -747,7 +758,8 @@ class _Run:
         recorded under ``process``, the control with no label.
 
         Either must be answered alike (:func:`~.checkers.check_probes`); an answer that did not
-        come (a timeout, a server gone) is recorded as info, its error starting with ``NO_REPLY``.
+        come (a timeout, a server gone) is recorded as info, its error starting with ``NO_REPLY``,
+        and so is a refused token (401), which says nothing about the session.
         """
         intruder = rng.choice([principal for principal in self.principals if principal != slot.owner])
         arguments = _probe_arguments(tool, process)
@@ -787,6 +799,10 @@ class _Run:
                 self.complete(invoke, Phase.OK, result=reply.structured)
             elif SessionNotFound.MESSAGE in reply.error:
                 self.complete(invoke, Phase.FAIL, error=reply.error)
+            elif reply.error.startswith("HTTP 401"):
+                # Decided on the token before any session is looked at (a token rotation caught
+                # the probe between the old token and the new): nothing about the session.
+                self.complete(invoke, Phase.FAIL, error=f"{NO_REPLY}{reply.error}")
             else:
                 self.complete(invoke, Phase.INFO, error=reply.error)
 
@@ -820,6 +836,8 @@ class _Run:
                 await self.send_bad_input(server, kind, planned.hold, self.fault_rng(planned))
             elif planned.kind == "flood":
                 await self.flood(kind, int(planned.hold), self.fault_rng(planned))
+            elif planned.kind == "revoke":
+                await self.rotate_token(kind, self.fault_rng(planned))
             elif planned.kind == "drop":
                 start = self.recorder.fault_start(kind, "clients", hold=planned.hold)
                 self.dropping = self.fault_rng(planned)
@@ -837,6 +855,60 @@ class _Run:
                 await self.stop_and_restart(task_group, server, kind, kill=planned.kind == "kill")
             self.current_fault = None
             calm_since = time.monotonic()
+
+    async def rotate_token(self, kind: str, rng: random.Random) -> None:
+        """Revoke a principal's token and give it a new one; SIGHUP the servers; move its clients
+        to the new token once each server takes it (until then the old one still works).
+
+        A protocol session the principal opened with the old token must be closed by the
+        server: it answers 404 under its id, even to the new token (which, the same principal,
+        could use it otherwise). One still serving is a problem of the run.
+        """
+        from ..transport.tokens import add_token, revoke_token
+
+        principal = rng.choice(self.principals)
+        start = self.recorder.fault_start(kind, principal)
+
+        def rotate() -> str:
+            revoke_token(self.tokens_file, principal)
+            return add_token(self.tokens_file, principal)
+
+        token = await anyio.to_thread.run_sync(rotate)
+        # Servers started from now on read the new file, and are given the new token.
+        self.tokens[principal] = token
+        servers = [server for server in (self.server, self.second) if server is not None and server.running]
+        closed: dict[str, bool] = {}
+        for server in servers:
+            assert isinstance(server, HttpServerProcess)
+            server.signal(signal.SIGHUP)
+            try:
+                with anyio.fail_after(self.options.start_timeout):
+                    old_session = await server.use_token_once_taken(principal, token)
+            except (TimeoutError, ServerGone) as error:
+                self.problems.append(f"{server.name} did not take {principal}'s new token: {error!r}")
+                continue
+            if old_session is not None:
+                closed[server.name] = await self._closed(server, old_session, principal)
+                if not closed[server.name]:
+                    self.problems.append(
+                        f"{server.name} still serves {principal}'s protocol session {old_session}, "
+                        "opened with a token since revoked"
+                    )
+        self.recorder.fault_end(start, old_protocol_session_closed=closed)
+
+    async def _closed(self, server: HttpServerProcess, session_id: str, principal: str) -> bool:
+        """Whether ``server`` answers 404 under ``session_id`` to ``principal`` (its new token),
+        waiting a moment for the close that follows the reload."""
+        with anyio.move_on_after(self.options.timeout * 5):
+            while True:
+                try:
+                    reply = await server.list_tools_in(session_id, caller=principal)
+                except ServerGone:
+                    return True  # gone with the server
+                if reply.error is not None and reply.error.startswith("HTTP 404"):
+                    return True
+                await anyio.sleep(0.01)
+        return False
 
     def fault_rng(self, planned: PlannedFault) -> random.Random:
         """The random draws of one fault's own choices, from the run's seed and the fault."""

@@ -29,7 +29,7 @@ _NOT_FOUND = "Session not found or expired"
 
 
 def _chaos(out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "actorstate", "chaos", "--transport", "http", "--seed", "3"]
+    command = [sys.executable, "-m", "actorstate", "chaos", "--transport", "http", "--seed", "4"]
     return subprocess.run(
         [*command, *flags, "--out", str(out)],
         capture_output=True,
@@ -45,32 +45,39 @@ def _probes(history: History) -> list[Call]:
 
 @pytest.fixture(scope="module")
 def http_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """One 8-second commit-mode HTTP run: a SIGKILL, a SIGTERM and dropped connections."""
+    """One 8-second commit-mode HTTP run: dropped connections, a SIGKILL, a token rotation (of
+    principal-1, which speaks the older protocol: the seed's choice) and a SIGTERM."""
     out = tmp_path_factory.mktemp("chaos-http") / "run"
-    return _chaos(out, "--duration", "8", "--faults", "kill,term,drop"), out
+    return _chaos(out, "--duration", "8", "--faults", "kill,term,drop,revoke"), out
 
 
 def test_an_http_run_with_kills_and_dropped_connections_passes(
     http_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
     """The run exits 0 with no violation; each fault ran and a restarted server acknowledged writes
-    after it (the older-protocol principal's too, under a new protocol session); principals each
-    made acknowledged calls with their own tokens; requests were torn off mid-send; the dropped calls
+    after it (the older-protocol principal's too, under a new protocol session); the rotated
+    principal's protocol session, opened with its revoked token, was closed, and it wrote again
+    with its new token; principals each made acknowledged calls with their own tokens; requests
+    were torn off mid-send; the dropped calls
     are recorded as unknown outcomes, and the server kept serving after them."""
     process, out = http_run
     assert process.returncode == 0, process.stdout + process.stderr
     assert "violations: 0" in process.stdout
     history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
     ends = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.END}
-    assert set(ends) == {"sigkill", "sigterm", "dropped-calls"}
+    assert set(ends) == {"sigkill", "sigterm", "dropped-calls", "token-rotation"}
     assert ends["sigterm"].details["exit_status"] == 0
     assert ends["dropped-calls"].details["torn_requests"] > 0
+    rotation = ends["token-rotation"]
+    assert rotation.target == "principal-1"
+    assert list(rotation.details["old_protocol_session_closed"].values()) == [True]
     writes_after_restart = [
         call
         for call in history.calls
         if call.tool == "increment_counter" and call.phase is Phase.OK and call.index > ends["sigkill"].index
     ]
     assert writes_after_restart
+    assert any(call.client == "principal-1" and call.index > rotation.index for call in writes_after_restart)
     owners = {
         call.client for call in history.calls if call.tool == "create_session" and call.phase is Phase.OK
     }
@@ -85,11 +92,11 @@ def test_an_http_run_with_kills_and_dropped_connections_passes(
     last_drop = max(call.index for call in dropped)
     assert any(call.phase is Phase.OK and call.index > last_drop for call in history.calls)
     tokens = json.loads((out / "tokens.json").read_text())["tokens"]
-    assert [entry["name"] for entry in tokens] == [
+    assert sorted(entry["name"] for entry in tokens) == [
+        "chaos-operator",
         "principal-0",
         "principal-1",
         "principal-2",
-        "chaos-operator",
     ]
 
 
@@ -202,12 +209,15 @@ def test_a_probe_or_control_without_a_reply_proves_nothing() -> None:
 
 
 def test_http_options_are_checked_and_replayed(tmp_path: Path) -> None:
-    """Over HTTP, bad input on a pipe and fewer than two principals are refused with the way out;
-    the replay command names the transport and the principals."""
+    """Over HTTP, bad input on a pipe and fewer than two principals are refused with the way out,
+    and so is token rotation over stdio; the replay command names the transport and the
+    principals."""
     with pytest.raises(ValueError, match="--faults wire is for --transport stdio"):
         RunOptions(seed=1, out=tmp_path, transport="http")
     with pytest.raises(ValueError, match="--principals must be at least 2"):
         RunOptions(seed=1, out=tmp_path, transport="http", faults=HTTP_FAULT_KINDS, principals=1)
+    with pytest.raises(ValueError, match="--faults revoke is for --transport http"):
+        RunOptions(seed=1, out=tmp_path, faults=("kill", "revoke"))
     with pytest.raises(ValueError, match="--transport must be stdio or http"):
         RunOptions(seed=1, out=tmp_path, transport="grpc")
     options = RunOptions(seed=1, out=tmp_path, transport="http", faults=("kill",), principals=4)

@@ -10,9 +10,10 @@ A probe is a violation when it got an ok reply (B read or changed A's
 session), or when both it and its control were answered by the server and
 the answers differ in any way (status, error code, text): a caller must
 not be able to tell another principal's session from one that never
-existed. A call the server never answered (its error starts with
-:data:`NO_REPLY`: a timeout, a server killed under it) proves nothing
-either way and is skipped.
+existed. A call the server did not answer about the session (its error
+starts with :data:`NO_REPLY`: a timeout, a server killed under it, a token
+refused before any session was looked at) proves nothing either way and is
+skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = ["NO_REPLY", "PROBE_PROCESS", "check_probes"]
 
 # The process name of every probe (and its control) starts so.
 PROBE_PROCESS = "probe"
-# The error of a probe or control the server never answered starts so.
+# The error of a probe or control the server did not answer about the session starts so.
 NO_REPLY = "no reply: "
 
 
