@@ -8,15 +8,33 @@ times what the tool call itself costs. This server parses with ``httptools``
 Streamable HTTP needs:
 
 - one task per connection, requests answered one at a time in order
-  (pipelined ones are queued as they parse), keep-alive by HTTP/1.1's rules;
+  (pipelined ones are queued as they parse, up to ``MAX_QUEUED_REQUESTS``
+  and ``MAX_READ_AHEAD`` bytes, then the connection is not read until they
+  are answered), keep-alive by HTTP/1.1's rules;
 - a request body is read whole before the app runs, up to ``max_body``
   (past it: ``413`` and the connection closes); headers up to
-  ``MAX_HEAD_BYTES`` (``431``); a parse error answers ``400``;
+  ``MAX_HEAD_BYTES`` and ``MAX_HEADERS`` (``431``); a parse error, a
+  target that is no URL, or an HTTP/1.1 request without exactly one
+  ``Host`` answers ``400``, a version other than 1.x ``505``;
+  ``Expect: 100-continue`` is answered ``100 Continue`` when the request
+  is next in line; an ``Upgrade`` (or ``CONNECT``) is answered as a plain
+  request, the connection closing after it;
+- a request must arrive whole (head and body) within the keep-alive
+  timeout of the connection going idle, however slowly it trickles in;
+- a client that half-closes (sends its end of stream) gets the replies to
+  the requests it sent; the connection closes after them;
+- at most ``max_connections`` connections (by default what the process's
+  descriptor limit leaves room for): at the cap, the idle connection held
+  longest is closed to admit a new one; with none idle the new one is
+  answered ``503``;
 - a reply with ``Content-Length`` (or one body message) goes out in one
-  write, head and body; a streamed reply (an SSE stream) is chunked;
-- while a reply streams, the connection is read for the client leaving, so
+  write, head and body; a streamed reply (an SSE stream) is chunked (to an
+  HTTP/1.0 client: sent as it comes and ended by closing the connection);
+- while a reply runs, the connection is read for the client leaving, so
   the app's ``receive()`` answers ``http.disconnect`` when it does (what
-  ends an SSE stream and cancels the call behind it);
+  ends an SSE stream and cancels the call behind it); a client's end of
+  stream counts as leaving only once a streamed reply has begun (before
+  it, the client may be waiting for its reply on a half-closed socket);
 - stopping: the listener closes at once, idle connections close, a request
   in flight finishes (its connection then closes) until ``graceful_timeout``,
   after which the rest are cancelled.
@@ -28,6 +46,7 @@ proxy in front of a server beyond loopback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import http
 import logging
@@ -48,15 +67,58 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Scope
 
 
-__all__ = ["HttpServer"]
+__all__ = ["HttpServer", "HttpServerStatistics"]
 
 logger = logging.getLogger("actorstate.http")
 
 READ_SIZE = 65536
 MAX_HEAD_BYTES = 65536
+# Counted for each header beside its name and value (": " and CRLF), so a
+# head of many tiny headers meets MAX_HEAD_BYTES as its size on the wire.
+HEADER_OVERHEAD = 4
+# Apache's default (LimitRequestFields): each header costs the app's
+# middleware a little, and no client needs more.
+MAX_HEADERS = 100
 # Bytes read ahead of the request being answered (pipelined requests, or a
-# client talking while its stream runs) before the server stops reading.
+# client talking while its stream runs), and requests parsed and waiting,
+# before the server stops reading the connection; it reads again once every
+# queued request is answered. A tiny pipelined request parses into objects
+# some fifteen times its size: the count bounds that.
 MAX_READ_AHEAD = 1 << 20
+MAX_QUEUED_REQUESTS = 128
+# Descriptors left to the rest of the process (the store's files and
+# sockets, logs) under the default connection cap: a tenth of the limit, at least this.
+DESCRIPTORS_KEPT = 64
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def default_max_connections() -> int:
+    """Connections the process's descriptor limit leaves room for (``RLIMIT_NOFILE``'s soft limit).
+
+    Past the limit ``accept`` fails (``EMFILE``) and clients wait unanswered
+    in the backlog; the store's files and sockets need descriptors too.
+    """
+    try:
+        import resource
+    except ImportError:  # not on Unix: no limit to read
+        return 10_000
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(16, soft - max(DESCRIPTORS_KEPT, soft // 10))
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpServerStatistics:
+    """What an :class:`HttpServer` holds now, summed over its connections."""
+
+    connections: int
+    # Requests read and parsed, waiting for their turn on their connection.
+    requests_queued: int
+    # Connections not read until their queued requests are answered.
+    connections_not_reading: int
+    # Connections whose client sent its end of stream (still answered).
+    connections_half_closed: int
 
 
 def _status_line(status: int) -> bytes:
@@ -126,7 +188,10 @@ class _RequestParser:
         self.parser = httptools.HttpRequestParser(self)
         self.current = _Request()
         self.ready: deque[_Request | _Refusal] = deque()
-        self.broken = False  # a refusal is queued: nothing after it is read
+        # Nothing more is read: a refusal is queued, or the last request queued ends the connection.
+        self.broken = False
+        # The request being read asked for ``100 Continue`` before it sends its body.
+        self.continue_wanted = False
 
     def feed(self, data: bytes) -> None:
         if self.broken:
@@ -134,7 +199,15 @@ class _RequestParser:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400, "protocol upgrades are not supported here")
+            last = self.ready[-1] if self.ready else None
+            if isinstance(last, _Request):
+                # Upgrading is the server's choice: the request is answered as a plain one.
+                # What the client sends after it would be another protocol, so the
+                # connection ends with that reply.
+                last.keep_alive = False
+                self.broken = True
+            else:
+                self._refuse(400, "protocol upgrades are not supported here")
         except httptools.HttpParserError:
             self._refuse(400, "the request is not valid HTTP/1.1")
 
@@ -152,18 +225,43 @@ class _RequestParser:
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.current.headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value))
+        # _count_head inlined: this runs for every header of every request.
+        request = self.current
+        request.headers.append((name.lower(), value))
+        request.head_size += len(name) + len(value) + HEADER_OVERHEAD
+        if request.head_size > MAX_HEAD_BYTES:
+            self._refuse_head()
 
     def on_headers_complete(self) -> None:
         request = self.current
-        request.method = self.parser.get_method()
-        request.version = self.parser.get_http_version()
-        request.keep_alive = self.parser.should_keep_alive()
+        parser = self.parser
+        request.method = parser.get_method()
+        request.version = version = parser.get_http_version()
+        request.keep_alive = parser.should_keep_alive()
+        if version != "1.1" and version != "1.0":
+            self._refuse(505, f"HTTP/{version} is not served here: this server speaks HTTP/1.1 (and 1.0)")
+            return
+        if len(request.headers) > MAX_HEADERS:
+            self._refuse(431, f"the request has more than {MAX_HEADERS} headers")
+            return
+        hosts = 0
+        expects_continue = False
         for name, value in request.headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                # Answered at once, before the body is sent (the connection then closes).
-                self._refuse(413, f"Request body too large: the limit is {self.max_body} bytes")
+            # Comparisons, not a set: most names differ in length, which fails them at once.
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                if value.isdigit() and int(value) > self.max_body:
+                    # Answered at once, before the body is sent (the connection then closes).
+                    self._refuse(413, f"Request body too large: the limit is {self.max_body} bytes")
+                    return
+            elif name == b"expect":
+                expects_continue = value.lower() == b"100-continue"
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            # RFC 9112 3.2: two hosts could route one way in a proxy and another here.
+            self._refuse(400, "an HTTP/1.1 request needs exactly one Host header")
+        elif expects_continue and version == "1.1":
+            self.continue_wanted = True
 
     def on_body(self, body: bytes) -> None:
         request = self.current
@@ -175,13 +273,17 @@ class _RequestParser:
             request.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.continue_wanted = False
         if not self.broken:
             self.ready.append(self.current)
 
     def _count_head(self, size: int) -> None:
         self.current.head_size += size
         if self.current.head_size > MAX_HEAD_BYTES:
-            self._refuse(431, f"the request's line and headers exceed {MAX_HEAD_BYTES} bytes")
+            self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        self._refuse(431, f"the request's line and headers exceed {MAX_HEAD_BYTES} bytes")
 
 
 def _refusal_bytes(status: int, message: str) -> bytes:
@@ -200,7 +302,10 @@ class _Connection:
 
     server: HttpServer
     parser: _RequestParser
-    closed: bool  # the client left (end of stream or a socket error)
+    closed: bool  # the client left (a socket error, or the connection closed)
+    eof: bool  # the client sent its end of stream: it sends nothing more, and may still read
+    streaming: bool  # a streamed reply (chunked, no length) is under way
+    paused: bool  # not read until the queued requests are answered
     server_address: tuple[Any, ...] | None
     client_address: tuple[Any, ...] | None
 
@@ -211,12 +316,25 @@ class _Connection:
         """Return once the client has gone (its requests after this one are queued meanwhile)."""
         raise NotImplementedError
 
+    def close_if_idle(self) -> bool:
+        """Close the connection if no request is being answered on it; True if this closed it."""
+        raise NotImplementedError
+
+    def stream_begins(self) -> None:
+        """A streamed reply starts: from now on the client's end of stream means it left."""
+        raise NotImplementedError
+
     async def answer(self, request: _Request | _Refusal) -> bool:
         """Answer one request; True to keep the connection for the next."""
         if isinstance(request, _Refusal):
             await self.write(_refusal_bytes(request.status, request.message))
             return False
-        reply = _Reply(self, request)
+        try:
+            reply = _Reply(self, request)
+        except httptools.HttpParserInvalidURLError:
+            # llhttp takes targets its URL parser refuses (CONNECT's authority, a bad port).
+            await self.write(_refusal_bytes(400, "the request's target is not a valid URL"))
+            return False
         try:
             await self.server.app(reply.scope(), reply.receive, reply.send)
         except Exception:
@@ -227,11 +345,20 @@ class _Connection:
             if not reply.finished:
                 logger.exception("the HTTP app failed on %s while replying", reply.path)
                 return False
+        finally:
+            self.streaming = False
         if not reply.finished:
             if not reply.started and not self.closed:
                 await self.write(_refusal_bytes(500, "internal server error: no reply"))
             return False
         return reply.keep_alive and not self.closed and not self.server.stopping
+
+    def reading_limited(self) -> bool:
+        """Enough is read ahead of the request being answered: stop reading until the queue empties."""
+        parser = self.parser
+        return self.read_ahead > MAX_READ_AHEAD or len(parser.ready) > MAX_QUEUED_REQUESTS or parser.broken
+
+    read_ahead = 0
 
 
 def _addresses(local: object, remote: object) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
@@ -249,7 +376,10 @@ class _AnyioConnection(_Connection):
         self.stream = stream
         self.parser = _RequestParser(server.max_body)
         self.closed = False
-        self.read_ahead = 0
+        self.eof = False
+        self.streaming = False
+        self.paused = False
+        self.left = anyio.Event()
         self.idle_scope: anyio.CancelScope | None = None
         # A reply's watcher for the client leaving may still be unwinding its
         # read when the next request is read: reads take turns.
@@ -264,13 +394,36 @@ class _AnyioConnection(_Connection):
                 request = await self._next_request()
                 if request is None or not await self.answer(request):
                     return
+        except Exception:
+            # One connection's failure is its own: the server serves on.
+            logger.exception("an HTTP connection failed")
         finally:
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    def close_if_idle(self) -> None:
-        if self.idle_scope is not None:
-            self.idle_scope.cancel()
+    async def refuse(self, status: int, message: str) -> None:
+        """Answer the connection's first request unread, and close it."""
+        try:
+            await self.write(_refusal_bytes(status, message))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    def close_if_idle(self) -> bool:
+        scope = self.idle_scope
+        if scope is None or scope.cancel_called:
+            return False
+        scope.cancel()
+        return True
+
+    def stream_begins(self) -> None:
+        self.streaming = True
+        if self.eof:
+            self.left.set()
+
+    def _gone(self) -> None:
+        self.closed = True
+        self.left.set()
 
     async def write(self, data: bytes) -> None:
         if self.closed:
@@ -278,43 +431,68 @@ class _AnyioConnection(_Connection):
         try:
             await self.stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            self.closed = True
+            self._gone()
 
     async def _read_more(self) -> int:
-        """Read once and feed the parser: the bytes read, 0 when the client is gone."""
+        """Read once and feed the parser: the bytes read, 0 when the client sends no more."""
         try:
             data = await self.stream.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            self.closed = True
+        except anyio.EndOfStream:
+            self.eof = True
+            if self.streaming:
+                self.left.set()
+            return 0
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self._gone()
             return 0
         self.parser.feed(data)
         return len(data)
 
     async def _next_request(self) -> _Request | _Refusal | None:
-        """The next request, or None to close (the client left, idle too long, stopping)."""
+        """The next request, or None to close (the client left or sent all, idle too long, stopping).
+
+        The request must arrive whole within the keep-alive timeout: one
+        deadline for all its reads, so a client trickling bytes cannot hold
+        the connection.
+        """
         parser = self.parser
-        while not parser.ready:
-            with anyio.CancelScope(deadline=anyio.current_time() + self.server.keep_alive_timeout) as scope:
-                self.idle_scope = scope
-                try:
-                    if self.server.stopping:
-                        return None
-                    async with self.receiving:
-                        if not parser.ready and not await self._read_more():
+        if not parser.ready:
+            deadline = anyio.current_time() + self.server.keep_alive_timeout
+            while not parser.ready:
+                if self.eof or self.closed:
+                    return None
+                if parser.continue_wanted:
+                    parser.continue_wanted = False
+                    await self.write(_CONTINUE)
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    self.idle_scope = scope
+                    try:
+                        if self.server.stopping:
                             return None
-                finally:
-                    self.idle_scope = None
-            if scope.cancelled_caught:
-                return None
-        self.read_ahead = 0
-        return parser.ready.popleft()
+                        async with self.receiving:
+                            if not parser.ready and not await self._read_more():
+                                return None
+                    finally:
+                        self.idle_scope = None
+                if scope.cancelled_caught:
+                    return None
+        request = parser.ready.popleft()
+        if not parser.ready:
+            self.read_ahead = 0
+            self.paused = False
+        return request
 
     async def until_client_leaves(self) -> None:
         async with self.receiving:
-            while not self.closed:
-                if self.read_ahead > MAX_READ_AHEAD or self.parser.broken:
-                    await anyio.sleep_forever()
+            while not self.closed and not self.eof:
+                # Once paused, not read again until every queued request is taken (as on asyncio).
+                if self.paused or self.reading_limited():
+                    self.paused = True
+                    break
                 self.read_ahead += await self._read_more()
+        # Nothing more to read for now: a write failing, or a stream begun
+        # after the client's end of stream, tells that it left.
+        await self.left.wait()
 
 
 class _AsyncioConnection(asyncio.Protocol, _Connection):
@@ -330,7 +508,9 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         self.server = server
         self.parser = _RequestParser(server.max_body)
         self.closed = False
-        self.read_ahead = 0
+        self.eof = False
+        self.streaming = False
+        self.paused = False
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -346,30 +526,45 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         self.server_address, self.client_address = _addresses(
             transport.get_extra_info("sockname"), transport.get_extra_info("peername")
         )
-        self.server.connections.add(self)
         if self.server.stopping:
+            transport.close()
+        elif not self.server.admit(self):
+            transport.write(_refusal_bytes(503, self.server.full_message()))
             transport.close()
         else:
             self._idle()
 
     def data_received(self, data: bytes) -> None:
-        self.parser.feed(data)
+        parser = self.parser
+        parser.feed(data)
         if self.task is None:
-            if self.parser.ready:
+            if parser.ready:
                 self._cancel_idle_timer()
                 self.task = asyncio.get_running_loop().create_task(self._answer_ready())
+            elif parser.continue_wanted:
+                self._continue()
         else:
             self.read_ahead += len(data)
-            if self.read_ahead > MAX_READ_AHEAD or self.parser.broken:
+            if self.reading_limited():
+                self.paused = True
                 assert self.transport is not None
                 self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        # A half-close: the client sends no more, and may still be reading its replies.
+        self.eof = True
+        if self.streaming:
+            self.left.set()
+        # With nothing being answered there is nothing left to send (a request
+        # begun cannot complete now): returning False closes the transport.
+        return self.task is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.left.set()
         self.writable.set()
         self._cancel_idle_timer()
-        self.server.connections.discard(self)
+        self.server.connections.pop(self, None)
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -381,23 +576,44 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
     async def _answer_ready(self) -> None:
         transport = self.transport
         assert transport is not None
+        parser = self.parser
         try:
-            while self.parser.ready and not self.closed:
-                request = self.parser.ready.popleft()
-                if self.read_ahead:
+            while parser.ready and not self.closed:
+                request = parser.ready.popleft()
+                if self.read_ahead and not parser.ready:
+                    # Read again only once every queued request is taken: resuming at each
+                    # one would let a pipelining client that never reads its replies grow
+                    # the queue by MAX_READ_AHEAD per reply.
                     self.read_ahead = 0
-                    transport.resume_reading()
+                    if self.paused:
+                        self.paused = False
+                        transport.resume_reading()
                 if not await self.answer(request):
                     transport.close()
                     return
+        except Exception:
+            # One connection's failure is its own: the server serves on.
+            logger.exception("an HTTP connection failed")
+            transport.close()
+            return
         finally:
             self.task = None
-        if self.server.stopping:
+        if self.server.stopping or self.eof:
             transport.close()
-        else:
+        elif not self.closed:
+            if parser.continue_wanted:
+                self._continue()
             self._idle()
 
+    def _continue(self) -> None:
+        """The request being read waits for ``100 Continue`` to send its body, and is next in line."""
+        self.parser.continue_wanted = False
+        assert self.transport is not None
+        self.transport.write(_CONTINUE)
+
     def _idle(self) -> None:
+        # The next request must arrive whole before this fires (data_received cancels it
+        # only once a request is complete), however slowly its bytes trickle in.
         self.idle_timer = asyncio.get_running_loop().call_later(
             self.server.keep_alive_timeout, self.close_if_idle
         )
@@ -407,9 +623,17 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
             self.idle_timer.cancel()
             self.idle_timer = None
 
-    def close_if_idle(self) -> None:
-        if self.task is None and self.transport is not None:
-            self.transport.close()
+    def close_if_idle(self) -> bool:
+        transport = self.transport
+        if self.task is not None or transport is None or transport.is_closing():
+            return False
+        transport.close()
+        return True
+
+    def stream_begins(self) -> None:
+        self.streaming = True
+        if self.eof:
+            self.left.set()
 
     async def write(self, data: bytes) -> None:
         if self.closed:
@@ -528,8 +752,13 @@ class _Reply:
             lines.append(b"%b: %b\r\n" % (name, value))
         if not has_length and self.status not in (204, 304) and not (100 <= self.status < 200):
             if more:
-                self.chunked = True
-                lines.append(b"transfer-encoding: chunked\r\n")
+                self.connection.stream_begins()
+                if self.request.version == "1.1":
+                    self.chunked = True
+                    lines.append(b"transfer-encoding: chunked\r\n")
+                else:
+                    # HTTP/1.0 knows no chunks: the body ends when the connection closes.
+                    self.keep_alive = False
             else:
                 lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(self.connection.server.date.line())
@@ -559,16 +788,54 @@ class HttpServer:
         keep_alive_timeout: float = 75.0,
         graceful_timeout: float = 10.0,
         backlog: int = 4096,
+        max_connections: int | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.keep_alive_timeout = keep_alive_timeout
         self.graceful_timeout = graceful_timeout
         self.backlog = backlog
+        self.max_connections = max_connections if max_connections is not None else default_max_connections()
         self.date = _DateHeader()
         self.stopping = False
-        self.connections: set[Any] = set()
+        # Oldest first (a dict keeps insertion order): the first idle one is shed at the cap.
+        self.connections: dict[Any, None] = {}
         self._stop_requested = anyio.Event()
+
+    def statistics(self) -> HttpServerStatistics:
+        """What the server holds now (computed when asked: nothing is counted per request)."""
+        connections = list(self.connections)
+        return HttpServerStatistics(
+            connections=len(connections),
+            requests_queued=sum(len(connection.parser.ready) for connection in connections),
+            connections_not_reading=sum(connection.paused for connection in connections),
+            connections_half_closed=sum(
+                connection.eof and not connection.closed for connection in connections
+            ),
+        )
+
+    def admit(self, connection: _Connection) -> bool:
+        """Make room for a new connection: False when the cap is reached and none is idle.
+
+        At the cap the idle connection held longest closes (an idle
+        keep-alive connection, or one whose request has not all arrived),
+        as nginx reuses its connections: whoever holds connections open
+        cannot lock others out, and clients reopen a closed idle connection.
+        """
+        if len(self.connections) >= self.max_connections:
+            for other in self.connections:
+                if other.close_if_idle():
+                    break
+            else:
+                return False
+        self.connections[connection] = None
+        return True
+
+    def full_message(self) -> str:
+        return (
+            f"the server holds as many connections as it may ({self.max_connections}), "
+            "all of them busy: retry shortly"
+        )
 
     def stop(self) -> None:
         """Stop accepting; idle connections close, requests in flight finish."""
@@ -612,11 +879,13 @@ class HttpServer:
 
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         connection = _AnyioConnection(self, stream)
-        self.connections.add(connection)
+        if not self.admit(connection):
+            await connection.refuse(503, self.full_message())
+            return
         try:
             await connection.run()
         finally:
-            self.connections.discard(connection)
+            self.connections.pop(connection, None)
 
     async def _serve_on_asyncio(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()

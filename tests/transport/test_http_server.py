@@ -1,26 +1,37 @@
 """The HTTP/1.1 server under ``serve --http``, on raw sockets: keep-alive, pipelining, chunked
-streams, clients leaving, every refusal, and a graceful stop, on asyncio and trio."""
+streams, clients leaving, every refusal, and a graceful stop, on asyncio and trio; and what a
+hostile or broken client tries: trickled requests, pipelining without reading, half-closed
+sockets, ``Expect: 100-continue``, upgrades, more connections than the server may hold."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import pytest
 
-from actorstate.transport.http_server import MAX_HEAD_BYTES, HttpServer
+from actorstate.transport.http_server import (
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    MAX_QUEUED_REQUESTS,
+    MAX_READ_AHEAD,
+    HttpServer,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from starlette.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 
 MAX_BODY = 1000
+# A guard against hanging, never a timing assertion: what never comes fails the test.
+HANG_GUARD_SECONDS = 10
 
 
 class Replies:
@@ -59,6 +70,8 @@ class Replies:
         while line := await self._line():
             name, _, value = line.decode().partition(":")
             headers[name.lower()] = value.strip()
+        if 100 <= status < 200:  # an interim reply has no body
+            return status, headers, b""
         if "content-length" in headers:
             return status, headers, await self._exactly(int(headers["content-length"]))
         body = b""
@@ -72,6 +85,13 @@ class Replies:
     async def closed(self) -> bool:
         """True once the server has closed the connection (nothing more to read)."""
         return self.buffer == b"" and not await self._fill()
+
+    async def rest(self) -> bytes:
+        """Everything the server sends until it closes the connection."""
+        while await self._fill():
+            pass
+        data, self.buffer = self.buffer, b""
+        return data
 
 
 def request(path: str = "/", body: bytes = b"", *, version: str = "1.1", extra: str = "") -> bytes:
@@ -124,16 +144,64 @@ class App:
         await send({"type": "http.response.body", "body": reply})
 
 
+class HoldingApp:
+    """Holds the n-th request until the test sets ``release[n]``, watching meanwhile for the client
+    leaving as the fast path does (then it replies nothing); the reply's body is n."""
+
+    def __init__(self) -> None:
+        self.entered: defaultdict[int, anyio.Event] = defaultdict(anyio.Event)
+        self.release: defaultdict[int, anyio.Event] = defaultdict(anyio.Event)
+        self.left = anyio.Event()
+        self.taken = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        number = self.taken
+        self.taken += 1
+        await receive()
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._cancel_when_client_leaves, receive, group.cancel_scope)
+            self.entered[number].set()
+            await self.release[number].wait()
+            group.cancel_scope.cancel()
+        if self.left.is_set():
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(number).encode()})
+
+    async def _cancel_when_client_leaves(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        if (await receive())["type"] == "http.disconnect":
+            self.left.set()
+            scope.cancel()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition`` (polled; the guard fails the test if it never holds)."""
+    with anyio.fail_after(HANG_GUARD_SECONDS):
+        while not condition():  # noqa: ASYNC110 - the server's figures have no event to wait on
+            await anyio.sleep(0.005)
+
+
 @contextlib.asynccontextmanager
 async def serving(
-    app: Any, graceful_timeout: float = 10.0, keep_alive_timeout: float = 75.0
+    app: Any,
+    graceful_timeout: float = 10.0,
+    keep_alive_timeout: float = 75.0,
+    max_connections: int | None = None,
+    receive_buffer: int | None = None,
+    max_body: int = MAX_BODY,
 ) -> AsyncIterator[tuple[HttpServer, int]]:
     sock = socket.socket()
+    if receive_buffer is not None:  # inherited by every accepted socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.bind(("127.0.0.1", 0))
     sock.listen(100)
     port = sock.getsockname()[1]
     server = HttpServer(
-        app, max_body=MAX_BODY, graceful_timeout=graceful_timeout, keep_alive_timeout=keep_alive_timeout
+        app,
+        max_body=max_body,
+        graceful_timeout=graceful_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        **({} if max_connections is None else {"max_connections": max_connections}),
     )
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve, sock)
@@ -220,24 +288,57 @@ async def test_the_app_learns_that_the_client_left() -> None:
             431,
             f"exceed {MAX_HEAD_BYTES} bytes".encode(),
         ),
-        (b"POST / HTTP/1.1\r\ncontent-length: 5000\r\n\r\n", 413, f"the limit is {MAX_BODY} bytes".encode()),
+        (
+            b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5000\r\n\r\n",
+            413,
+            f"the limit is {MAX_BODY} bytes".encode(),
+        ),
+        # Accepted by llhttp, refused by the URL parser: once a crash of the whole server (trio).
+        (b"GET http://a:b/ HTTP/1.1\r\nhost: test\r\n\r\n", 400, b"not a valid URL"),
+        (b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n", 400, b"not a valid URL"),
+        (b"GET / HTTP/2.0\r\nhost: test\r\n\r\n", 505, b"HTTP/2.0 is not served here"),
+        (b"GET /\r\n\r\n", 505, b"HTTP/0.9 is not served here"),
+        # Each counted with its colon and line end: 13,105 empty headers pass 64 KiB at the last one.
+        (b"GET / HTTP/1.1\r\nhost: test\r\n" + b"a:\r\n" * 13105 + b"\r\n", 431, b"exceed"),
+        (
+            b"GET / HTTP/1.1\r\nhost: test\r\n"
+            + b"".join(b"x-%d: 1\r\n" % number for number in range(MAX_HEADERS))
+            + b"\r\n",
+            431,
+            f"more than {MAX_HEADERS} headers".encode(),
+        ),
+        (b"GET / HTTP/1.1\r\n\r\n", 400, b"exactly one Host"),
+        (b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", 400, b"exactly one Host"),
     ],
-    ids=["unparsable", "head-too-large", "body-too-large"],
+    ids=[
+        "unparsable",
+        "head-too-large",
+        "body-too-large",
+        "target-not-a-url",
+        "connect",
+        "http-2",
+        "http-0.9",
+        "many-tiny-headers",
+        "too-many-headers",
+        "no-host",
+        "two-hosts",
+    ],
 )
 async def test_bad_requests_are_refused_with_their_status_and_the_server_goes_on(
     raw: bytes, status: int, says: bytes
 ) -> None:
     """Each refusal answers its status with a message and closes; the next connection is served."""
     async with serving(App()) as (_, port):
-        async with connection(port) as (stream, replies):
-            await stream.send(raw)  # the too-large body is never sent: the refusal comes first
-            got, headers, body = await replies.read()
-            assert (got, headers["connection"]) == (status, "close")
-            assert says in body
-            assert await replies.closed()
-        async with connection(port) as (stream, replies):
-            await stream.send(request("/fine"))
-            assert (await replies.read())[0] == 200
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            async with connection(port) as (stream, replies):
+                await stream.send(raw)  # the too-large body is never sent: the refusal comes first
+                got, headers, body = await replies.read()
+                assert (got, headers["connection"]) == (status, "close")
+                assert says in body
+                assert await replies.closed()
+            async with connection(port) as (stream, replies):
+                await stream.send(request("/fine"))
+                assert (await replies.read())[0] == 200
 
 
 async def test_an_app_that_raises_answers_500_and_the_server_goes_on() -> None:
@@ -281,3 +382,168 @@ async def test_a_request_past_the_graceful_timeout_is_cancelled() -> None:
         server.stop()
         with anyio.fail_after(10):
             await app.cancelled.wait()
+
+
+async def test_a_client_expecting_100_continue_is_told_to_send_its_body() -> None:
+    """A request with ``Expect: 100-continue`` gets ``100 Continue`` once its head is in (a client
+    waiting for it would otherwise hang), then, its body sent, its reply."""
+    body = b"z" * 10
+    raw = request("/upload", body, extra="expect: 100-continue\r\n")
+    async with serving(App()) as (_, port), connection(port) as (stream, replies):
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            await stream.send(raw[: -len(body)])
+            assert (await replies.read())[0] == 100
+            await stream.send(body)
+            assert (await replies.read())[:3:2] == (200, b"POST /upload  10")
+
+
+async def test_an_upgrade_request_is_answered_as_a_plain_one_and_the_connection_closes() -> None:
+    """A request asking to upgrade (WebSocket here) gets the app's reply with ``connection: close``,
+    and nothing else: the bytes after it, another protocol's, are never read as HTTP."""
+    upgrade = request("/ws", extra="connection: upgrade\r\nupgrade: websocket\r\n")
+    async with serving(App()) as (_, port), connection(port) as (stream, replies):
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            await stream.send(upgrade + b"\x81\x05hello" + request("/after"))
+            status, headers, body = await replies.read()
+            assert (status, body, headers["connection"]) == (200, b"GET /ws  0", "close")
+            assert await replies.closed()
+
+
+async def test_a_streamed_reply_to_http_1_0_is_sent_unchunked_and_ends_with_the_connection() -> None:
+    """HTTP/1.0 knows no chunked encoding: a streamed reply goes out as it comes, without
+    ``transfer-encoding``, and the connection's end marks its end."""
+    async with serving(App()) as (_, port), connection(port) as (stream, replies):
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            await stream.send(request("/stream", version="1.0"))
+            head, _, body = (await replies.rest()).partition(b"\r\n\r\n")
+            assert body == b"one,two,three"
+            assert b"transfer-encoding" not in head.lower()
+            assert b"connection: close" in head.lower()
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+async def test_a_request_trickled_byte_by_byte_is_cut_at_the_keep_alive_timeout(part: str) -> None:
+    """A slowloris client, sending its request a byte at a time, each byte well within the keep-alive
+    timeout, still has the whole request (head and body) to send within it: the server closes the
+    connection and the request never reaches the app. (The trickle lasts seconds, the timeout 0.3 s.)"""
+    app = App()
+    raw = request("/trickled", b"b" * 400, extra="x-pad: " + "p" * 400 + "\r\n")
+    start = 0 if part == "head" else raw.index(b"\r\n\r\n") + 4
+
+    async def trickle(stream: anyio.abc.SocketStream) -> None:
+        for byte in raw[start:]:
+            await stream.send(bytes([byte]))
+            await anyio.sleep(0.01)
+
+    async with serving(app, keep_alive_timeout=0.3) as (_, port), connection(port) as (stream, replies):
+        await stream.send(raw[:start])
+        async with anyio.create_task_group() as group:
+            group.start_soon(trickle, stream)
+            with anyio.fail_after(HANG_GUARD_SECONDS):
+                assert await replies.closed()
+            group.cancel_scope.cancel()
+    assert not app.entered.is_set()
+
+
+async def test_a_client_that_half_closes_still_gets_every_reply() -> None:
+    """A client that sends its requests and then its end of stream (``shutdown(SHUT_WR)``) is still
+    reading: both pipelined requests are answered, though the app watches for the client leaving
+    (as the fast path does), and then the connection closes."""
+    app = HoldingApp()
+    async with serving(app) as (server, port), connection(port) as (stream, replies):
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            await stream.send(request("/first") + request("/second"))
+            await stream.send_eof()
+            await app.entered[0].wait()
+            await until(lambda: server.statistics().connections_half_closed == 1)
+            app.release[0].set()
+            app.release[1].set()
+            assert (await replies.read())[:3:2] == (200, b"0")
+            assert (await replies.read())[:3:2] == (200, b"1")
+            assert await replies.closed()
+    assert not app.left.is_set()
+
+
+async def test_a_stream_begun_after_the_client_half_closed_tells_the_app_it_left() -> None:
+    """Once a reply streams (an SSE stream could run forever), the client's end of stream counts as
+    leaving: the app's ``receive()`` answers ``http.disconnect``."""
+    app = App()
+    async with serving(app) as (_, port), connection(port) as (stream, _):
+        await stream.send(request("/wait-for-disconnect"))
+        await stream.send_eof()
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            await app.saw_disconnect.wait()
+
+
+@pytest.mark.parametrize("body_size", [100, 60_000], ids=["small-requests", "large-requests"])
+async def test_a_client_pipelining_without_reading_its_replies_is_read_only_so_far(body_size: int) -> None:
+    """A client that pipelines without end, never reading a reply, is read only until
+    ``MAX_QUEUED_REQUESTS`` wait or ``MAX_READ_AHEAD`` bytes (plus what one read brings), and not
+    read again while any still waits: answering one must not let the queue grow by another
+    bound's worth, or memory grows without limit."""
+    app = HoldingApp()
+    one = request("/flood", b"f" * body_size)
+    # The server's receive buffer is small, so one read brings a few requests at most.
+    per_read = 2 * 16384 // len(one) + 1
+    bound = min(MAX_QUEUED_REQUESTS, MAX_READ_AHEAD // len(one)) + 2 * per_read + 1
+
+    async def flood(stream: anyio.abc.SocketStream) -> None:
+        while True:
+            await stream.send(one * 4)  # blocks once the server stops reading
+
+    async with (
+        # No grace at the end: the last request is held for good.
+        serving(app, receive_buffer=8192, graceful_timeout=0, max_body=body_size) as (server, port),
+        connection(port) as (stream, _),
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(flood, stream)
+        for number in range(3):
+            with anyio.fail_after(HANG_GUARD_SECONDS):
+                await app.entered[number].wait()
+            await until(lambda: server.statistics().connections_not_reading == 1)
+            assert server.statistics().requests_queued <= bound
+            app.release[number].set()
+        group.cancel_scope.cancel()
+
+
+async def test_at_the_connection_cap_the_idle_connection_held_longest_makes_room() -> None:
+    """With the server holding as many connections as it may, a new client is served: the idle
+    keep-alive connection is closed to make room (one busy with a request is not)."""
+    app = App()
+    async with serving(app, max_connections=2) as (_, port):
+        async with connection(port) as (idle, idle_replies), connection(port) as (busy, busy_replies):
+            await idle.send(request("/warm"))
+            await idle_replies.read()
+            await busy.send(request("/slow"))
+            await app.entered.wait()
+            await anyio.wait_all_tasks_blocked()
+            with anyio.fail_after(HANG_GUARD_SECONDS):
+                async with connection(port) as (new, new_replies):
+                    await new.send(request("/new"))
+                    assert (await new_replies.read())[2] == b"GET /new  0"
+                assert await idle_replies.closed()
+                app.release.set()
+                assert (await busy_replies.read())[2] == b"GET /slow  0"
+
+
+async def test_at_the_connection_cap_with_every_connection_busy_a_new_one_is_answered_503() -> None:
+    """With every connection the server may hold busy, a new one is answered ``503`` with the
+    reason and closed; the busy one is answered, and a later client is served."""
+    app = App()
+    async with serving(app, max_connections=1) as (_, port):
+        async with connection(port) as (busy, busy_replies):
+            await busy.send(request("/slow"))
+            await app.entered.wait()
+            with anyio.fail_after(HANG_GUARD_SECONDS):
+                async with connection(port) as (_, refused_replies):
+                    status, headers, body = await refused_replies.read()
+                    assert (status, headers["connection"]) == (503, "close")
+                    assert b"as many connections as it may (1)" in body
+                    assert await refused_replies.closed()
+                app.release.set()
+                assert (await busy_replies.read())[2] == b"GET /slow  0"
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            async with connection(port) as (later, later_replies):
+                await later.send(request("/later"))
+                assert (await later_replies.read())[0] == 200
