@@ -453,7 +453,7 @@ def _add_chaos(commands: Any) -> None:
         "--inject-bug",
         help="comma-separated planted server bugs the checkers must catch: "
         "ack-before-commit, lose-update-on-conflict, apply-retry-twice, reorder-events, "
-        "leak-across-principals (default: none)",
+        "leak-across-principals, claim-keeps-epoch (default: none)",
     )
     chaos.add_argument(
         "--transport",
@@ -462,6 +462,14 @@ def _add_chaos(commands: Any) -> None:
         "dropped connections and cross-principal probes (every fault kind but wire, and revoke)",
     )
     chaos.add_argument("--principals", type=int, help="http: principals owning the sessions (default: 3)")
+    chaos.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        help="sqlite (default): one server on a file; postgres: --nodes HTTP nodes on a throwaway "
+        "PostgreSQL, clients attached to different nodes, the cluster's faults (kill, term, stop, "
+        "pgrestart, terminate) and the one-owner-per-epoch checker (implies --transport http)",
+    )
+    chaos.add_argument("--nodes", type=int, help="postgres: nodes sharing the database (default: 2)")
 
 
 def _chaos(args: argparse.Namespace) -> int:
@@ -476,11 +484,27 @@ def _chaos(args: argparse.Namespace) -> int:
 
     given: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("duration", "clients", "sessions", "durability", "transport", "principals")
+        for name in (
+            "duration",
+            "clients",
+            "sessions",
+            "durability",
+            "transport",
+            "principals",
+            "store",
+            "nodes",
+        )
         if getattr(args, name) is not None
     }
+    if args.store == "postgres":
+        given.setdefault("transport", "http")
+        given.setdefault("nodes", 2)
     if args.faults is not None:
         given["faults"] = tuple(kind for kind in args.faults.split(",") if kind and kind != "none")
+    elif args.store == "postgres":
+        from .chaos.faults import CLUSTER_FAULT_KINDS
+
+        given["faults"] = CLUSTER_FAULT_KINDS
     elif args.transport == "http":
         from .chaos.faults import HTTP_FAULT_KINDS
 

@@ -24,6 +24,8 @@ PLANTED_BUGS = {
     "reorder-events": "get_context shows the two newest events swapped",
     "leak-across-principals": "over HTTP a session id acts for whichever principal presents it, "
     "as over stdio (another principal's session is reached, not answered like an unknown one)",
+    "claim-keeps-epoch": "a PostgreSQL node that claims a session keeps its owner epoch instead of "
+    "bumping it, so the old owner's writes are not fenced",
 }
 
 

@@ -44,6 +44,15 @@ Faults in this module's kinds, each against the one server process:
   the same idempotency key (``requestId``): a dropped call has an unknown
   outcome and may still take effect, but only once with its retries.
 
+With ``--store postgres`` (several nodes on one PostgreSQL database, see
+:mod:`.cluster`) the kinds are the cluster's: ``kill`` (SIGKILL one node,
+restart it under its name once its lease is past), ``term``, ``stop`` (SIGSTOP
+one node past its lease, then SIGCONT), and:
+
+- ``pgrestart``: PostgreSQL stopped in immediate mode (as a crash) mid-load and
+  started again; every node's connection is lost.
+- ``terminate``: ``pg_terminate_backend`` of one node's connections.
+
 The schedule spreads the faults over the middle of the run (the first and
 last tenths stay calm), one in each of equal stretches of time, at a random
 moment within its stretch. The first ones are every selected kind once, in a
@@ -61,8 +70,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_FAULT_KINDS",
+    "CLUSTER_FAULT_KINDS",
     "FAULT_KINDS",
     "HTTP_FAULT_KINDS",
+    "NODE_LEASE",
     "RECORDED_KIND",
     "SEAM_KINDS",
     "PlannedFault",
@@ -86,7 +97,9 @@ FAULT_KINDS = (
 # Over HTTP: every kind but bad lines on a pipe (``drop`` closes the call's connection there),
 # and token rotation, which only HTTP has.
 HTTP_FAULT_KINDS = (*(kind for kind in FAULT_KINDS if kind != "wire"), "revoke")
-ALL_FAULT_KINDS = (*FAULT_KINDS, "revoke")
+# With several nodes on one PostgreSQL database: the nodes' and the database's faults.
+CLUSTER_FAULT_KINDS = ("kill", "term", "stop", "pgrestart", "terminate")
+ALL_FAULT_KINDS = (*FAULT_KINDS, "revoke", "pgrestart", "terminate")
 # The kinds that need the server's fault seam.
 SEAM_KINDS = frozenset({"ioerror", "slow", "evict"})
 # How a fault kind is named in the history.
@@ -104,6 +117,8 @@ RECORDED_KIND = {
     "flood": "call-flood",
     "drop": "dropped-calls",
     "revoke": "token-rotation",
+    "pgrestart": "postgres-restart",
+    "terminate": "backend-terminated",
 }
 # A lock is held this many seconds past the server's busy timeout, at most.
 LOCK_MARGIN = (0.3, 0.8)
@@ -114,6 +129,8 @@ FULL_HOLD = (1.0, 2.0)
 SEAM_HOLD = (1.0, 2.0)
 BAD_INPUT_HOLD = (0.5, 1.0)
 DROP_HOLD = (1.0, 2.0)
+# With several nodes: the nodes' leases, short so that a node killed or paused loses its sessions soon.
+NODE_LEASE = 1.0
 # A flood is this many concurrent calls on one session.
 # (More than a mailbox holds: the runner's servers take up to SERVER_IN_FLIGHT requests at once.)
 FLOOD_CALLS = (1500, 2500)
@@ -138,9 +155,11 @@ def plan_faults(
     *,
     timeout: float,
     busy_timeout: float = 5.0,
+    lease: float | None = None,
 ) -> tuple[PlannedFault, ...]:
     """The faults of a run of ``duration`` seconds whose clients give up after ``timeout``,
-    against servers that wait ``busy_timeout`` seconds for a locked database.
+    against servers that wait ``busy_timeout`` seconds for a locked database; with nodes
+    holding leases of ``lease`` seconds, a stop lasts past the lease.
 
     Error handling:
         Raises ``ValueError`` naming an unknown kind.
@@ -163,7 +182,7 @@ def plan_faults(
         at = first + stretch * (number + rng.uniform(0.0, 0.5))
         hold = 0.0
         if kind == "stop":
-            hold = timeout * rng.uniform(1.5, 2.5)
+            hold = (lease if lease is not None else timeout) * rng.uniform(1.5, 2.5)
         elif kind == "lock":
             hold = busy_timeout + rng.uniform(*LOCK_MARGIN)
         elif kind == "second":

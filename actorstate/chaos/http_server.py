@@ -77,8 +77,9 @@ POOL_CONNECTIONS = 256
 _OPEN_LIMITS = ["--max-connections", "100000", "--max-in-flight-per-client", "100000", "--rate-limit", "1e9"]
 
 
-def http_serve_command(db: Path, durability: str, tokens_file: Path) -> list[str]:
-    """The command line of an HTTP server on ``db`` taking ``tokens_file``'s tokens: this interpreter."""
+def http_serve_command(db: Path | str, durability: str, tokens_file: Path) -> list[str]:
+    """The command line of an HTTP server on ``db`` (a file, or a ``postgresql://`` URL) taking
+    ``tokens_file``'s tokens: this interpreter."""
     return [
         sys.executable,
         "-m",

@@ -79,8 +79,10 @@ from .checkers import NO_REPLY, PROBE_PROCESS, check_history
 from .disk import SmallFileSystem
 from .faults import (
     ALL_FAULT_KINDS,
+    CLUSTER_FAULT_KINDS,
     FAULT_KINDS,
     HTTP_FAULT_KINDS,
+    NODE_LEASE,
     RECORDED_KIND,
     SEAM_KINDS,
     PlannedFault,
@@ -102,9 +104,20 @@ if TYPE_CHECKING:
     from .history import History, Record
     from .report import Summary
 
-__all__ = ["TRANSPORTS", "RunOptions", "RunPlan", "RunResult", "plan_run", "replay_command", "run_chaos"]
+__all__ = [
+    "STORES",
+    "TRANSPORTS",
+    "RunOptions",
+    "RunPlan",
+    "RunResult",
+    "plan_run",
+    "replay_command",
+    "run_chaos",
+]
 
 TRANSPORTS = ("stdio", "http")
+# sqlite: one server on a file; postgres: several nodes on one PostgreSQL database (.cluster).
+STORES = ("sqlite", "postgres")
 # Either kind of server process; over HTTP, each call names the principal it is made as.
 AnyServer = ServerProcess | HttpServerProcess
 
@@ -168,6 +181,9 @@ class RunOptions:
     transport: str = "stdio"
     # HTTP: the principals owning the sessions (each a token), at least two for the probes.
     principals: int = 3
+    # sqlite: one server on a file; postgres: ``nodes`` HTTP nodes on a throwaway PostgreSQL.
+    store: str = "sqlite"
+    nodes: int = 1
 
     def __post_init__(self) -> None:
         if not self.duration > 0:
@@ -180,6 +196,17 @@ class RunOptions:
             raise ValueError(f"--durability must be commit or interval, not {self.durability!r}")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"--transport must be {' or '.join(TRANSPORTS)}, not {self.transport!r}")
+        if self.store not in STORES:
+            raise ValueError(f"--store must be {' or '.join(STORES)}, not {self.store!r}")
+        if self.store == "postgres":
+            self._check_cluster()
+        elif self.nodes != 1:
+            raise ValueError(
+                f"--nodes {self.nodes} needs --store postgres (nodes share a PostgreSQL database)"
+            )
+        elif set(self.faults) & set(CLUSTER_FAULT_KINDS) - set(FAULT_KINDS):
+            cluster_only = sorted(set(self.faults) & set(CLUSTER_FAULT_KINDS) - set(FAULT_KINDS))
+            raise ValueError(f"--faults {', '.join(cluster_only)} is for --store postgres")
         if self.transport == "http":
             if self.principals < 2:
                 raise ValueError(
@@ -187,7 +214,7 @@ class RunOptions:
                     f"not {self.principals}"
                 )
             stdio_only = sorted(set(self.faults) & set(FAULT_KINDS) - set(HTTP_FAULT_KINDS))
-            if stdio_only:
+            if stdio_only and self.store == "sqlite":
                 raise ValueError(
                     f"--faults {', '.join(stdio_only)} is for --transport stdio (bad lines on a pipe); "
                     f"over HTTP choose from {', '.join(HTTP_FAULT_KINDS)}"
@@ -202,6 +229,18 @@ class RunOptions:
             raise ValueError(f"--faults {', '.join(http_only)} is for --transport http (tokens)")
         check_names(",".join(self.planted_bugs))
 
+    def _check_cluster(self) -> None:
+        if self.transport != "http":
+            raise ValueError("--store postgres runs its nodes over HTTP: give --transport http")
+        if self.nodes < 1:
+            raise ValueError(f"--nodes must be at least 1, not {self.nodes}")
+        foreign = sorted(set(self.faults) - set(CLUSTER_FAULT_KINDS))
+        if foreign:
+            raise ValueError(
+                f"--faults {', '.join(foreign)} is not a cluster fault; with --store postgres choose from "
+                f"{', '.join(CLUSTER_FAULT_KINDS)}"
+            )
+
 
 def replay_command(options: RunOptions) -> str:
     """The one-line command that runs ``options`` again (in a new output directory)."""
@@ -211,6 +250,7 @@ def replay_command(options: RunOptions) -> str:
         f"--faults {','.join(options.faults) or 'none'} --durability {options.durability}"
         + (f" --inject-bug {','.join(options.planted_bugs)}" if options.planted_bugs else "")
         + (f" --transport http --principals {options.principals}" if options.transport == "http" else "")
+        + (f" --store postgres --nodes {options.nodes}" if options.store == "postgres" else "")
     )
 
 
@@ -249,7 +289,12 @@ def plan_run(options: RunOptions, config: Config | None = None) -> RunPlan:
     config = config or Config()
     rng = random.Random(options.seed)
     faults = plan_faults(
-        rng, options.faults, options.duration, timeout=options.timeout, busy_timeout=config.busy_timeout
+        rng,
+        options.faults,
+        options.duration,
+        timeout=options.timeout,
+        busy_timeout=config.busy_timeout,
+        lease=NODE_LEASE if options.store == "postgres" else None,
     )
     seeds = tuple(rng.getrandbits(64) for _ in range(options.clients))
     return RunPlan(faults, seeds, options.sessions, config.max_turns_limit)
@@ -271,6 +316,8 @@ class RunResult:
     history_path: Path
     window_paths: list[Path]
     elapsed: float
+    # Lines of the report only some runs have (a cluster's moves and fenced writes).
+    notes: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -341,12 +388,13 @@ class RunResult:
         )
         lines.append(f"calls: {self.summary.total_calls} in {self.elapsed:.1f} s")
         second = collections.Counter(str(call.phase) for call in self.history.calls if "@" in call.process)
-        if second:
+        if second and self.options.store == "sqlite":  # a cluster's calls all name their node
             by_phase = ", ".join(f"{phase} {count}" for phase, count in sorted(second.items()))
             lines.append(f"calls through second servers: {by_phase}")
         faults = ", ".join(f"{kind} {count}" for kind, count in self.summary.faults.items())
         lines.append(f"faults: {faults or 'none'}")
         lines.extend(self._timing_lines())
+        lines.extend(self.notes)
         lines.append(self._irreproducible())
         for problem in self.problems:
             lines.append(f"problem: {problem}")
@@ -367,6 +415,10 @@ class RunResult:
 
 async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
     """Run ``options`` against a real server process; ``progress`` gets a line a second."""
+    if options.store == "postgres":
+        from .cluster import run_cluster_chaos
+
+        return await run_cluster_chaos(options, progress=progress)
     options.out.mkdir(parents=True, exist_ok=True)
     history_path = options.out / "history.jsonl"
     with history_path.open("w", encoding="utf-8") as history_file:

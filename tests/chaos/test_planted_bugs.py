@@ -28,9 +28,14 @@ _CAUGHT_BY = {
     "apply-retry-twice": ("drop", {"counter", "list-append"}),
     "reorder-events": ("none", {"list-append"}),
     "leak-across-principals": ("none", {"cross-principal"}),
+    "claim-keeps-epoch": ("stop", {"one-owner-per-epoch"}),
 }
-# The bugs only a run over HTTP can bring out (principals exist only there).
-_OVER_HTTP = {"leak-across-principals": ["--transport", "http"]}
+# The bugs only a run over HTTP can bring out (principals exist only there), or only nodes
+# sharing a PostgreSQL database (epochs exist only there).
+_OVER_HTTP = {
+    "leak-across-principals": ["--transport", "http"],
+    "claim-keeps-epoch": ["--store", "postgres", "--nodes", "2"],
+}
 
 
 def test_every_planted_bug_has_a_run_that_catches_it() -> None:

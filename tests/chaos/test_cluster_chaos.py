@@ -1,0 +1,196 @@
+"""The chaos runner against a cluster: a short run of three HTTP nodes on a throwaway PostgreSQL
+(SIGKILL and SIGSTOP of a node past its lease, SIGTERM, PostgreSQL crashed and restarted, a node's
+connections terminated), the one-owner-per-epoch checker on hand-written histories, and the
+options. (The planted claim-keeps-epoch bug is caught in test_planted_bugs.)"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from actorstate.chaos import FaultPhase, History, Phase
+from actorstate.chaos.checkers.owners import OwnerObservation, check_single_owner
+from actorstate.chaos.faults import CLUSTER_FAULT_KINDS, NODE_LEASE, plan_faults
+from actorstate.chaos.runner import RunOptions, replay_command
+
+from .scripts import Script
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Generous: a hung run fails the test instead of the suite; nothing here times the run.
+_RUN_LIMIT = 300
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One 8-second commit-mode run of three nodes with every cluster fault kind."""
+    out = tmp_path_factory.mktemp("chaos-cluster") / "run"
+    command = [sys.executable, "-m", "actorstate", "chaos", "--store", "postgres", "--nodes", "3"]
+    process = subprocess.run(
+        [*command, "--seed", "7", "--duration", "8", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT,
+        check=False,
+    )
+    return process, out
+
+
+def test_a_cluster_run_with_every_cluster_fault_passes(
+    cluster_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """The run exits 0 with no violation (nothing acknowledged lost across nodes, one owner per
+    epoch); every cluster fault ran: the killed node was restarted under its name after its lease,
+    the SIGTERMed one exited 0, PostgreSQL was restarted, a node's connections were terminated;
+    every node answered calls; the owners were read throughout, and the final database too."""
+    process, out = cluster_run
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "violations: 0" in process.stdout
+    assert "--store postgres --nodes 3" in process.stdout.splitlines()[-1]
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    ends = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.END}
+    assert set(ends) == {"sigkill", "sigterm", "sigstop", "postgres-restart", "backend-terminated"}
+    kill = ends["sigkill"]
+    assert (
+        kill.details["restarted"].split(".")[0]
+        == next(fault.target for fault in history.faults if fault.kind == "sigkill").split(".")[0]
+    )
+    assert ends["sigterm"].details["exit_status"] == 0
+    answered_by = {call.process.split("@")[1] for call in history.calls if call.phase is Phase.OK}
+    assert answered_by == {"node-1", "node-2", "node-3"}
+    acknowledged_after_restart = [
+        call
+        for call in history.calls
+        if call.phase is Phase.OK
+        and call.tool == "increment_counter"
+        and call.index > ends["postgres-restart"].index
+    ]
+    assert acknowledged_after_restart
+    observations = [
+        OwnerObservation.from_json(line)
+        for line in (out / "owners.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert len(observations) > 20
+    final = observations[-1]
+    assert final.sent > max(call.last_index for call in history.calls if call.process.startswith("final"))
+
+
+def test_a_moved_call_is_recorded_failed_and_sent_to_the_owner(
+    cluster_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """A call a node answers "served by node N" is recorded as fail (nothing of it was kept), and
+    the same call (same idempotency key) is sent next to node N, which acknowledges it (or, while
+    N is down, to the next node running)."""
+    process, out = cluster_run
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    calls = list(history.calls)
+    moved = [
+        call
+        for call in calls
+        if call.completion is not None
+        and call.completion.error is not None
+        and "is served by node" in call.completion.error
+    ]
+    assert moved
+    assert all(call.phase is Phase.FAIL for call in moved)
+    followed = 0
+    for call in moved:
+        worker = call.process.split("@")[0]
+        key = call.arguments.get("requestId")
+        owner = call.completion.error.split("served by node ")[1].split(",")[0]  # type: ignore[union-attr]
+        retry = next(
+            (c for c in calls if c.index > call.index and c.process.split("@")[0] == worker),
+            None,
+        )
+        if retry is not None and key is not None and retry.arguments.get("requestId") == key:
+            # Sent to the owner named (unless it was down then: to the next node running).
+            followed += retry.process == f"{worker}@{owner}" and retry.phase is Phase.OK
+    assert followed > 0
+    assert "moved answers:" in process.stdout
+
+
+def _observed(script: Script, owners: dict[str, tuple[str | None, int]]) -> OwnerObservation:
+    """A read of the owners between the script's records so far and the next."""
+    at = len(script.history())
+    return OwnerObservation(at, at, owners)
+
+
+def test_one_owner_per_epoch_fails_on_two_owners_of_one_epoch() -> None:
+    """Epoch 4 of s1 seen held by node-1, then by node-2 (a claim that did not bump the epoch):
+    a violation naming both; a release (no owner) at the same epoch is none."""
+    script = Script()
+    script.create("s1")
+    first = _observed(script, {"s1": ("node-1", 4)})
+    script.increment("s1", 1, 1, process="w0@node-1")
+    released = _observed(script, {"s1": (None, 4)})
+    assert check_single_owner(script.history(), [first, released]) == []
+    second = _observed(script, {"s1": ("node-2", 4)})
+    violations = check_single_owner(script.history(), [first, released, second])
+    assert [v.checker for v in violations] == ["one-owner-per-epoch"]
+    assert violations[0].session == "s1"
+    assert "epoch 4 was held by node-1 and then by node-2" in violations[0].message
+
+
+def test_one_owner_per_epoch_fails_on_an_epoch_going_back() -> None:
+    """s1 seen at epoch 5, then at epoch 3: a violation."""
+    script = Script()
+    script.create("s1")
+    history = script.history()
+    violations = check_single_owner(
+        history,
+        [OwnerObservation(1, 1, {"s1": ("node-1", 5)}), OwnerObservation(2, 2, {"s1": ("node-2", 3)})],
+    )
+    assert len(violations) == 1
+    assert "went back from 5 to 3" in violations[0].message
+
+
+def test_only_the_owner_answers_within_one_tenure() -> None:
+    """An ok reply from node-2 to a call bracketed by two reads that both saw node-1 at epoch 3 is
+    a violation; the same reply when the reads saw different epochs (a claim in between), or when
+    the reply came from node-1, is none."""
+    script = Script()
+    script.create("s1")
+    before = _observed(script, {"s1": ("node-1", 3)})
+    stale = script.increment("s1", 1, 1, process="w0@node-2")
+    fine = script.increment("s1", 1, 2, process="w1@node-1")
+    after_same = _observed(script, {"s1": ("node-1", 3)})
+    after_claimed = _observed(script, {"s1": ("node-2", 4)})
+    history = script.history()
+    violations = check_single_owner(history, [before, after_same])
+    assert [v.operations for v in violations] == [(stale,)]
+    assert "from node-2 while node-1 held the session under epoch 3" in violations[0].message
+    assert fine not in violations[0].operations
+    assert check_single_owner(history, [before, after_claimed]) == []
+
+
+def test_cluster_options_are_checked_and_replayed(tmp_path: Path) -> None:
+    """--store postgres needs HTTP and takes only the cluster's faults; --nodes needs postgres; the
+    replay line names the store and the nodes."""
+    options = RunOptions(
+        seed=3, out=tmp_path, transport="http", store="postgres", nodes=3, faults=CLUSTER_FAULT_KINDS
+    )
+    assert replay_command(options).endswith("--store postgres --nodes 3")
+    with pytest.raises(ValueError, match="give --transport http"):
+        RunOptions(seed=3, out=tmp_path, store="postgres", nodes=2, faults=("kill",))
+    with pytest.raises(ValueError, match="lock is not a cluster fault"):
+        RunOptions(seed=3, out=tmp_path, transport="http", store="postgres", nodes=2, faults=("lock",))
+    with pytest.raises(ValueError, match="--nodes 2 needs --store postgres"):
+        RunOptions(seed=3, out=tmp_path, nodes=2)
+    with pytest.raises(ValueError, match="pgrestart is for --store postgres"):
+        RunOptions(seed=3, out=tmp_path, faults=("pgrestart",))
+
+
+def test_a_cluster_schedule_pauses_nodes_past_their_lease() -> None:
+    """Whatever the seed, a cluster schedule has every cluster kind, and each stop outlasts the
+    nodes' lease (so the paused node's sessions can move), however short the clients' timeout."""
+    for seed in range(50):
+        faults = plan_faults(
+            random.Random(seed), CLUSTER_FAULT_KINDS, 8.0, timeout=0.1, busy_timeout=5.0, lease=NODE_LEASE
+        )
+        assert {fault.kind for fault in faults} == set(CLUSTER_FAULT_KINDS)
+        assert all(fault.hold > NODE_LEASE for fault in faults if fault.kind == "stop")
