@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.scenarios.activation import Activation
+from benchmarks.scenarios.cluster import Cluster
 from benchmarks.scenarios.contention import Contention, Spread
 from benchmarks.scenarios.durable import AckLatency, Durable
 from benchmarks.scenarios.eviction import Eviction
@@ -24,5 +25,6 @@ SCENARIOS = {
         Recovery,
         Stdio,
         Http,
+        Cluster,
     )
 }
