@@ -9,6 +9,7 @@ directory). Logs go to stderr; stdout belongs to the protocol.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
@@ -91,6 +92,19 @@ _SERVE_OPTIONS: list[tuple[str, type, str]] = [
     ("--rate-limit", float, "HTTP: requests per second per client (bursts of twice that)"),
     ("--max-protocol-sessions", int, "HTTP: the older protocol's sessions held at once (503 past it)"),
     (
+        "--drain-period",
+        float,
+        "HTTP: seconds /readyz answers 503 before a stop ends intake (once /readyz was probed)",
+    ),
+    ("--metrics-access", str, "HTTP with tokens: who may read /metrics: operator | open"),
+    ("--metrics-principals", str, "on | off: /metrics names each HTTP principal (else sums them)"),
+    (
+        "--metrics",
+        str,
+        "stdio: answer /healthz, /readyz and /metrics over HTTP on HOST:PORT (loopback only by default)",
+    ),
+    ("--metrics-remote", str, "on | off: let --metrics listen beyond loopback (it has no authentication)"),
+    (
         "--max-protocol-sessions-per-client",
         int,
         "HTTP: the older protocol's sessions one client may hold (429 past it)",
@@ -111,9 +125,11 @@ def _serve_defaults() -> dict[str, Any]:
         DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT,
         DEFAULT_STOP_GRACE,
     )
+    from .transport.operations import OperationsSettings
     from .transport.registry import RegistryLimits
 
     config = Config()
+    operations = OperationsSettings()
     http = RegistryLimits()
     return {
         "--durability": "commit",
@@ -133,6 +149,10 @@ def _serve_defaults() -> dict[str, Any]:
         "--max-in-flight-per-client": http.max_in_flight,
         "--rate-limit": http.rate,
         "--max-protocol-sessions": DEFAULT_MAX_PROTOCOL_SESSIONS,
+        "--drain-period": operations.drain_period,
+        "--metrics-access": operations.metrics_access,
+        "--metrics-principals": "on" if operations.metrics_principals else "off",
+        "--metrics-remote": "off",
         "--max-protocol-sessions-per-client": DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT,
     }
 
@@ -141,6 +161,9 @@ _CHOICES = {
     "--durability": ("commit", "interval", "memory"),
     "--backend": ("trio", "asyncio"),
     "--fast-path": ("on", "off"),
+    "--metrics-access": ("operator", "open"),
+    "--metrics-principals": ("on", "off"),
+    "--metrics-remote": ("on", "off"),
     "--log-level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 
@@ -200,9 +223,19 @@ def _serve_settings(args: argparse.Namespace) -> None:
             raise ValueError(f"{source} must be at least 1024 bytes, not {value}")
         if flag == "--max-in-flight" and value < 1:
             raise ValueError(f"{source} must be at least 1, not {value}")
-        if flag == "--stop-grace" and not value >= 0:  # not NaN either
+        if flag in ("--stop-grace", "--drain-period") and not value >= 0:  # not NaN either
             raise ValueError(f"{source} must be a number of seconds, 0 or more, not {value}")
         setattr(args, name, value)
+    if args.metrics is not None:
+        if args.http is not None:
+            raise ValueError(
+                "--metrics is for a stdio server: with --http, /healthz, /readyz and /metrics are on "
+                "the HTTP server itself"
+            )
+        args.metrics_address = _http_address(args.metrics, "--metrics")
+        from .transport.side_listener import check_side_address
+
+        check_side_address(args.metrics_address[0], remote=args.metrics_remote == "on")
     if args.http is not None:
         args.http_address = _http_address(args.http)
     else:
@@ -244,7 +277,7 @@ def _serve_settings(args: argparse.Namespace) -> None:
         args.db = path
 
 
-def _http_address(text: str) -> tuple[str, int]:
+def _http_address(text: str, flag: str = "--http") -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:8000`` for IPv6) as a host and a port.
 
     Error handling:
@@ -253,7 +286,7 @@ def _http_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--http must be HOST:PORT (such as 127.0.0.1:8000), not {text!r}")
+        raise ValueError(f"{flag} must be HOST:PORT (such as 127.0.0.1:8000), not {text!r}")
     return host, int(port)
 
 
@@ -287,7 +320,6 @@ async def _serve(args: argparse.Namespace) -> None:
     from . import planted
     from .config import Config
     from .state import open_state
-    from .transport.serve import serve_stdio
     from .transport.signals import StopSignals
 
     http = _http_settings(args) if args.http is not None else None
@@ -340,14 +372,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
                     await serve_http(state, http, signals=signals)
                 else:
-                    await serve_stdio(
-                        state,
-                        max_line_bytes=args.max_line_bytes,
-                        max_in_flight=args.max_in_flight,
-                        stop_grace=args.stop_grace,
-                        signals=signals,
-                        fast_path=args.fast_path == "on",
-                    )
+                    await _serve_stdio(state, args, signals)
                 logger.info("serving ended: closing")
             task_group.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -356,6 +381,47 @@ async def _serve(args: argparse.Namespace) -> None:
             raise group.exceptions[0] from None
         raise
     logger.info("closed after %.1f s; everything acknowledged is stored", time.monotonic() - started)
+
+
+async def _serve_stdio(state: Any, args: argparse.Namespace, signals: Any) -> None:
+    """Serve MCP on stdio, with the operations endpoints on their side listener under --metrics."""
+    import anyio
+
+    from .transport.serve import serve_stdio
+    from .transport.tools import ToolContext
+
+    context = ToolContext(state)
+    serving = functools.partial(
+        serve_stdio,
+        state,
+        max_line_bytes=args.max_line_bytes,
+        max_in_flight=args.max_in_flight,
+        stop_grace=args.stop_grace,
+        signals=signals,
+        fast_path=args.fast_path == "on",
+        context=context,
+    )
+    if args.metrics is None:
+        await serving()
+        return
+    from .transport.operations import Operations
+    from .transport.side_listener import serve_side_listener
+
+    operations = Operations(state, context, _operations_settings(args))
+    async with anyio.create_task_group() as side:
+        await side.start(serve_side_listener, operations, *args.metrics_address)
+        await serving()
+        side.cancel_scope.cancel()
+
+
+def _operations_settings(args: argparse.Namespace) -> Any:
+    from .transport.operations import OperationsSettings
+
+    return OperationsSettings(
+        drain_period=args.drain_period,
+        metrics_access=args.metrics_access,
+        metrics_principals=args.metrics_principals == "on",
+    )
 
 
 def _http_settings(args: argparse.Namespace) -> Any:
@@ -405,6 +471,7 @@ def _http_settings(args: argparse.Namespace) -> Any:
         graceful_timeout=args.stop_grace,
         fast_path=args.fast_path == "on",
         max_protocol_sessions=args.max_protocol_sessions,
+        operations=_operations_settings(args),
         max_protocol_sessions_per_client=args.max_protocol_sessions_per_client,
     )
     check_listen_address(settings)

@@ -36,7 +36,6 @@ import anyio
 
 from ..errors import StateClosed, StoreError
 from .caller import OPERATOR_SCOPE
-from .metrics import RuntimeCollector, ScrapeExtras, metrics_registry
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from starlette.routing import Route
 
     from ..state import State
+    from .metrics import RuntimeCollector
     from .registry import ConnectionRegistry
     from .tools import ToolContext
 
@@ -130,8 +130,11 @@ class Operations:
         self.probed = False
         self._probe: anyio.Event | None = None
         self._last_probe: str | None = None
+        # prometheus_client is imported when a server answers /metrics, not when serve reads its flags.
+        from .metrics import RuntimeCollector, ScrapeExtras, metrics_registry
+
         self._extras = ScrapeExtras()
-        self._collector = RuntimeCollector(
+        self._collector: RuntimeCollector = RuntimeCollector(
             state, context.calls, lambda: self._extras, principal_names=settings.metrics_principals
         )
         self._metrics: CollectorRegistry = metrics_registry(self._collector)

@@ -43,6 +43,7 @@ async def serve_stdio(
     fast_path: bool = True,
     stdin_fd: int = 0,
     stdout_fd: int = 1,
+    context: ToolContext | None = None,
 ) -> None:
     """Serve MCP on stdin/stdout until end of input, a stop signal, or cancellation.
 
@@ -54,8 +55,10 @@ async def serve_stdio(
         signals: what SIGTERM and SIGINT do while this serves (see
             :class:`.signals.StopSignals`); without it they are left alone.
         stdin_fd, stdout_fd: the wire (tests serve files of their own).
+        context: the tools' context, when something else reads its figures
+            too (``--metrics``); one of its own when None.
     """
-    context = ToolContext(state)
+    context = context or ToolContext(state)
     tool_calls = ToolCallFastPath(context) if fast_path else None
     handshake = HandshakeFastPath(context.tools, lambda: tool_calls.protocol_version) if tool_calls else None
     async with stdio_transport(
