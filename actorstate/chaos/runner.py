@@ -37,7 +37,8 @@ others 2026-07-28. Throughout the run a prober makes *cross-principal
 probes* (:func:`~.checkers.check_probes`): principal B calls a tool, reads
 the session resource, or sends a request under A's protocol session, with
 the id of principal A's session, then makes the same call with an id that
-was never minted; the two must be answered alike. Bad input (``wire``) is
+was never minted; the two must be answered alike. Now and then a principal
+lists its sessions, which must name none of another's (nor an ended one). Bad input (``wire``) is
 for stdio only.
 
 How a call is recorded: ``ok`` with the reply's ``structuredContent``;
@@ -142,8 +143,10 @@ CREATE_ATTEMPTS = 5
 # read): the first violations get a window file each and a line in the report.
 WINDOW_FILES = 100
 REPORTED_VIOLATIONS = 20
-# HTTP: a cross-principal probe (and its unknown-id control) this often, all run long.
+# HTTP: a cross-principal probe (and its unknown-id control) this often, all run long...
 PROBE_EVERY = 0.05
+# ...and every this many probes, a principal lists its sessions.
+LIST_EVERY = 5
 # What a probe calls with another principal's session id (read_resource: its session:// resource).
 READ_RESOURCE = "read_resource"
 # A probe sending tools/list under another principal's protocol session (the older protocol).
@@ -803,6 +806,28 @@ class _Run:
             ]
             if live:
                 await self.probe(f"{PROBE_PROCESS}{number}", tool, rng.choice(live), rng)
+            if number % LIST_EVERY == 0:
+                await self.list_sessions_as(f"lister{number}", rng.choice(self.principals))
+
+    async def list_sessions_as(self, process: str, principal: str) -> None:
+        """``principal`` lists its sessions: the checkers hold that the listing names none of
+        another principal's sessions (ownership) and none ended before it (ended sessions)."""
+        server = await self.running_server()
+        invoke = self.recorder.invoke(process, "list_sessions", None, {}, client=principal)
+        try:
+            with anyio.fail_after(self.options.timeout):
+                reply = await server.call("list_sessions", {}, caller=principal)
+        except TimeoutError:
+            self.complete(invoke, Phase.INFO, error=f"timed out after {self.options.timeout:g} s")
+            return
+        except ServerGone as error:
+            self.complete(invoke, Phase.INFO, error=str(error))
+            return
+        assert reply is not None  # never dropped
+        if reply.error is None:
+            self.complete(invoke, Phase.OK, result=reply.structured)
+        else:
+            self.complete(invoke, Phase.INFO, error=reply.error)
 
     async def probe(self, process: str, tool: str, slot: _Slot, rng: random.Random) -> None:
         """Another principal calls ``tool`` on ``slot``'s session (reads its resource, or sends a

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from actorstate.chaos import FaultPhase, History, Phase, check_probes
+from actorstate.chaos import FaultPhase, History, Phase, check_ownership, check_probes
 from actorstate.chaos.checkers import NO_REPLY
 from actorstate.chaos.faults import HTTP_FAULT_KINDS
 from actorstate.chaos.runner import RunOptions, replay_command
@@ -106,7 +106,8 @@ def test_an_http_run_probes_across_principals_resources_included(
     """Probes ran all run long, resource reads and requests under another principal's protocol
     session among them, each by a principal other than the session's owner; every answered probe
     and its unknown-id control got the same refusal ("Session not found or expired", or the
-    protocol session's 404), never an ok."""
+    protocol session's 404), never an ok; the principals' listings of their sessions named none
+    of another's."""
     _, out = http_run
     history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
     probes = _probes(history)
@@ -142,6 +143,9 @@ def test_an_http_run_probes_across_principals_resources_included(
             assert call.phase is Phase.FAIL
             assert _NOT_FOUND in error
     assert check_probes(history) == []
+    listings = [call for call in history.calls if call.tool == "list_sessions" and call.phase is Phase.OK]
+    assert any(call.result["sessions"] for call in listings)
+    assert check_ownership(history) == []
 
 
 # -- the probe checker on hand-written histories -------------------------------------------
