@@ -74,28 +74,45 @@ def outcome_of(error: BaseException) -> str:
     return "error"
 
 
+class _ToolCalls:
+    """One tool's figures: calls that succeeded, the others by outcome, and the latency."""
+
+    __slots__ = ("failed", "latency", "ok")
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = dict.fromkeys(OUTCOMES[1:], 0)
+        self.latency = Histogram(LATENCY_BOUNDS)
+
+
 class CallFigures:
     """Calls by (tool, outcome) and each tool's latency histogram, for the tools named at start."""
 
-    __slots__ = ("_calls", "_latency")
+    __slots__ = ("_tools", "_unknown")
 
     def __init__(self, tools: Iterable[str]) -> None:
-        names = [*tools, UNKNOWN_TOOL]
-        self._calls = {(tool, outcome): 0 for tool in names for outcome in OUTCOMES}
-        self._latency = {tool: Histogram(LATENCY_BOUNDS) for tool in names}
+        self._tools = {tool: _ToolCalls() for tool in [*tools, UNKNOWN_TOOL]}
+        self._unknown = self._tools[UNKNOWN_TOOL]
 
     def record(self, tool: str, outcome: str, seconds: float) -> None:
-        """One call of ``tool`` ended with ``outcome`` after ``seconds``."""
-        latency = self._latency.get(tool)
-        if latency is None:
-            tool, latency = UNKNOWN_TOOL, self._latency[UNKNOWN_TOOL]
-        self._calls[tool, outcome] += 1
-        latency.observe(seconds)
+        """One call of ``tool`` ended with ``outcome`` after ``seconds`` (on every call: kept to
+        a dict lookup, an addition and a histogram's observation)."""
+        figures = self._tools.get(tool, self._unknown)
+        if outcome == OK:
+            figures.ok += 1
+        else:
+            figures.failed[outcome] += 1
+        figures.latency.observe(seconds)
 
     def calls(self) -> dict[tuple[str, str], int]:
         """Calls so far by (tool, outcome), every pair included."""
-        return dict(self._calls)
+        counted: dict[tuple[str, str], int] = {}
+        for tool, figures in self._tools.items():
+            counted[tool, OK] = figures.ok
+            for outcome, count in figures.failed.items():
+                counted[tool, outcome] = count
+        return counted
 
     def latency(self) -> dict[str, HistogramSnapshot]:
         """Each tool's latency histogram now."""
-        return {tool: histogram.snapshot() for tool, histogram in self._latency.items()}
+        return {tool: figures.latency.snapshot() for tool, figures in self._tools.items()}
