@@ -102,7 +102,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from .checkers import Violation
-    from .history import History, Record
+    from .history import Call, History, Record
     from .report import Summary
 
 __all__ = [
@@ -380,6 +380,34 @@ class RunResult:
                 )
         return lines
 
+    def _probe_lines(self) -> list[str]:
+        """HTTP: the cross-principal probes, and their answers' latency beside the controls'.
+
+        For people, not a check: a probe of another principal's session should cost what an
+        unknown id costs (its timing class), but one run's latencies under faults are noise.
+        """
+        probes = [call for call in self.history.calls if call.process.startswith(PROBE_PROCESS)]
+        if not probes:
+            return []
+
+        def latencies(calls: list[Call]) -> list[float]:
+            return [
+                call.completion.monotonic_time - call.invoke.monotonic_time
+                for call in calls
+                if call.completion is not None and not (call.completion.error or "").startswith(NO_REPLY)
+            ]
+
+        aimed = latencies([call for call in probes if call.session is not None])
+        controls = latencies([call for call in probes if call.session is None])
+        line = f"cross-principal probes: {len(probes) // 2} ({len(aimed)} answered)"
+        if aimed and controls:
+            line += (
+                f"; p50 / p99 latency: another's id {percentile(aimed, 0.5) * 1000:.1f} / "
+                f"{percentile(aimed, 0.99) * 1000:.1f} ms, an unknown id "
+                f"{percentile(controls, 0.5) * 1000:.1f} / {percentile(controls, 0.99) * 1000:.1f} ms"
+            )
+        return [line]
+
     def report(self) -> str:
         """The summary table: calls by tool and outcome, faults and recoveries, violations."""
         phases = [str(phase) for phase in Phase if phase is not Phase.INVOKE]
@@ -397,6 +425,7 @@ class RunResult:
         faults = ", ".join(f"{kind} {count}" for kind, count in self.summary.faults.items())
         lines.append(f"faults: {faults or 'none'}")
         lines.extend(self._timing_lines())
+        lines.extend(self._probe_lines())
         lines.extend(self.notes)
         lines.append(self._irreproducible())
         for problem in self.problems:

@@ -5,6 +5,7 @@ histories, and the options. (A planted leak across principals is caught in test_
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -54,7 +55,8 @@ def http_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Compl
 def test_an_http_run_with_kills_and_dropped_connections_passes(
     http_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
-    """The run exits 0 with no violation; each fault ran and a restarted server acknowledged writes
+    """The run exits 0 with no violation (its report gives the probes' latency beside the
+    controls'); each fault ran and a restarted server acknowledged writes
     after it (the older-protocol principal's too, under a new protocol session); the rotated
     principal's protocol session, opened with its revoked token, was closed, and it wrote again
     with its new token; principals each made acknowledged calls with their own tokens; requests
@@ -63,6 +65,9 @@ def test_an_http_run_with_kills_and_dropped_connections_passes(
     process, out = http_run
     assert process.returncode == 0, process.stdout + process.stderr
     assert "violations: 0" in process.stdout
+    assert re.search(
+        r"^cross-principal probes: \d+ \(\d+ answered\); p50 / p99 latency", process.stdout, re.M
+    )
     history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
     ends = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.END}
     assert set(ends) == {"sigkill", "sigterm", "dropped-calls", "token-rotation"}
