@@ -24,6 +24,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from psycopg.types.json import Jsonb
@@ -172,7 +173,11 @@ def main(argv: list[str]) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(_SCHEMA)
     pool.url = url
-    server.run("streamable-http", host="127.0.0.1", port=port)
+    # The SDK's own server (server.run("streamable-http")), but keeping idle connections for
+    # longer than uvicorn's 5 s: the clients' connections wait idle while a hundred sessions are
+    # created one after the other, which takes longer than that when every commit waits for the disk.
+    app = server.streamable_http_app(host="127.0.0.1")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=600)
 
 
 if __name__ == "__main__":
