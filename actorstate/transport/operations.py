@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from ..errors import StateClosed, StoreError
+from .admin_api import AdminApi, admin_routes
 from .caller import OPERATOR_SCOPE
+from .requester import Requester, requester_of
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from .registry import ConnectionRegistry
     from .tools import ToolContext
 
-__all__ = ["Answer", "Operations", "OperationsSettings", "Requester", "requester_of", "starlette_routes"]
+__all__ = ["Answer", "Operations", "OperationsSettings", "starlette_routes"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +88,6 @@ class OperationsSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Requester:
-    """Who asks, as far as these endpoints care: authenticated or not, operator or not."""
-
-    authenticated: bool = False
-    operator: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Answer:
     status: int
     content_type: str
@@ -125,6 +119,8 @@ class Operations:
         self._state = state
         self.settings = settings
         self._authentication = authentication
+        # The operator's API under /admin/api answers from the same state and tools.
+        self.admin = AdminApi(state, context)
         self.draining = False
         # A server nobody probes has no load balancer to drain: it stops at once.
         self.probed = False
@@ -142,6 +138,11 @@ class Operations:
     def watch_registry(self, registry: ConnectionRegistry) -> None:
         """The metrics show the HTTP server's connections and requests from ``registry``."""
         self._collector.watch_registry(registry)
+
+    @property
+    def authentication(self) -> bool:
+        """Whether the server checks bearer tokens."""
+        return self._authentication
 
     # -- draining -------------------------------------------------------------
 
@@ -208,7 +209,7 @@ class Operations:
     async def _metrics_answer(self, requester: Requester, accept: str) -> Answer:
         from prometheus_client.exposition import choose_encoder
 
-        if self._authentication and self.settings.metrics_access == "operator":
+        if self.authentication and self.settings.metrics_access == "operator":
             if not requester.authenticated:
                 return _text(
                     401,
@@ -229,17 +230,9 @@ class Operations:
         return Answer(200, content_type, encoder(self._metrics))
 
 
-def requester_of(user: object) -> Requester:
-    """The requester of an ASGI scope's ``user`` (the SDK's ``AuthenticatedUser`` when its token passed)."""
-    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-
-    if isinstance(user, AuthenticatedUser):
-        return Requester(authenticated=True, operator=OPERATOR_SCOPE in user.scopes)
-    return Requester()
-
-
 def starlette_routes(operations: Operations) -> list[Route]:
-    """The endpoints as Starlette routes, for the HTTP server's app (its authentication in front)."""
+    """The endpoints as Starlette routes, for the HTTP server's app (its authentication in
+    front), with the operator's API (:mod:`.admin_api`)."""
     from starlette.responses import Response
     from starlette.routing import Route
 
@@ -250,4 +243,5 @@ def starlette_routes(operations: Operations) -> list[Route]:
         assert answer is not None  # routed here for these paths only
         return Response(answer.body, answer.status, dict(answer.headers), media_type=answer.content_type)
 
-    return [Route(path, endpoint=endpoint, methods=["GET"]) for path in PATHS]
+    routes = [Route(path, endpoint=endpoint, methods=["GET"]) for path in PATHS]
+    return routes + admin_routes(operations.admin, authentication=operations.authentication)

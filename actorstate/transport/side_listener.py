@@ -20,7 +20,8 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 
 from .addresses import is_loopback
-from .operations import Answer, Requester
+from .operations import Answer
+from .requester import Requester
 
 if TYPE_CHECKING:
     from collections.abc import Callable
