@@ -64,12 +64,13 @@ HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 # its reply is dropped on the way out, compared with the one the client got.
 REPLAYED_INITIALIZE_ID = "actorstate/replayed-initialize"
 
-# What the SDK's server declares for the handlers ours registers (logging/setLevel,
-# tools and resources, neither announcing changes), in the SDK's order: the
-# fields of its models, alphabetical.
+# What the SDK's server declares for the handlers ours registers (completion,
+# logging/setLevel, resources with subscriptions, tools; neither list announcing
+# changes), in the SDK's order: the fields of its models, alphabetical.
 _CAPABILITIES = {
+    "completions": {},
     "logging": {},
-    "resources": {"listChanged": False, "subscribe": False},
+    "resources": {"listChanged": False, "subscribe": True},
     "tools": {"listChanged": False},
 }
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})

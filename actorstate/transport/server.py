@@ -22,9 +22,10 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import ActorStateError
+from ..state import DEFAULT_CLIENT_ID, canonical_session_id
 from .caller import OPERATOR_SCOPE, OWNER, Caller, principal_key
-from .client_log import ClientLog
 from .handshake import INSTRUCTIONS, SERVER_NAME
+from .notifications import ClientNotifications
 from .tools import Tool, ToolContext, ToolError, call_tool, clipped, clipped_repr
 
 if TYPE_CHECKING:
@@ -38,6 +39,15 @@ __all__ = ["INSTRUCTIONS", "build_server", "caller_of", "tool_annotations"]
 
 # JSON-RPC error code MCP uses for a resource that does not exist.
 RESOURCE_NOT_FOUND = -32002
+SESSION_TEMPLATE = "session://{sessionId}"
+_STATS_RESOURCE = types.Resource(
+    uri="actorstate://stats",
+    name="stats",
+    description="Server statistics (the server_stats tool, as a resource)",
+    mime_type="application/json",
+)
+# Completion values per answer: MCP's limit.
+_MAX_COMPLETIONS = 100
 
 
 def build_server(state: State, context: ToolContext | None = None) -> Server[Any]:
@@ -70,23 +80,33 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
             content=[types.TextContent(text=result.text)], structured_content=result.structured
         )
 
-    async def list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
-        return types.ListResourcesResult(
-            resources=[
-                types.Resource(
-                    uri="actorstate://stats",
-                    name="stats",
-                    description="Server statistics (the server_stats tool, as a resource)",
-                    mime_type="application/json",
-                )
-            ]
-        )
+    async def list_resources(
+        ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        # The caller's own sessions, a page at a time, after the stats on the first page.
+        cursor = params.cursor if params is not None else None
+        try:
+            page = await state.describe_sessions(_listed_client(ctx), cursor=cursor)
+        except ActorStateError as error:
+            raise MCPError(code=types.INVALID_PARAMS, message=str(error)) from None
+        resources = [_STATS_RESOURCE] if cursor is None else []
+        resources += [
+            types.Resource(
+                uri=f"session://{entry['sessionId']}",
+                name=entry["sessionId"],
+                title="Session",
+                description=f"created {entry['createdAt']}, last active {entry['lastActivity']}",
+                mime_type="application/json",
+            )
+            for entry in page.sessions
+        ]
+        return types.ListResourcesResult(resources=resources, next_cursor=page.next_cursor)
 
     async def list_templates(ctx: Any, params: Any) -> types.ListResourceTemplatesResult:
         return types.ListResourceTemplatesResult(
             resource_templates=[
                 types.ResourceTemplate(
-                    uri_template="session://{sessionId}",
+                    uri_template=SESSION_TEMPLATE,
                     name="session",
                     description=f"One session as JSON: metadata and its last {max_events} events",
                     mime_type="application/json",
@@ -115,16 +135,62 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
             ]
         )
 
-    client_log = ClientLog()
+    async def complete(ctx: Any, params: types.CompleteRequestParams) -> types.CompleteResult:
+        ref, argument = params.ref, params.argument
+        if (
+            not isinstance(ref, types.ResourceTemplateReference)
+            or ref.uri != SESSION_TEMPLATE
+            or argument.name != "sessionId"
+        ):
+            return types.CompleteResult(completion=types.Completion(values=[]))
+        # The caller's sessions whose id starts with what was typed, from one page (the
+        # largest) of its listing: a completion is a hint, not a search.
+        prefix = argument.value.lower()
+        page = await state.describe_sessions(_listed_client(ctx), limit=state.config.max_list_page_size)
+        matches = [entry["sessionId"] for entry in page.sessions if entry["sessionId"].startswith(prefix)]
+        return types.CompleteResult(
+            completion=types.Completion(
+                values=matches[:_MAX_COMPLETIONS],
+                total=len(matches) if page.next_cursor is None else None,
+                has_more=len(matches) > _MAX_COMPLETIONS or page.next_cursor is not None,
+            )
+        )
+
+    notifications = ClientNotifications()
+    context.add_change_listener(notifications.session_changed)
+
+    async def subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        uri = str(params.uri)
+        if not uri.startswith("session://"):
+            raise MCPError(
+                code=RESOURCE_NOT_FOUND, message=f"only session:// resources change; not {clipped_repr(uri)}"
+            )
+        caller = caller_of(ctx)
+        try:
+            session = caller.session(state, uri.removeprefix("session://"))
+            await session.context(max_turns=1)  # the caller may read it: the same answer as a read
+        except ActorStateError as error:
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=str(error)) from None
+        notifications.subscribe(_connection_of(ctx), ctx.session, caller, session.id)
+        return types.EmptyResult()
+
+    async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        session_id = str(params.uri).removeprefix("session://")
+        try:
+            session_id = canonical_session_id(session_id)
+        except ActorStateError:
+            pass  # never subscribed, then: nothing to do
+        notifications.unsubscribe(_connection_of(ctx), session_id)
+        return types.EmptyResult()
 
     async def set_log_level(ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
-        client_log.set_level(_connection_of(ctx), ctx.session, caller_of(ctx), params.level)
+        notifications.set_level(_connection_of(ctx), ctx.session, caller_of(ctx), params.level)
         return types.EmptyResult()
 
     @asynccontextmanager
     async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
         # Entered once per served connection (stdio) or per HTTP app (its session manager).
-        async with client_log.running(state):
+        async with notifications.running(state):
             yield {}
 
     server: Server[Any] = Server(
@@ -137,10 +203,13 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read_resource,
+        on_subscribe_resource=subscribe,
+        on_unsubscribe_resource=unsubscribe,
+        on_completion=complete,
     )
     # Registered here, not as Server(on_set_logging_level=...), which warns that the
     # 2026-07-28 revision deprecates it: it serves the clients of the revisions before
-    # (see .client_log), and the SDK declares the logging capability for it.
+    # (see .notifications), and the SDK declares the logging capability for it.
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_log_level)
     # The default OpenTelemetry middleware opens a span per message: about 5%
     # of the server's time per call here, for traces nobody collects on stdio.
@@ -161,6 +230,11 @@ def tool_annotations(tool: Tool) -> types.ToolAnnotations | None:
         idempotent_hint=hints.idempotent,
         open_world_hint=hints.open_world,
     )
+
+
+def _listed_client(ctx: Any) -> str:
+    """Whose sessions a caller's listing shows: its principal's; the owner's default client's."""
+    return caller_of(ctx).client_id(DEFAULT_CLIENT_ID)
 
 
 def _connection_of(ctx: Any) -> object:

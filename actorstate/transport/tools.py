@@ -131,10 +131,18 @@ class ToolContext:
     calls: CallFigures = dataclasses.field(init=False)
     # More figures for server_stats, from parts above the tools (the transport's).
     _stats_sources: list[Callable[[], dict[str, Any]]] = dataclasses.field(init=False, default_factory=list)
+    # Told the id of each session a write tool changed (resource subscriptions).
+    _change_listeners: list[Callable[[str], None]] = dataclasses.field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.tools = build_tools(self.state.config)
         self.calls = CallFigures(self.tools)
+
+    def add_change_listener(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(session_id)`` after each tool call that changed that session (a write
+        tool's success, end_session included); returns what stops it. It must not block."""
+        self._change_listeners.append(listener)
+        return lambda: self._change_listeners.remove(listener) if listener in self._change_listeners else None
 
     def add_stats(self, source: Callable[[], dict[str, Any]]) -> None:
         """``server_stats`` shows what ``source()`` returns too."""
@@ -505,4 +513,9 @@ async def call_tool(
             raise ToolError(str(error)) from None
         raise
     ctx.calls.record(name, OK, time.perf_counter() - started)
+    if ctx._change_listeners and not tool.annotations.read_only:
+        session_id = result.structured.get("sessionId")
+        if session_id is not None:
+            for listener in tuple(ctx._change_listeners):
+                listener(session_id)
     return result

@@ -18,7 +18,7 @@ import actorstate
 from actorstate import Config
 from actorstate.mcp import build_server
 from actorstate.transport.caller import Caller
-from actorstate.transport.client_log import ClientLog
+from actorstate.transport.notifications import ClientNotifications
 
 from ..runtime.crash_hook import CrashOn
 
@@ -156,7 +156,7 @@ class _Recorder:
 async def test_a_principal_hears_only_of_its_own_sessions() -> None:
     """Over HTTP a principal hears of its own sessions' events; store trouble goes to the owner
     and operators only; the owner hears everything."""
-    client_log = ClientLog()
+    client_log = ClientNotifications()
     listeners = {name: _Recorder() for name in ("alice", "bob", "operator", "owner")}
     callers = {
         "alice": Caller("alice"),

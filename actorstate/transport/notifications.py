@@ -1,4 +1,6 @@
-"""Log notifications to MCP clients: session events and store trouble, at each client's level.
+"""Notifications to MCP clients: log messages at each client's level, and subscribed resources updated.
+
+Log messages:
 
 A client that sends ``logging/setLevel`` (MCP's logging capability, at the
 handshake revisions up to 2025-11-25) gets ``notifications/message`` from
@@ -14,12 +16,18 @@ then on, for as long as its connection lives, at that level and above:
   their text, to the owner and to operators only (they are about every
   client's sessions, as ``server_stats`` is).
 
-stderr logging is not changed. Notifications are queued (up to
-:data:`QUEUE_SIZE`; past it they are dropped and counted in
-``client_log_dropped``) and sent by one task, so no session's turn waits
-for a client. At 2026-07-28 the revision dropped ``logging/setLevel`` for a
+stderr logging is not changed. Notifications (these and the updates below)
+are queued (up to :data:`QUEUE_SIZE`; past it they are dropped and counted
+in ``dropped``) and sent by one task, so no session's turn waits for a
+client. At 2026-07-28 the revision dropped ``logging/setLevel`` for a
 per-request opt-in; events happen between requests, so those clients get
 none.
+
+Resource updates: a client that subscribed (``resources/subscribe``) to a
+``session://`` resource gets ``notifications/resources/updated`` for it when
+a tool call changes that session (through any path of this server), or it
+expires or is quarantined. Changes made by another process sharing the
+database, or by code embedding the same state, are not seen.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ if TYPE_CHECKING:
     from ..runtime.events import SessionEvent, SessionEventKind
     from ..state import State
 
-__all__ = ["EVENT_LEVELS", "QUEUE_SIZE", "ClientLog"]
+__all__ = ["EVENT_LEVELS", "QUEUE_SIZE", "ClientNotifications"]
 
 # MCP's levels (RFC 5424's), least severe first.
 LEVELS: tuple[types.LoggingLevel, ...] = (
@@ -70,6 +78,8 @@ EVENT_LEVELS: dict[SessionEventKind, types.LoggingLevel] = {
 QUEUE_SIZE = 1000
 # The loggers whose warnings and errors are store trouble.
 STORE_LOGGERS = frozenset({"actorstate.snapshots", "actorstate.housekeeping"})
+# Session events after which reading the session's resource gives another answer.
+_ENDS_READS = frozenset({"expired", "quarantined"})
 _PYTHON_LEVELS: dict[int, types.LoggingLevel] = {
     logging.WARNING: "warning",
     logging.ERROR: "error",
@@ -87,35 +97,79 @@ class _Notice:
     owner: str | None  # a session's owner: its principal hears it too; None: owner and operators only
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Updated:
+    """A session's resource changed."""
+
+    session_id: str
+
+
 @dataclasses.dataclass(slots=True)
-class _Listener:
+class _Connection:
+    """A client connection that asked for notifications: its level (None: no log messages) and
+    the sessions it subscribed to."""
+
     session: ServerSession
     caller: Caller
-    level: int  # index in LEVELS
+    level: int | None = None  # index in LEVELS
+    subscribed: set[str] = dataclasses.field(default_factory=set)
 
 
-class ClientLog:
-    """The clients listening, and the task sending them notifications (see the module docstring)."""
+class ClientNotifications:
+    """The connections listening, and the task sending them notifications (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._listeners: dict[object, _Listener] = {}
+        self._connections: dict[object, _Connection] = {}
+        self._subscribers: dict[str, set[object]] = {}  # session id -> connections subscribed
         self.dropped = 0
-        self._send: MemoryObjectSendStream[_Notice] | None = None
+        self._send: MemoryObjectSendStream[_Notice | _Updated] | None = None
         self._loop_thread: int | None = None
 
     def set_level(
         self, connection: object, session: ServerSession, caller: Caller, level: types.LoggingLevel
     ) -> None:
-        """``caller``'s connection (``connection``: its key) hears notices at ``level`` and above from now on."""
-        self._listeners[connection] = _Listener(session, caller, LEVELS.index(level))
+        """``caller``'s connection (``connection``: its key) hears log messages at ``level`` and above."""
+        self._connection(connection, session, caller).level = LEVELS.index(level)
 
-    def stats(self) -> dict[str, int]:
-        return {"client_log_listeners": len(self._listeners), "client_log_dropped": self.dropped}
+    def subscribe(self, connection: object, session: ServerSession, caller: Caller, session_id: str) -> None:
+        """The connection hears when session ``session_id`` changes (the caller may read it: checked)."""
+        self._connection(connection, session, caller).subscribed.add(session_id)
+        self._subscribers.setdefault(session_id, set()).add(connection)
+
+    def unsubscribe(self, connection: object, session_id: str) -> None:
+        """The connection hears no more of ``session_id`` (nothing if it did not)."""
+        entry = self._connections.get(connection)
+        if entry is not None:
+            entry.subscribed.discard(session_id)
+        subscribers = self._subscribers.get(session_id)
+        if subscribers is not None:
+            subscribers.discard(connection)
+            if not subscribers:
+                del self._subscribers[session_id]
+
+    def session_changed(self, session_id: str) -> None:
+        """A tool call changed ``session_id``: its subscribers are told (queued; never waits)."""
+        if session_id in self._subscribers:
+            self._queue(_Updated(session_id))
+
+    def _connection(self, key: object, session: ServerSession, caller: Caller) -> _Connection:
+        entry = self._connections.get(key)
+        if entry is None:
+            entry = self._connections[key] = _Connection(session, caller)
+        else:
+            entry.session, entry.caller = session, caller
+        return entry
+
+    def _forget(self, key: object) -> None:
+        entry = self._connections.pop(key, None)
+        if entry is not None:
+            for session_id in list(entry.subscribed):
+                self.unsubscribe(key, session_id)
 
     @contextlib.asynccontextmanager
     async def running(self, state: State) -> AsyncIterator[None]:
         """Forward ``state``'s session events and the store's trouble while the block runs."""
-        send, receive = anyio.create_memory_object_stream[_Notice](QUEUE_SIZE)
+        send, receive = anyio.create_memory_object_stream[_Notice | _Updated](QUEUE_SIZE)
         handler = _StoreTrouble(self)
         loggers = [logging.getLogger(name) for name in STORE_LOGGERS]
         self._send, self._loop_thread = send, threading.get_ident()
@@ -139,7 +193,9 @@ class ClientLog:
     # -- queueing: called inside the runtime's steps, never waits ------------------------
 
     def _on_event(self, event: SessionEvent) -> None:
-        if not self._listeners:
+        if event.kind in _ENDS_READS:
+            self.session_changed(event.session_id)
+        if not self._connections:
             return
         data = {"event": event.kind, "sessionId": event.session_id}
         if event.detail:
@@ -147,14 +203,14 @@ class ClientLog:
         self._queue(_Notice(EVENT_LEVELS[event.kind], "actorstate.sessions", data, event.client_id))
 
     def queue_store_trouble(self, record: logging.LogRecord) -> None:
-        if not self._listeners or threading.get_ident() != self._loop_thread:
+        if not self._connections or threading.get_ident() != self._loop_thread:
             return  # a stream is not to be written from another thread: stderr has it
         level = _PYTHON_LEVELS.get(
             record.levelno, "critical" if record.levelno > logging.ERROR else "warning"
         )
         self._queue(_Notice(level, record.name, record.getMessage(), None))
 
-    def _queue(self, notice: _Notice) -> None:
+    def _queue(self, notice: _Notice | _Updated) -> None:
         send = self._send
         if send is None:
             return
@@ -165,23 +221,39 @@ class ClientLog:
 
     # -- sending -----------------------------------------------------------------------
 
-    async def _deliver(self, receive: MemoryObjectReceiveStream[_Notice]) -> None:
+    async def _deliver(self, receive: MemoryObjectReceiveStream[_Notice | _Updated]) -> None:
         async with receive:
             async for notice in receive:
-                level = LEVELS.index(notice.level)
-                for connection, listener in list(self._listeners.items()):
-                    if level < listener.level or not _may_read(listener.caller, notice.owner):
-                        continue
+                message: types.ServerNotification
+                if isinstance(notice, _Updated):
+                    uri = f"session://{notice.session_id}"
+                    message = types.ResourceUpdatedNotification(
+                        params=types.ResourceUpdatedNotificationParams(uri=uri)
+                    )
+                    keys = list(self._subscribers.get(notice.session_id, ()))
+                else:
+                    level = LEVELS.index(notice.level)
                     message = types.LoggingMessageNotification(
                         params=types.LoggingMessageNotificationParams(
                             level=notice.level, logger=notice.logger, data=notice.data
                         )
                     )
+                    keys = [
+                        key
+                        for key, entry in self._connections.items()
+                        if entry.level is not None
+                        and level >= entry.level
+                        and _may_read(entry.caller, notice.owner)
+                    ]
+                for key in keys:
+                    entry = self._connections.get(key)
+                    if entry is None:
+                        continue
                     try:
-                        await listener.session.send_notification(message)
+                        await entry.session.send_notification(message)
                     except Exception:
                         # The connection is gone (or going): it hears nothing more.
-                        self._listeners.pop(connection, None)
+                        self._forget(key)
 
 
 def _may_read(caller: Caller, owner: str | None) -> bool:
@@ -194,11 +266,11 @@ def _may_read(caller: Caller, owner: str | None) -> bool:
 
 
 class _StoreTrouble(logging.Handler):
-    """Hands the store loggers' warnings and errors to the client log."""
+    """Hands the store loggers' warnings and errors to the client notifications."""
 
-    def __init__(self, client_log: ClientLog) -> None:
+    def __init__(self, notifications: ClientNotifications) -> None:
         super().__init__(logging.WARNING)
-        self._client_log = client_log
+        self._notifications = notifications
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._client_log.queue_store_trouble(record)
+        self._notifications.queue_store_trouble(record)
