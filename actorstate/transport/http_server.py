@@ -87,8 +87,16 @@ MAX_HEADERS = 100
 MAX_READ_AHEAD = 1 << 20
 MAX_QUEUED_REQUESTS = 128
 # Descriptors left to the rest of the process (the store's files and
-# sockets, logs) under the default connection cap: a tenth of the limit, at least this.
+# sockets, logs) under the default connection cap: a tenth of the limit, at
+# least this plus room for what asyncio accepts before the cap applies.
 DESCRIPTORS_KEPT = 64
+# Connections asyncio accepts per wake-up of the listener. They reach
+# connection_made (where the cap applies) two loop turns later, so the cap
+# may be overshot by a few batches. asyncio takes the batch from
+# create_server's backlog, and at the descriptor limit logs a traceback (and
+# schedules a retry) for every accept the batch has left: with a backlog of
+# 4096, tens of thousands.
+ACCEPT_BATCH = 16
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -105,7 +113,7 @@ def default_max_connections() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 100_000
-    return max(16, soft - max(DESCRIPTORS_KEPT, soft // 10))
+    return max(16, soft - max(DESCRIPTORS_KEPT + 4 * ACCEPT_BATCH, soft // 10))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -889,7 +897,8 @@ class HttpServer:
 
     async def _serve_on_asyncio(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _AsyncioConnection(self), sock=sock, backlog=self.backlog)
+        server = await loop.create_server(lambda: _AsyncioConnection(self), sock=sock, backlog=ACCEPT_BATCH)
+        sock.listen(self.backlog)  # the kernel's queue stays as asked; ACCEPT_BATCH is asyncio's batch
         try:
             await self._stop_requested.wait()
             server.close()

@@ -6,13 +6,19 @@ sockets, ``Expect: 100-continue``, upgrades, more connections than the server ma
 from __future__ import annotations
 
 import contextlib
+import re
+import shlex
+import signal
 import socket
+import subprocess
+import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import pytest
+import sniffio
 
 from actorstate.transport.http_server import (
     MAX_HEAD_BYTES,
@@ -24,6 +30,7 @@ from actorstate.transport.http_server import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
 
     from starlette.types import Receive, Scope, Send
 
@@ -547,3 +554,55 @@ async def test_at_the_connection_cap_with_every_connection_busy_a_new_one_is_ans
             async with connection(port) as (later, later_replies):
                 await later.send(request("/later"))
                 assert (await later_replies.read())[0] == 200
+
+
+@pytest.mark.slow
+async def test_a_real_server_at_its_descriptor_limit_still_serves_a_new_client(tmp_path: Path) -> None:
+    """``actorstate serve --http`` allowed 256 descriptors and sent 400 idle connections still
+    serves a new client (idle ones are closed to make room: once, the server ran out of
+    descriptors, new clients waited unanswered in the backlog, and asyncio logged a traceback per
+    accept it tried), never fails an accept, and stops with exit 0 on SIGTERM."""
+    backend = sniffio.current_async_library()
+    command = (
+        f"ulimit -n 256 && exec {shlex.quote(sys.executable)} -m actorstate serve --http 127.0.0.1:0 "
+        f"--db {shlex.quote(str(tmp_path / 'state.db'))} --backend {backend} --stop-grace 1"
+    )
+    stderr = bytearray()
+    listening = anyio.Event()
+
+    async def read_stderr(process: anyio.abc.Process) -> None:
+        assert process.stderr is not None
+        async for chunk in process.stderr:  # read throughout, so logging never blocks on the pipe
+            stderr.extend(chunk)
+            if b"serving MCP over HTTP at" in stderr:
+                listening.set()
+
+    process = await anyio.open_process(
+        ["sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(read_stderr, process)
+            with anyio.fail_after(60):
+                await listening.wait()
+            found = re.search(rb"http://127\.0\.0\.1:(\d+)/mcp", stderr)
+            assert found is not None
+            port = int(found.group(1))
+            with contextlib.ExitStack() as idle:
+                # Blocking connects, as fast as they come: the server sees them arrive in bursts.
+                for _ in range(400):
+                    idle.enter_context(socket.create_connection(("127.0.0.1", port)))
+                with anyio.fail_after(HANG_GUARD_SECONDS):
+                    async with connection(port) as (stream, replies):
+                        await stream.send(f"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode())
+                        assert (await replies.read())[0] == 200
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(60):
+                assert await process.wait() == 0
+    finally:
+        if process.returncode is None:  # a failure above: the server must not outlive the test
+            process.kill()
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+    assert b"Too many open files" not in stderr
+    assert b"accepting a connection failed" not in stderr
