@@ -36,6 +36,7 @@ import anyio
 
 from ..errors import StateClosed, StoreError
 from .admin_api import AdminApi, admin_routes
+from .admin_page import page_routes
 from .caller import OPERATOR_SCOPE
 from .requester import Requester, requester_of
 
@@ -232,7 +233,7 @@ class Operations:
 
 def starlette_routes(operations: Operations) -> list[Route]:
     """The endpoints as Starlette routes, for the HTTP server's app (its authentication in
-    front), with the operator's API (:mod:`.admin_api`)."""
+    front), with the operator's API (:mod:`.admin_api`) and page (:mod:`.admin_page`)."""
     from starlette.responses import Response
     from starlette.routing import Route
 
@@ -244,4 +245,4 @@ def starlette_routes(operations: Operations) -> list[Route]:
         return Response(answer.body, answer.status, dict(answer.headers), media_type=answer.content_type)
 
     routes = [Route(path, endpoint=endpoint, methods=["GET"]) for path in PATHS]
-    return routes + admin_routes(operations.admin, authentication=operations.authentication)
+    return routes + admin_routes(operations.admin, authentication=operations.authentication) + page_routes()
