@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import mcp.types as types
 
+from ..errors import InvalidInput
 from .caller import OWNER, Caller
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from ..runtime.events import SessionEvent, SessionEventKind
     from ..state import State
 
-__all__ = ["EVENT_LEVELS", "QUEUE_SIZE", "ClientNotifications"]
+__all__ = ["EVENT_LEVELS", "MAX_CONNECTIONS", "MAX_SUBSCRIPTIONS", "QUEUE_SIZE", "ClientNotifications"]
 
 # MCP's levels (RFC 5424's), least severe first.
 LEVELS: tuple[types.LoggingLevel, ...] = (
@@ -76,6 +77,10 @@ EVENT_LEVELS: dict[SessionEventKind, types.LoggingLevel] = {
     "quarantined": "error",
 }
 QUEUE_SIZE = 1000
+# Connections remembered (past it the one that asked first is forgotten: a connection that
+# ended is only noticed when a send to it fails), and subscriptions per connection.
+MAX_CONNECTIONS = 10_000
+MAX_SUBSCRIPTIONS = 1000
 # The loggers whose warnings and errors are store trouble.
 STORE_LOGGERS = frozenset({"actorstate.snapshots", "actorstate.housekeeping"})
 # Session events after which reading the session's resource gives another answer.
@@ -132,8 +137,17 @@ class ClientNotifications:
         self._connection(connection, session, caller).level = LEVELS.index(level)
 
     def subscribe(self, connection: object, session: ServerSession, caller: Caller, session_id: str) -> None:
-        """The connection hears when session ``session_id`` changes (the caller may read it: checked)."""
-        self._connection(connection, session, caller).subscribed.add(session_id)
+        """The connection hears when session ``session_id`` changes (the caller may read it: checked).
+
+        Error handling:
+            InvalidInput: the connection has :data:`MAX_SUBSCRIPTIONS` already.
+        """
+        entry = self._connection(connection, session, caller)
+        if session_id not in entry.subscribed and len(entry.subscribed) >= MAX_SUBSCRIPTIONS:
+            raise InvalidInput(
+                f"a connection may subscribe to at most {MAX_SUBSCRIPTIONS} sessions; unsubscribe from one first"
+            )
+        entry.subscribed.add(session_id)
         self._subscribers.setdefault(session_id, set()).add(connection)
 
     def unsubscribe(self, connection: object, session_id: str) -> None:
@@ -155,6 +169,8 @@ class ClientNotifications:
     def _connection(self, key: object, session: ServerSession, caller: Caller) -> _Connection:
         entry = self._connections.get(key)
         if entry is None:
+            if len(self._connections) >= MAX_CONNECTIONS:
+                self._forget(next(iter(self._connections)))
             entry = self._connections[key] = _Connection(session, caller)
         else:
             entry.session, entry.caller = session, caller

@@ -171,7 +171,10 @@ def build_server(state: State, context: ToolContext | None = None) -> Server[Any
             await session.context(max_turns=1)  # the caller may read it: the same answer as a read
         except ActorStateError as error:
             raise MCPError(code=RESOURCE_NOT_FOUND, message=str(error)) from None
-        notifications.subscribe(_connection_of(ctx), ctx.session, caller, session.id)
+        try:
+            notifications.subscribe(_connection_of(ctx), ctx.session, caller, session.id)
+        except ActorStateError as error:
+            raise MCPError(code=types.INVALID_REQUEST, message=str(error)) from None
         return types.EmptyResult()
 
     async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:

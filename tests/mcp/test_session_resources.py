@@ -10,6 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import mcp.types as types
 import pytest
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
@@ -18,6 +19,9 @@ from mcp.shared.exceptions import MCPError
 import actorstate
 from actorstate import Config
 from actorstate.mcp import build_server
+from actorstate.transport import notifications as notifications_module
+from actorstate.transport.caller import OWNER
+from actorstate.transport.notifications import ClientNotifications
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -148,3 +152,35 @@ async def test_the_stdio_server_tells_of_changes_made_on_its_fast_path(tmp_path:
         await session.subscribe_resource(f"session://{session_id}")
         await session.call_tool("add_context", {"sessionId": session_id, "key": "topic", "value": "billing"})
         await updates.wait_for(f"session://{session_id}")
+
+
+async def test_connections_and_subscriptions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_SUBSCRIPTIONS a connection's next subscription is refused, saying what to do; past
+    MAX_CONNECTIONS the connection that asked first is forgotten and hears nothing more."""
+    monkeypatch.setattr(notifications_module, "MAX_SUBSCRIPTIONS", 2)
+    monkeypatch.setattr(notifications_module, "MAX_CONNECTIONS", 2)
+    notifications = ClientNotifications()
+    first, second, third = _Recorder(), _Recorder(), _Recorder()
+    async with actorstate.open_state() as state, notifications.running(state):
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        notifications.subscribe("first", first, OWNER, ids[0])  # type: ignore[arg-type]
+        notifications.subscribe("first", first, OWNER, ids[1])  # type: ignore[arg-type]
+        with pytest.raises(actorstate.InvalidInput, match="at most 2 sessions; unsubscribe from one first"):
+            notifications.subscribe("first", first, OWNER, ids[2])  # type: ignore[arg-type]
+        notifications.subscribe("second", second, OWNER, ids[0])  # type: ignore[arg-type]
+        notifications.subscribe("third", third, OWNER, ids[0])  # type: ignore[arg-type]
+        notifications.session_changed(ids[0])
+        with anyio.fail_after(10):  # a timeout only
+            while not third.sent:
+                await anyio.lowlevel.checkpoint()
+    assert (first.sent, second.sent, third.sent) == ([], [f"session://{ids[0]}"], [f"session://{ids[0]}"])
+
+
+class _Recorder:
+    """A connection's side of sending: the URIs of the updates sent to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_notification(self, notification: Any) -> None:
+        self.sent.append(str(notification.params.uri))
