@@ -78,17 +78,21 @@ class TokensFileVerifier:
     def __init__(self, tokens: TokensFile) -> None:
         self.tokens = tokens
         self.reloads = ReloadNotices()
-        # Tokens verified since the file was last read, and what they proved:
-        # the digest, the lookup and the model cost about a twentieth of a
-        # fast-path call's CPU. Only accepted tokens are kept, at most
-        # VERIFIED_CACHE_LIMIT of them, and a reload forgets them all (a
-        # revoked token is refused from the reload on).
-        self._verified: dict[str, AccessToken] = {}
+        # Tokens verified, with the generation of the tokens table they were
+        # verified under, and what they proved: the digest, the lookup and
+        # the model cost about a twentieth of a fast-path call's CPU. Only
+        # accepted tokens are kept, at most VERIFIED_CACHE_LIMIT of them, and
+        # one kept under an older table is verified again (a revoked token is
+        # refused from the reload on). The generation is read before the
+        # lookup: a reload runs on a worker thread, and a lookup in the old
+        # table that lands in the cache after the reload must not outlive it.
+        self._verified: dict[str, tuple[int, AccessToken]] = {}
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        verified = self._verified.get(token)
-        if verified is not None:
-            return verified
+        generation = self.tokens.generation
+        kept = self._verified.get(token)
+        if kept is not None and kept[0] == generation:
+            return kept[1]
         entry = self.tokens.lookup(token)
         if entry is None:
             return None
@@ -102,12 +106,14 @@ class TokensFileVerifier:
         )
         if len(self._verified) >= VERIFIED_CACHE_LIMIT:
             self._verified.clear()
-        self._verified[token] = verified
+        self._verified[token] = (generation, verified)
         return verified
 
     def reload(self) -> bool:
-        self._verified.clear()
-        return self.tokens.reload()
+        taken = self.tokens.reload()
+        if taken:
+            self._verified.clear()  # stale by their generation already: this frees them
+        return taken
 
 
 async def reload_on_sighup(

@@ -371,6 +371,8 @@ class TokensFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._table = self._read()
+        # Counts the tables taken; moves only after a new one is in place (see reload).
+        self.generation = 0
         logger.info("loaded %d tokens from %s", len(self._table), self.path)
 
     def _read(self) -> dict[str, TokenEntry]:
@@ -393,6 +395,9 @@ class TokensFile:
             logger.warning("kept the %d tokens loaded before: %s", len(self._table), error)
             return False
         self._table = table
+        # After the swap, never before: whoever read the old generation and then looked a
+        # token up (in either table) holds an answer the new generation makes stale.
+        self.generation += 1
         logger.info("loaded %d tokens from %s", len(table), self.path)
         return True
 

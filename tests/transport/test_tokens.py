@@ -522,3 +522,28 @@ async def test_a_verified_token_is_refused_once_a_reload_revoked_it(tmp_path: Pa
     verified_bob = await verifier.verify_token(bob)
     assert verified_bob is not None
     assert verified_bob.subject == "bob"
+
+
+@pytest.mark.anyio
+async def test_a_lookup_racing_a_reload_does_not_keep_a_revoked_token(tmp_path: Path) -> None:
+    """A reload (on its worker thread) that revokes alice's token while a verification of it is
+    between its lookup in the old table and keeping the answer: the answer is not kept past the
+    reload, so the next verification refuses the token."""
+    from actorstate.transport.authentication import TokensFileVerifier
+
+    path = tmp_path / "tokens.json"
+    alice = add_token(path, "alice")
+    tokens = TokensFile(path)
+    verifier = TokensFileVerifier(tokens)
+    revoke_token(path, "alice")
+    lookup = tokens.lookup
+
+    def lookup_then_reload(token: str) -> Any:
+        found = lookup(token)  # the old table: alice's token is still in it
+        assert verifier.reload()  # the reload lands now, before the answer is kept
+        return found
+
+    tokens.lookup = lookup_then_reload  # type: ignore[method-assign]
+    assert await verifier.verify_token(alice) is not None  # verified under the old table
+    tokens.lookup = lookup  # type: ignore[method-assign]
+    assert await verifier.verify_token(alice) is None
