@@ -125,3 +125,16 @@ async def test_the_example_runs_as_a_program_over_stdio(tmp_path: Path) -> None:
         assert (await _error(client, "add_to_cart", sessionId=session_id, item="tea", quantity=0)).startswith(
             "Error executing tool add_to_cart: 1 validation error"
         )
+
+
+async def test_the_readmes_test_recipe_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's in-process test (the recipe users copy) passes against the example app."""
+    readme = (ROOT / "README.md").read_text()
+    (recipe,) = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+        if "async def test_a_cart_counts_every_item" in block
+    ]
+    namespace: dict[str, Any] = {"app": _load_example(monkeypatch, None).app}
+    exec(compile(recipe, "README.md", "exec"), namespace)
+    await namespace["test_a_cart_counts_every_item"]()
