@@ -332,6 +332,16 @@ class _Connection:
         """A streamed reply starts: from now on the client's end of stream means it left."""
         raise NotImplementedError
 
+    def abandon(self) -> None:
+        """The client reads nothing: close the connection now, cancelling what runs on it."""
+        raise NotImplementedError
+
+    # A write waiting for the client to read (``sending``), and how many writes began: the
+    # server's send watch abandons a connection still sending the same write a period later.
+    sending = False
+    writes = 0
+    writes_seen = 0
+
     async def answer(self, request: _Request | _Refusal) -> bool:
         """Answer one request; True to keep the connection for the next."""
         if isinstance(request, _Refusal):
@@ -389,6 +399,7 @@ class _AnyioConnection(_Connection):
         self.paused = False
         self.left = anyio.Event()
         self.idle_scope: anyio.CancelScope | None = None
+        self.scope = anyio.CancelScope()
         # A reply's watcher for the client leaving may still be unwinding its
         # read when the next request is read: reads take turns.
         self.receiving = anyio.Lock(fast_acquire=True)
@@ -398,10 +409,11 @@ class _AnyioConnection(_Connection):
 
     async def run(self) -> None:
         try:
-            while not self.server.stopping:
-                request = await self._next_request()
-                if request is None or not await self.answer(request):
-                    return
+            with self.scope:
+                while not self.server.stopping:
+                    request = await self._next_request()
+                    if request is None or not await self.answer(request):
+                        return
         except Exception:
             # One connection's failure is its own: the server serves on.
             logger.exception("an HTTP connection failed")
@@ -436,10 +448,19 @@ class _AnyioConnection(_Connection):
     async def write(self, data: bytes) -> None:
         if self.closed:
             return
+        # Whether a send will wait cannot be known before it does: each one is marked.
+        self.sending = True
+        self.writes += 1
         try:
             await self.stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self._gone()
+        finally:
+            self.sending = False
+
+    def abandon(self) -> None:
+        self._gone()
+        self.scope.cancel()
 
     async def _read_more(self) -> int:
         """Read once and feed the parser: the bytes read, 0 when the client sends no more."""
@@ -649,7 +670,17 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         assert self.transport is not None
         self.transport.write(data)
         if not self.writable.is_set():
-            await self.writable.wait()
+            # The transport's buffer is full: wait for the client to read (watched by the server).
+            self.sending = True
+            self.writes += 1
+            try:
+                await self.writable.wait()
+            finally:
+                self.sending = False
+
+    def abandon(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost follows: the reply's watcher learns it
 
     async def until_client_leaves(self) -> None:
         await self.left.wait()
@@ -797,6 +828,7 @@ class HttpServer:
         graceful_timeout: float = 10.0,
         backlog: int = 4096,
         max_connections: int | None = None,
+        send_timeout: float = 60.0,
     ) -> None:
         self.app = app
         self.max_body = max_body
@@ -804,6 +836,7 @@ class HttpServer:
         self.graceful_timeout = graceful_timeout
         self.backlog = backlog
         self.max_connections = max_connections if max_connections is not None else default_max_connections()
+        self.send_timeout = send_timeout
         self.date = _DateHeader()
         self.stopping = False
         # Oldest first (a dict keeps insertion order): the first idle one is shed at the cap.
@@ -839,6 +872,27 @@ class HttpServer:
         self.connections[connection] = None
         return True
 
+    def abandon_stuck_sends(self) -> None:
+        """Close each connection whose write has waited for its client since the last look.
+
+        A client that never reads its replies would otherwise hold its
+        connection busy for good (never idle, so never shed at the cap),
+        and a few thousand of them would lock everyone else out.
+        """
+        for connection in list(self.connections):
+            if connection.sending and connection.writes == connection.writes_seen:
+                logger.info(
+                    "closing an HTTP connection whose client has read nothing for %s s", self.send_timeout
+                )
+                connection.abandon()
+            connection.writes_seen = connection.writes
+
+    async def _watch_sends(self) -> None:
+        # Looked at every half timeout: a write stuck for one to two looks is abandoned.
+        while True:
+            await anyio.sleep(self.send_timeout / 2)
+            self.abandon_stuck_sends()
+
     def full_message(self) -> str:
         return (
             f"the server holds as many connections as it may ({self.max_connections}), "
@@ -866,6 +920,7 @@ class HttpServer:
         async with anyio.create_task_group() as connections:
             async with anyio.create_task_group() as accepting:
                 accepting.start_soon(self._accept, listener, connections)
+                accepting.start_soon(self._watch_sends)
                 await self._stop_requested.wait()
                 accepting.cancel_scope.cancel()
             await listener.aclose()
@@ -899,8 +954,10 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _AsyncioConnection(self), sock=sock, backlog=ACCEPT_BATCH)
         sock.listen(self.backlog)  # the kernel's queue stays as asked; ACCEPT_BATCH is asyncio's batch
+        send_watch = loop.create_task(self._watch_sends())
         try:
             await self._stop_requested.wait()
+            send_watch.cancel()  # as on trio: past the stop, the grace period bounds every send
             server.close()
             self._begin_stopping()
             busy = {connection.task for connection in self.connections if connection.task is not None}
@@ -909,6 +966,7 @@ class HttpServer:
                 await asyncio.wait(busy, timeout=timeout)
         finally:
             # Past the grace period, or cancelled: what still runs is cancelled.
+            send_watch.cancel()
             server.close()
             self.stopping = True
             tasks = [connection.task for connection in self.connections if connection.task is not None]

@@ -137,6 +137,11 @@ class App:
             if (await receive())["type"] == "http.disconnect":
                 self.saw_disconnect.set()
             return
+        if path == "/big":
+            # More than the socket buffers hold: the send waits for the client to read.
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"B" * (32 << 20)})
+            return
         if path == "/slow":
             self.entered.set()
             try:
@@ -196,6 +201,7 @@ async def serving(
     max_connections: int | None = None,
     receive_buffer: int | None = None,
     max_body: int = MAX_BODY,
+    send_timeout: float = 60.0,
 ) -> AsyncIterator[tuple[HttpServer, int]]:
     sock = socket.socket()
     if receive_buffer is not None:  # inherited by every accepted socket
@@ -208,6 +214,7 @@ async def serving(
         max_body=max_body,
         graceful_timeout=graceful_timeout,
         keep_alive_timeout=keep_alive_timeout,
+        send_timeout=send_timeout,
         **({} if max_connections is None else {"max_connections": max_connections}),
     )
     async with anyio.create_task_group() as group:
@@ -606,3 +613,19 @@ async def test_a_real_server_at_its_descriptor_limit_still_serves_a_new_client(t
             await process.aclose()
     assert b"Too many open files" not in stderr
     assert b"accepting a connection failed" not in stderr
+
+
+async def test_a_client_that_reads_nothing_is_let_go_after_the_send_timeout() -> None:
+    """A client that never reads a reply larger than the socket buffers holds its connection only
+    until the send timeout: the server closes it (once, such a connection stayed busy for good,
+    never idle, so never shed at the connection cap), and serves the next client."""
+    async with serving(App(), send_timeout=0.2) as (server, port):
+        async with connection(port) as (stream, replies):
+            await stream.send(request("/big"))
+            await until(lambda: server.statistics().connections == 0)
+            with anyio.fail_after(HANG_GUARD_SECONDS):
+                await replies.rest()  # what was sent before the close, then the end
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            async with connection(port) as (stream, replies):
+                await stream.send(request("/next"))
+                assert (await replies.read())[2] == b"GET /next  0"
