@@ -27,6 +27,8 @@ Streamable HTTP needs:
   descriptor limit leaves room for): at the cap, the idle connection held
   longest is closed to admit a new one; with none idle the new one is
   answered ``503``;
+- a client that reads nothing for ``send_timeout`` while a write waits for
+  it is let go: its connection closes, and the app learns it left;
 - a reply with ``Content-Length`` (or one body message) goes out in one
   write, head and body; a streamed reply (an SSE stream) is chunked (to an
   HTTP/1.0 client: sent as it comes and ended by closing the connection);
