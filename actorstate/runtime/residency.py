@@ -134,6 +134,8 @@ class Residency:
         self.passivations = 0
         self.evictions: Counter[str] = Counter()
         self.expired = 0
+        # Leases of sessions taken out of memory, to give up (see _give_up_lease): (id, epoch).
+        self._leases_to_release: list[tuple[str, int]] = []
         # Who hears of sessions passivated, evicted, expired (and, from the parts above, the rest).
         self.events = SessionEvents()
 
@@ -266,7 +268,9 @@ class Residency:
             return True  # a reload (nothing waits), or a call that may see any session
         owner = await store.owner_of(actor.id)
         # Calls may have arrived meanwhile: the mailbox is looked at again.
-        return owner is not None and any(envelope.client_id in (None, owner) for envelope in actor.mailbox or ())
+        return owner is not None and any(
+            envelope.client_id in (None, owner) for envelope in actor.mailbox or ()
+        )
 
     async def _loads_landed(self) -> None:
         """Wait until no load is in flight."""
@@ -395,6 +399,7 @@ class Residency:
         """
         if self._snapshots is not None:
             self.remove(actor)
+            self._give_up_lease(actor)
             self.passivations += 1
             self.events.emit("passivated", actor.id, _owner(actor))
             return
@@ -409,6 +414,30 @@ class Residency:
         self.passivated[actor.id] = Passivated(state.client_id, state.created_at, blob, actor.last_used)
         self.accounted += passivated_bytes(blob)
         self.events.emit("passivated", actor.id, state.client_id)
+
+    def _give_up_lease(self, actor: SessionActor) -> None:
+        """A stored session taken out of memory (passivated, evicted) gives up its lease, so that
+        another node sharing the store may claim it at once instead of waiting the lease out.
+
+        Given up in batches, in the background: a store without leases does nothing, and one
+        that fails to (the database is down) lets the leases expire. Taken out of memory with
+        nothing unsaved, so no write of it is in flight; were it loaded again meanwhile, it was
+        claimed under a newer epoch, and the store keeps that lease.
+        """
+        if self._store is None or not actor.version or self._host.closed:
+            return  # never stored (nothing to give up), or closing (the store gives up all at close)
+        self._leases_to_release.append((actor.id, actor.epoch))
+        if len(self._leases_to_release) == 1:
+            self._host.spawn(self._release_leases)
+
+    async def _release_leases(self) -> None:
+        store = self._store
+        assert store is not None
+        batch, self._leases_to_release = self._leases_to_release, []
+        try:
+            await store.release(batch)
+        except StoreError as error:
+            logger.debug("%d leases were not given up (they will expire): %s", len(batch), error)
 
     def _passivate_lru(self, count: int, reason: str) -> None:
         victims: list[SessionActor] = []
@@ -448,6 +477,7 @@ class Residency:
             for actor in victims:
                 # With a store this only passivates: the state is saved already.
                 self.remove(actor)
+                self._give_up_lease(actor)
                 self.events.emit("evicted", actor.id, _owner(actor), reason)
             dropped += len(victims)
         if dropped:

@@ -171,5 +171,11 @@ class Store(Protocol):
     async def moved(self, versions: Mapping[str, int]) -> list[str]:
         """Of these sessions, with the versions this process holds, those whose stored version differs."""
 
+    async def release(self, leases: Sequence[tuple[str, int]]) -> None:
+        """Give up this node's leases on these sessions, each (id, the epoch it was loaded under),
+        which the runtime took out of memory with nothing unsaved; a lease renewed under a newer
+        epoch since (the session was loaded again) is kept. Nothing to do for a store without
+        leases."""
+
     async def close(self) -> None:
         """Release the store; calls after this raise."""

@@ -354,6 +354,9 @@ class MemoryStore:
     async def moved(self, versions: Mapping[str, int]) -> list[str]:
         return []
 
+    async def release(self, leases: Sequence[tuple[str, int]]) -> None:
+        """Only this process uses an in-memory store: it holds no leases."""
+
     async def close(self) -> None:
         """Refuse every later call with :class:`StoreUnavailable`; closing again does nothing."""
         self._closed = True

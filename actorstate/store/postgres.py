@@ -561,6 +561,37 @@ class PostgresStore:
         self.leases.renewed(renewed, ids, sent_at)
         return moved
 
+    # Gives up leases: matched on the epoch too, so a lease taken since
+    # (by another node, or by a newer process under this node's id, or by
+    # this node loading the session again) is kept.
+    _RELEASE = (
+        _LOCKED_IN_ID_ORDER + "UPDATE actorstate_sessions AS s "
+        "SET owner_node = NULL, lease_expires = NULL "
+        "FROM unnest(%s::text[], %s::bigint[]) AS b(id, epoch) "
+        "WHERE s.id = b.id AND s.id IN (SELECT id FROM locked) "
+        "AND s.owner_epoch = b.epoch AND s.owner_node = %s"
+    )
+
+    def release(self, leases: Sequence[tuple[str, int]]) -> None:
+        """Give up the leases on sessions taken out of memory (passivated or evicted), so that
+        another node may claim them at once instead of waiting out the lease.
+
+        Only leases this node still holds under the epoch given are given up:
+        a session loaded again since was claimed under a newer epoch.
+
+        Error handling:
+            StoreUnavailable: the database failed; the leases simply expire.
+        """
+        held = [(session_id, epoch) for session_id, epoch in leases if self.leases.epoch(session_id) == epoch]
+        if not held:
+            return
+        ids = [session_id for session_id, _ in held]
+        epochs = [epoch for _, epoch in held]
+        with _translated(self._name, f"giving up the leases of {len(ids)} sessions"):
+            self._connection().execute(self._RELEASE, (ids, ids, epochs, self.node_id))
+        for session_id in ids:
+            self.leases.lost(session_id)
+
     def close(self) -> None:
         """Give up this node's leases (the runtime has committed everything by now), then disconnect.
 
@@ -571,17 +602,8 @@ class PostgresStore:
         try:
             ids, epochs, _ = self.leases.renewal_of(self.leases.held_ids())
             if ids and not (self._db.closed or self._db.broken):
-                # Matched on the epoch too: a newer process under the same
-                # node id may hold these sessions now, and keeps them.
                 with contextlib.suppress(psycopg.Error):
-                    self._db.execute(
-                        _LOCKED_IN_ID_ORDER + "UPDATE actorstate_sessions AS s "
-                        "SET owner_node = NULL, lease_expires = NULL "
-                        "FROM unnest(%s::text[], %s::bigint[]) AS b(id, epoch) "
-                        "WHERE s.id = b.id AND s.id IN (SELECT id FROM locked) "
-                        "AND s.owner_epoch = b.epoch AND s.owner_node = %s",
-                        (ids, ids, epochs, self.node_id),
-                    )
+                    self._db.execute(self._RELEASE, (ids, ids, epochs, self.node_id))
         finally:
             with _translated(self._name, "closing the database"):
                 self._db.close()

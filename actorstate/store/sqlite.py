@@ -468,6 +468,9 @@ class SQLiteStore:
         with _translated(self.path, "looking for changes by other processes"):
             return self.changes.moved(versions)
 
+    def release(self, leases: Sequence[tuple[str, int]]) -> None:
+        """Processes sharing a file hold no leases (optimistic versions decide): nothing to give up."""
+
     def close(self) -> None:
         """Close the connection.
 

@@ -44,6 +44,7 @@ class StoreEngine(Protocol):
     def maintain(self) -> None: ...
     def size_bytes(self) -> int: ...
     def moved(self, versions: Mapping[str, int]) -> list[str]: ...
+    def release(self, leases: Sequence[tuple[str, int]]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -103,6 +104,9 @@ class ThreadedStore:
 
     async def moved(self, versions: Mapping[str, int]) -> list[str]:
         return await self._worker.run(self._engine.moved, versions)
+
+    async def release(self, leases: Sequence[tuple[str, int]]) -> None:
+        await self._worker.run(self._engine.release, leases)
 
     async def close(self) -> None:
         """Close the engine on its thread (after every job queued before), then end the thread."""
