@@ -688,6 +688,18 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         await self.left.wait()
 
 
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A reply of ``text/event-stream`` and no length: one that may wait long for its first event."""
+    stream = False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            return False
+        if lowered == b"content-type" and value.lower().startswith(b"text/event-stream"):
+            stream = True
+    return stream
+
+
 class _Reply:
     """One request's ASGI exchange: its scope, ``receive`` and ``send``."""
 
@@ -744,6 +756,11 @@ class _Reply:
             self.started = True
             self.status = message["status"]
             self.headers = list(message.get("headers", ()))
+            if not self.head_only and not self.connection.closed and _is_event_stream(self.headers):
+                # An event stream's head goes now, not with its first event,
+                # which may be a keep-alive ping 15 s away. Any other reply's
+                # waits for its first body, so the two leave in one write.
+                await self.connection.write(self._head(b"", True))
             return
         if kind != "http.response.body":
             return

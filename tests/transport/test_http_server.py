@@ -70,13 +70,30 @@ class Replies:
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
-    async def read(self) -> tuple[int, dict[str, str], bytes]:
-        """The next reply: status, headers (lower-case names), body (chunks joined)."""
+    async def head(self) -> tuple[int, dict[str, str]]:
+        """The next reply's status and headers (lower-case names)."""
         status = int((await self._line()).split(b" ", 2)[1])
         headers: dict[str, str] = {}
         while line := await self._line():
             name, _, value = line.decode().partition(":")
             headers[name.lower()] = value.strip()
+        return status, headers
+
+    async def body(self, headers: dict[str, str]) -> bytes:
+        """The body after ``headers``: by its length, or its chunks joined."""
+        if "content-length" in headers:
+            return await self._exactly(int(headers["content-length"]))
+        body = b""
+        assert headers.get("transfer-encoding") == "chunked", headers
+        while size := int(await self._line(), 16):
+            body += await self._exactly(size)
+            assert await self._line() == b""
+        assert await self._line() == b""
+        return body
+
+    async def read(self) -> tuple[int, dict[str, str], bytes]:
+        """The next reply: status, headers (lower-case names), body (chunks joined)."""
+        status, headers = await self.head()
         if 100 <= status < 200:  # an interim reply has no body
             return status, headers, b""
         if "content-length" in headers:
@@ -129,6 +146,13 @@ class App:
             for part in (b"one,", b"two,", b"three"):
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if path == "/stream-later":
+            headers = [(b"content-type", b"text/event-stream"), (b"x-kind", b"later")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            self.entered.set()
+            await self.release.wait()
+            await send({"type": "http.response.body", "body": b"at last", "more_body": False})
             return
         if path == "/wait-for-disconnect":
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -280,6 +304,20 @@ async def test_a_streamed_reply_is_chunked_and_the_connection_goes_on() -> None:
         assert (status, body, headers["x-kind"]) == (200, b"one,two,three", "stream")
         await stream.send(request("/after"))
         assert (await replies.read())[2] == b"GET /after  0"
+
+
+async def test_an_event_streams_head_goes_out_before_its_first_event() -> None:
+    """An event stream (``text/event-stream``, no length) sends its head at once: the client reads
+    it while the body is still to come (its first event may be a keep-alive ping 15 s away)."""
+    app = App()
+    async with serving(app) as (_, port), connection(port) as (stream, replies):
+        await stream.send(request("/stream-later"))
+        with anyio.fail_after(10):  # without the head sent at once: waits for the release, never set
+            status, headers = await replies.head()
+        assert (status, headers["x-kind"], headers["transfer-encoding"]) == (200, "later", "chunked")
+        assert not app.release.is_set()
+        app.release.set()
+        assert await replies.body(headers) == b"at last"
 
 
 async def test_the_app_learns_that_the_client_left() -> None:
