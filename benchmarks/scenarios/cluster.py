@@ -209,7 +209,10 @@ class Cluster(Scenario):
         from actorstate.store.postgres_cluster import ClusterError, start_cluster
 
         calls = 600 if plan.quick else 20_000
-        tokens_file, tokens = make_tokens(plan.workdir)
+        # A folder of its own: the HTTP scenario's tokens file, in the run's folder, names the same clients.
+        workdir = os.path.join(plan.workdir, "cluster")
+        os.makedirs(workdir, exist_ok=True)
+        tokens_file, tokens = make_tokens(workdir)
         try:
             cluster = start_cluster(durable=True)
         except ClusterError as error:
@@ -217,10 +220,10 @@ class Cluster(Scenario):
         # Up for every measurement of the run, in whatever order they come; gone when the run ends.
         atexit.register(cluster.destroy)
         systems = {
-            system_name(nodes): measure(cluster, nodes, calls, plan.workdir, tokens_file, tokens)
+            system_name(nodes): measure(cluster, nodes, calls, workdir, tokens_file, tokens)
             for nodes in NODES
         }
-        systems[BASELINE] = measure(cluster, None, calls, plan.workdir, tokens_file, tokens)
+        systems[BASELINE] = measure(cluster, None, calls, workdir, tokens_file, tokens)
         return [
             Case(
                 {"clients": CLIENTS, "sessions": CLIENTS, "calls": calls},
