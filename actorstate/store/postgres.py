@@ -468,7 +468,10 @@ class PostgresStore:
 
         Sessions resident here are judged by this node's runtime, and those
         under another node's live lease by that node's (it may be reading
-        them without writing): both are skipped.
+        them without writing): both are skipped. The scan and the UPDATE are
+        two statements, so the UPDATE checks idleness and the lease again on
+        the locked rows: another node may have claimed and written a session
+        in between, and ending it would fail that node's acknowledged use.
         """
         with _translated(self._name, "expiring idle sessions"):
             db = self._connection()
@@ -486,18 +489,25 @@ class PostgresStore:
                 and last_activity < idle_before
                 and session_id not in resident
             ]
+            ended_ids: list[str] = []
             if stale:
-                db.execute(
-                    _LOCKED_IN_ID_ORDER
-                    + "UPDATE actorstate_sessions AS s SET ended_at = %s, version = version + 1 "
-                    "WHERE s.id IN (SELECT id FROM locked) AND s.ended_at IS NULL",
-                    (stale, now),
-                )
-        for session_id in stale:
+                ended_ids = [
+                    str(row[0])
+                    for row in db.execute(
+                        _LOCKED_IN_ID_ORDER
+                        + "UPDATE actorstate_sessions AS s SET ended_at = %s, version = version + 1 "
+                        "WHERE s.id IN (SELECT id FROM locked) AND s.ended_at IS NULL "
+                        "AND s.last_activity < %s AND (s.owner_node IS NOT DISTINCT FROM %s "
+                        "OR s.lease_expires IS NULL OR s.lease_expires <= now()) "
+                        "RETURNING s.id",
+                        (stale, now, idle_before, self.node_id),
+                    ).fetchall()
+                ]
+        for session_id in ended_ids:
             self.leases.lost(session_id)
         next_id = rows[-1][0] if len(rows) == limit else ""
-        live = sum(1 for _, _, ended, _ in rows if not ended) - len(stale)
-        return ExpiryStep(len(stale), live, next_id)
+        live = sum(1 for _, _, ended, _ in rows if not ended) - len(ended_ids)
+        return ExpiryStep(len(ended_ids), live, next_id)
 
     def touch(self, last_uses: Sequence[tuple[str, float]]) -> None:
         """Move last_activity forward for sessions that were read since their last write."""

@@ -4,7 +4,7 @@ an old owner, with two stores of different node ids on one database."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 import pytest
@@ -15,7 +15,7 @@ from actorstate.store.postgres import PostgresStore
 from actorstate.store.postgres_leases import LeaseBook
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 COMMITTED, CONFLICT, FENCED = WriteOutcome.COMMITTED, WriteOutcome.CONFLICT, WriteOutcome.FENCED
 NOW = 1_800_000_000.0
@@ -263,4 +263,54 @@ def test_an_old_incarnation_closing_leaves_the_new_ones_leases(postgres_url: str
             b.load("s1")
     finally:
         new.close()
+        b.close()
+
+
+class _PausedAfterScan:
+    """A connection that runs ``between`` once an expiry scan has read its rows, before the UPDATE."""
+
+    def __init__(self, connection: psycopg.Connection[Any], between: Callable[[], None]) -> None:
+        self._connection = connection
+        self._between = between
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        cursor = self._connection.execute(query, params, **kwargs)
+        if isinstance(query, str) and query.startswith("SELECT id, last_activity"):
+            self._between()
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def test_expiry_does_not_end_a_session_another_node_claimed_after_the_scan(postgres_url: str) -> None:
+    """b's expiry scan sees an idle, unowned session; before its UPDATE, a claims it and commits a
+    write. The UPDATE leaves the session live (it checks idleness and the lease again), and a's
+    next write over its acknowledged one commits."""
+    a = PostgresStore(postgres_url, node_id="a")
+    old = SnapshotWrite("s1", "alice", 0, b"a1", NOW - 1000, NOW - 1000, False, 0)
+    assert a.write([old], NOW) == [COMMITTED]
+    a.release([("s1", 0)])
+
+    def a_uses_the_session() -> None:
+        epoch = _loaded(a, "s1").epoch
+        used = SnapshotWrite("s1", "alice", 1, b"a2", NOW - 1000, NOW, False, epoch)
+        assert a.write([used], NOW) == [COMMITTED]
+
+    def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+        # Stands in for the connection: the store uses only what it delegates.
+        return cast(
+            "psycopg.Connection[Any]", _PausedAfterScan(psycopg.connect(url, **kwargs), a_uses_the_session)
+        )
+
+    b = PostgresStore(postgres_url, node_id="b", connect=connect)
+    try:
+        step = b.expire("", 10, NOW - 500, NOW, frozenset())
+        assert (step.ended, step.live) == (0, 1)
+        epoch = _loaded(a, "s1").epoch
+        again = SnapshotWrite("s1", "alice", 2, b"a3", NOW - 1000, NOW, False, epoch)
+        assert a.write([again], NOW) == [COMMITTED]
+        assert _row(postgres_url, "s1")[2:] == (3, b"a3")
+    finally:
+        a.close()
         b.close()
