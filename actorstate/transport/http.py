@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
 
+from .addresses import is_loopback
 from .caller import principal_key
 from .http_fast_path import HttpToolCallFastPath
 from .http_server import HttpServer
@@ -108,15 +108,6 @@ class HttpSettings:
     max_protocol_sessions_per_client: int = DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT
     # /healthz, /readyz (and the drain before a stop), /metrics: see .operations.
     operations: OperationsSettings = dataclasses.field(default_factory=OperationsSettings)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen_address(settings: HttpSettings) -> None:
