@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -45,6 +44,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from .authentication import ReloadableVerifier
 from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT
+from .refusals import refuse_request, send_refusal
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -57,11 +57,6 @@ logger = logging.getLogger(__name__)
 
 _SESSION_HEADER = b"mcp-session-id"
 _VERSION_HEADER = b"mcp-protocol-version"
-# JSON-RPC's "server error" range: the request was not taken, try later.
-_REFUSED = -32000
-# A refused request's body is read (and dropped) up to this many bytes, so the
-# connection can carry the next request; past it, the connection closes.
-_DRAIN_LIMIT = 1 << 20
 
 
 @dataclasses.dataclass
@@ -175,7 +170,7 @@ class ProtocolSessionGuard:
         if held >= self.max_per_principal:
             self.refused += 1
             logger.warning("HTTP: refused %s a protocol session: it holds %d", principal, held)
-            await _refuse(
+            await refuse_request(
                 receive,
                 send,
                 429,
@@ -215,7 +210,7 @@ class ProtocolSessionGuard:
     async def _stream(self, scope: Scope, receive: Receive, send: Send, session: _Session | None) -> None:
         """Serve a GET event stream, which :meth:`begin_stop` and :meth:`close_revoked` may close."""
         if self.stopping:
-            await _refuse(receive, send, 503, "the server is stopping: reconnect to another, or later")
+            await refuse_request(receive, send, 503, "the server is stopping: reconnect to another, or later")
             return
         stream = _Stream(self.principal_of(scope), _token_of(scope), anyio.CancelScope())
         started = ended = False
@@ -244,7 +239,7 @@ class ProtocolSessionGuard:
             # End the response properly, so the client sees the stream end rather than a broken one.
             with anyio.CancelScope(shield=True):
                 if not started:
-                    await _answer(send, 503, f"the event stream was closed: {stream.reason}", close=False)
+                    await send_refusal(send, 503, f"the event stream was closed: {stream.reason}")
                 elif not ended:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -340,35 +335,3 @@ class ProtocolSessionGuard:
             "http_event_streams": len(self.streams),
             "http_closed_on_revocation": self.closed_revoked,
         }
-
-
-async def _refuse(receive: Receive, send: Send, status: int, message: str) -> None:
-    """Answer ``status`` with a JSON-RPC error body, after reading the request's body (so the
-    connection carries the next request; past ``_DRAIN_LIMIT`` bytes it closes instead)."""
-    drained, more = 0, True
-    while more and drained <= _DRAIN_LIMIT:
-        event = await receive()
-        if event["type"] != "http.request":
-            break
-        drained += len(event.get("body", b""))
-        more = event.get("more_body", False)
-    await _answer(send, status, message, close=more)
-
-
-async def _answer(send: Send, status: int, message: str, *, close: bool) -> None:
-    body = json.dumps(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": _REFUSED, "message": message}}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", b"1"),
-                *([(b"connection", b"close")] if close else []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -28,11 +28,12 @@ second, so a client hammering the server does not flood the log).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
+
+from .refusals import refuse_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionRegistry", "PrincipalFigures", "RegistryLimits"]
 
 logger = logging.getLogger(__name__)
-
-# JSON-RPC's "server error" range: the request was not taken, try later.
-_REFUSED = -32000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +104,7 @@ class ConnectionRegistry:
         refusal = self._admit(name, counted=counted, limited=method != "DELETE")
         if refusal is not None:
             status, retry_after, message = refusal
-            await _refuse(receive, send, status, retry_after, message)
+            await refuse_request(receive, send, status, message, retry_after=retry_after)
             return
         entry = self.principals[name]
         try:
@@ -203,34 +201,3 @@ class PrincipalFigures:
     in_flight: int
     requests: int
     refused: int
-
-
-# A refused request's body is read (and dropped) up to this many bytes, so
-# the connection can carry the next request; past it, the connection closes.
-_DRAIN_LIMIT = 1 << 20
-
-
-async def _refuse(receive: Receive, send: Send, status: int, retry_after: float, message: str) -> None:
-    drained, more = 0, True
-    while more and drained <= _DRAIN_LIMIT:
-        event = await receive()
-        if event["type"] != "http.request":
-            break
-        drained += len(event.get("body", b""))
-        more = event.get("more_body", False)
-    body = json.dumps(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": _REFUSED, "message": message}}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(max(1, math.ceil(retry_after))).encode()),
-                *([(b"connection", b"close")] if more else []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
