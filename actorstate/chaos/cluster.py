@@ -11,8 +11,9 @@ server's (:mod:`.runner`); what changes:
   ``K mod nodes`` first. A call answered "moved" (the session is served by
   another node, or this node's write was fenced by a newer owner) did not
   happen: it is recorded ``fail`` and sent again, with the same idempotency
-  key, to the node the answer names (or the next one), after a pause that
-  grows while the owner's lease may still live. A call of unknown outcome
+  key, to the node the answer names, at once; when that node is down (or
+  none is named), to the next one after a pause that grows with each
+  attempt, as the dead owner's lease may live on for a while. A call of unknown outcome
   (a timeout, a node gone, a store error) is recorded ``info`` and, for a
   write with an idempotency key or a read, sent again to the next node the
   same way: it applies at most once whichever node ends up serving it. Each
@@ -264,7 +265,10 @@ class _ClusterRun(_Run):
                 self.complete(invoke, Phase.FAIL, error=reply.error)
                 owner = moved.group("owner")
                 target = owner if owner in self.node_ids else self.next_node(node_id)
-                await anyio.sleep(MOVED_PAUSE * (attempt + 1))
+                serving = self.nodes.get(target)
+                if target == node_id or serving is None or not serving.running:
+                    # The owner is gone (or unnamed): its lease may live on for a while yet.
+                    await anyio.sleep(MOVED_PAUSE * (attempt + 1))
                 continue
             not_applied = not reply.rpc_error and any(text in reply.error for text in _NOT_APPLIED)
             self.complete(invoke, Phase.FAIL if not_applied else Phase.INFO, error=reply.error)
