@@ -17,8 +17,9 @@ Streamable HTTP needs:
   target that is no URL, or an HTTP/1.1 request without exactly one
   ``Host`` answers ``400``, a version other than 1.x ``505``;
   ``Expect: 100-continue`` is answered ``100 Continue`` when the request
-  is next in line; an ``Upgrade`` (or ``CONNECT``) is answered as a plain
-  request, the connection closing after it;
+  is next in line; an ``Upgrade`` is answered as a plain request, the
+  connection closing after it; a ``CONNECT`` (its target an authority, no
+  URL) is answered ``400``;
 - a request must arrive whole (head and body) within the keep-alive
   timeout of the connection going idle, however slowly it trickles in;
 - a client that half-closes (sends its end of stream) gets the replies to
