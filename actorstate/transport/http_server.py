@@ -359,7 +359,9 @@ class _Connection:
         try:
             await self.server.app(reply.scope(), reply.receive, reply.send)
         except Exception:
-            if not reply.started:
+            # A reply's head waits for its first body (an event stream's excepted): while
+            # nothing of it is written, the client can still be told 500.
+            if not reply.body_head_written:
                 logger.exception("the HTTP app failed on %s", reply.path)
                 await self.write(_refusal_bytes(500, "internal server error"))
                 return False
@@ -369,7 +371,7 @@ class _Connection:
         finally:
             self.streaming = False
         if not reply.finished:
-            if not reply.started and not self.closed:
+            if not reply.body_head_written:
                 await self.write(_refusal_bytes(500, "internal server error: no reply"))
             return False
         return reply.keep_alive and not self.closed and not self.server.stopping

@@ -404,6 +404,22 @@ async def test_an_app_that_raises_answers_500_and_the_server_goes_on() -> None:
             assert (await replies.read())[0] == 200
 
 
+async def test_an_app_that_raises_after_starting_but_before_its_body_answers_500() -> None:
+    """A failure after ``http.response.start`` but before any body (nothing of the reply written
+    yet) still answers 500 instead of closing the connection without a reply."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("failed after the start")
+
+    async with serving(app) as (_, port), connection(port) as (stream, replies):
+        await stream.send(request("/"))
+        status, _, body = await replies.read()
+        assert (status, body) == (500, b"internal server error\n")
+        assert await replies.closed()
+
+
 async def test_a_stop_closes_idle_connections_and_lets_a_request_in_flight_finish() -> None:
     """After stop: an idle connection is closed, the request in flight gets its reply (then the
     connection closes), and no new connection is taken."""
