@@ -168,6 +168,12 @@ class ClientNotifications:
 
     def _connection(self, key: object, session: ServerSession, caller: Caller) -> _Connection:
         entry = self._connections.get(key)
+        if entry is not None and entry.caller.principal != caller.principal:
+            # A key is a connection's, and a connection has one principal: another principal
+            # under it means the key was reused (an id outliving its connection). What it
+            # subscribed to is not the new caller's to hear of.
+            self._forget(key)
+            entry = None
         if entry is None:
             if len(self._connections) >= MAX_CONNECTIONS:
                 self._forget(next(iter(self._connections)))

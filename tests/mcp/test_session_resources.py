@@ -20,7 +20,7 @@ import actorstate
 from actorstate import Config
 from actorstate.mcp import build_server
 from actorstate.transport import notifications as notifications_module
-from actorstate.transport.caller import OWNER
+from actorstate.transport.caller import OWNER, Caller
 from actorstate.transport.notifications import ClientNotifications
 
 if TYPE_CHECKING:
@@ -174,6 +174,24 @@ async def test_connections_and_subscriptions_are_bounded(monkeypatch: pytest.Mon
             while not third.sent:
                 await anyio.lowlevel.checkpoint()
     assert (first.sent, second.sent, third.sent) == ([], [f"session://{ids[0]}"], [f"session://{ids[0]}"])
+
+
+async def test_a_connection_key_reused_by_another_principal_inherits_no_subscription() -> None:
+    """When a connection's key comes back with another principal (the old connection gone, its key
+    reused), that principal hears nothing of the sessions the first one subscribed to."""
+    notifications = ClientNotifications()
+    alice_connection, bob_connection = _Recorder(), _Recorder()
+    alice, bob = Caller(principal="alice"), Caller(principal="bob")
+    async with actorstate.open_state() as state, notifications.running(state):
+        alices, bobs = str(uuid.uuid4()), str(uuid.uuid4())
+        notifications.subscribe("key", alice_connection, alice, alices)  # type: ignore[arg-type]
+        notifications.subscribe("key", bob_connection, bob, bobs)  # type: ignore[arg-type]
+        notifications.session_changed(alices)
+        notifications.session_changed(bobs)
+        with anyio.fail_after(10):  # a timeout only
+            while not bob_connection.sent:
+                await anyio.lowlevel.checkpoint()
+    assert (alice_connection.sent, bob_connection.sent) == ([], [f"session://{bobs}"])
 
 
 class _Recorder:
