@@ -71,6 +71,7 @@ __all__ = [
     "PostgresStore",
     "default_node_id",
     "open_postgres_store",
+    "refuses_actorstate",
 ]
 
 SCHEMA_VERSION = 1
@@ -148,6 +149,12 @@ def default_node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def refuses_actorstate(error: psycopg.Error) -> bool:
+    """Whether a failed connection is refused for good (no such database or role, credentials
+    refused, not allowed in): retrying cannot mend it, unlike a server that is down."""
+    return error.sqlstate in _REFUSING_SQLSTATES or any(words in str(error) for words in _REFUSING_MESSAGES)
+
+
 def _sqlstate(error: psycopg.Error) -> str:
     return error.sqlstate or type(error).__name__
 
@@ -205,9 +212,7 @@ class PostgresStore:
             settings = {key: value for key, value in _CONNECTION_DEFAULTS.items() if key not in given}
             return self._connect(self._url, autocommit=True, **settings)
         except psycopg.Error as error:
-            if error.sqlstate in _REFUSING_SQLSTATES or any(
-                words in str(error) for words in _REFUSING_MESSAGES
-            ):
+            if refuses_actorstate(error):
                 raise DatabaseRefused(f"{self._name} refused actorstate: {str(error).strip()}") from error
             raise StoreUnavailable(
                 f"cannot connect to {self._name}: {str(error).strip()} ({_sqlstate(error)})"

@@ -14,7 +14,7 @@ import psycopg
 
 from ..errors import DatabaseRefused, StoreError
 from ..locations import shown_location
-from .postgres import SCHEMA_VERSION
+from .postgres import SCHEMA_VERSION, refuses_actorstate
 from .view import SessionRow
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class PostgresView:
             self._db: psycopg.Connection[Any] = psycopg.connect(url, connect_timeout=10)
         except psycopg.Error as error:
             message = str(error).strip()
-            if "does not exist" in message or "authentication failed" in message:
+            if refuses_actorstate(error):
                 raise DatabaseRefused(f"{self.path} refused actorstate: {message}") from error
             raise StoreError(f"cannot connect to {self.path}: {message}") from error
         self._db.read_only = True

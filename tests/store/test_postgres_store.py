@@ -4,7 +4,7 @@ a server restart and the fault seam."""
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import psycopg
@@ -14,6 +14,7 @@ from actorstate.errors import DatabaseRefused, StoreUnavailable
 from actorstate.fault_seam import FaultSeam
 from actorstate.store.interface import SnapshotWrite, WriteOutcome
 from actorstate.store.postgres import SCHEMA_VERSION, PostgresStore
+from actorstate.store.postgres_view import PostgresView
 
 if TYPE_CHECKING:
     from actorstate.store.postgres_cluster import PostgresCluster
@@ -92,6 +93,29 @@ def test_a_database_that_does_not_exist_is_refused(postgres_cluster: PostgresClu
     """A URL naming a missing database raises DatabaseRefused (retrying would not help)."""
     with pytest.raises(DatabaseRefused, match="no_such_database"):
         PostgresStore(postgres_cluster.url("no_such_database"))
+
+
+def _refused_by_pg_hba(*args: object, **kwargs: object) -> psycopg.Connection[Any]:
+    raise psycopg.OperationalError(
+        'connection failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "app", database "app"'
+    )
+
+
+def test_a_server_refusing_the_client_is_refused_by_the_store() -> None:
+    """A server's pg_hba.conf refusing this client (no SQLSTATE on a failed connection, only the
+    server's words) raises DatabaseRefused from the store."""
+    with pytest.raises(DatabaseRefused, match=r"no pg_hba\.conf entry"):
+        PostgresStore("postgresql://app@10.0.0.9/app", connect=_refused_by_pg_hba)
+
+
+def test_a_server_refusing_the_client_is_refused_by_the_read_only_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The read-only view (sessions, doctor) classifies the same refusal as the store does:
+    DatabaseRefused, not a StoreError that suggests trying again."""
+    monkeypatch.setattr(psycopg, "connect", _refused_by_pg_hba)
+    with pytest.raises(DatabaseRefused, match=r"no pg_hba\.conf entry"):
+        PostgresView("postgresql://app@10.0.0.9/app")
 
 
 def test_an_unreachable_server_is_unavailable() -> None:
