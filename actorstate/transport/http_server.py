@@ -939,17 +939,22 @@ class HttpServer:
 
     async def _serve_on_anyio(self, sock: socket.socket) -> None:
         listener = await anyio.abc.SocketListener.from_socket(sock)
-        async with anyio.create_task_group() as connections:
-            async with anyio.create_task_group() as accepting:
-                accepting.start_soon(self._accept, listener, connections)
-                accepting.start_soon(self._watch_sends)
-                await self._stop_requested.wait()
-                accepting.cancel_scope.cancel()
-            await listener.aclose()
-            self._begin_stopping()
-            connections.cancel_scope.deadline = anyio.current_time() + (
-                self.graceful_timeout if self.graceful_timeout >= 0 else math.inf
-            )
+        try:
+            async with anyio.create_task_group() as connections:
+                async with anyio.create_task_group() as accepting:
+                    accepting.start_soon(self._accept, listener, connections)
+                    accepting.start_soon(self._watch_sends)
+                    await self._stop_requested.wait()
+                    accepting.cancel_scope.cancel()
+                await listener.aclose()
+                self._begin_stopping()
+                connections.cancel_scope.deadline = anyio.current_time() + (
+                    self.graceful_timeout if self.graceful_timeout >= 0 else math.inf
+                )
+        finally:
+            # Cancelled (a second stop signal): the port must close all the same.
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
 
     async def _accept(self, listener: anyio.abc.SocketListener, connections: anyio.abc.TaskGroup) -> None:
         while True:

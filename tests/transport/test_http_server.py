@@ -420,6 +420,25 @@ async def test_an_app_that_raises_after_starting_but_before_its_body_answers_500
         assert await replies.closed()
 
 
+async def test_a_server_cancelled_outright_closes_its_port() -> None:
+    """Serving cancelled (a second stop signal) with a connection open and a request in flight:
+    the port is closed all the same, so no new connection is taken in and left unanswered."""
+    app = App()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(100)
+    port = sock.getsockname()[1]
+    server = HttpServer(app, max_body=MAX_BODY)
+    async with anyio.create_task_group() as group:
+        group.start_soon(server.serve, sock)
+        async with connection(port) as (stream, _):
+            await stream.send(request("/slow"))
+            await app.entered.wait()
+            group.cancel_scope.cancel()
+    with pytest.raises(OSError, match=r"[Cc]onnect"):
+        await anyio.connect_tcp("127.0.0.1", port)
+
+
 async def test_a_stop_closes_idle_connections_and_lets_a_request_in_flight_finish() -> None:
     """After stop: an idle connection is closed, the request in flight gets its reply (then the
     connection closes), and no new connection is taken."""
