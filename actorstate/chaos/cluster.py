@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 
 from ..config import Config
+from ..errors import StoreUnavailable
 from .checkers import check_history
 from .checkers.owners import OwnerObservation, check_single_owner, node_of
 from .faults import NODE_LEASE, RECORDED_KIND
@@ -395,7 +396,7 @@ class _ClusterRun(_Run):
     # -- the run ---------------------------------------------------------------------------
 
     async def start_database(self) -> None:
-        from ..store.postgres_cluster import start_cluster
+        from ..store.postgres_cluster import ClusterError, start_cluster
 
         def start() -> PostgresCluster:
             cluster = start_cluster()
@@ -406,7 +407,10 @@ class _ClusterRun(_Run):
                 raise
             return cluster
 
-        self.cluster = await anyio.to_thread.run_sync(start)
+        try:
+            self.cluster = await anyio.to_thread.run_sync(start)
+        except ClusterError as error:
+            raise StoreUnavailable(f"the run's PostgreSQL could not be started: {error}") from None
         self.database_url = self.cluster.url(DATABASE)
 
     async def run(self) -> None:

@@ -8,14 +8,18 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
+import anyio
 import pytest
 
 from actorstate.chaos import FaultPhase, History, Phase
 from actorstate.chaos.checkers.owners import OwnerObservation, check_single_owner
 from actorstate.chaos.faults import CLUSTER_FAULT_KINDS, NODE_LEASE, plan_faults
-from actorstate.chaos.runner import RunOptions, replay_command
+from actorstate.chaos.runner import RunOptions, replay_command, run_chaos
+from actorstate.errors import StoreUnavailable
+from actorstate.store import postgres_cluster
+from actorstate.store.postgres_cluster import ClusterError
 
 from .scripts import Script
 
@@ -194,3 +198,19 @@ def test_a_cluster_schedule_pauses_nodes_past_their_lease() -> None:
         )
         assert {fault.kind for fault in faults} == set(CLUSTER_FAULT_KINDS)
         assert all(fault.hold > NODE_LEASE for fault in faults if fault.kind == "stop")
+
+
+def test_a_cluster_run_without_postgresql_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the run's PostgreSQL cannot be started, the run stops before starting any node with
+    an error (the command prints it in one line) that carries the reason."""
+
+    def no_postgres(*args: object, **kwargs: object) -> NoReturn:
+        raise ClusterError("no initdb found (install PostgreSQL's server binaries)")
+
+    monkeypatch.setattr(postgres_cluster, "start_cluster", no_postgres)
+    options = RunOptions(
+        seed=1, out=tmp_path, duration=1, transport="http", store="postgres", nodes=2, faults=()
+    )
+    with pytest.raises(StoreUnavailable, match="could not be started: no initdb found"):
+        anyio.run(run_chaos, options)
+    assert not list(tmp_path.glob("node-*.log"))
