@@ -52,6 +52,7 @@ from .http_server import HttpServer
 from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS, DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT
 from .operations import Operations, OperationsSettings, starlette_routes
 from .protocol_sessions import ProtocolSessionGuard
+from .rebinding import RebindingGuard
 from .registry import ConnectionRegistry, RegistryLimits
 from .server import build_server
 from .tools import ToolContext
@@ -210,6 +211,10 @@ def build_http_app(
         ]
         endpoint = RequireAuthMiddleware(registry, [], metadata_url)
     routes.append(Route(MCP_PATH, endpoint=endpoint))
+    if security is not None:
+        # The operator's API and page and /metrics show (and end) every client's sessions:
+        # the same Host and Origin check as /mcp's, first.
+        middleware.insert(0, Middleware(RebindingGuard, security=security))
     others = Starlette(routes=routes, middleware=middleware, lifespan=lambda app: manager.run())
     if settings.verifier is not None:
         endpoint = AuthenticationMiddleware(
