@@ -1,4 +1,4 @@
-"""The operator's JSON API under ``/admin/api``: what the operator page (to come) shows and does.
+"""The operator's JSON API under ``/admin/api``: what the operator page (:mod:`.admin_page`) shows and does.
 
 - ``GET /admin/api/figures``: the server's figures now, for live charts
   (counters the page turns into rates between two polls: calls, evictions,
