@@ -87,7 +87,13 @@ async def _answer_one(operations: Operations, stream: anyio.abc.SocketStream) ->
                 head = await _read_head(stream)
         except (TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             return
-        answer, method = await _answer(operations, head)
+        try:
+            answer, method = await _answer(operations, head)
+        except Exception:
+            # One request's failure is its own: raised, it would end the listener's task group
+            # and the stdio server serving beside it.
+            logger.exception("the side listener failed to answer a request")
+            answer, method = _text(500, "internal server error"), "GET"
         status = f"HTTP/1.1 {answer.status} {http.HTTPStatus(answer.status).phrase}\r\n"
         headers = [
             ("content-type", answer.content_type),
