@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 import actorstate
 
-from ..transport.test_http import TOKENS, http_server
+from ..transport.test_http import TOKENS, http_server, mcp_http_client
 from .test_client_log import Heard
 from .test_session_resources import Updates
 
@@ -41,7 +40,7 @@ pytestmark = [
 
 @contextlib.asynccontextmanager
 async def _legacy_client(url: str, token: str, **callbacks: Any) -> AsyncIterator[Client]:
-    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
+    async with mcp_http_client({"Authorization": f"Bearer {token}"}) as http:
         async with Client(
             streamable_http_client(url, http_client=http), mode="legacy", **callbacks
         ) as client:

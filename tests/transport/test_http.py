@@ -13,7 +13,6 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.provider import AccessToken
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 import actorstate
 from actorstate.store.memory import MemoryStore
@@ -77,11 +76,17 @@ async def http_server(state: State, **settings: Any) -> AsyncIterator[str]:
         stop.set()
 
 
+def mcp_http_client(headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
+    """An HTTP client for the SDK's Streamable HTTP client, with its transports' default timeouts
+    (a long read: a server may hold a stream open)."""
+    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+
+
 @contextlib.asynccontextmanager
 async def client(url: str, token: str | None, mode: str = "2026-07-28") -> AsyncIterator[Client]:
     """The SDK's client on ``url`` with ``token`` as its bearer (its HTTP client closed after)."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with create_mcp_http_client(headers=headers) as http:
+    async with mcp_http_client(headers) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode) as session:
             yield session
 
