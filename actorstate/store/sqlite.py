@@ -406,19 +406,23 @@ class SQLiteStore:
                 (after_id, limit),
             ).fetchall()
             stale = [
-                (now, session_id)
+                (now, session_id, idle_before)
                 for session_id, last_activity, ended_at in rows
                 if ended_at is None and last_activity < idle_before and session_id not in resident
             ]
+            ended = 0
             if stale:
                 with self._transaction():
-                    self._db.executemany(
-                        "UPDATE sessions SET ended_at = ?, version = version + 1 WHERE id = ? AND ended_at IS NULL",
+                    # Idleness is checked again: another process sharing the
+                    # file may have used the session since the scan read it.
+                    ended = self._db.executemany(
+                        "UPDATE sessions SET ended_at = ?, version = version + 1 "
+                        "WHERE id = ? AND ended_at IS NULL AND last_activity < ?",
                         stale,
-                    )
+                    ).rowcount
         next_id = rows[-1][0] if len(rows) == limit else ""
-        live = sum(1 for _, _, ended_at in rows if ended_at is None) - len(stale)
-        return ExpiryStep(len(stale), live, next_id)
+        live = sum(1 for _, _, ended_at in rows if ended_at is None) - ended
+        return ExpiryStep(ended, live, next_id)
 
     def end(self, session_id: str, now: float) -> None:
         """Mark one session ended, whatever its snapshot holds."""
