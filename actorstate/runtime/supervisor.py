@@ -325,16 +325,23 @@ class Supervisor:
         }
 
     async def probe_store(self) -> int | None:
-        """Ask the store its size through its worker: it answers, or this raises. None without a store.
+        """Renew what is due, then ask the store its size through its worker: it answers, or this
+        raises. None without a store.
 
         Error handling:
             StateClosed: the state is closed.
             StoreError: the store did not answer (the error says why).
         """
         self.check_open()
-        if self._store is None:
+        store = self._store
+        if store is None:
             return None
-        return await self._store.size_bytes()
+        if store.maybe_changed() or self.residency.refreshing:
+            # As before a call: the leases due for renewal are renewed (a
+            # store shared by nodes), so a node that answers ready holds the
+            # leases it serves reads under, and a renewal that fails fails the probe.
+            await self.residency.refresh()
+        return await store.size_bytes()
 
     async def housekeeping(self) -> None:
         """Run a housekeeping pass of the store now (nothing without one)."""
