@@ -512,7 +512,8 @@ def _add_chaos(commands: Any) -> None:
     chaos.add_argument(
         "--faults",
         help="comma-separated kinds: kill, term, stop, lock, second, full, ioerror, slow, evict, wire, flood, "
-        "drop, and revoke over HTTP (default: all the transport has; or none)",
+        "drop, and revoke over HTTP; with --store postgres: kill, term, stop, pgrestart, terminate "
+        "(default: all the transport, or the store, has; or none)",
     )
     chaos.add_argument("--durability", choices=("commit", "interval"), help="the server's (default: commit)")
     chaos.add_argument("--out", help="directory for the history and the servers' logs (default: a new one)")
