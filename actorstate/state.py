@@ -326,9 +326,9 @@ class State:
         return self._supervisor.stats()
 
     def histograms(self) -> dict[str, HistogramSnapshot]:
-        """The commit histograms, for metrics exporters: ``commit_seconds`` (each committed
-        transaction's duration) and ``commit_batch_sessions`` (sessions it wrote); empty
-        without a database."""
+        """The histograms, for metrics exporters: ``turn_seconds`` (each turn that completed),
+        and with a database ``commit_seconds`` (each committed transaction's duration) and
+        ``commit_batch_sessions`` (sessions it wrote)."""
         return self._supervisor.histograms()
 
     async def probe_store(self) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from bisect import bisect_left
 
-__all__ = ["BATCH_SIZE_BOUNDS", "LATENCY_BOUNDS", "Histogram", "HistogramSnapshot"]
+__all__ = ["BATCH_SIZE_BOUNDS", "LATENCY_BOUNDS", "TURN_BOUNDS", "Histogram", "HistogramSnapshot"]
 
 # Seconds: from a fast in-memory call (tens of microseconds) to a commit
 # stalled behind a busy database (seconds).
@@ -32,6 +32,22 @@ LATENCY_BOUNDS: tuple[float, ...] = (
     1.0,
     2.5,
     5.0,
+)
+# Seconds one turn takes (applying a message to a session's state): a few
+# microseconds for the tools, more for an update function or a large context.
+TURN_BOUNDS: tuple[float, ...] = (
+    0.000001,
+    0.0000025,
+    0.000005,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.001,
+    0.01,
+    0.1,
+    1.0,
 )
 # Sessions written by one group commit: one when calls come one at a time,
 # hundreds under load.

@@ -29,6 +29,7 @@ from ..backend import Envelope, Parking, ToldEnvelope
 from ..errors import SessionNotFound, SessionQuarantined, StateClosed
 from ..model.messages import EndSession, Message
 from .actor import ActorStatus, SessionActor
+from .histogram import TURN_BOUNDS, Histogram
 from .residency import Residency
 from .restart import RestartPolicy
 
@@ -95,6 +96,8 @@ class Scheduler:
         self.closed = False
         self.restarts = 0
         self.mailbox_high_water = 0
+        # How long each turn that completed took (two clock reads and a bisection per turn).
+        self.turn_seconds = Histogram(TURN_BOUNDS)
 
     def stats(self) -> SchedulerStats:
         # One walk over the resident actors, when figures are asked for: the
@@ -215,6 +218,8 @@ class Scheduler:
         parking = self._parking
         fault_hook = self._fault_hook
         snapshots = self._snapshots
+        timer = self.clock.timer
+        observe_turn = self.turn_seconds.observe
         wall = self.clock.wall()
         state: Any = actor.state
         ended = used = False
@@ -235,7 +240,9 @@ class Scheduler:
                     continue
                 used = True
                 try:
+                    begun = timer()
                     result = message.apply(state, wall, self.config)
+                    observe_turn(timer() - begun)
                 except BaseException as error:
                     # Whatever the turn raised is that caller's alone, even a
                     # BaseException from user code (see Session.update):

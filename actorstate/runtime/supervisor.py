@@ -315,11 +315,13 @@ class Supervisor:
         return figures
 
     def histograms(self) -> dict[str, HistogramSnapshot]:
-        """Durability's histograms now, by name (none without a store)."""
+        """The histograms now, by name: every turn's duration, and durability's (with a store)."""
+        turns = {"turn_seconds": self.scheduler.turn_seconds.snapshot()}
         snapshots = self._snapshots
         if snapshots is None:
-            return {}
+            return turns
         return {
+            **turns,
             "commit_seconds": snapshots.commit_seconds.snapshot(),
             "commit_batch_sessions": snapshots.commit_batch_sessions.snapshot(),
         }

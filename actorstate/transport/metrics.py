@@ -178,6 +178,12 @@ class RuntimeCollector(Collector):
 
     def _durability(self, stats: dict[str, Any]) -> Iterator[Metric]:
         histograms = self._state.histograms()
+        yield _histogram(
+            "actorstate_turn_duration_seconds",
+            "Duration of each turn that completed: one message applied to a session's state",
+            [],
+            [([], histograms["turn_seconds"])],
+        )
         if "commit_seconds" not in histograms:
             return  # memory mode: nothing is committed
         yield _histogram(
