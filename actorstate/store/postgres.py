@@ -346,11 +346,15 @@ class PostgresStore:
     # _LOCKED_IN_ID_ORDER).
     # last_activity has no index on purpose (every write changes it); TTL
     # expiry scans in primary-key chunks instead (see expire).
+    # The snapshots go in binary (%(states)b): as text, every byte is sent
+    # hex-escaped inside an array literal the server parses, which took
+    # three to four times as long as the statement's whole work (35 sessions
+    # of 1.5 KB: 2.4 ms against 0.75 ms).
     _WRITE = """
         WITH batch AS (
             SELECT * FROM unnest(
                 %(ids)s::text[], %(clients)s::text[], %(bases)s::bigint[], %(epochs)s::bigint[],
-                %(states)s::bytea[], %(created)s::float8[], %(active)s::float8[], %(ended)s::bool[]
+                %(states)b::bytea[], %(created)s::float8[], %(active)s::float8[], %(ended)s::bool[]
             ) AS b(id, client_id, base_version, epoch, state, created_at, last_activity, ended)
         ),
         locked AS MATERIALIZED (
