@@ -289,13 +289,21 @@ class ProtocolSessionGuard:
                 stream.reason = "its token was revoked"
                 stream.scope.cancel()
                 closed += 1
-        for session_id, session in list(self.sessions.items()):
-            if session.token in revoked:
-                await self._end_session(session_id, session)
-                closed += 1
+        ending = [(sid, session) for sid, session in self.sessions.items() if session.token in revoked]
+        # Side by side: each ending may take up to its 10 s, and a principal may hold many.
+        async with anyio.create_task_group() as group:
+            for session_id, session in ending:
+                group.start_soon(self._end_revoked, session_id, session)
+        closed += len(ending)
         self.closed_revoked += closed
         logger.info("HTTP: closed %d event streams and protocol sessions of revoked tokens", closed)
         return closed
+
+    async def _end_revoked(self, session_id: str, session: _Session) -> None:
+        try:
+            await self._end_session(session_id, session)
+        except Exception:  # one failed ending must not keep the others open
+            logger.exception("HTTP: ending the revoked protocol session %s failed", session_id[:64])
 
     async def _end_session(self, session_id: str, session: _Session) -> None:
         self.sessions.pop(session_id, None)

@@ -378,3 +378,36 @@ async def test_sighup_after_a_revoke_closes_the_stream_of_a_real_server(tmp_path
     finally:
         assert server.stop() == 0
     assert "closed 2 event streams and protocol sessions of revoked tokens" in server.stderr.decode()
+
+
+@pytest.mark.anyio
+async def test_revoked_protocol_sessions_end_side_by_side() -> None:
+    """A principal's revoked protocol sessions are ended at once, not one after another (each
+    ending may take up to 10 s): here neither DELETE can finish until both have begun, so one
+    after another the first is cut off at its 10 s and only the second finishes."""
+    from actorstate.transport.protocol_sessions import _Session
+
+    begun: dict[str, anyio.Event] = {"one": anyio.Event(), "two": anyio.Event()}
+    finished: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["method"] == "DELETE"
+        session_id = dict(scope["headers"])[b"mcp-session-id"].decode()
+        begun[session_id].set()
+        for event in begun.values():
+            await event.wait()
+        finished.append(session_id)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    guard = ProtocolSessionGuard(app, lambda scope: "alice")
+    opened = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
+    for session_id in begun:
+        guard.sessions[session_id] = _Session("alice", "old-token", opened)
+
+    async def revoked(token: str) -> object | None:
+        return None
+
+    assert await guard.close_revoked(revoked) == 2
+    assert sorted(finished) == ["one", "two"]
+    assert guard.sessions == {}
