@@ -53,8 +53,7 @@ from .checkers.owners import OwnerObservation, check_single_owner, node_of
 from .faults import NODE_LEASE, RECORDED_KIND
 from .history import HistoryRecorder, Phase, dumps_record
 from .http_server import HttpServerProcess, http_serve_command
-from .report import summarize, window_jsonl
-from .runner import _NOT_APPLIED, KEYED_TOOLS, WINDOW_FILES, RunResult, _Run, _Slot
+from .runner import _NOT_APPLIED, KEYED_TOOLS, RunResult, _Run, _Slot, run_result
 from .server import ServerGone
 
 if TYPE_CHECKING:
@@ -109,23 +108,7 @@ async def run_cluster_chaos(options: RunOptions, *, progress: TextIO | None = No
     )
     violations = [*check_history(history, Config()), *check_single_owner(history, run.observations)]
     violations.sort(key=lambda v: (v.first, v.last, v.checker))
-    window_paths = []
-    for number, violation in enumerate(violations[:WINDOW_FILES], 1):
-        path = options.out / f"violation-{number}.jsonl"
-        path.write_text(window_jsonl(history, violation), encoding="utf-8")
-        window_paths.append(path)
-    return RunResult(
-        options,
-        history,
-        violations,
-        summarize(history),
-        run.lateness,
-        run.problems,
-        history_path,
-        window_paths,
-        run.elapsed,
-        tuple(run.notes(history)),
-    )
+    return run_result(run, history, violations, history_path, tuple(run.notes(history)))
 
 
 class _ClusterRun(_Run):

@@ -461,15 +461,25 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
         run = _Run(options, HistoryRecorder(sink=sink), progress)
         await run.run()
     history = run.recorder.history()
-    config = Config()
-    violations = check_history(history, config)
+    return run_result(run, history, check_history(history, Config()), history_path)
+
+
+def run_result(
+    run: _Run,
+    history: History,
+    violations: list[Violation],
+    history_path: Path,
+    notes: tuple[str, ...] = (),
+) -> RunResult:
+    """A finished run's result: its history judged by ``violations``, whose first windows are
+    written beside the history."""
     window_paths = []
     for number, violation in enumerate(violations[:WINDOW_FILES], 1):
-        path = options.out / f"violation-{number}.jsonl"
+        path = run.options.out / f"violation-{number}.jsonl"
         path.write_text(window_jsonl(history, violation), encoding="utf-8")
         window_paths.append(path)
     return RunResult(
-        options,
+        run.options,
         history,
         violations,
         summarize(history),
@@ -478,6 +488,7 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
         history_path,
         window_paths,
         run.elapsed,
+        notes,
     )
 
 
