@@ -32,7 +32,7 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from benchmarks.drivers import run_measurement
 from benchmarks.http_client import HttpMcpClient
@@ -40,13 +40,12 @@ from benchmarks.scenarios.http import (
     CLIENTS,
     HERE,
     ServerProcess,
-    arguments_of,
-    check_counters,
     free_port,
     make_tokens,
+    run_plan,
 )
-from benchmarks.stdio_client import plan_workload, recorded_total, structured
-from benchmarks.suite import P50, P99, BenchmarkFailure, Case, Metric, Plan, Scenario, latency_figures
+from benchmarks.stdio_client import plan_workload, structured
+from benchmarks.suite import P50, P99, BenchmarkFailure, Case, Metric, Plan, Scenario
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,34 +76,7 @@ async def drive(servers: list[ServerProcess], tokens: list[str | None], plan: li
     try:
         for client in clients:
             await client.connect()
-        session_ids = [structured(await client.call("create_session", {}))["sessionId"] for client in clients]
-        outcomes: list[Any] = [None] * len(plan)
-        latencies: list[float] = []
-        clock = time.perf_counter
-
-        async def one_client(number: int) -> None:
-            client = clients[number]
-            for index in range(number, len(plan), len(clients)):
-                call = plan[index]
-                started = clock()
-                result = await client.call(call.tool, arguments_of(call, index, session_ids))
-                latencies.append(clock() - started)
-                if call.tool == "increment_counter":
-                    outcomes[index] = structured(result)["value"]
-                elif call.tool == "record_action":
-                    outcomes[index] = recorded_total(result)
-
-        cpu_before = sum(server.cpu_seconds() for server in servers)
-        started = clock()
-        await asyncio.gather(*(one_client(number) for number in range(len(clients))))
-        elapsed = clock() - started
-        cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
-        await check_counters(clients, plan, outcomes, session_ids)
-        figures: Figures = {
-            "rate": len(plan) / elapsed,
-            **latency_figures(latencies),
-            "cpu_us": cpu / len(plan) * 1e6,
-        }
+        figures, session_ids = await run_plan(clients, servers, plan)
         if len(servers) > 1:
             increments = sum(1 for call in plan if call.tool == "increment_counter" and call.session == 0)
             figures["move_s"] = await time_move(servers, tokens[0], session_ids[0], increments)

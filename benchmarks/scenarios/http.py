@@ -117,39 +117,53 @@ def arguments_of(call: Call, index: int, session_ids: list[str]) -> dict[str, An
 
 
 async def drive(server: ServerProcess, tokens: list[str | None], plan: list[Call]) -> Figures:
-    """Create the sessions, run the plan over the clients timed, check the counters."""
+    """Create the sessions, run the plan timed, check the counters."""
     clients = [HttpMcpClient(server.host, server.port, server.path, token) for token in tokens]
     try:
         for client in clients:
             await client.connect()
-        # Each client's own session: over HTTP a principal sees only its own.
-        session_ids = [structured(await client.call("create_session", {}))["sessionId"] for client in clients]
-        outcomes: list[Any] = [None] * len(plan)
-        latencies: list[float] = []
-        clock = time.perf_counter
-
-        async def one_client(number: int) -> None:
-            client = clients[number]
-            for index in range(number, len(plan), len(clients)):  # the calls on its session
-                call = plan[index]
-                started = clock()
-                result = await client.call(call.tool, arguments_of(call, index, session_ids))
-                latencies.append(clock() - started)
-                if call.tool == "increment_counter":
-                    outcomes[index] = structured(result)["value"]
-                elif call.tool == "record_action":
-                    outcomes[index] = recorded_total(result)
-
-        cpu_before = server.cpu_seconds()
-        started = clock()
-        await asyncio.gather(*(one_client(number) for number in range(len(clients))))
-        elapsed = clock() - started
-        cpu = server.cpu_seconds() - cpu_before
-        await check_counters(clients, plan, outcomes, session_ids)
+        figures, _ = await run_plan(clients, [server], plan)
     finally:
         for client in clients:
             await client.close()
-    return {"rate": len(plan) / elapsed, **latency_figures(latencies), "cpu_us": cpu / len(plan) * 1e6}
+    return figures
+
+
+async def run_plan(
+    clients: list[HttpMcpClient], servers: list[ServerProcess], plan: list[Call]
+) -> tuple[Figures, list[str]]:
+    """Each connected client's own session (over HTTP a principal sees only its own), then the
+    plan's calls over the clients, timed, the counters checked: the figures (CPU summed over
+    ``servers``) and the session ids."""
+    session_ids = [structured(await client.call("create_session", {}))["sessionId"] for client in clients]
+    outcomes: list[Any] = [None] * len(plan)
+    latencies: list[float] = []
+    clock = time.perf_counter
+
+    async def one_client(number: int) -> None:
+        client = clients[number]
+        for index in range(number, len(plan), len(clients)):  # the calls on its session
+            call = plan[index]
+            started = clock()
+            result = await client.call(call.tool, arguments_of(call, index, session_ids))
+            latencies.append(clock() - started)
+            if call.tool == "increment_counter":
+                outcomes[index] = structured(result)["value"]
+            elif call.tool == "record_action":
+                outcomes[index] = recorded_total(result)
+
+    cpu_before = sum(server.cpu_seconds() for server in servers)
+    started = clock()
+    await asyncio.gather(*(one_client(number) for number in range(len(clients))))
+    elapsed = clock() - started
+    cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
+    await check_counters(clients, plan, outcomes, session_ids)
+    figures: Figures = {
+        "rate": len(plan) / elapsed,
+        **latency_figures(latencies),
+        "cpu_us": cpu / len(plan) * 1e6,
+    }
+    return figures, session_ids
 
 
 async def check_counters(
