@@ -4,17 +4,15 @@ stops hands its sessions over with everything acknowledged."""
 
 from __future__ import annotations
 
-import os
-import re
-import select
-import signal
-import subprocess
-import sys
-import time
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.transport.test_http import call, client
+from tests.transport.test_http_serve import Server
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [
     pytest.mark.anyio,
@@ -23,63 +21,18 @@ pytestmark = [
         "pytest.PytestUnraisableExceptionWarning"
     ),
 ]
-LISTENING = re.compile(r"serving MCP over HTTP at (http://\S+)")
-START_TIMEOUT = 60.0
 
 
-class Node:
+def node(tmp_path: Path, database: str, name: str) -> Server:
     """One `actorstate serve --http 127.0.0.1:0 --db URL --node-id NAME` process."""
-
-    def __init__(self, database: str, name: str) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "actorstate",
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--db",
-                database,
-                "--node-id",
-                name,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.stderr = b""
-        self.url = self._listening()
-
-    def _listening(self) -> str:
-        assert self.process.stderr is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            found = LISTENING.search(self.stderr.decode(errors="replace"))
-            if found:
-                return found.group(1)
-            ready, _, _ = select.select([self.process.stderr], [], [], 1.0)
-            if ready:
-                chunk = os.read(self.process.stderr.fileno(), 65536)
-                if not chunk:
-                    break
-                self.stderr += chunk
-        self.process.kill()
-        raise AssertionError(f"the node never listened; its stderr:\n{self.stderr.decode()}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        _, rest = self.process.communicate(timeout=60)
-        self.stderr += rest
-        return self.process.returncode
+    return Server(tmp_path, "--node-id", name, db=database)
 
 
-async def test_two_http_nodes_share_sessions_one_owner_at_a_time(postgres_url: str) -> None:
+async def test_two_http_nodes_share_sessions_one_owner_at_a_time(postgres_url: str, tmp_path: Path) -> None:
     """n1 serves a session; n2 refuses calls for it naming n1 and telling the caller to retry;
     n1 stopped (SIGTERM: it commits and gives up its leases), n2 serves the session at once with
     n1's acknowledged writes."""
-    n1, n2 = Node(postgres_url, "n1"), Node(postgres_url, "n2")
+    n1, n2 = node(tmp_path, postgres_url, "n1"), node(tmp_path, postgres_url, "n2")
     try:
         async with client(n1.url, None) as on_n1:
             _, created = await call(on_n1, "create_session", {})

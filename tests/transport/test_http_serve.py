@@ -31,9 +31,12 @@ START_TIMEOUT = 60.0
 
 
 class Server:
-    """One ``actorstate serve --http`` process; its URL once it listens, and its stderr."""
+    """One ``actorstate serve --http`` process; its URL once it listens, and its stderr.
 
-    def __init__(self, tmp_path: Path, *extra: str) -> None:
+    Its database is ``db`` (a file or a ``postgresql://`` URL), or ``state.db`` in ``tmp_path``.
+    """
+
+    def __init__(self, tmp_path: Path, *extra: str, db: str | None = None) -> None:
         self.log_path = tmp_path / f"serve-{time.monotonic_ns()}.log"
         self.process = subprocess.Popen(
             [
@@ -44,7 +47,7 @@ class Server:
                 "--http",
                 "127.0.0.1:0",
                 "--db",
-                str(tmp_path / "state.db"),
+                db or str(tmp_path / "state.db"),
                 *extra,
             ],
             stdin=subprocess.DEVNULL,
@@ -80,7 +83,8 @@ class Server:
         self._wait_for(re.compile(f"(?:.*{re.escape(then_logged)}){{{seen + 1}}}", re.DOTALL))
 
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
         _, rest = self.process.communicate(timeout=60)
         self.stderr += rest
         return self.process.returncode
