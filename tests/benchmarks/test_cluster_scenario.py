@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_every_system_is_measured_with_its_figures(tmp_path: Path) -> None:
     """One quick repetition: each system has a run with rate, latencies and CPU per call, the
-    multi-node systems a move time too (the single node none), the case names actorstate's
-    three systems as ours, and no case failed."""
+    multi-node systems both move times (a kill at any moment, and one right after a renewal,
+    with the lease then left) and the single node none, the case names actorstate's three
+    systems as ours, and no case failed."""
     out = tmp_path / "run"
     done = subprocess.run(
         [
@@ -51,7 +52,11 @@ def test_every_system_is_measured_with_its_figures(tmp_path: Path) -> None:
         (run,) = system["runs"]
         assert {"rate", "p50_ms", "p99_ms", "cpu_us"} <= set(run)
         assert run["rate"] > 0
-        assert ("move_s" in run) == (name in ours[1:])
-        if "move_s" in run:
+        moves = {"move_s", "move_worst_s", "lease_left_s"}
+        assert (moves <= set(run)) == (name in ours[1:])
+        assert not moves & set(run) or name in ours[1:]
+        if name in ours[1:]:
             assert run["move_s"] > 0
+            assert run["move_worst_s"] > 0
+            assert run["lease_left_s"] > 0
     assert case["ours"] == ours
