@@ -22,13 +22,13 @@ every acknowledged increment), against the nodes' leases of 2 seconds
 node 1 is killed at an arbitrary moment (right after the calls), and client
 0's session is called on node 2. ``worst move``: the kill right after the
 owner renewed the session's lease, so the whole lease must run out; a read
-of client 1's session on node 2 every few milliseconds makes node 2 renew
+of client 1's session on node 2 every 10 ms (``READ_EVERY``) makes node 2 renew
 its leases in their batch (see ``actorstate.store.postgres_leases``), a
 connection of the benchmark's own polls the row's lease expiry (the
 database's clock) and kills node 2 as soon as it moves, and the session is
 called on node 3 (with two nodes, on a node started for it, after a call of
 its own). Killing node 2 needs a live node to move to; that is why the two
-moves take two kills. ``lease left`` (kept in the results, not a metric) is
+moves take two kills. ``lease_left_s`` (kept in the results, not a metric) is
 what remained of the lease, by the database's clock, when the kill was sent.
 Server CPU is the nodes' (PostgreSQL's own is not counted).
 """
