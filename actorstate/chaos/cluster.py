@@ -24,7 +24,11 @@ server's (:mod:`.runner`); what changes:
   and a restart; SIGSTOP of a node past its lease, then SIGCONT; PostgreSQL
   stopped in immediate mode and started again; ``pg_terminate_backend`` of
   one node's connections (each node names its connections
-  ``actorstate-node-N``).
+  ``actorstate-node-N``); a partition between one node and PostgreSQL past
+  its lease. Each node reaches PostgreSQL through a TCP proxy of its own in
+  the runner (:class:`~.proxy.StallingProxy`), which the partition stalls
+  and then releases, so the node's writes sent meanwhile land after other
+  nodes claimed its sessions, and are fenced.
 - *Who owns what*: throughout the run the runner reads every session's owner
   node and epoch from the database (and once more at the end: the final
   database); :func:`~.checkers.owners.check_single_owner` holds that each
@@ -42,6 +46,7 @@ import re
 import shutil
 import signal
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
@@ -53,6 +58,7 @@ from .checkers.owners import OwnerObservation, check_single_owner, node_of
 from .faults import NODE_LEASE, RECORDED_KIND
 from .history import HistoryRecorder, Phase, dumps_record
 from .http_server import HttpServerProcess, http_serve_command
+from .proxy import StallingProxy
 from .runner import _NOT_APPLIED, KEYED_TOOLS, RunResult, _Run, _Slot, run_result
 from .server import ServerGone
 
@@ -131,6 +137,8 @@ class _ClusterRun(_Run):
         self.node_started = anyio.Event()
         self.cluster: PostgresCluster | None = None
         self.database_url = ""
+        # Each node's way to PostgreSQL, which a partition stalls.
+        self.proxies: dict[str, StallingProxy] = {}
         self.observations: list[OwnerObservation] = []
         self.moved_answers = 0
         self.sent_elsewhere = 0
@@ -139,8 +147,21 @@ class _ClusterRun(_Run):
     # -- the nodes ---------------------------------------------------------------------
 
     def node_url(self, node_id: str) -> str:
-        # Each node names its connections, so that one node's can be terminated.
-        return f"{self.database_url}?application_name=actorstate-{node_id}"
+        """The database as node ``node_id`` reaches it: through its proxy, its connections named
+        (so that one node's can be terminated)."""
+        address = urllib.parse.urlsplit(self.database_url)
+        netloc = f"{address.username}@{address.hostname}:{self.proxies[node_id].port}"
+        through = address._replace(netloc=netloc, query=f"application_name=actorstate-{node_id}")
+        return urllib.parse.urlunsplit(through)
+
+    async def start_proxies(self, task_group: TaskGroup) -> None:
+        """A proxy to PostgreSQL for every node, serving until the run's end."""
+        address = urllib.parse.urlsplit(self.database_url)
+        assert address.hostname is not None
+        assert address.port is not None
+        for node_id in self.node_ids:
+            proxy = self.proxies[node_id] = StallingProxy(address.hostname, address.port)
+            await task_group.start(proxy.serve)
 
     async def start_node(self, task_group: TaskGroup, node_id: str) -> HttpServerProcess:
         """Start (or restart, under its name) node ``node_id``; it serves when this returns."""
@@ -314,6 +335,8 @@ class _ClusterRun(_Run):
                 await self.restart_postgres(kind)
             elif planned.kind == "terminate":
                 await self.terminate_backends(kind, rng)
+            elif planned.kind == "partition":
+                await self.partition(kind, planned.hold, rng)
             else:
                 await self.node_fault(task_group, kind, planned, rng)
             self.current_fault = None
@@ -345,6 +368,20 @@ class _ClusterRun(_Run):
         await anyio.sleep(dead_for)
         restarted = await self.start_node(task_group, node_id)
         self.recorder.fault_end(start, exit_status=code, restarted=restarted.name)
+
+    async def partition(self, kind: str, hold: float, rng: random.Random) -> None:
+        """Cut one running node off from PostgreSQL for ``hold`` seconds (past its lease): its
+        proxy holds every byte both ways, then sends them on."""
+        running = [node_id for node_id in self.node_ids if self.nodes[node_id].running]
+        node_id = rng.choice(running)
+        proxy = self.proxies[node_id]
+        start = self.recorder.fault_start(kind, self.nodes[node_id].name, hold=hold, lease=NODE_LEASE)
+        proxy.stall()
+        try:
+            await anyio.sleep(hold)
+        finally:
+            proxy.release()
+        self.recorder.fault_end(start, held_chunks=proxy.held)
 
     async def restart_postgres(self, kind: str) -> None:
         """Stop PostgreSQL as a crash would (immediate mode) and start it again."""
@@ -403,6 +440,7 @@ class _ClusterRun(_Run):
             async with anyio.create_task_group() as task_group:
                 if self.progress is not None:
                     task_group.start_soon(self.report_progress)
+                await self.start_proxies(task_group)
                 for node_id in self.node_ids:
                     await self.start_node(task_group, node_id)
                 async with anyio.create_task_group() as setup:

@@ -52,6 +52,18 @@ one node past its lease, then SIGCONT), and:
 - ``pgrestart``: PostgreSQL stopped in immediate mode (as a crash) mid-load and
   started again; every node's connection is lost.
 - ``terminate``: ``pg_terminate_backend`` of one node's connections.
+- ``partition``: one node cut off from PostgreSQL for longer than its lease
+  (:data:`NODE_LEASE`) plus a margin. Each node reaches the database
+  through a TCP proxy of its own in the runner (:mod:`.proxy`); the fault
+  stalls that node's proxy, holding the bytes both ways while the
+  connections stay open, then sends them on. Meanwhile the node cannot
+  renew its leases, so it stops answering from memory a third of a lease
+  after its last renewal, and the other nodes claim its sessions as the
+  clients' calls move to them; the statements it sent during the stall
+  reach PostgreSQL only after those claims, so its writes match no row of
+  their epoch and are fenced: it must drop those sessions and tell the
+  callers to retry elsewhere ("now served by another node"), never
+  acknowledge them. The report counts the writes fenced.
 
 The schedule spreads the faults over the middle of the run (the first and
 last tenths stay calm), one in each of equal stretches of time, at a random
@@ -98,8 +110,8 @@ FAULT_KINDS = (
 # and token rotation, which only HTTP has.
 HTTP_FAULT_KINDS = (*(kind for kind in FAULT_KINDS if kind != "wire"), "revoke")
 # With several nodes on one PostgreSQL database: the nodes' and the database's faults.
-CLUSTER_FAULT_KINDS = ("kill", "term", "stop", "pgrestart", "terminate")
-ALL_FAULT_KINDS = (*FAULT_KINDS, "revoke", "pgrestart", "terminate")
+CLUSTER_FAULT_KINDS = ("kill", "term", "stop", "pgrestart", "terminate", "partition")
+ALL_FAULT_KINDS = (*FAULT_KINDS, "revoke", "pgrestart", "terminate", "partition")
 # The kinds that need the server's fault seam.
 SEAM_KINDS = frozenset({"ioerror", "slow", "evict"})
 # How a fault kind is named in the history.
@@ -119,6 +131,7 @@ RECORDED_KIND = {
     "revoke": "token-rotation",
     "pgrestart": "postgres-restart",
     "terminate": "backend-terminated",
+    "partition": "db-partition",
 }
 # A lock is held this many seconds past the server's busy timeout, at most.
 LOCK_MARGIN = (0.3, 0.8)
@@ -131,6 +144,9 @@ BAD_INPUT_HOLD = (0.5, 1.0)
 DROP_HOLD = (1.0, 2.0)
 # With several nodes: the nodes' leases, short so that a node killed or paused loses its sessions soon.
 NODE_LEASE = 1.0
+# A node is cut off from PostgreSQL for its lease and this many seconds more: long enough for
+# its clients to time out (a second) and another node to claim its sessions.
+PARTITION_MARGIN = (1.0, 2.0)
 # A flood is this many concurrent calls on one session.
 # (More than a mailbox holds: the runner's servers take up to SERVER_IN_FLIGHT requests at once.)
 FLOOD_CALLS = (1500, 2500)
@@ -159,7 +175,7 @@ def plan_faults(
 ) -> tuple[PlannedFault, ...]:
     """The faults of a run of ``duration`` seconds whose clients give up after ``timeout``,
     against servers that wait ``busy_timeout`` seconds for a locked database; with nodes
-    holding leases of ``lease`` seconds, a stop lasts past the lease.
+    holding leases of ``lease`` seconds, a stop or a partition lasts past the lease.
 
     Error handling:
         Raises ``ValueError`` naming an unknown kind.
@@ -183,6 +199,8 @@ def plan_faults(
         hold = 0.0
         if kind == "stop":
             hold = (lease if lease is not None else timeout) * rng.uniform(1.5, 2.5)
+        elif kind == "partition":
+            hold = (lease if lease is not None else NODE_LEASE) + rng.uniform(*PARTITION_MARGIN)
         elif kind == "lock":
             hold = busy_timeout + rng.uniform(*LOCK_MARGIN)
         elif kind == "second":

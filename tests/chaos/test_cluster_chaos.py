@@ -1,11 +1,13 @@
 """The chaos runner against a cluster: a short run of three HTTP nodes on a throwaway PostgreSQL
 (SIGKILL and SIGSTOP of a node past its lease, SIGTERM, PostgreSQL crashed and restarted, a node's
-connections terminated), the one-owner-per-epoch checker on hand-written histories, and the
+connections terminated, a node cut off from PostgreSQL), a run of partitions alone whose late
+writes are fenced, the one-owner-per-epoch checker on hand-written histories, and the
 options. (The planted claim-keeps-epoch bug is caught in test_planted_bugs.)"""
 
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
 from typing import TYPE_CHECKING, NoReturn
@@ -50,15 +52,23 @@ def test_a_cluster_run_with_every_cluster_fault_passes(
 ) -> None:
     """The run exits 0 with no violation (nothing acknowledged lost across nodes, one owner per
     epoch); every cluster fault ran: the killed node was restarted under its name after its lease,
-    the SIGTERMed one exited 0, PostgreSQL was restarted, a node's connections were terminated;
-    every node answered calls; the owners were read throughout, and the final database too."""
+    the SIGTERMed one exited 0, PostgreSQL was restarted, a node's connections were terminated, a
+    node's way to PostgreSQL was stalled and its bytes held; every node answered calls; the owners were read throughout, and the final database too."""
     process, out = cluster_run
     assert process.returncode == 0, process.stdout + process.stderr
     assert "violations: 0" in process.stdout
     assert "--store postgres --nodes 3" in process.stdout.splitlines()[-1]
     history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
     ends = {fault.kind: fault for fault in history.faults if fault.phase is FaultPhase.END}
-    assert set(ends) == {"sigkill", "sigterm", "sigstop", "postgres-restart", "backend-terminated"}
+    assert set(ends) == {
+        "sigkill",
+        "sigterm",
+        "sigstop",
+        "postgres-restart",
+        "backend-terminated",
+        "db-partition",
+    }
+    assert ends["db-partition"].details["held_chunks"] > 0
     kill = ends["sigkill"]
     assert (
         kill.details["restarted"].split(".")[0]
@@ -116,6 +126,35 @@ def test_a_moved_call_is_recorded_failed_and_sent_to_the_owner(
             followed += retry.process == f"{worker}@{owner}" and retry.phase is Phase.OK
     assert followed > 0
     assert "moved answers:" in process.stdout
+
+
+def test_a_node_cut_off_from_postgresql_has_its_late_writes_fenced(tmp_path: Path) -> None:
+    """A 6-second run whose only fault is a partition between one node and PostgreSQL past the
+    lease passes (nothing acknowledged lost, one owner per epoch), and some of that node's writes,
+    sent before other nodes claimed its sessions and landing after, were fenced by the database:
+    the report and the nodes' logs count them. (No other fault fences a write: a node woken from
+    SIGSTOP learns from its own lease clock that its leases are past, and renews before writing.)"""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "actorstate", "chaos", "--store", "postgres", "--nodes", "3"]
+    process = subprocess.run(
+        [*command, "--seed", "2", "--duration", "6", "--faults", "partition", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT,
+        check=False,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "violations: 0" in process.stdout
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    [partition] = [fault for fault in history.faults if fault.phase is FaultPhase.START]
+    assert partition.kind == "db-partition"
+    assert partition.details["hold"] > NODE_LEASE
+    fenced = re.search(r"writes fenced by a newer owner: (\d+)", process.stdout)
+    assert fenced is not None, process.stdout
+    assert int(fenced.group(1)) > 0
+    cut_off = partition.target.split(".")[0]
+    logs = "".join(path.read_text(encoding="utf-8") for path in out.glob(f"{cut_off}.*.log"))
+    assert "moved to a newer owner" in logs
 
 
 def _observed(script: Script, owners: dict[str, tuple[str | None, int]]) -> OwnerObservation:
@@ -190,14 +229,15 @@ def test_cluster_options_are_checked_and_replayed(tmp_path: Path) -> None:
 
 
 def test_a_cluster_schedule_pauses_nodes_past_their_lease() -> None:
-    """Whatever the seed, a cluster schedule has every cluster kind, and each stop outlasts the
-    nodes' lease (so the paused node's sessions can move), however short the clients' timeout."""
+    """Whatever the seed, a cluster schedule has every cluster kind, and each stop and partition
+    outlasts the nodes' lease (so the paused or cut-off node's sessions can move), however short
+    the clients' timeout."""
     for seed in range(50):
         faults = plan_faults(
             random.Random(seed), CLUSTER_FAULT_KINDS, 8.0, timeout=0.1, busy_timeout=5.0, lease=NODE_LEASE
         )
         assert {fault.kind for fault in faults} == set(CLUSTER_FAULT_KINDS)
-        assert all(fault.hold > NODE_LEASE for fault in faults if fault.kind == "stop")
+        assert all(fault.hold > NODE_LEASE for fault in faults if fault.kind in ("stop", "partition"))
 
 
 def test_a_cluster_run_without_postgresql_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
