@@ -61,7 +61,7 @@ from benchmarks.stdio_client import plan_workload, structured
 from benchmarks.suite import P50, P99, BenchmarkFailure, Case, Metric, Plan, Scenario
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
     from actorstate.store.postgres_cluster import PostgresCluster
     from benchmarks.stdio_client import Call
@@ -107,16 +107,27 @@ async def drive(
         for client in clients:
             await client.close()
     if len(servers) > 1:
-        figures["move_s"] = await time_move(
-            servers[1], tokens[0], session_ids[0], increments_of(plan, 0), kill_now(servers[0])
-        )
-        target = servers[2] if len(servers) > 2 else await warmed(start_node("node-spare"), tokens[1])
-        renewal = KillAfterRenewal(url, session_ids[1], servers[1], tokens[1])
-        figures["move_worst_s"] = await time_move(
-            target, tokens[1], session_ids[1], increments_of(plan, 1), renewal.kill
-        )
+        with failing_as("the move after a kill at any moment"):
+            figures["move_s"] = await time_move(
+                servers[1], tokens[0], session_ids[0], increments_of(plan, 0), kill_now(servers[0])
+            )
+        with failing_as("the move after a kill right after a renewal"):
+            target = servers[2] if len(servers) > 2 else await warmed(start_node("node-spare"), tokens[1])
+            renewal = KillAfterRenewal(url, session_ids[1], servers[1], tokens[1])
+            figures["move_worst_s"] = await time_move(
+                target, tokens[1], session_ids[1], increments_of(plan, 1), renewal.kill
+            )
         figures["lease_left_s"] = renewal.lease_left
     return figures
+
+
+@contextlib.contextmanager
+def failing_as(step: str) -> Iterator[None]:
+    """A failure inside names ``step``: the calls' and the two moves' failures read alike."""
+    try:
+        yield
+    except BenchmarkFailure as failure:
+        raise BenchmarkFailure(f"{step}: {failure}") from failure
 
 
 def increments_of(plan: list[Call], session: int) -> int:
