@@ -79,7 +79,7 @@ class ResidencyHost(Protocol):
     @property
     def closed(self) -> bool: ...
     def check_open(self) -> None: ...
-    def fail_mailbox(self, actor: SessionActor, error: Exception) -> None: ...
+    def fail_mailbox(self, actor: SessionActor, error: Exception, owner: str | None = None) -> None: ...
     def quarantine(self, actor: SessionActor, reason: str, client_id: str) -> None: ...
     def schedule(self, actor: SessionActor) -> None:
         """The actor can run again (its load landed) and has messages waiting."""
@@ -205,15 +205,18 @@ class Residency:
         self._most_recent = actor
         return actor
 
-    async def _load(self, actor: SessionActor) -> None:
-        """Read an actor's snapshot from the store; its messages wait meanwhile."""
+    async def _load(self, actor: SessionActor, owner: str | None = None) -> None:
+        """Read an actor's snapshot from the store; its messages wait meanwhile. ``owner``: the
+        session's client, when known from before (a reload)."""
         store = self._store
         assert store is not None
         session_id = actor.id
         refreshes = self._refreshes
         self._loads_in_flight += 1
         try:
-            if not await self._owner_is_calling(store, actor):
+            calling, read_owner = await self._owner_is_calling(store, actor)
+            owner = read_owner or owner
+            if not calling:
                 # Unknown, or only other clients' calls wait: they are refused
                 # without the session being read (what a miss costs, whatever
                 # the session holds) or made resident.
@@ -222,7 +225,9 @@ class Residency:
                 return
             row = await store.load(session_id)
         except StoreError as error:
-            self.remove(actor, error)
+            # Other clients' calls waiting with the owner's hear "not found", not why the load
+            # failed: "served by node N" (or a store error about it) would tell them it exists.
+            self.remove(actor, error, owner=owner)
             return
         finally:
             self._loads_in_flight -= 1
@@ -234,7 +239,7 @@ class Residency:
         if self._refreshes != refreshes:
             # Another process committed while this load was reading, and a
             # caller may have seen that commit: what was read may be older.
-            self._host.spawn(self._load, actor)
+            self._host.spawn(self._load, actor, owner)
             return
         if row is None or row.ended:
             self.remove(actor)
@@ -258,19 +263,21 @@ class Residency:
             self._host.schedule(actor)
 
     @staticmethod
-    async def _owner_is_calling(store: Store, actor: SessionActor) -> bool:
+    async def _owner_is_calling(store: Store, actor: SessionActor) -> tuple[bool, str | None]:
         """Whether a call waiting for the actor may see the session: one from its owner, or one
-        not scoped to a client. When every waiting call is scoped (a call over authenticated
-        HTTP is), the owner alone is read first, so another client's session is never loaded.
+        not scoped to a client; and the owner, if it was read. When every waiting call is scoped
+        (a call over authenticated HTTP is), the owner alone is read first, so another client's
+        session is never loaded.
         """
         waiting = actor.mailbox
         if not waiting or not all(envelope.client_id is not None for envelope in waiting):
-            return True  # a reload (nothing waits), or a call that may see any session
+            return True, None  # a reload (nothing waits), or a call that may see any session
         owner = await store.owner_of(actor.id)
         # Calls may have arrived meanwhile: the mailbox is looked at again.
-        return owner is not None and any(
+        calling = owner is not None and any(
             envelope.client_id in (None, owner) for envelope in actor.mailbox or ()
         )
+        return calling, owner
 
     async def _loads_landed(self) -> None:
         """Wait until no load is in flight."""
@@ -291,9 +298,10 @@ class Residency:
 
     def reload(self, actor: SessionActor) -> None:
         """Read the actor's state from the store again; its calls wait meanwhile."""
+        owner = actor.state.client_id if actor.state is not None else None
         self.accounted -= actor.accounted
         actor.start_loading()
-        self._host.spawn(self._load, actor)
+        self._host.spawn(self._load, actor, owner)
 
     @property
     def refreshing(self) -> bool:
@@ -378,8 +386,11 @@ class Residency:
         if self.accounted > self._high_bytes:
             self._evict_down_to(self._low_bytes, "memory")
 
-    def remove(self, actor: SessionActor, error: Exception | None = None) -> None:
-        """Take the actor out of memory; calls waiting in its mailbox get ``error``."""
+    def remove(
+        self, actor: SessionActor, error: Exception | None = None, *, owner: str | None = None
+    ) -> None:
+        """Take the actor out of memory; calls waiting in its mailbox get ``error`` (those of
+        clients other than the session's ``owner``, when known: SessionNotFound)."""
         if self.resident.get(actor.id) is actor:
             del self.resident[actor.id]
             self.accounted -= actor.accounted
@@ -389,7 +400,7 @@ class Residency:
         error = error or SessionNotFound()
         if self._snapshots is not None:
             self._snapshots.forget(actor, error)
-        self._host.fail_mailbox(actor, error)
+        self._host.fail_mailbox(actor, error, owner)
 
     def passivate(self, actor: SessionActor) -> None:
         """Take an idle actor out of memory, keeping its state.

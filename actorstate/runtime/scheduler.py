@@ -185,13 +185,16 @@ class Scheduler:
         while self._ready:
             self.drain()
 
-    def fail_mailbox(self, actor: SessionActor, error: Exception) -> None:
-        """Every call waiting for the actor gets ``error`` (another client's: SessionNotFound)."""
+    def fail_mailbox(self, actor: SessionActor, error: Exception, owner: str | None = None) -> None:
+        """Every call waiting for the actor gets ``error`` (another client's: SessionNotFound).
+
+        ``owner``: the session's client when the actor's state does not say (a
+        load that read the owner, or a reload, then failed)."""
         batch = actor.take_mailbox()
-        # An actor whose state never loaded has no known owner: a failed load
-        # says nothing about whose the session is, so every caller hears what
-        # really happened.
-        owner = self.client_of(actor)
+        # An actor whose state never loaded, and whose owner was not read, has
+        # no known owner: a failed load says nothing about whose the session
+        # is, so every caller hears what really happened.
+        owner = self.client_of(actor) or owner
         for envelope in batch:
             if envelope.client_id is not None and owner is not None and envelope.client_id != owner:
                 self._parking.fail(envelope, SessionNotFound())

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import actorstate
-from actorstate import Config, InvalidInput, SessionMoved, StoreUnavailable
+from actorstate import Config, InvalidInput, SessionMoved, SessionNotFound, StoreUnavailable
 from actorstate.model.codec import decode_session
 
 if TYPE_CHECKING:
@@ -219,3 +219,34 @@ async def test_a_postgres_crash_mid_load_loses_no_acknowledged_write(
     for session_id in ids:
         stored = _stored_counter(postgres_url, session_id)
         assert acknowledged[session_id] <= stored <= acknowledged[session_id] + failed[session_id]
+
+
+async def test_another_clients_call_waiting_with_the_owners_on_a_moved_session_hears_not_found(
+    postgres_url: str,
+) -> None:
+    """On node b, the owner's call and another client's call on a session node a holds wait for
+    the same load: the owner is told the session moved (retry on a), the other client hears
+    "not found", as for an id never minted, not which node serves the session."""
+    async with (
+        actorstate.open_state(postgres_url) as a,
+        actorstate.open_state(postgres_url) as b,
+    ):
+        created = await a.create_session("alice")
+        await created.increment("n")
+        answers: dict[str, Exception] = {}
+
+        async def call_on_b(client_id: str) -> None:
+            try:
+                await b.session(created.id, client_id).context()
+            except (SessionMoved, SessionNotFound) as error:
+                answers[client_id] = error
+
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as callers:
+                callers.start_soon(call_on_b, "alice")
+                callers.start_soon(call_on_b, "mallory")
+        assert isinstance(answers["alice"], SessionMoved)
+        assert type(answers["mallory"]) is SessionNotFound
+        with pytest.raises(SessionNotFound) as never_minted:
+            await b.session("00000000-0000-4000-8000-000000000000", "mallory").context()
+        assert str(answers["mallory"]) == str(never_minted.value)
