@@ -513,7 +513,7 @@ def _add_chaos(commands: Any) -> None:
         "--faults",
         help="comma-separated kinds: kill, term, stop, lock, second, full, ioerror, slow, evict, wire, flood, "
         "drop, and revoke over HTTP; with --store postgres: kill, term, stop, pgrestart, terminate, "
-        "partition "
+        "partition, drop "
         "(default: all the transport, or the store, has; or none)",
     )
     chaos.add_argument("--durability", choices=("commit", "interval"), help="the server's (default: commit)")
@@ -536,7 +536,8 @@ def _add_chaos(commands: Any) -> None:
         choices=("sqlite", "postgres"),
         help="sqlite (default): one server on a file; postgres: --nodes HTTP nodes on a throwaway "
         "PostgreSQL, clients attached to different nodes, the cluster's faults (kill, term, stop, "
-        "pgrestart, terminate, partition) and the one-owner-per-epoch checker (implies --transport http)",
+        "pgrestart, terminate, partition, drop), cross-principal probes and the one-owner-per-epoch "
+        "checker (implies --transport http)",
     )
     chaos.add_argument("--nodes", type=int, help="postgres: nodes sharing the database (default: 2)")
 

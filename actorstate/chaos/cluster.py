@@ -28,7 +28,14 @@ server's (:mod:`.runner`); what changes:
   its lease. Each node reaches PostgreSQL through a TCP proxy of its own in
   the runner (:class:`~.proxy.StallingProxy`), which the partition stalls
   and then releases, so the node's writes sent meanwhile land after other
-  nodes claimed its sessions, and are fenced.
+  nodes claimed its sessions, and are fenced. And ``drop`` as for one
+  server: a dropped call is sent again, with the same idempotency key, to
+  the node it was dropped on, and requests are torn off mid-send to every
+  node.
+- *Cross-principal probes* (the single HTTP server's, :mod:`.runner`)
+  and listings go round the nodes, a probe and its control to the same one,
+  recorded as ``probeN@node-K``; an answer naming the database (out of reach
+  during a fault) says nothing about the session.
 - *Who owns what*: throughout the run the runner reads every session's owner
   node and epoch from the database (and once more at the end: the final
   database); :func:`~.checkers.owners.check_single_owner` holds that each
@@ -219,6 +226,20 @@ class _ClusterRun(_Run):
     def next_node(self, node_id: str) -> str:
         return self.node_ids[(self.node_ids.index(node_id) + 1) % len(self.node_ids)]
 
+    def store_failed(self, error: str) -> bool:
+        """A node's error naming its database is the store's failure (unreachable, restarting):
+        the probe and its control, made one after the other, may straddle a fault's start or end,
+        so such an answer tells nothing about the session."""
+        return "postgresql://" in error
+
+    async def probe_target(self, process: str) -> tuple[HttpServerProcess, str]:
+        """Probes and listings go round the nodes (``probeN`` to node ``N mod nodes``, or the next
+        one running), a probe and its control to the same node; recorded as ``probeN@node-K``."""
+        digits = process.lstrip("abcdefghijklmnopqrstuvwxyz")
+        number = int(digits) if digits.isdigit() else 0
+        node_id, node = await self.node_for(self.node_ids[number % len(self.node_ids)])
+        return node, f"{process}@{node_id}"
+
     # -- calls -------------------------------------------------------------------------
 
     async def call(
@@ -238,16 +259,16 @@ class _ClusterRun(_Run):
         if tool != "create_session":
             sent["sessionId"] = session_id
         target = self.home_of(process)
-        for attempt in range(CALL_ATTEMPTS):
-            if attempt:
-                self.sent_elsewhere += 1
+        attempt = 0
+        while attempt < CALL_ATTEMPTS:
             if slot.session_id != session_id or (self.stopping and process != "final"):
                 return None  # the slot moved on, or the run is over: the retry would go nowhere
             node_id, node = await self.node_for(target)
+            drop_after = self.drop_delay(tool)
             invoke = self.recorder.invoke(f"{process}@{node_id}", tool, label, arguments, client=slot.owner)
             try:
                 with anyio.fail_after(self.options.timeout):
-                    reply = await node.call(tool, sent, caller=slot.owner)
+                    reply = await node.call(tool, sent, drop_after=drop_after, caller=slot.owner)
             except (TimeoutError, ServerGone) as error:
                 reason = (
                     f"timed out after {self.options.timeout:g} s"
@@ -258,8 +279,14 @@ class _ClusterRun(_Run):
                 if tool not in RETRIED_AFTER_UNKNOWN:
                     return None
                 target = self.next_node(node_id)
+                attempt = self.sent_again(attempt)
                 continue
-            assert reply is not None  # never dropped here
+            if reply is None:
+                # Dropped (a ``drop`` fault): sent again to the same node, with the same key, as
+                # a single server's runner does; not an attempt elsewhere.
+                self.complete(invoke, Phase.INFO, error=f"dropped by its client after {drop_after:.4f} s")
+                target = node_id
+                continue
             if reply.error is None:
                 self.complete(invoke, Phase.OK, result=reply.structured)
                 return reply.structured
@@ -274,6 +301,7 @@ class _ClusterRun(_Run):
                 if target == node_id or serving is None or not serving.running:
                     # The owner is gone (or unnamed): its lease may live on for a while yet.
                     await anyio.sleep(MOVED_PAUSE * (attempt + 1))
+                attempt = self.sent_again(attempt)
                 continue
             not_applied = not reply.rpc_error and any(text in reply.error for text in _NOT_APPLIED)
             self.complete(invoke, Phase.FAIL if not_applied else Phase.INFO, error=reply.error)
@@ -281,7 +309,14 @@ class _ClusterRun(_Run):
                 return None
             target = self.next_node(node_id)
             await anyio.sleep(MOVED_PAUSE * (attempt + 1))
+            attempt = self.sent_again(attempt)
         return None
+
+    def sent_again(self, attempt: int) -> int:
+        """Count a call about to be sent again (after attempt number ``attempt``); the next number."""
+        if attempt + 1 < CALL_ATTEMPTS:
+            self.sent_elsewhere += 1
+        return attempt + 1
 
     # -- who owns what -------------------------------------------------------------------
 
@@ -337,6 +372,9 @@ class _ClusterRun(_Run):
                 await self.terminate_backends(kind, rng)
             elif planned.kind == "partition":
                 await self.partition(kind, planned.hold, rng)
+            elif planned.kind == "drop":
+                running = [node for node in self.nodes.values() if node.running]
+                await self.drop_calls(kind, planned, list(running))
             else:
                 await self.node_fault(task_group, kind, planned, rng)
             self.current_fault = None
@@ -451,6 +489,7 @@ class _ClusterRun(_Run):
                 async with anyio.create_task_group() as workload:
                     for worker in range(self.options.clients):
                         workload.start_soon(self.work, worker)
+                    workload.start_soon(self.probe_across_principals)
                     await self.inject_faults(task_group, workload_started)
                     rest = workload_started + self.options.duration - time.monotonic()
                     await anyio.sleep(max(rest, 1.0 if self.plan.faults else 0.0))

@@ -47,7 +47,9 @@ Faults in this module's kinds, each against the one server process:
 With ``--store postgres`` (several nodes on one PostgreSQL database, see
 :mod:`.cluster`) the kinds are the cluster's: ``kill`` (SIGKILL one node,
 restart it under its name once its lease is past), ``term``, ``stop`` (SIGSTOP
-one node past its lease, then SIGCONT), and:
+one node past its lease, then SIGCONT), ``drop`` (as for one server, each
+dropped call sent again to the node it was sent to, and requests torn off
+mid-send to every node), and:
 
 - ``pgrestart``: PostgreSQL stopped in immediate mode (as a crash) mid-load and
   started again; every node's connection is lost.
@@ -110,7 +112,7 @@ FAULT_KINDS = (
 # and token rotation, which only HTTP has.
 HTTP_FAULT_KINDS = (*(kind for kind in FAULT_KINDS if kind != "wire"), "revoke")
 # With several nodes on one PostgreSQL database: the nodes' and the database's faults.
-CLUSTER_FAULT_KINDS = ("kill", "term", "stop", "pgrestart", "terminate", "partition")
+CLUSTER_FAULT_KINDS = ("kill", "term", "stop", "pgrestart", "terminate", "partition", "drop")
 ALL_FAULT_KINDS = (*FAULT_KINDS, "revoke", "pgrestart", "terminate", "partition")
 # The kinds that need the server's fault seam.
 SEAM_KINDS = frozenset({"ioerror", "slow", "evict"})

@@ -727,11 +727,7 @@ class _Run:
         sent = dict(arguments)
         if tool != "create_session":
             sent["sessionId"] = session_id
-        drop_after = None
-        # Creations and ends are never dropped: a slot's label names one session's life.
-        if self.dropping is not None and tool not in ("create_session", "end_session"):
-            if self.dropping.random() < 0.5:
-                drop_after = self.dropping.uniform(0.0, DROP_DELAY)
+        drop_after = self.drop_delay(tool)
         invoke = self.recorder.invoke(process, tool, label, arguments, client=slot.owner)
         try:
             with anyio.fail_after(self.options.timeout):
@@ -752,6 +748,16 @@ class _Run:
             return reply.structured
         not_applied = not reply.rpc_error and any(text in reply.error for text in _NOT_APPLIED)
         self.complete(invoke, Phase.FAIL if not_applied else Phase.INFO, error=reply.error)
+        return None
+
+    def drop_delay(self, tool: str) -> float | None:
+        """While a ``drop`` fault lasts, about half the calls are dropped by their client after
+        this many seconds (None: not dropped)."""
+        # Creations and ends are never dropped: a slot's label names one session's life.
+        if self.dropping is None or tool in ("create_session", "end_session"):
+            return None
+        if self.dropping.random() < 0.5:
+            return self.dropping.uniform(0.0, DROP_DELAY)
         return None
 
     def complete(self, invoke: Any, phase: Phase, *, result: Any = None, error: str | None = None) -> None:
@@ -835,8 +841,7 @@ class _Run:
             if self.stopping:
                 return
             tool = rng.choice(PROBE_TOOLS)
-            server = await self.running_server()
-            assert isinstance(server, HttpServerProcess)
+            server, _ = await self.probe_target(f"{PROBE_PROCESS}{number}")
             # A protocol session probe aims at a session whose owner holds a protocol session.
             live = [
                 slot
@@ -849,10 +854,22 @@ class _Run:
             if number % LIST_EVERY == 0:
                 await self.list_sessions_as(f"lister{number}", rng.choice(self.principals))
 
+    def store_failed(self, error: str) -> bool:
+        """Whether ``error`` says the server's store could not be read (so nothing about the
+        session was decided): never here, where the database is a file the server keeps open."""
+        return False
+
+    async def probe_target(self, process: str) -> tuple[HttpServerProcess, str]:
+        """The server a probe (or a listing) named ``process`` is sent to, and the process it is
+        recorded under: here the running server, under ``process`` itself."""
+        server = await self.running_server()
+        assert isinstance(server, HttpServerProcess)
+        return server, process
+
     async def list_sessions_as(self, process: str, principal: str) -> None:
         """``principal`` lists its sessions: the checkers hold that the listing names none of
         another principal's sessions (ownership) and none ended before it (ended sessions)."""
-        server = await self.running_server()
+        server, process = await self.probe_target(process)
         invoke = self.recorder.invoke(process, "list_sessions", None, {}, client=principal)
         try:
             with anyio.fail_after(self.options.timeout):
@@ -883,16 +900,14 @@ class _Run:
         unknown = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         target = slot.session_id
         if tool == PROTOCOL_SESSION:
-            server = await self.running_server()
-            assert isinstance(server, HttpServerProcess)
+            server, _ = await self.probe_target(process)
             target = server.protocol_session_of(slot.owner)
             unknown = uuid.UUID(unknown).hex  # the form the server mints
         if target is None:  # gone meanwhile (the slot emptied, the server restarted)
             return
         for label, session_id in ((slot.label, target), (None, unknown)):
-            server = await self.running_server()
-            assert isinstance(server, HttpServerProcess)
-            invoke = self.recorder.invoke(process, tool, label, arguments, client=intruder)
+            server, recorded_as = await self.probe_target(process)
+            invoke = self.recorder.invoke(recorded_as, tool, label, arguments, client=intruder)
             try:
                 with anyio.fail_after(self.options.timeout):
                     if tool == PROTOCOL_SESSION:
@@ -920,6 +935,8 @@ class _Run:
                 # Decided on the token before any session is looked at (a token rotation caught
                 # the probe between the old token and the new): nothing about the session.
                 self.complete(invoke, Phase.FAIL, error=f"{NO_REPLY}{reply.error}")
+            elif self.store_failed(reply.error):
+                self.complete(invoke, Phase.INFO, error=f"{NO_REPLY}{reply.error}")
             else:
                 self.complete(invoke, Phase.INFO, error=reply.error)
 
@@ -956,22 +973,34 @@ class _Run:
             elif planned.kind == "revoke":
                 await self.rotate_token(kind, self.fault_rng(planned))
             elif planned.kind == "drop":
-                start = self.recorder.fault_start(kind, "clients", hold=planned.hold)
-                self.dropping = self.fault_rng(planned)
-                torn = 0
-                try:
-                    if isinstance(server, HttpServerProcess):
-                        # Over HTTP, requests torn off mid-send too: the server must shrug them off.
-                        torn = await server.tear_requests(planned.hold, self.fault_rng(planned))
-                    else:
-                        await anyio.sleep(planned.hold)
-                finally:
-                    self.dropping = None
-                self.recorder.fault_end(start, **({"torn_requests": torn} if torn else {}))
+                await self.drop_calls(kind, planned, [server])
             else:
                 await self.stop_and_restart(task_group, server, kind, kill=planned.kind == "kill")
             self.current_fault = None
             calm_since = time.monotonic()
+
+    async def drop_calls(self, kind: str, planned: PlannedFault, servers: list[AnyServer]) -> None:
+        """For the fault's hold, clients drop about half their calls (see :meth:`drop_delay`) and
+        retry them under the same ``requestId``; over HTTP, requests are torn off mid-send to each
+        of ``servers`` meanwhile: the servers must shrug them off."""
+        start = self.recorder.fault_start(kind, "clients", hold=planned.hold)
+        self.dropping = self.fault_rng(planned)
+        torn = [0]
+
+        async def tear(server: HttpServerProcess) -> None:
+            torn[0] += await server.tear_requests(planned.hold, self.fault_rng(planned))
+
+        try:
+            http_servers = [server for server in servers if isinstance(server, HttpServerProcess)]
+            if http_servers:
+                async with anyio.create_task_group() as tearing:
+                    for server in http_servers:
+                        tearing.start_soon(tear, server)
+            else:
+                await anyio.sleep(planned.hold)
+        finally:
+            self.dropping = None
+        self.recorder.fault_end(start, **({"torn_requests": torn[0]} if torn[0] else {}))
 
     async def rotate_token(self, kind: str, rng: random.Random) -> None:
         """Revoke a principal's token and give it a new one; SIGHUP the servers; move its clients

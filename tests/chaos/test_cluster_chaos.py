@@ -1,7 +1,8 @@
 """The chaos runner against a cluster: a short run of three HTTP nodes on a throwaway PostgreSQL
 (SIGKILL and SIGSTOP of a node past its lease, SIGTERM, PostgreSQL crashed and restarted, a node's
-connections terminated, a node cut off from PostgreSQL), a run of partitions alone whose late
-writes are fenced, the one-owner-per-epoch checker on hand-written histories, and the
+connections terminated, a node cut off from PostgreSQL, dropped calls), a run of partitions alone
+whose late writes are fenced, a run of dropped calls and cross-principal probes across the nodes,
+the one-owner-per-epoch checker on hand-written histories, and the
 options. (The planted claim-keeps-epoch bug is caught in test_planted_bugs.)"""
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def test_a_cluster_run_with_every_cluster_fault_passes(
         "postgres-restart",
         "backend-terminated",
         "db-partition",
+        "dropped-calls",
     }
     assert ends["db-partition"].details["held_chunks"] > 0
     kill = ends["sigkill"]
@@ -155,6 +157,81 @@ def test_a_node_cut_off_from_postgresql_has_its_late_writes_fenced(tmp_path: Pat
     cut_off = partition.target.split(".")[0]
     logs = "".join(path.read_text(encoding="utf-8") for path in out.glob(f"{cut_off}.*.log"))
     assert "moved to a newer owner" in logs
+
+
+@pytest.fixture(scope="module")
+def drop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One 6-second run of three nodes whose only fault is dropped calls (and, as in every
+    cluster run, cross-principal probes throughout)."""
+    out = tmp_path_factory.mktemp("chaos-cluster-drop") / "run"
+    command = [sys.executable, "-m", "actorstate", "chaos", "--store", "postgres", "--nodes", "3"]
+    process = subprocess.run(
+        [*command, "--seed", "3", "--duration", "6", "--faults", "drop", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=_RUN_LIMIT,
+        check=False,
+    )
+    return process, out
+
+
+def test_dropped_calls_on_a_cluster_are_sent_again_to_their_node_and_applied_once(
+    drop_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """With calls dropped by their clients (and requests torn off mid-send to every node) the run
+    passes: nothing acknowledged lost, every counter exact though dropped increments may have
+    applied (each retry carries the same requestId). A dropped call is recorded as an unknown
+    outcome and sent again, under the same key, to the node it was dropped on."""
+    process, out = drop_run
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "violations: 0" in process.stdout
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    [end] = [fault for fault in history.faults if fault.phase is FaultPhase.END]
+    assert end.kind == "dropped-calls"
+    assert end.details["torn_requests"] > 0
+    calls = list(history.calls)
+    dropped = [
+        call
+        for call in calls
+        if call.completion is not None and (call.completion.error or "").startswith("dropped by its client")
+    ]
+    assert dropped
+    assert all(call.phase is Phase.INFO for call in dropped)
+    followed = 0
+    for call in dropped:
+        worker = call.process.split("@")[0]
+        retry = next(c for c in calls if c.index > call.index and c.process.split("@")[0] == worker)
+        if (retry.tool, retry.session) != (call.tool, call.session):
+            continue  # the session's slot was replaced meanwhile: the retry would go nowhere
+        assert retry.process == call.process
+        assert retry.arguments == call.arguments  # the same requestId
+        followed += retry.phase is Phase.OK
+    assert followed > 0
+
+
+def test_cross_principal_probes_go_to_every_node_and_are_answered_like_unknown_ids(
+    drop_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Throughout a cluster run, principals probe other principals' sessions (tools, the
+    session resource, another's protocol session) on every node, each probe and its unknown-id
+    control on one node: none is answered ok or otherwise than its control (the run passes),
+    and listings of a principal's sessions are answered by the nodes too."""
+    process, out = drop_run
+    assert process.returncode == 0, process.stdout + process.stderr
+    found = re.search(r"^cross-principal probes: (\d+) \((\d+) answered\)", process.stdout, re.M)
+    assert found is not None, process.stdout
+    assert int(found.group(2)) > 0
+    history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
+    probes = [call for call in history.calls if call.process.startswith("probe")]
+    assert {call.process.split("@")[1] for call in probes} == {"node-1", "node-2", "node-3"}
+    by_process: dict[str, list[str | None]] = {}
+    for call in probes:
+        by_process.setdefault(call.process, []).append(call.session)
+    assert any(sessions[0] is not None and sessions[-1] is None for sessions in by_process.values())
+    assert not [call for call in probes if call.phase is Phase.OK and call.session is not None]
+    listings = [call for call in history.calls if call.tool == "list_sessions" and call.phase is Phase.OK]
+    assert listings
+    assert all("@node-" in call.process for call in listings)
 
 
 def _observed(script: Script, owners: dict[str, tuple[str | None, int]]) -> OwnerObservation:

@@ -12,8 +12,8 @@ the answers differ in any way (status, error code, text): a caller must
 not be able to tell another principal's session from one that never
 existed. A call the server did not answer about the session (its error
 starts with :data:`NO_REPLY`: a timeout, a server killed under it, a token
-refused before any session was looked at) proves nothing either way and is
-skipped.
+refused before any session was looked at, a cluster node's database out of
+reach) proves nothing either way and is skipped.
 """
 
 from __future__ import annotations
