@@ -32,7 +32,7 @@ server's (:mod:`.runner`); what changes:
   server: a dropped call is sent again, with the same idempotency key, to
   the node it was dropped on, and requests are torn off mid-send to every
   node.
-- *Cross-principal probes* (the single HTTP server's, :mod:`.runner`)
+- *Cross-principal probes* (:meth:`.runner.ChaosRun.probe_across_principals`)
   and listings go round the nodes, a probe and its control to the same one,
   recorded as ``probeN@node-K``; an answer naming the database (out of reach
   during a fault) says nothing about the session.
@@ -66,7 +66,7 @@ from .faults import NODE_LEASE, RECORDED_KIND
 from .history import HistoryRecorder, Phase, dumps_record
 from .http_server import HttpServerProcess, http_serve_command
 from .proxy import StallingProxy
-from .runner import _NOT_APPLIED, KEYED_TOOLS, RunResult, _Run, _Slot, run_result
+from .runner import KEYED_TOOLS, ChaosRun, RunResult, SessionSlot, not_applied, run_result
 from .server import ServerGone
 
 if TYPE_CHECKING:
@@ -124,8 +124,8 @@ async def run_cluster_chaos(options: RunOptions, *, progress: TextIO | None = No
     return run_result(run, history, violations, history_path, tuple(run.notes(history)))
 
 
-class _ClusterRun(_Run):
-    """A run of :mod:`.runner` whose server is several nodes on one PostgreSQL database."""
+class _ClusterRun(ChaosRun):
+    """A :class:`~.runner.ChaosRun` whose server is several nodes on one PostgreSQL database."""
 
     def __init__(
         self,
@@ -246,7 +246,7 @@ class _ClusterRun(_Run):
         self,
         process: str,
         tool: str,
-        slot: _Slot,
+        slot: SessionSlot,
         arguments: dict[str, Any],
         server: Any = None,
     ) -> dict[str, Any] | None:
@@ -303,9 +303,9 @@ class _ClusterRun(_Run):
                     await anyio.sleep(MOVED_PAUSE * (attempt + 1))
                 attempt = self.sent_again(attempt)
                 continue
-            not_applied = not reply.rpc_error and any(text in reply.error for text in _NOT_APPLIED)
-            self.complete(invoke, Phase.FAIL if not_applied else Phase.INFO, error=reply.error)
-            if not_applied or tool not in RETRIED_AFTER_UNKNOWN:
+            refused = not_applied(reply)
+            self.complete(invoke, Phase.FAIL if refused else Phase.INFO, error=reply.error)
+            if refused or tool not in RETRIED_AFTER_UNKNOWN:
                 return None
             target = self.next_node(node_id)
             await anyio.sleep(MOVED_PAUSE * (attempt + 1))
@@ -400,7 +400,7 @@ class _ClusterRun(_Run):
         start = self.recorder.fault_start(kind, node.name, pid=node.pid, dead_for=dead_for)
         self.stopping_nodes.add(node)
         node.signal(signal.SIGKILL if kill else signal.SIGTERM)
-        code = await self._exit_status(node, kind)
+        code = await self.exit_status(node, kind)
         if not kill and code != 0:
             self.problems.append(f"{node.name} exited with status {code} after SIGTERM, not 0")
         await anyio.sleep(dead_for)
@@ -504,7 +504,7 @@ class _ClusterRun(_Run):
                     self.stopping_nodes.add(node)
                     node.signal(signal.SIGTERM)
                 for node in self.nodes.values():
-                    code = await self._exit_status(node, "SIGTERM at the end")
+                    code = await self.exit_status(node, "SIGTERM at the end")
                     if code != 0:
                         self.problems.append(f"{node.name} exited with status {code} at the end, not 0")
                 task_group.cancel_scope.cancel()

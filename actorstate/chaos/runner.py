@@ -92,7 +92,7 @@ from .faults import (
 from .history import HistoryRecorder, Phase, dumps_record
 from .http_server import OPERATOR, HttpServerProcess, http_serve_command
 from .report import percentile, summarize, window_jsonl
-from .server import ServerGone, ServerProcess, serve_command
+from .server import Reply, ServerGone, ServerProcess, serve_command
 from .workload import PlannedCall, owner_of, plan_calls
 
 if TYPE_CHECKING:
@@ -106,14 +106,19 @@ if TYPE_CHECKING:
     from .report import Summary
 
 __all__ = [
+    "KEYED_TOOLS",
     "STORES",
     "TRANSPORTS",
+    "ChaosRun",
     "RunOptions",
     "RunPlan",
     "RunResult",
+    "SessionSlot",
+    "not_applied",
     "plan_run",
     "replay_command",
     "run_chaos",
+    "run_result",
 ]
 
 TRANSPORTS = ("stdio", "http")
@@ -458,14 +463,14 @@ async def run_chaos(options: RunOptions, *, progress: TextIO | None = None) -> R
         def sink(record: Record) -> None:
             history_file.write(dumps_record(record) + "\n")
 
-        run = _Run(options, HistoryRecorder(sink=sink), progress)
+        run = ChaosRun(options, HistoryRecorder(sink=sink), progress)
         await run.run()
     history = run.recorder.history()
     return run_result(run, history, check_history(history, Config()), history_path)
 
 
 def run_result(
-    run: _Run,
+    run: ChaosRun,
     history: History,
     violations: list[Violation],
     history_path: Path,
@@ -489,6 +494,14 @@ def run_result(
         window_paths,
         run.elapsed,
         notes,
+    )
+
+
+def not_applied(reply: Reply) -> bool:
+    """Whether an error ``reply`` proves the server did not apply the call (recorded ``fail``);
+    any other error is an unknown outcome (``info``)."""
+    return (
+        reply.error is not None and not reply.rpc_error and any(text in reply.error for text in _NOT_APPLIED)
     )
 
 
@@ -530,7 +543,7 @@ def _worker_order(item: tuple[str, int]) -> int:
 
 
 @dataclasses.dataclass(slots=True)
-class _Slot:
+class SessionSlot:
     """A session slot: the session it holds now (label, server id) and who owns it."""
 
     number: int
@@ -547,7 +560,33 @@ class _Slot:
         return self.label
 
 
-class _Run:
+class ChaosRun:
+    """One run against one server (stdio or HTTP), and the base of a run against other servers.
+
+    The extension point of the runner: a variant (:mod:`.cluster`, several
+    nodes) subclasses this and overrides what differs, keeping the rest:
+
+    - :meth:`run`: start the servers, the workers (:meth:`setup`, then
+      :meth:`work` each), the prober (:meth:`probe_across_principals`, over
+      HTTP) and :meth:`inject_faults`; then :meth:`final_reads` and the stop.
+    - :meth:`call`: send one call on a slot's session and record it with
+      :attr:`recorder` (then :meth:`complete`); :meth:`drop_delay` says
+      whether a ``drop`` fault drops it, :func:`not_applied` how an error
+      is recorded. :meth:`create`, :meth:`end_and_replace`, the workers and
+      the final reads go through it.
+    - :meth:`inject_faults`: the fault schedule (:attr:`plan`); the faults'
+      own methods (:meth:`drop_calls`, :meth:`exit_status`, ...) and
+      :meth:`fault_rng` serve a variant's schedule too.
+    - :meth:`probe_target` and :meth:`store_failed`: where a probe goes and
+      which of its answers say nothing about the session.
+
+    What a run is made of is public for its variants to read and add to:
+    :attr:`options`, :attr:`slots` (:class:`SessionSlot`), :attr:`principals`
+    and :attr:`tokens`, :attr:`problems`, :attr:`injected`, :attr:`lateness`,
+    :attr:`logs`, :attr:`stopping`, :attr:`elapsed`; :func:`run_result`
+    turns a finished run into its :class:`RunResult`.
+    """
+
     def __init__(self, options: RunOptions, recorder: HistoryRecorder, progress: TextIO | None) -> None:
         self.options = options
         self.plan = plan_run(options)
@@ -558,7 +597,7 @@ class _Run:
         # Over HTTP each principal is a token's name; over stdio each owner a clientId label.
         self.principals = [f"principal-{number}" for number in range(options.principals)] if self.http else []
         self.slots = [
-            _Slot(
+            SessionSlot(
                 number,
                 self.principals[number % len(self.principals)]
                 if self.http
@@ -712,7 +751,7 @@ class _Run:
         self,
         process: str,
         tool: str,
-        slot: _Slot,
+        slot: SessionSlot,
         arguments: dict[str, Any],
         server: AnyServer | None = None,
     ) -> dict[str, Any] | None:
@@ -746,8 +785,7 @@ class _Run:
         if reply.error is None:
             self.complete(invoke, Phase.OK, result=reply.structured)
             return reply.structured
-        not_applied = not reply.rpc_error and any(text in reply.error for text in _NOT_APPLIED)
-        self.complete(invoke, Phase.FAIL if not_applied else Phase.INFO, error=reply.error)
+        self.complete(invoke, Phase.FAIL if not_applied(reply) else Phase.INFO, error=reply.error)
         return None
 
     def drop_delay(self, tool: str) -> float | None:
@@ -764,7 +802,7 @@ class _Run:
         self.recorder.complete(invoke, phase, result=result, error=error)
         self.outcomes[str(phase)] += 1
 
-    async def create(self, process: str, slot: _Slot, server: AnyServer | None = None) -> None:
+    async def create(self, process: str, slot: SessionSlot, server: AnyServer | None = None) -> None:
         """Fill ``slot`` with a new session; a creation of unknown outcome is retried under a new label.
 
         After ``CREATE_ATTEMPTS`` the slot stays empty; a worker that draws it later tries again.
@@ -785,7 +823,7 @@ class _Run:
         finally:
             slot.creating = False
 
-    async def end_and_replace(self, process: str, slot: _Slot, server: AnyServer | None = None) -> None:
+    async def end_and_replace(self, process: str, slot: SessionSlot, server: AnyServer | None = None) -> None:
         """End the slot's session and fill the slot with a new one.
 
         Other workers use the slot meanwhile: until the new session exists
@@ -886,7 +924,7 @@ class _Run:
         else:
             self.complete(invoke, Phase.INFO, error=reply.error)
 
-    async def probe(self, process: str, tool: str, slot: _Slot, rng: random.Random) -> None:
+    async def probe(self, process: str, tool: str, slot: SessionSlot, rng: random.Random) -> None:
         """Another principal calls ``tool`` on ``slot``'s session (reads its resource, or sends a
         request under its owner's protocol session), then the same with an id never minted; both
         recorded under ``process``, the control with no label.
@@ -1189,12 +1227,12 @@ class _Run:
         finally:
             self.second = None
         await second.close_input()
-        code = await self._exit_status(second, "end of input")
+        code = await self.exit_status(second, "end of input")
         if code != 0:
             self.problems.append(f"{name} exited with status {code} at end of input, not 0")
         self.recorder.fault_end(start, exit_status=code, served=round(hold, 3))
 
-    async def _exit_status(self, server: AnyServer, after: str) -> int:
+    async def exit_status(self, server: AnyServer, after: str) -> int:
         """Wait for ``server`` to exit after ``after``; one that does not in time is a problem, and killed.
 
         The status of a killed server is SIGKILL's, not 0: callers that expect
@@ -1214,7 +1252,7 @@ class _Run:
         self.expected_exit = True
         start = self.recorder.fault_start(kind, server.name, pid=server.pid)
         server.signal(signal.SIGKILL if kill else signal.SIGTERM)
-        code = await self._exit_status(server, kind)
+        code = await self.exit_status(server, kind)
         if not kill and code != 0:
             self.problems.append(f"{server.name} exited with status {code} after SIGTERM, not 0")
         restarted = await self.start_server(task_group)
@@ -1284,7 +1322,7 @@ class _Run:
                 server = await self.running_server()
                 self.expected_exit = True
                 await server.close_input()
-                code = await self._exit_status(server, "end of input")
+                code = await self.exit_status(server, "end of input")
                 if code != 0:
                     self.problems.append(f"{server.name} exited with status {code} at end of input")
                 task_group.cancel_scope.cancel()
@@ -1307,5 +1345,5 @@ class _Run:
         max_turns = self.config.max_turns_limit
         for slot in self.slots:
             for label, session_id in slot.labels_created:
-                reader = _Slot(slot.number, slot.owner, label, session_id)
+                reader = SessionSlot(slot.number, slot.owner, label, session_id)
                 await self.call("final", "get_context", reader, {"maxTurns": max_turns})
