@@ -27,11 +27,12 @@ Temporal's range id and Orleans' ETag, with no coordinator of our own. A
 committed write renews the session's lease; resident sessions that are only
 read are renewed in batches (see :mod:`.postgres_leases`).
 
-**Group commit.** One batch is one transaction, and its writes one
-statement (an INSERT and an UPDATE over ``unnest`` of the batch's arrays,
-in one WITH), answered only after COMMIT. Only when some write did not
-apply does a second statement read those rows to tell ``FENCED`` from
-``CONFLICT``.
+**Group commit.** One batch is one statement (an INSERT and an UPDATE
+over ``unnest`` of the batch's arrays, in one WITH), sent on the
+autocommit connection, so that it is a transaction of its own, committed
+in the same round trip; it is answered only after that commit. Only when
+some write did not apply does a second statement read those rows to tell
+``FENCED`` from ``CONFLICT``.
 
 A lost connection is opened again at the next call; the call that found it
 lost raises :class:`StoreUnavailable`. A COMMIT whose answer was lost with
@@ -408,21 +409,24 @@ class PostgresStore:
         }
         with _translated(self._name, f"committing {len(writes)} sessions"):
             db = self._connection()
+            if self._faults is not None and self._faults.commit_fails():
+                raise psycopg.OperationalError("I/O error (injected through the fault seam)")
             sent_at = self.leases.now()
-            with db.transaction():
-                applied = {row[0] for row in db.execute(self._WRITE, parameters)}
-                epochs: dict[str, int] = {}
-                if len(applied) != len(writes):
-                    # Read in a new snapshot (READ COMMITTED): a claim that
-                    # committed while this write waited for the row is seen.
-                    missing = [w.id for w in writes if w.id not in applied]
-                    epochs = dict(
-                        db.execute(
-                            "SELECT id, owner_epoch FROM actorstate_sessions WHERE id = ANY(%s)", (missing,)
-                        ).fetchall()
-                    )
-                if self._faults is not None and self._faults.commit_fails():
-                    raise psycopg.OperationalError("I/O error (injected through the fault seam)")
+            # One statement on the autocommit connection is its own transaction: one
+            # round trip, where BEGIN, the statement and COMMIT took three. Each round
+            # trip also waits for the event loop's thread to hand back the GIL, which
+            # under load took milliseconds a time and set the pace of the commits.
+            applied = {row[0] for row in db.execute(self._WRITE, parameters)}
+            epochs: dict[str, int] = {}
+            if len(applied) != len(writes):
+                # Read after the write committed, in a new snapshot: a claim that
+                # committed while this write waited for the row is seen.
+                missing = [w.id for w in writes if w.id not in applied]
+                epochs = dict(
+                    db.execute(
+                        "SELECT id, owner_epoch FROM actorstate_sessions WHERE id = ANY(%s)", (missing,)
+                    ).fetchall()
+                )
         outcomes: list[WriteOutcome] = []
         for write in writes:
             if write.id in applied:
