@@ -88,6 +88,14 @@ class TokensFileVerifier:
         # table that lands in the cache after the reload must not outlive it.
         self._verified: dict[str, tuple[int, AccessToken]] = {}
 
+    def verified_now(self, token: str) -> AccessToken | None:
+        """The token's AccessToken if it was verified under the tokens table loaded now, else None
+        (not verified yet, revoked, or verified under an older table: ask :meth:`verify_token`)."""
+        kept = self._verified.get(token)
+        if kept is not None and kept[0] == self.tokens.generation:
+            return kept[1]
+        return None
+
     async def verify_token(self, token: str) -> AccessToken | None:
         generation = self.tokens.generation
         kept = self._verified.get(token)

@@ -48,6 +48,7 @@ from starlette.routing import Route
 from .addresses import is_loopback
 from .caller import principal_key
 from .http_fast_path import HttpToolCallFastPath
+from .http_lane import DirectLane, VerifiedTokens
 from .http_server import HttpServer
 from .limits import DEFAULT_MAX_PROTOCOL_SESSIONS, DEFAULT_MAX_PROTOCOL_SESSIONS_PER_CLIENT
 from .operations import Operations, OperationsSettings, starlette_routes
@@ -99,6 +100,9 @@ class HttpSettings:
     # Answer the plainest sessionless tools/call without the SDK's machinery
     # (see .http_fast_path); off: every request through the SDK.
     fast_path: bool = True
+    # ...and answer what the fast path takes straight from the parsed
+    # request, before the ASGI chain (see .http_lane); off: through it.
+    direct_lane: bool = True
     # The older protocol's sessions (initialize, then Mcp-Session-Id) held at
     # once, and how long an idle one is kept: each holds about 40 KB, and one
     # principal could otherwise open them until memory runs out. Past the
@@ -167,8 +171,9 @@ def build_http_app(
         session_idle_timeout=settings.protocol_session_idle_timeout,
     )
     mcp_app: Any = StreamableHTTPASGIApp(manager)
+    fast_path = None
     if settings.fast_path:
-        mcp_app = HttpToolCallFastPath(
+        mcp_app = fast_path = HttpToolCallFastPath(
             mcp_app,
             context,
             server,
@@ -188,6 +193,17 @@ def build_http_app(
     context.add_stats(protocol_sessions.stats)
     registry = ConnectionRegistry(protocol_sessions, settings.limits, principal_of)
     context.add_stats(registry.stats)
+    lane = None
+    # The lane answers for the chain only where it can ask the same questions without
+    # waiting: no authentication, or a verifier that remembers the tokens it verified.
+    verifier: Any = settings.verifier
+    if (
+        fast_path is not None
+        and settings.direct_lane
+        and (verifier is None or isinstance(verifier, VerifiedTokens))
+    ):
+        lane = DirectLane(fast_path, registry, verifier=verifier, local_principal=LOCAL_OWNER)
+        context.add_stats(lambda: {"direct_lane_calls": lane.calls if lane is not None else 0})
     if operations is None:
         operations = Operations(
             state, context, settings.operations, authentication=settings.verifier is not None
@@ -220,7 +236,7 @@ def build_http_app(
         endpoint = AuthenticationMiddleware(
             AuthContextMiddleware(endpoint), backend=BearerAuthBackend(settings.verifier)
         )
-    return HttpApp(endpoint, others, protocol_sessions), registry
+    return HttpApp(endpoint, others, protocol_sessions, lane), registry
 
 
 class HttpApp:
@@ -229,13 +245,17 @@ class HttpApp:
     The same middleware either way (authentication, then the registry and
     the fast path); the direct route skips Starlette's error and routing
     layers, which cost about a tenth of a fast-path call's CPU. ``lifespan``
-    runs the session manager.
+    runs the session manager. ``lane``: the direct lane for the HTTP server
+    to offer requests to before this app (see :mod:`.http_lane`), or None.
     """
 
-    def __init__(self, mcp: Any, others: Starlette, protocol_sessions: ProtocolSessionGuard) -> None:
+    def __init__(
+        self, mcp: Any, others: Starlette, protocol_sessions: ProtocolSessionGuard, lane: DirectLane | None
+    ) -> None:
         self.mcp = mcp
         self.others = others
         self.protocol_sessions = protocol_sessions
+        self.lane = lane
 
     def begin_stop(self) -> None:
         """The server is stopping: event streams close now, so they do not hold up the stop."""
@@ -299,6 +319,7 @@ async def serve_http(
         keep_alive_timeout=KEEP_ALIVE_TIMEOUT,
         graceful_timeout=settings.graceful_timeout,
         backlog=LISTEN_BACKLOG,
+        lane=app.lane,
     )
     stopping = stop or anyio.Event()
 

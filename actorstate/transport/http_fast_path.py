@@ -75,10 +75,13 @@ from .server import caller_of
 from .tools import ToolError, call_tool
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from mcp.server.lowlevel import Server
     from mcp.server.transport_security import TransportSecuritySettings
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from .caller import Caller
     from .tools import ToolContext
 
 # How the SDK's modern path answers past its window: an SSE stream, pinged
@@ -114,8 +117,9 @@ _ENVELOPE_KEYS: Final = frozenset(
 # 19 digits in a row may be an integer past 64 bits, which orjson reads as a
 # float where the SDK's parser keeps an int: the SDK decides.
 _LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
-# Envelopes the SDK's models accepted, by their bytes; at most this many
-# remembered (then forgotten all at once), each at most this long.
+# Envelopes the SDK's ladder and models accepted (by their bytes, with the
+# tool's name and the routing headers); at most this many remembered (then
+# forgotten all at once), each at most this long.
 _ENVELOPE_CACHE_SIZE: Final = 1024
 _ENVELOPE_MAX_BYTES: Final = 4096
 
@@ -127,7 +131,7 @@ _PARAM_PREFIX: Final = MCP_PARAM_HEADER_PREFIX.lower().encode()
 _CONTENT_LENGTH: Final = b"content-length"
 
 
-class _Call:
+class TakenCall:
     """A ``tools/call`` the fast path took."""
 
     __slots__ = ("arguments", "id", "name")
@@ -158,6 +162,12 @@ class _Exchange:
         self.lock: anyio.Lock | None = None  # made when the SSE window elapses
         self.pinger: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+
+    def raise_ping_failure(self) -> None:
+        """Raise a failed ping's exception, if one failed."""
+        pinger = self.pinger
+        if pinger is not None and pinger.done() and not pinger.cancelled():
+            pinger.result()
 
     async def finish(self, send: Send, reply: bytes) -> None:
         """Send the reply: the JSON response, or the SSE stream's last event once it went SSE."""
@@ -203,7 +213,9 @@ class HttpToolCallFastPath:
         self._header_tools = frozenset(
             name for name, tool in context.tools.items() if x_mcp_header_map(tool.input_schema)
         )
-        self._envelopes: set[bytes] = set()
+        self._envelopes: set[tuple[bytes, str, str | None, str | None, str | None]] = set()
+        # The SDK's transport verdicts, by the headers they read (see transport_allows).
+        self._transport_verdicts: dict[tuple[bytes | None, ...], bool] = {}
         self.calls = 0  # answered here
         context.add_stats(lambda: {"fast_path_calls": self.calls})
 
@@ -211,7 +223,7 @@ class HttpToolCallFastPath:
         if scope["type"] != "http" or scope["method"] != "POST" or self._params_type is None:
             await self.app(scope, receive, send)
             return
-        routing = self._routing_headers(scope)
+        routing = self.routing_headers(scope["headers"])
         if routing is None:
             await self.app(scope, receive, send)
             return
@@ -226,7 +238,7 @@ class HttpToolCallFastPath:
             return
         messages: list[Message] = []
         body = await self._read_body(receive, messages)
-        call = self._take(body, routing) if body is not None else None
+        call = self.take(body, routing) if body is not None else None
         if call is None:
             await self.app(scope, _replay(messages, receive), send)
             return
@@ -235,10 +247,10 @@ class HttpToolCallFastPath:
 
     # -- taking --------------------------------------------------------------------------
 
-    def _routing_headers(self, scope: Scope) -> dict[str, str] | None:
+    def routing_headers(self, headers: list[tuple[bytes, bytes]]) -> dict[str, str] | None:
         """The routing headers of a request the fast path may take (by its headers alone), else None."""
         routing: dict[str, str] = {}
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name in (_VERSION_HEADER, _METHOD_HEADER, _NAME_HEADER):
                 key = name.decode()
                 if key in routing:
@@ -278,7 +290,7 @@ class HttpToolCallFastPath:
             return body
         return b"".join(message.get("body", b"") for message in messages)
 
-    def _take(self, body: bytes, routing: dict[str, str]) -> _Call | None:
+    def take(self, body: bytes, routing: dict[str, str]) -> TakenCall | None:
         """The call in ``body`` if the fast path answers it exactly as the SDK would, else None."""
         if _LONG_DIGITS.search(body):
             return None
@@ -305,23 +317,47 @@ class HttpToolCallFastPath:
         meta = params["_meta"]
         if type(meta) is not dict or meta.keys() != _ENVELOPE_KEYS:
             return None
+        if not self._envelope_accepted(document, name, meta, routing):
+            return None
+        return TakenCall(request_id, name, arguments)
+
+    def _envelope_accepted(
+        self, document: dict[str, Any], name: str, meta: dict[str, Any], routing: dict[str, str]
+    ) -> bool:
+        """Whether the SDK's routing ladder and request models accept this call's envelope and headers.
+
+        Both are pure functions of the envelope, the tool's name and the
+        routing headers (the method is ``tools/call`` here), and a client
+        sends the same envelope every time: their verdict is remembered by
+        those, the envelope by its bytes.
+        """
+        try:
+            envelope = orjson.dumps(meta)
+        except TypeError:
+            return False
+        if len(envelope) > _ENVELOPE_MAX_BYTES:
+            return False
+        key = (
+            envelope,
+            name,
+            routing.get(MCP_PROTOCOL_VERSION_HEADER),
+            routing.get(MCP_METHOD_HEADER),
+            routing.get(MCP_NAME_HEADER),
+        )
+        if key in self._envelopes:
+            return True
         route = classify_inbound_request(document, headers=routing)
         if not isinstance(route, InboundModernRoute) or not self._envelope_valid(
             route.protocol_version, meta
         ):
-            return None
-        return _Call(request_id, name, arguments)
+            return False
+        if len(self._envelopes) >= _ENVELOPE_CACHE_SIZE:
+            self._envelopes.clear()
+        self._envelopes.add(key)
+        return True
 
     def _envelope_valid(self, version: str, meta: dict[str, Any]) -> bool:
         """Whether the SDK's request models accept a ``tools/call`` carrying the envelope ``meta``."""
-        try:
-            key = version.encode() + orjson.dumps(meta)
-        except TypeError:
-            return False
-        if key in self._envelopes:
-            return True
-        if len(key) > _ENVELOPE_MAX_BYTES:
-            return False
         params = {"name": "", "_meta": meta}
         try:
             sdk_methods.validate_client_request("tools/call", version, params)
@@ -329,14 +365,11 @@ class HttpToolCallFastPath:
             self._params_type.model_validate(params, by_name=False)
         except (ValidationError, KeyError, ValueError):
             return False
-        if len(self._envelopes) >= _ENVELOPE_CACHE_SIZE:
-            self._envelopes.clear()
-        self._envelopes.add(key)
         return True
 
     # -- answering -----------------------------------------------------------------------
 
-    async def _answer(self, call: _Call, request: Request, receive: Receive, send: Send) -> None:
+    async def _answer(self, call: TakenCall, request: Request, receive: Receive, send: Send) -> None:
         """Run the call and send its reply as the SDK's modern path would.
 
         As there: a reply within the SSE window is one JSON body; past it the
@@ -353,10 +386,12 @@ class HttpToolCallFastPath:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_cancel_when_client_leaves, receive, tg.cancel_scope)
             tg.start_soon(_sse_after_window, send, exchange)
-            await exchange.finish(send, await self._reply(call, request))
+            await exchange.finish(send, await self._reply(call, caller_of(_RequestContext(request))))
             tg.cancel_scope.cancel()
 
-    async def _answer_on_asyncio(self, call: _Call, request: Request, receive: Receive, send: Send) -> None:
+    async def _answer_on_asyncio(
+        self, call: TakenCall, request: Request, receive: Receive, send: Send
+    ) -> None:
         loop = asyncio.get_running_loop()
         exchange = _Exchange()
         with anyio.CancelScope() as scope:
@@ -367,31 +402,86 @@ class HttpToolCallFastPath:
                     exchange.error = task.exception()
                     scope.cancel()
 
-            def window_elapsed() -> None:
-                exchange.pinger = loop.create_task(_sse_pings(send, exchange))
-
             watcher.add_done_callback(client_left)
-            window = loop.call_later(_SSE_PING_INTERVAL, window_elapsed)
             try:
-                await exchange.finish(send, await self._reply(call, request))
+                await _within_window(exchange, send, self._reply(call, caller_of(_RequestContext(request))))
             finally:
-                exchange.done = True
-                window.cancel()
                 watcher.remove_done_callback(client_left)
                 watcher.cancel()
-                if exchange.pinger is not None:
-                    exchange.pinger.cancel()
         if exchange.error is not None:
             raise exchange.error  # receive failed: the SDK's watcher would have raised it
-        if exchange.pinger is not None and exchange.pinger.done() and not exchange.pinger.cancelled():
-            exchange.pinger.result()  # a failed ping's exception
+        exchange.raise_ping_failure()
 
-    async def _reply(self, call: _Call, request: Request) -> bytes:
+    async def answer_directly(self, call: TakenCall, caller: Caller, send: Send) -> None:
+        """Answer a call taken by the HTTP server's direct lane (:mod:`.http_lane`).
+
+        As :meth:`_answer`, less its watch of the client: the connection
+        cancels the lane's call itself when its client leaves.
+        """
+        exchange = _Exchange()
+        if sniffio.current_async_library() == "asyncio":
+            await _within_window(exchange, send, self._reply(call, caller))
+            exchange.raise_ping_failure()
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_sse_after_window, send, exchange)
+            await exchange.finish(send, await self._reply(call, caller))
+            tg.cancel_scope.cancel()
+
+    def transport_allows(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether the SDK's transport checks pass a POST with these headers, as in :meth:`__call__`.
+
+        The ``Accept`` rule and transport security read only ``accept``,
+        ``content-type``, ``host`` and ``origin`` (each its first value, as
+        Starlette's ``Headers.get``), and a client sends the same ones every
+        time: the verdict of the SDK's own functions is remembered by those
+        four values.
+        """
+        accept = content_type = host = origin = None
+        for name, value in headers:
+            if name == b"accept":
+                accept = value if accept is None else accept
+            elif name == b"content-type":
+                content_type = value if content_type is None else content_type
+            elif name == b"host":
+                host = value if host is None else host
+            elif name == b"origin":
+                origin = value if origin is None else origin
+        key = (accept, content_type, host, origin)
+        verdict = self._transport_verdicts.get(key)
+        if verdict is None:
+            if len(self._transport_verdicts) >= _ENVELOPE_CACHE_SIZE:
+                self._transport_verdicts.clear()
+            verdict = self._transport_verdicts[key] = self._sdk_transport_verdict(key)
+        return verdict
+
+    def _sdk_transport_verdict(self, key: tuple[bytes | None, ...]) -> bool:
+        names = (b"accept", b"content-type", b"host", b"origin")
+        request = Request(
+            {
+                "type": "http",
+                "method": "POST",
+                "headers": [
+                    (name, value) for name, value in zip(names, key, strict=True) if value is not None
+                ],
+            }
+        )
+        has_json, has_sse = check_accept_headers(request)
+        if not has_json or not (self._json_response or has_sse):
+            return False
+        # validate_request is a coroutine that awaits nothing: run to its end here.
+        check = self._security.validate_request(request, is_post=True)
+        try:
+            check.send(None)
+        except StopIteration as done:
+            return done.value is None
+        check.close()
+        return False
+
+    async def _reply(self, call: TakenCall, caller: Caller) -> bytes:
         """The call's JSON-RPC reply, as the SDK's server shapes it."""
         try:
-            result = await call_tool(
-                self._context, call.name, call.arguments, caller_of(_RequestContext(request))
-            )
+            result = await call_tool(self._context, call.name, call.arguments, caller)
         except ToolError as error:
             body: dict[str, Any] = {
                 "content": [{"text": str(error), "type": "text"}],
@@ -417,6 +507,24 @@ class HttpToolCallFastPath:
                 "_meta": {SERVER_INFO_META_KEY: self._server_info},
             }
         return _encode({"jsonrpc": "2.0", "id": call.id, "result": body})
+
+
+async def _within_window(exchange: _Exchange, send: Send, reply: Awaitable[bytes]) -> None:
+    """Send ``reply`` once it is ready (on asyncio): a JSON response within the SSE window, else the
+    last event of the SSE stream the window's end began, pinged meanwhile."""
+    loop = asyncio.get_running_loop()
+
+    def window_elapsed() -> None:
+        exchange.pinger = loop.create_task(_sse_pings(send, exchange))
+
+    window = loop.call_later(_SSE_PING_INTERVAL, window_elapsed)
+    try:
+        await exchange.finish(send, await reply)
+    finally:
+        exchange.done = True
+        window.cancel()
+        if exchange.pinger is not None:
+            exchange.pinger.cancel()
 
 
 async def _until_disconnect(receive: Receive) -> None:

@@ -56,7 +56,7 @@ import logging
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -66,6 +66,7 @@ from anyio.abc import SocketAttribute
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Awaitable
 
     from starlette.types import ASGIApp, Message, Scope
 
@@ -350,14 +351,40 @@ class _Connection:
         if isinstance(request, _Refusal):
             await self.write(_refusal_bytes(request.status, request.message))
             return False
+        # The direct lane first (see HttpServer's lane): what it takes never meets the app.
+        lane = self.server.lane
+        if lane is not None:
+            taken = lane.take(request.method, request.url, request.headers, request.body)
+            if taken is not None:
+                reply = _Reply(self, request)
+                return await self._answer_in_lane(reply, lane.answer(taken, reply.send))
         try:
             reply = _Reply(self, request)
         except httptools.HttpParserInvalidURLError:
             # llhttp takes targets its URL parser refuses (CONNECT's authority, a bad port).
             await self.write(_refusal_bytes(400, "the request's target is not a valid URL"))
             return False
+        return await self._answer_with(reply, self.server.app(reply.scope(), reply.receive, reply.send))
+
+    async def _answer_in_lane(self, reply: _Reply, answering: Awaitable[None]) -> bool:
+        """``_answer_with`` for a call of the lane; its client leaving cancels it, as the app's
+        calls learn it from ``receive()``."""
+        keep = False  # unless the call ends before its client leaves
+        async with anyio.create_task_group() as group:
+
+            async def cancel_when_client_leaves() -> None:
+                await self.until_client_leaves()
+                group.cancel_scope.cancel()
+
+            group.start_soon(cancel_when_client_leaves)
+            keep = await self._answer_with(reply, answering)
+            group.cancel_scope.cancel()
+        return keep
+
+    async def _answer_with(self, reply: _Reply, answering: Awaitable[None]) -> bool:
+        """Await ``answering`` (the app, or the lane, sending through ``reply``); True to keep the connection."""
         try:
-            await self.server.app(reply.scope(), reply.receive, reply.send)
+            await answering
         except Exception:
             # A reply's head waits for its first body (an event stream's excepted): while
             # nothing of it is written, the client can still be told 500.
@@ -553,6 +580,26 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         self.writable.set()
         self.server_address = self.client_address = None
 
+    # A call of the lane is being answered; its client left, and connection_lost cancelled it.
+    lane_busy = False
+    lane_left = False
+
+    async def _answer_in_lane(self, reply: _Reply, answering: Awaitable[None]) -> bool:
+        # The cancellation is the task's own (an anyio cancel scope and a watching task
+        # per request cost more than a tenth of a lane call's CPU): the runtime takes a
+        # cancelled caller at any checkpoint, and runs what must not be cut short in
+        # tasks of its own.
+        self.lane_busy = True
+        try:
+            return await self._answer_with(reply, answering)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self.lane_left or task is None or task.uncancel() > 0:
+                raise  # cancelled by someone else too (the server stopping)
+            return False
+        finally:
+            self.lane_busy = False
+
     # asyncio's protocol callbacks -----------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -596,6 +643,9 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.left.set()
+        if self.lane_busy and self.task is not None and not self.lane_left:
+            self.lane_left = True
+            self.task.cancel()  # see _answer_in_lane
         self.writable.set()
         self._cancel_idle_timer()
         self.server.connections.pop(self, None)
@@ -833,6 +883,21 @@ class _Reply:
         return b"".join(lines)
 
 
+class Lane(Protocol):
+    """Requests answered before the app: :mod:`.http_lane`'s ``DirectLane``.
+
+    ``take`` gets each parsed request first and returns what it will answer,
+    or None (the app answers it); ``answer`` then sends the reply through
+    ``send`` as the app would. A client leaving cancels ``answer``.
+    """
+
+    def take(
+        self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], body: list[bytes]
+    ) -> Any: ...
+
+    async def answer(self, taken: Any, send: Any) -> None: ...
+
+
 class HttpServer:
     """Serves ``app`` on a listening socket until :meth:`stop`.
 
@@ -851,8 +916,10 @@ class HttpServer:
         backlog: int = 4096,
         max_connections: int | None = None,
         send_timeout: float = 60.0,
+        lane: Lane | None = None,
     ) -> None:
         self.app = app
+        self.lane = lane
         self.max_body = max_body
         self.keep_alive_timeout = keep_alive_timeout
         self.graceful_timeout = graceful_timeout

@@ -106,15 +106,33 @@ class ConnectionRegistry:
             status, retry_after, message = refusal
             await refuse_request(receive, send, status, message, retry_after=retry_after)
             return
-        entry = self.principals[name]
         try:
             await self.app(scope, receive, send)
         finally:
-            self.open -= 1
-            entry.exchanges -= 1
-            entry.open -= counted
-            if entry.open == 0:
-                logger.debug("HTTP: %s has no exchange open (%d requests so far)", name, entry.requests)
+            self.release(name, counted=counted)
+
+    def admit_quietly(self, name: str) -> bool:
+        """Register one request of ``name`` (counted and limited, as a POST) if no limit refuses it.
+
+        Nothing is registered nor counted when one would: the caller sends the
+        request through the middleware, which refuses it as usual. The HTTP
+        server's direct lane (:mod:`.http_lane`) admits its requests here and
+        ends them with :meth:`release`.
+        """
+        entry, _ = self._entry(name)
+        if self._refusal(entry, counted=True, limited=True) is not None:
+            return False
+        self._register(name, entry, counted=True, limited=True)
+        return True
+
+    def release(self, name: str, *, counted: bool = True) -> None:
+        """One exchange of ``name`` registered by :meth:`admit_quietly` (or the middleware) ended."""
+        entry = self.principals[name]
+        self.open -= 1
+        entry.exchanges -= 1
+        entry.open -= counted
+        if entry.open == 0:
+            logger.debug("HTTP: %s has no exchange open (%d requests so far)", name, entry.requests)
 
     def _admit(self, name: str, *, counted: bool, limited: bool) -> tuple[int, float, str] | None:
         """Register one exchange of ``name``, or the refusal: (status, Retry-After seconds, message).
@@ -122,17 +140,36 @@ class ConnectionRegistry:
         ``counted``: it counts toward the principal's requests in flight;
         ``limited``: the principal's limits apply to it.
         """
+        entry, now = self._entry(name)
+        refusal = self._refusal(entry, counted=counted, limited=limited)
+        if refusal is not None:
+            entry.refused += 1
+            if refusal[0] == 503:
+                self.refused_busy += 1
+            if now - entry.last_refusal_logged >= 1.0:
+                entry.last_refusal_logged = now
+                logger.warning("HTTP: refused %s (%d): %s", name, refusal[0], refusal[2])
+            return refusal
+        self._register(name, entry, counted=counted, limited=limited)
+        return None
+
+    def _entry(self, name: str) -> tuple[_Principal, float]:
+        """The principal's figures (made on its first request), its token bucket refilled to now."""
         now = self.clock()
         entry = self.principals.get(name)
         if entry is None:
             entry = self.principals[name] = _Principal(tokens=self.limits.burst, refilled_at=now)
             logger.info("HTTP: first request from %s", name)
         limits = self.limits
-        refusal: tuple[int, float, str] | None = None
         entry.tokens = min(limits.burst, entry.tokens + (now - entry.refilled_at) * limits.rate)
         entry.refilled_at = now
+        return entry, now
+
+    def _refusal(self, entry: _Principal, *, counted: bool, limited: bool) -> tuple[int, float, str] | None:
+        """What a limit answers to one more exchange of ``entry``'s principal now, or None."""
+        limits = self.limits
+        refusal: tuple[int, float, str] | None = None
         if self.open >= limits.max_connections:
-            self.refused_busy += 1
             refusal = (
                 503,
                 1.0,
@@ -156,12 +193,9 @@ class ConnectionRegistry:
                 f"you are past {limits.rate:g} requests per second (--rate-limit; bursts of {limits.burst}): "
                 f"retry in {max(wait, 0.01):.2f} s",
             )
-        if refusal is not None:
-            entry.refused += 1
-            if now - entry.last_refusal_logged >= 1.0:
-                entry.last_refusal_logged = now
-                logger.warning("HTTP: refused %s (%d): %s", name, refusal[0], refusal[2])
-            return refusal
+        return refusal
+
+    def _register(self, name: str, entry: _Principal, *, counted: bool, limited: bool) -> None:
         if limited:
             entry.tokens -= 1
         entry.requests += 1
@@ -170,7 +204,6 @@ class ConnectionRegistry:
         entry.open += counted
         entry.exchanges += 1
         self.open += 1
-        return None
 
     def stats(self) -> dict[str, Any]:
         """The figures ``server_stats`` shows: totals only (principals' names are not for every caller)."""
