@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("actorstate.cli")
 
+# Seconds a thread may hold the GIL while another waits for it, in the server (see _serve).
+SERVE_SWITCH_INTERVAL = 0.001
+
 
 # flag, type, help (the environment variable is derived from the flag; the
 # default comes from _serve_defaults, only when serve runs)
@@ -329,6 +332,14 @@ async def _serve(args: argparse.Namespace) -> None:
     # SDK's models and schemas, about a tenth of the CPU of each call was
     # spent there; serve freezes them too once it imports them).
     gc.freeze()
+    # The store's worker thread hands each commit back to the event loop's
+    # thread, and waits for the GIL at every step of a commit (each round
+    # trip to PostgreSQL, each SQLite call). With CPython's default 5 ms
+    # switch interval a busy loop kept it waiting up to that long each time;
+    # at 1 ms, one node on PostgreSQL served 4-9% more calls/s under 100
+    # clients, with a lower p99 (measured side by side, three pairs). The
+    # setting is the process's, so only the server takes it, not the library.
+    sys.setswitchinterval(SERVE_SWITCH_INTERVAL)
 
     config = Config(
         max_resident=args.max_resident,
