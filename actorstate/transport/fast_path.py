@@ -25,11 +25,11 @@ requests and replies going out), and only for the handshake versions whose
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .long_integers import may_hold_a_long_integer
 from .tools import ToolError, call_tool
 
 if TYPE_CHECKING:
@@ -44,9 +44,6 @@ FAST_PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2
 
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAMS_KEYS = frozenset({"name", "arguments"})
-# 19 digits in a row may be an integer past 64 bits, which orjson reads as a
-# float (or refuses) where the SDK's parser keeps an int: the SDK decides.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 # What the SDK answers a request still running when the server stops.
 _CONNECTION_CLOSED = -32000
 
@@ -95,7 +92,7 @@ class ToolCallFastPath:
 
     def take(self, line: bytes) -> FastCall | None:
         """The call on ``line`` if the fast path answers it, else None (the SDK does)."""
-        if b'"tools/call"' not in line or not self.active or _LONG_DIGITS.search(line):
+        if b'"tools/call"' not in line or not self.active or may_hold_a_long_integer(line):
             return None
         try:
             document = orjson.loads(line)

@@ -30,12 +30,12 @@ run of 19 digits on the line (an integer orjson may not read as the SDK does).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .. import __version__
+from .long_integers import may_hold_a_long_integer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,7 +77,6 @@ _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _INITIALIZE_KEYS = frozenset({"protocolVersion", "capabilities", "clientInfo"})
 _CLIENT_INFO_KEYS = frozenset({"name", "version", "title"})
 _CAPABILITY_KEYS = frozenset({"roots", "sampling", "elicitation"})
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 # The fields the SDK's JSON-schema models declare, dumped first and in this
 # order; any other keyword of a schema follows, in the schema's own order.
 _SCHEMA_FIELDS = ("$schema", "properties", "required", "type")
@@ -144,7 +143,7 @@ class HandshakeFastPath:
 
     def take(self, line: bytes) -> HandshakeReply | None:
         """The reply to ``line`` if this path answers it, else None (the SDK does)."""
-        if _LONG_DIGITS.search(line):
+        if may_hold_a_long_integer(line):  # the SDK decides
             return None
         try:
             document = orjson.loads(line)

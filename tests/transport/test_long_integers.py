@@ -1,0 +1,31 @@
+"""The fast paths' look for a run of 19 digits finds exactly what the regular expression finds."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actorstate.transport.long_integers import may_hold_a_long_integer
+
+_REGEX = re.compile(rb"[0-9]{19}")
+
+# Mostly digits, so that runs near 19 long are common; and every other byte, zeros among them.
+digit_heavy = st.lists(
+    st.sampled_from(b"0123456789") | st.sampled_from(b'0a-.e" \x00\xff9'), max_size=80
+).map(bytes)
+
+
+@given(digit_heavy | st.binary(max_size=200))
+def test_it_agrees_with_the_regular_expression(data: bytes) -> None:
+    """For any bytes, a run is found exactly when ``[0-9]{19}`` matches somewhere."""
+    assert may_hold_a_long_integer(data) == bool(_REGEX.search(data))
+
+
+def test_runs_of_18_19_and_20_digits() -> None:
+    """18 digits in a row is no run; 19 and more are, wherever they stand and whatever they are."""
+    assert not may_hold_a_long_integer(b'{"id": 123456789012345678}')
+    assert may_hold_a_long_integer(b'{"id": 1234567890123456789}')
+    assert may_hold_a_long_integer(b"99999999999999999999")
+    assert not may_hold_a_long_integer(b"0" * 18 + b"x" + b"0" * 18)
