@@ -24,6 +24,7 @@ refused with :class:`StoreUnavailable` instead of being acknowledged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -107,6 +108,11 @@ def _translated(path: str, doing: str) -> Iterator[None]:
 
 # SQLite's largest max_page_count: no limit short of the file format's.
 _NO_PAGE_LIMIT = 4294967294
+# A batch's updates go as one UPDATE ... FROM (VALUES ...) (SQLite 3.33 and
+# later), at most this many rows a statement (4 parameters each, well under
+# SQLite's limit of 32,766); older SQLite takes them one row at a time.
+_UPDATES_PER_STATEMENT = 500
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 class SQLiteStore:
@@ -350,12 +356,31 @@ class SQLiteStore:
         if inserts:
             db.executemany(self._INSERT, inserts)
         if updates:
-            db.executemany(self._UPDATE, updates)
+            self._update_all(updates)
         if ends:
             db.executemany(self._END, ends)
         if db.total_changes - before != len(writes):
             return None
         return [True] * len(writes)
+
+    def _update_all(self, updates: list[tuple[bytes, float, str, int]]) -> None:
+        """Apply ``updates`` (state, last_activity, id, base version) in as few statements as may be.
+
+        ``executemany`` runs one step per row, and sqlite3 lets go of the GIL
+        around each and takes it back after: behind a busy event loop each
+        taking waits for the loop's thread to yield it (up to the switch
+        interval). Measured with a thread keeping the GIL busy and the
+        server's 1 ms interval, a commit of 32 updated sessions took 8-10 ms
+        one row at a time and 5 ms as one statement (0.3 ms either way with
+        the GIL free).
+        """
+        db = self._db
+        if not _UPDATE_FROM:
+            db.executemany(self._UPDATE, updates)
+            return
+        for start in range(0, len(updates), _UPDATES_PER_STATEMENT):
+            chunk = updates[start : start + _UPDATES_PER_STATEMENT]
+            db.execute(_update_from(len(chunk)), [value for update in chunk for value in update])
 
     def _write_one(self, write: SnapshotWrite, now: float) -> bool:
         ended_at = now if write.ended else None
@@ -490,3 +515,13 @@ class SQLiteStore:
         finally:
             with _translated(self.path, "closing the database"):
                 self._db.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _update_from(rows: int) -> str:
+    """One UPDATE of ``rows`` sessions, each matched on its id and base version (as ``_UPDATE``)."""
+    values = ",".join(["(?,?,?,?)"] * rows)
+    return (
+        "UPDATE sessions AS s SET version = s.version + 1, state = v.column1, last_activity = v.column2 "
+        f"FROM (VALUES {values}) AS v WHERE s.id = v.column3 AND s.version = v.column4 AND s.ended_at IS NULL"
+    )
