@@ -57,3 +57,30 @@ async def test_a_batch_of_updates_across_chunks_commits_each_and_refuses_the_sta
         assert await store.write([_write("s0", 2, b"v3"), _write("s1", 2, b"v3")], NOW) == [COMMITTED] * 2
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("one_statement", [True, False], ids=["update-from", "row-by-row"])
+async def test_a_batch_without_conflicts_commits_in_its_statements_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_statement: bool
+) -> None:
+    """Seven good updates over three statements commit without the row-by-row redo, which a batch
+    takes only when some write did not apply (so a chunk left out would show here)."""
+    monkeypatch.setattr(sqlite_store, "_UPDATE_FROM", one_statement)
+    monkeypatch.setattr(sqlite_store, "_UPDATES_PER_STATEMENT", 3)
+    store = await open_sqlite_store(str(tmp_path / "batches.db"), parking_for_current_backend())
+    try:
+        ids = [f"s{number}" for number in range(7)]
+        assert await store.write([_write(session_id, 0, b"v1") for session_id in ids], NOW) == [COMMITTED] * 7
+
+        def redo(*_: object) -> bool:
+            raise AssertionError("the batch was redone row by row")
+
+        monkeypatch.setattr(sqlite_store.SQLiteStore, "_write_one", redo)
+        batch = [_write(session_id, 1, f"{session_id}-v2".encode()) for session_id in ids]
+        assert await store.write(batch, NOW) == [COMMITTED] * 7
+        for session_id in ids:
+            row = await store.load(session_id)
+            assert row is not None
+            assert (row.version, row.state) == (2, f"{session_id}-v2".encode())
+    finally:
+        await store.close()
