@@ -580,9 +580,17 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         self.writable.set()
         self.server_address = self.client_address = None
 
-    # A call of the lane is being answered; its client left, and connection_lost cancelled it.
+    # A call of the lane is being answered; its client left, and _client_left cancelled it.
     lane_busy = False
     lane_left = False
+
+    def _client_left(self) -> None:
+        """The client left (``receive()`` answers ``http.disconnect`` from now on): a lane call
+        running is cancelled, as the app's calls are when they learn it."""
+        self.left.set()
+        if self.lane_busy and self.task is not None and not self.lane_left:
+            self.lane_left = True
+            self.task.cancel()  # see _answer_in_lane
 
     async def _answer_in_lane(self, reply: _Reply, answering: Awaitable[None]) -> bool:
         # The cancellation is the task's own (an anyio cancel scope and a watching task
@@ -635,17 +643,14 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         # A half-close: the client sends no more, and may still be reading its replies.
         self.eof = True
         if self.streaming:
-            self.left.set()
+            self._client_left()
         # With nothing being answered there is nothing left to send (a request
         # begun cannot complete now): returning False closes the transport.
         return self.task is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.left.set()
-        if self.lane_busy and self.task is not None and not self.lane_left:
-            self.lane_left = True
-            self.task.cancel()  # see _answer_in_lane
+        self._client_left()
         self.writable.set()
         self._cancel_idle_timer()
         self.server.connections.pop(self, None)
@@ -717,7 +722,7 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
     def stream_begins(self) -> None:
         self.streaming = True
         if self.eof:
-            self.left.set()
+            self._client_left()
 
     async def write(self, data: bytes) -> None:
         if self.closed:

@@ -371,6 +371,42 @@ async def test_a_call_past_the_window_is_answered_as_an_event_stream_in_the_lane
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("half_closes", ["before the stream", "during the stream"])
+async def test_a_client_half_closing_around_its_event_stream_cancels_its_call_in_the_lane(
+    monkeypatch: pytest.MonkeyPatch, tokens_file: tuple[str, dict[str, str]], half_closes: str
+) -> None:
+    """A client's end of stream counts as leaving once its call's event stream has begun (sent before
+    the stream or during it): the call is cancelled, in the lane as through the chain, and the
+    registry lets go of it while its commit is still held (the window shortened for the test)."""
+    monkeypatch.setattr(_streamable_http_modern, "_SSE_PING_INTERVAL", 0.05)
+    monkeypatch.setattr(http_fast_path, "_SSE_PING_INTERVAL", 0.05)
+    for lane in (True, False):
+        async with open_server(tokens_file, lane=lane, durability="commit") as served:
+            session_id = (await served.call("create_session", {}))["structuredContent"]["sessionId"]
+            await served.call("get_context", {"sessionId": session_id})  # the token is verified now
+            calls = served.lane_calls
+            gate = served.store.faults.hold_writes()
+            stream, replies = await _held_call(served, session_id)
+            try:
+                with anyio.fail_after(HANG_GUARD_SECONDS):
+                    await gate.waiting.wait()
+                    if half_closes == "before the stream":
+                        await stream.send_eof()
+                    status, headers = await replies.head()
+                    assert (status, headers["content-type"]) == (200, "text/event-stream")
+                    if half_closes == "during the stream":
+                        assert await _chunk(replies) == b": ping\r\n\r\n"
+                        await stream.send_eof()
+                    while served.registry.open:  # noqa: ASYNC110 (the registry has no event to wait on)
+                        await anyio.sleep(0.01)  # until the cancelled call lets go (a hang fails the guard)
+                assert gate.held  # still held: the call let go by being cancelled, not by its commit
+            finally:
+                gate.open()
+                await stream.aclose()
+            assert served.lane_calls == calls + (1 if lane else 0)
+
+
+@pytest.mark.anyio
 async def test_the_registry_counts_lane_calls_and_its_limits_refuse_them(
     tokens_file: tuple[str, dict[str, str]],
 ) -> None:
