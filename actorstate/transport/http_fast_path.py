@@ -292,7 +292,9 @@ class HttpToolCallFastPath:
 
     def take(self, body: bytes, routing: dict[str, str]) -> TakenCall | None:
         """The call in ``body`` if the fast path answers it exactly as the SDK would, else None."""
-        if _LONG_DIGITS.search(body):
+        # The SDK refuses a body past its limit (413). The HTTP server's own limit may be
+        # higher, and its direct lane hands bodies here unread by _read_body.
+        if len(body) > self._max_body_size or _LONG_DIGITS.search(body):
             return None
         try:
             document = orjson.loads(body)

@@ -148,9 +148,15 @@ def tokens_file(tmp_path: Path) -> tuple[str, dict[str, str]]:
 
 @contextlib.asynccontextmanager
 async def open_server(
-    tokens: tuple[str, dict[str, str]], *, lane: bool, durability: str = "memory", **options: Any
+    tokens: tuple[str, dict[str, str]],
+    *,
+    lane: bool,
+    durability: str = "memory",
+    max_body: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+    **options: Any,
 ) -> AsyncIterator[Served]:
-    """A server (direct lane on or off) over a fresh state, serving on a free loopback port."""
+    """A server (direct lane on or off) over a fresh state, serving on a free loopback port;
+    ``max_body``: the HTTP server's limit on a body (the app's is the SDK's default)."""
     path, made = tokens
     store = MemoryStore()
     async with actorstate.open_state(store, durability=durability) as state:
@@ -159,7 +165,7 @@ async def open_server(
         settings = HttpSettings(port=0, verifier=verifier, direct_lane=lane, **options)
         app, registry = build_http_app(state, context, settings, f"http://{HOST}/mcp")
         assert (app.lane is not None) == lane
-        server = HttpServer(app, max_body=DEFAULT_MAX_REQUEST_BODY_SIZE, lane=app.lane)
+        server = HttpServer(app, max_body=max_body, lane=app.lane)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
@@ -404,6 +410,31 @@ async def test_a_client_half_closing_around_its_event_stream_cancels_its_call_in
                 gate.open()
                 await stream.aclose()
             assert served.lane_calls == calls + (1 if lane else 0)
+
+
+@pytest.mark.anyio
+async def test_a_body_past_the_apps_limit_is_refused_as_by_the_chain(
+    tokens_file: tuple[str, dict[str, str]],
+) -> None:
+    """A chunked call whose body is past the app's limit (the SDK's), on an HTTP server that reads
+    bodies twice that long, is refused 413 with the lane as without it: the lane leaves it to the
+    chain, whose fast path leaves it to the SDK."""
+    value = "x" * DEFAULT_MAX_REQUEST_BODY_SIZE
+    body = json.dumps(call_body(3, "add_context", {"sessionId": "none", "key": "k", "value": value}))
+    statuses = []
+    for lane in (True, False):
+        async with open_server(tokens_file, lane=lane, max_body=2 * DEFAULT_MAX_REQUEST_BODY_SIZE) as served:
+            await served.call("create_session", {})  # the token is verified now
+            headers = [*call_headers("add_context"), ("transfer-encoding", "chunked")]
+            head = served.raw_request(headers, b"").rsplit(b"content-length", 1)[0]
+            encoded = body.encode()
+            chunked = b"%x\r\n%b\r\n0\r\n\r\n" % (len(encoded), encoded)
+            async with await anyio.connect_tcp("127.0.0.1", served.port) as stream:
+                with anyio.fail_after(HANG_GUARD_SECONDS):
+                    await stream.send(head + b"\r\n" + chunked)
+                    status, _, _ = await Replies(stream).read()
+            statuses.append((status, served.lane_calls))
+    assert statuses == [(413, 0), (413, 0)]
 
 
 @pytest.mark.anyio
