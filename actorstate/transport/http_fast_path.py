@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
@@ -71,6 +70,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from .long_integers import may_hold_a_long_integer
 from .server import caller_of
 from .tools import ToolError, call_tool
 
@@ -114,9 +114,6 @@ _PARAMS_KEYS: Final = frozenset({"name", "arguments", "_meta"})
 _ENVELOPE_KEYS: Final = frozenset(
     {PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY}
 )
-# 19 digits in a row may be an integer past 64 bits, which orjson reads as a
-# float where the SDK's parser keeps an int: the SDK decides.
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
 # Envelopes the SDK's ladder and models accepted (by their bytes, with the
 # tool's name and the routing headers); at most this many remembered (then
 # forgotten all at once), each at most this long.
@@ -293,8 +290,9 @@ class HttpToolCallFastPath:
     def take(self, body: bytes, routing: dict[str, str]) -> TakenCall | None:
         """The call in ``body`` if the fast path answers it exactly as the SDK would, else None."""
         # The SDK refuses a body past its limit (413). The HTTP server's own limit may be
-        # higher, and its direct lane hands bodies here unread by _read_body.
-        if len(body) > self._max_body_size or _LONG_DIGITS.search(body):
+        # higher, and its direct lane hands bodies here unread by _read_body. A server
+        # without tools/call, and a run of 19 digits (see .long_integers): the SDK decides.
+        if len(body) > self._max_body_size or self._params_type is None or may_hold_a_long_integer(body):
             return None
         try:
             document = orjson.loads(body)

@@ -239,7 +239,7 @@ async def serving(
         graceful_timeout=graceful_timeout,
         keep_alive_timeout=keep_alive_timeout,
         send_timeout=send_timeout,
-        **({} if max_connections is None else {"max_connections": max_connections}),
+        max_connections=max_connections,
     )
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve, sock)
