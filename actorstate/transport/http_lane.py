@@ -20,7 +20,9 @@ it; it asks the same objects the same questions, synchronously:
   ``Mcp-Session-Id``: the protocol-session guard passes such a request
   straight on);
 - the SDK's transport checks, by the fast path's memo of their verdicts
-  (:meth:`.HttpToolCallFastPath.transport_allows`);
+  (:meth:`.HttpToolCallFastPath.transport_allows`), on the headers read in
+  the same pass as the routing headers and the bearer token
+  (:meth:`.HttpToolCallFastPath.scan_headers`);
 - with authentication, a bearer token the verifier already verified under
   the tokens table loaded now (``verified_now``), not expired: the
   principal the chain would find. A token not verified yet, or a verifier
@@ -59,7 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["DirectLane", "LaneCall", "VerifiedTokens"]
 
 MCP_PATH: Final = b"/mcp"
-_AUTHORIZATION: Final = b"authorization"
 _BEARER_PREFIX_LENGTH: Final = len(b"bearer ")
 
 
@@ -110,31 +111,31 @@ class DirectLane:
         if method != b"POST" or url != MCP_PATH:
             return None
         fast_path = self.fast_path
-        routing = fast_path.routing_headers(headers)
-        if routing is None or not fast_path.transport_allows(headers):
+        scanned = fast_path.scan_headers(headers)
+        if scanned is None or not fast_path.transport_allows(scanned.transport):
             return None
         user: AuthenticatedUser | None = None
         if self.verifier is None:
             caller, principal = OWNER, self.local_principal
         else:
-            token = self._verified(headers)
+            token = self._verified(scanned.authorization)
             if token is None:
                 return None
             user = AuthenticatedUser(token)
             principal = principal_key(token)
             caller = Caller(principal, operator=OPERATOR_SCOPE in token.scopes)
-        call = fast_path.take(body[0] if len(body) == 1 else b"".join(body), routing)
+        call = fast_path.take(body[0] if len(body) == 1 else b"".join(body), scanned.routing)
         if call is None or not self.registry.admit_quietly(principal):
             return None
         return LaneCall(call, caller, principal, user)
 
-    def _verified(self, headers: list[tuple[bytes, bytes]]) -> AccessToken | None:
-        """The AccessToken the SDK's bearer backend would find for these headers, if known now."""
+    def _verified(self, authorization: bytes | None) -> AccessToken | None:
+        """The AccessToken the SDK's bearer backend would find for the request's first
+        ``Authorization`` value, if the verifier knows it now."""
         assert self.verifier is not None
-        value = next((value for name, value in headers if name == _AUTHORIZATION), None)
-        if value is None or value[:_BEARER_PREFIX_LENGTH].lower() != b"bearer ":
+        if authorization is None or authorization[:_BEARER_PREFIX_LENGTH].lower() != b"bearer ":
             return None
-        token = self.verifier.verified_now(value[_BEARER_PREFIX_LENGTH:].decode("latin-1"))
+        token = self.verifier.verified_now(authorization[_BEARER_PREFIX_LENGTH:].decode("latin-1"))
         if token is None or (token.expires_at and token.expires_at < int(time.time())):
             return None
         return token
