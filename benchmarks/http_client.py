@@ -115,7 +115,8 @@ class HttpMcpClient:
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """The tool's result; a JSON-RPC error, an isError result or an HTTP error fails the benchmark."""
         reader = self.reader
-        assert reader is not None and reader.transport is not None
+        assert reader is not None
+        assert reader.transport is not None
         reader.transport.write(self.request_bytes(tool, arguments))
         status, body = await self._response(reader)
         if status != 200:
