@@ -217,7 +217,7 @@ class Pair:
             await app.post(self._bind(headers, index), self._bind(body, index), **options)
             for index, app in enumerate((self.fast, self.sdk))
         ]
-        made = [_created(reply) for reply in replies]
+        made = [created_session(reply) for reply in replies]
         if made[0] and made[1]:
             self.sessions.append((made[0], made[1]))
         return self._normalise(replies[0], 0), self._normalise(replies[1], 1)
@@ -226,16 +226,22 @@ class Pair:
         return bind_sessions(value, self.sessions, index)
 
     def _normalise(self, reply: Reply, index: int) -> Any:
-        text = json.dumps(reply.parsed(), sort_keys=True)
-        for number, ids in enumerate(self.sessions):
-            text = text.replace(ids[index], f"<session {number}>")
-            text = text.replace(ids[index].upper(), f"<SESSION {number}>")
-        text = _PYDANTIC_INPUT.sub("input_value=<input>, input_type=", text)
-        body = json.loads(_CURSOR.sub(r"\1<cursor>", _TIMESTAMP.sub("<time>", text)))
-        return reply.status, reply.content_type, body
+        return reply.status, reply.content_type, normalised(reply.parsed(), self.sessions, index)
 
 
-def _created(reply: Reply) -> str | None:
+def normalised(parsed: Any, sessions: list[tuple[str, str]], index: int) -> Any:
+    """A parsed reply with side ``index``'s session ids, timestamps, cursors and pydantic's quoted
+    input put aside (``sessions`` holds each session's id on both sides, in creation order)."""
+    text = json.dumps(parsed, sort_keys=True)
+    for number, ids in enumerate(sessions):
+        text = text.replace(ids[index], f"<session {number}>")
+        text = text.replace(ids[index].upper(), f"<SESSION {number}>")
+    text = _PYDANTIC_INPUT.sub("input_value=<input>, input_type=", text)
+    return json.loads(_CURSOR.sub(r"\1<cursor>", _TIMESTAMP.sub("<time>", text)))
+
+
+def created_session(reply: Reply) -> str | None:
+    """The id a create_session reply gives, else None."""
     try:
         structured = reply.parsed()["result"]["structuredContent"]
     except (KeyError, TypeError):

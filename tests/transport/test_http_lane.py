@@ -39,13 +39,14 @@ from actorstate.transport.tokens import TokensFile, add_token, revoke_token
 from actorstate.transport.tools import ToolContext
 
 from .test_fast_path import bind_sessions
-from .test_http_fast_path import _CURSOR, _PYDANTIC_INPUT, _TIMESTAMP, HOST, call_body, call_headers, requests
+from .test_http_fast_path import HOST, call_body, call_headers, created_session, normalised, requests
 from .test_http_server import Replies
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
+    from actorstate.store.memory import WriteGate
     from actorstate.transport.http_lane import DirectLane
     from actorstate.transport.registry import ConnectionRegistry
 
@@ -200,33 +201,17 @@ class Pair:
             )
             for index, served in enumerate((self.lane, self.chain))
         ]
-        made = [_created(reply) for reply in replies]
+        made = [created_session(reply) for reply in replies]
         if made[0] and made[1]:
             self.sessions.append((made[0], made[1]))
         return self._normalise(replies[0], 0), self._normalise(replies[1], 1)
 
     def _normalise(self, reply: Reply, index: int) -> Any:
-        text = json.dumps(reply.parsed(), sort_keys=True)
-        for number, ids in enumerate(self.sessions):
-            text = text.replace(ids[index], f"<session {number}>").replace(
-                ids[index].upper(), f"<SESSION {number}>"
-            )
-        text = _PYDANTIC_INPUT.sub("input_value=<input>, input_type=", text)
-        body = json.loads(_CURSOR.sub(r"\1<cursor>", _TIMESTAMP.sub("<time>", text)))
         # The date is the clock's, and a length follows the ids and timestamps put aside.
         headers = {k: v for k, v in reply.headers.items() if k not in ("date", "content-length")}
         if "mcp-session-id" in headers:  # a protocol session's id: each server's own, at random
             headers["mcp-session-id"] = "<protocol session>"
-        return reply.status, headers, body
-
-
-def _created(reply: Reply) -> str | None:
-    try:
-        structured = reply.parsed()["result"]["structuredContent"]
-    except (KeyError, TypeError):
-        return None
-    session_id = structured.get("sessionId")
-    return session_id if isinstance(structured.get("message"), str) else None
+        return reply.status, headers, normalised(reply.parsed(), self.sessions, index)
 
 
 @contextlib.asynccontextmanager
@@ -292,12 +277,28 @@ async def test_every_tool_answers_the_same_in_the_lane(tokens_file: tuple[str, d
         assert servers.lane.lane_calls - before == len(calls)
 
 
-async def _held_call(served: Served, session_id: str) -> tuple[anyio.abc.SocketStream, Replies]:
-    """An increment sent on a connection of its own; held at its commit (the store's gate)."""
+class Held:
+    """An increment on a session of its own, sent on a connection of its own, held at its commit."""
+
+    def __init__(self, session_id: str, calls: int, gate: WriteGate, stream: anyio.abc.SocketStream) -> None:
+        self.session_id = session_id
+        self.calls = calls  # the server's lane calls before it
+        self.gate = gate
+        self.stream = stream
+        self.replies = Replies(stream)
+
+
+async def _held_call(served: Served) -> Held:
+    """A new session (its token verified by a first call, so the lane may take the next), then an
+    increment on it, held at its commit by the store's gate."""
+    session_id = (await served.call("create_session", {}))["structuredContent"]["sessionId"]
+    await served.call("get_context", {"sessionId": session_id})
+    calls = served.lane_calls
+    gate = served.store.faults.hold_writes()
     stream = await anyio.connect_tcp("127.0.0.1", served.port)
     body = json.dumps(call_body(5, "increment_counter", {"sessionId": session_id})).encode()
     await stream.send(served.raw_request(call_headers("increment_counter"), body))
-    return stream, Replies(stream)
+    return Held(session_id, calls, gate, stream)
 
 
 @pytest.mark.anyio
@@ -308,11 +309,8 @@ async def test_a_client_leaving_cancels_its_call_in_the_lane(tokens_file: tuple[
     outcomes = []
     for lane in (True, False):
         async with open_server(tokens_file, lane=lane, durability="commit") as served:
-            session_id = (await served.call("create_session", {}))["structuredContent"]["sessionId"]
-            await served.call("get_context", {"sessionId": session_id})  # the token is verified now
-            calls = served.lane_calls
-            gate = served.store.faults.hold_writes()
-            stream, _ = await _held_call(served, session_id)
+            held = await _held_call(served)
+            session_id, calls, gate, stream = held.session_id, held.calls, held.gate, held.stream
             try:
                 with anyio.fail_after(HANG_GUARD_SECONDS):
                     await gate.waiting.wait()
@@ -348,11 +346,14 @@ async def test_a_call_past_the_window_is_answered_as_an_event_stream_in_the_lane
     outcomes = []
     for lane in (True, False):
         async with open_server(tokens_file, lane=lane, durability="commit") as served:
-            session_id = (await served.call("create_session", {}))["structuredContent"]["sessionId"]
-            await served.call("get_context", {"sessionId": session_id})
-            calls = served.lane_calls
-            gate = served.store.faults.hold_writes()
-            stream, replies = await _held_call(served, session_id)
+            held = await _held_call(served)
+            session_id, calls, gate, stream, replies = (
+                held.session_id,
+                held.calls,
+                held.gate,
+                held.stream,
+                held.replies,
+            )
             try:
                 with anyio.fail_after(HANG_GUARD_SECONDS):
                     status, headers = await replies.head()
@@ -388,11 +389,8 @@ async def test_a_client_half_closing_around_its_event_stream_cancels_its_call_in
     monkeypatch.setattr(http_fast_path, "_SSE_PING_INTERVAL", 0.05)
     for lane in (True, False):
         async with open_server(tokens_file, lane=lane, durability="commit") as served:
-            session_id = (await served.call("create_session", {}))["structuredContent"]["sessionId"]
-            await served.call("get_context", {"sessionId": session_id})  # the token is verified now
-            calls = served.lane_calls
-            gate = served.store.faults.hold_writes()
-            stream, replies = await _held_call(served, session_id)
+            held = await _held_call(served)
+            calls, gate, stream, replies = held.calls, held.gate, held.stream, held.replies
             try:
                 with anyio.fail_after(HANG_GUARD_SECONDS):
                     await gate.waiting.wait()
