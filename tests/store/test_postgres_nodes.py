@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 HANG_GUARD = 30
 
 
-def _expire_leases(url: str) -> None:
+def expire_leases(url: str) -> None:
     """Every lease runs out, by the database's clock (as if its owner had paused past it)."""
     with psycopg.connect(url) as connection:
         # Rows locked in id order, as the store locks them: no deadlock with its writes.
@@ -62,7 +62,7 @@ async def test_a_session_is_served_by_its_owner_and_moves_when_its_lease_expires
             await on_b.increment("n")
         assert _stored_counter(postgres_url, created.id) == 1
 
-        _expire_leases(postgres_url)
+        expire_leases(postgres_url)
         assert await on_b.increment("n") == 2
 
         with pytest.raises(SessionMoved, match="retry"):
@@ -152,7 +152,7 @@ async def test_concurrent_increments_through_two_nodes_end_exact_while_owners_ar
             choices = random.Random(number)
             for call in range(calls):
                 if call % 5 == 4:  # every owner's leases run out, as if it had paused
-                    await anyio.to_thread.run_sync(_expire_leases, postgres_url)
+                    await anyio.to_thread.run_sync(expire_leases, postgres_url)
                 session_id = choices.choice(ids)
                 node = choices.randrange(2)
                 with anyio.fail_after(HANG_GUARD):

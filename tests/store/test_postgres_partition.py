@@ -15,18 +15,11 @@ from actorstate.chaos.proxy import StallingProxy
 from actorstate.model.codec import decode_session
 from actorstate.store import postgres_leases
 
+from .test_postgres_nodes import expire_leases
+
 pytestmark = pytest.mark.anyio
 # Fails a test that would otherwise hang; nothing is timed against it.
 HANG_GUARD = 30
-
-
-def _expire_leases(url: str) -> None:
-    """Every lease runs out, by the database's clock (as if its owner had been cut off past it)."""
-    with psycopg.connect(url) as connection:
-        connection.execute(
-            "UPDATE actorstate_sessions SET lease_expires = now() - interval '1 second' "
-            "WHERE id IN (SELECT id FROM actorstate_sessions ORDER BY id FOR UPDATE)"
-        )
 
 
 def _stored(url: str, session_id: str) -> tuple[int, int]:
@@ -81,7 +74,7 @@ async def test_a_commit_delayed_past_a_claim_is_fenced_and_its_callers_told_move
                 async with anyio.create_task_group() as callers:
                     callers.start_soon(increment_on_a)
                     await proxy.wait_held()  # a's commit is on its way, held
-                    _expire_leases(postgres_url)
+                    expire_leases(postgres_url)
                     assert await b.session(created.id, "alice").increment("n") == 2
                     assert answers == []  # a's caller still waits for its commit
                     proxy.release()

@@ -38,8 +38,8 @@ from actorstate.transport.registry import RegistryLimits
 from actorstate.transport.tokens import TokensFile, add_token, revoke_token
 from actorstate.transport.tools import ToolContext
 
-from .test_fast_path import bind_sessions
-from .test_http_fast_path import HOST, call_body, call_headers, created_session, normalised, requests
+from .test_http_fast_path import HOST, call_body, call_headers, normalised, requests
+from .test_http_fast_path import Pair as FastPathPair
 from .test_http_server import Replies
 
 if TYPE_CHECKING:
@@ -181,30 +181,14 @@ async def open_server(
                 server.stop()
 
 
-class Pair:
-    """The server with the lane and the one without, and the sessions both have, in creation order."""
+class Pair(FastPathPair):
+    """The server with the lane (``lane``) and the one without (``chain``), driven as the fast path
+    test drives its two apps; replies compared with their headers too."""
 
     def __init__(self, lane: Served, chain: Served) -> None:
+        super().__init__(lane, chain)  # type: ignore[arg-type]  (Served posts as App does)
         self.lane = lane
         self.chain = chain
-        self.sessions: list[tuple[str, str]] = []  # (lane's id, chain's id)
-
-    async def setup(self) -> None:
-        for token in ("alice_token", "alice_token", "bob_token"):
-            await self.exchange(call_headers("create_session", token), call_body(1, "create_session", {}))
-
-    async def exchange(self, headers: list[tuple[str, str]], body: Any) -> tuple[Any, Any]:
-        """The same request to both (placeholders made each one's own ids); both replies, normalised."""
-        replies = [
-            await served.post(
-                bind_sessions(headers, self.sessions, index), bind_sessions(body, self.sessions, index)
-            )
-            for index, served in enumerate((self.lane, self.chain))
-        ]
-        made = [created_session(reply) for reply in replies]
-        if made[0] and made[1]:
-            self.sessions.append((made[0], made[1]))
-        return self._normalise(replies[0], 0), self._normalise(replies[1], 1)
 
     def _normalise(self, reply: Reply, index: int) -> Any:
         # The date is the clock's, and a length follows the ids and timestamps put aside.
@@ -316,8 +300,7 @@ async def test_a_client_leaving_cancels_its_call_in_the_lane(tokens_file: tuple[
                     await gate.waiting.wait()
                     assert served.registry.open == 1
                     await stream.aclose()
-                    while served.registry.open:  # noqa: ASYNC110 (the registry has no event to wait on)
-                        await anyio.sleep(0.01)  # until the cancelled call lets go (a hang fails the guard)
+                    await _until_the_registry_lets_go(served)
                 assert gate.held  # still held: the call let go by being cancelled, not by its commit
             finally:
                 gate.open()  # else the state could not close: its commit would wait for good
@@ -325,6 +308,13 @@ async def test_a_client_leaving_cancels_its_call_in_the_lane(tokens_file: tuple[
             result = await served.call("get_context", {"sessionId": session_id})
             outcomes.append(result["structuredContent"]["metadata"])
     assert outcomes[0] == outcomes[1]
+
+
+async def _until_the_registry_lets_go(served: Served) -> None:
+    """Until the registry holds no exchange: the cancelled call let go (the caller's hang guard
+    fails a test in which it never does). The registry has no event to wait on."""
+    while served.registry.open:  # noqa: ASYNC110
+        await anyio.sleep(0.01)
 
 
 async def _chunk(replies: Replies) -> bytes:
@@ -401,8 +391,7 @@ async def test_a_client_half_closing_around_its_event_stream_cancels_its_call_in
                     if half_closes == "during the stream":
                         assert await _chunk(replies) == b": ping\r\n\r\n"
                         await stream.send_eof()
-                    while served.registry.open:  # noqa: ASYNC110 (the registry has no event to wait on)
-                        await anyio.sleep(0.01)  # until the cancelled call lets go (a hang fails the guard)
+                    await _until_the_registry_lets_go(served)
                 assert gate.held  # still held: the call let go by being cancelled, not by its commit
             finally:
                 gate.open()
