@@ -33,18 +33,23 @@ if TYPE_CHECKING:
 _RUN_LIMIT = 300
 
 
-@pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """One 8-second commit-mode run of three nodes with every cluster fault kind."""
-    out = tmp_path_factory.mktemp("chaos-cluster") / "run"
+def _run_cluster_chaos(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``actorstate chaos`` against three nodes on a PostgreSQL of its own, writing to ``out``."""
     command = [sys.executable, "-m", "actorstate", "chaos", "--store", "postgres", "--nodes", "3"]
-    process = subprocess.run(
-        [*command, "--seed", "7", "--duration", "8", "--out", str(out)],
+    return subprocess.run(
+        [*command, *options, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=_RUN_LIMIT,
         check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One 8-second commit-mode run of three nodes with every cluster fault kind."""
+    out = tmp_path_factory.mktemp("chaos-cluster") / "run"
+    process = _run_cluster_chaos(out, "--seed", "7", "--duration", "8")
     return process, out
 
 
@@ -137,14 +142,7 @@ def test_a_node_cut_off_from_postgresql_has_its_late_writes_fenced(tmp_path: Pat
     the report and the nodes' logs count them. (No other fault fences a write: a node woken from
     SIGSTOP learns from its own lease clock that its leases are past, and renews before writing.)"""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "actorstate", "chaos", "--store", "postgres", "--nodes", "3"]
-    process = subprocess.run(
-        [*command, "--seed", "2", "--duration", "6", "--faults", "partition", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=_RUN_LIMIT,
-        check=False,
-    )
+    process = _run_cluster_chaos(out, "--seed", "2", "--duration", "6", "--faults", "partition")
     assert process.returncode == 0, process.stdout + process.stderr
     assert "violations: 0" in process.stdout
     history = History.from_jsonl((out / "history.jsonl").read_text(encoding="utf-8"))
@@ -164,14 +162,7 @@ def drop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Compl
     """One 6-second run of three nodes whose only fault is dropped calls (and, as in every
     cluster run, cross-principal probes throughout)."""
     out = tmp_path_factory.mktemp("chaos-cluster-drop") / "run"
-    command = [sys.executable, "-m", "actorstate", "chaos", "--store", "postgres", "--nodes", "3"]
-    process = subprocess.run(
-        [*command, "--seed", "3", "--duration", "6", "--faults", "drop", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=_RUN_LIMIT,
-        check=False,
-    )
+    process = _run_cluster_chaos(out, "--seed", "3", "--duration", "6", "--faults", "drop")
     return process, out
 
 
