@@ -203,7 +203,7 @@ def build_http_app(
         and (verifier is None or isinstance(verifier, VerifiedTokens))
     ):
         lane = DirectLane(fast_path, registry, verifier=verifier, local_principal=LOCAL_OWNER)
-        context.add_stats(lambda: {"direct_lane_calls": lane.calls if lane is not None else 0})
+        context.add_stats(lane.stats)
     if operations is None:
         operations = Operations(
             state, context, settings.operations, authentication=settings.verifier is not None

@@ -237,7 +237,7 @@ def test_replies_equal_the_chains(pair: tuple[Any, Pair]) -> None:
 @pytest.mark.anyio
 async def test_every_tool_answers_the_same_in_the_lane(tokens_file: tuple[str, dict[str, str]]) -> None:
     """Valid calls of every tool, on each principal's own sessions and another's, are answered in the
-    lane, exactly as the chain answers them."""
+    lane, exactly as the chain answers them, and server_stats counts them."""
     async with open_pair(tokens_file) as servers:
         before = servers.lane.lane_calls
         calls: list[tuple[str, dict[str, Any], str]] = [
@@ -259,6 +259,11 @@ async def test_every_tool_answers_the_same_in_the_lane(tokens_file: tuple[str, d
             )
             assert with_lane == through_chain, name
         assert servers.lane.lane_calls - before == len(calls)
+        # server_stats counts them (the fast path's count includes them too).
+        stats = servers.lane.context.stats()
+        assert stats["direct_lane_calls"] == servers.lane.lane_calls
+        assert stats["fast_path_calls"] >= servers.lane.lane_calls
+        assert "direct_lane_calls" not in servers.chain.context.stats()
 
 
 class Held:
