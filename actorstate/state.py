@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import AsyncIterator, Callable
 
-    from .backend import Parking
+    from .backend import Envelope, Parking
     from .runtime.events import SessionEvent
     from .runtime.histogram import HistogramSnapshot
     from .store.interface import Store
@@ -45,18 +45,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
+    "END_SESSION",
     "Durability",
     "Session",
     "State",
+    "add_context_message",
     "canonical_session_id",
+    "context_message",
+    "increment_message",
     "open_runtime",
     "open_state",
+    "record_action_message",
+    "send",
+    "send_now",
+    "set_preference_message",
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 # Distinct increment messages remembered per state (the common ones: a few keys and steps).
 _MESSAGE_CACHE_SIZE = 1024
 _GET_CONTEXT = {turns: GetContext(turns) for turns in range(1, 101)}
+END_SESSION = EndSession()
 Durability = Literal["commit", "interval", "memory"]
 DEFAULT_CLIENT_ID = "anonymous"
 _DURABILITIES = ("commit", "interval", "memory")
@@ -368,48 +378,21 @@ class Session:
 
     async def add_context(self, key: str, value: Any, *, request_id: str | None = None) -> int:
         """Set ``metadata[key] = value`` and record a ``context`` event; return total events."""
-        config = self._supervisor.config
-        check_key(key, config)
-        # A private copy: the caller keeps its object, the session keeps its state.
-        value, size = checked_copy(value, config)
-        message = _keyed(AddContext(key, value, size), request_id, config)
-        return await self._supervisor.ask(self.id, self.client_id, message)
+        return await send(self, add_context_message(self, key, value, request_id=request_id))
 
     async def record_action(
         self, action: str, details: str | None = None, *, request_id: str | None = None
     ) -> int:
         """Record an ``action`` event; return total events."""
-        config = self._supervisor.config
-        check_text(action, config, "action")
-        details = "" if details is None else check_text(details, config, "details")
-        message = _keyed(RecordAction(action, details), request_id, config)
-        return await self._supervisor.ask(self.id, self.client_id, message)
+        return await send(self, record_action_message(self, action, details, request_id=request_id))
 
     async def set_preference(self, key: str, value: Any, *, request_id: str | None = None) -> dict[str, Any]:
         """Set ``metadata[key] = value``; return a copy of the metadata (a retry: the metadata now)."""
-        config = self._supervisor.config
-        check_key(key, config)
-        value, size = checked_copy(value, config)
-        message = _keyed(SetPreference(key, value, size), request_id, config)
-        return await self._supervisor.ask(self.id, self.client_id, message)
+        return await send(self, set_preference_message(self, key, value, request_id=request_id))
 
     async def increment(self, key: str = "counter", by: int = 1, *, request_id: str | None = None) -> int:
         """Add ``by`` to the integer counter ``metadata[key]``; return its new value."""
-        supervisor = self._supervisor
-        # Messages are immutable, so the common ones are built (and checked) once.
-        message = supervisor.increments.get((key, by)) if type(key) is str and type(by) is int else None
-        if message is None:
-            check_key(key, supervisor.config)
-            if type(by) is not int:
-                raise InvalidInput(f"by must be an integer, not {by!r}")
-            message = Increment(key, by)
-            if len(supervisor.increments) < _MESSAGE_CACHE_SIZE:
-                supervisor.increments[key, by] = message
-        if request_id is not None:
-            return await supervisor.ask(
-                self.id, self.client_id, _keyed(message, request_id, supervisor.config)
-            )
-        return await supervisor.ask(self.id, self.client_id, message)
+        return await send(self, increment_message(self, key, by, request_id=request_id))
 
     async def update(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Run ``fn(metadata)`` inside the session's turn, atomically.
@@ -439,15 +422,82 @@ class Session:
 
     async def context(self, max_turns: int | None = None) -> dict[str, Any]:
         """``{"sessionId", "totalEvents", "metadata", "recentEvents"}`` with the last ``max_turns`` events."""
-        config = self._supervisor.config
-        turns = config.default_max_turns if max_turns is None else check_max_turns(max_turns, config)
-        return await self._supervisor.ask(
-            self.id, self.client_id, _GET_CONTEXT.get(turns) or GetContext(turns)
-        )
+        return await send(self, context_message(self, max_turns))
 
     async def end(self) -> None:
         """End the session; later calls get :class:`SessionNotFound`."""
-        await self._supervisor.ask(self.id, self.client_id, EndSession())
+        await send(self, END_SESSION)
+
+
+# -- the messages behind Session's methods, for a transport that sends them itself --
+#
+# Each checks its arguments as its method does (InvalidInput) and builds the
+# message; send() is then the method, and send_now() answers without
+# awaiting when it can (a transport answering from its reader).
+
+
+def add_context_message(
+    session: Session, key: str, value: Any, *, request_id: str | None = None
+) -> Message[int]:
+    config = session._supervisor.config
+    check_key(key, config)
+    # A private copy: the caller keeps its object, the session keeps its state.
+    value, size = checked_copy(value, config)
+    return _keyed(AddContext(key, value, size), request_id, config)
+
+
+def record_action_message(
+    session: Session, action: str, details: str | None = None, *, request_id: str | None = None
+) -> Message[int]:
+    config = session._supervisor.config
+    check_text(action, config, "action")
+    details = "" if details is None else check_text(details, config, "details")
+    return _keyed(RecordAction(action, details), request_id, config)
+
+
+def set_preference_message(
+    session: Session, key: str, value: Any, *, request_id: str | None = None
+) -> Message[dict[str, Any]]:
+    config = session._supervisor.config
+    check_key(key, config)
+    value, size = checked_copy(value, config)
+    return _keyed(SetPreference(key, value, size), request_id, config)
+
+
+def increment_message(
+    session: Session, key: str = "counter", by: int = 1, *, request_id: str | None = None
+) -> Message[int]:
+    supervisor = session._supervisor
+    # Messages are immutable, so the common ones are built (and checked) once.
+    message = supervisor.increments.get((key, by)) if type(key) is str and type(by) is int else None
+    if message is None:
+        check_key(key, supervisor.config)
+        if type(by) is not int:
+            raise InvalidInput(f"by must be an integer, not {by!r}")
+        message = Increment(key, by)
+        if len(supervisor.increments) < _MESSAGE_CACHE_SIZE:
+            supervisor.increments[key, by] = message
+    if request_id is not None:
+        return _keyed(message, request_id, supervisor.config)
+    return message
+
+
+def context_message(session: Session, max_turns: int | None = None) -> Message[dict[str, Any]]:
+    config = session._supervisor.config
+    turns = config.default_max_turns if max_turns is None else check_max_turns(max_turns, config)
+    return _GET_CONTEXT.get(turns) or GetContext(turns)
+
+
+async def send(session: Session, message: Message[R]) -> R:
+    """Send ``message`` (made by one of the functions above) to the session; its reply."""
+    return await session._supervisor.ask(session.id, session.client_id, message)
+
+
+def send_now(session: Session, message: Message[R]) -> Envelope[R] | None:
+    """Run ``message``'s turn now, without awaiting, if nothing stands in its way; else None
+    (nothing was done: :func:`send` it). See ``Supervisor.try_now``: the envelope is
+    resolved, or held for its commit (set its ``settled`` to hear when it is over)."""
+    return session._supervisor.try_now(session.id, session.client_id, message)
 
 
 def _keyed(message: Message[T], request_id: str | None, config: Config) -> Message[T]:

@@ -9,6 +9,11 @@ cheaper than an ``anyio.Event`` per call.
 
 A caller cancelled while parked marks its envelope cancelled: a turn that has
 not started yet skips it, and a reply that arrives later is dropped.
+
+A caller that is no task (a transport answering a call from its reader, see
+``Supervisor.try_now``) never parks: it sets the envelope's ``settled``, and
+the reply is handed to that function when it comes (a write's, once its
+commit is over), on the event loop.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ R = TypeVar("R")
 class Envelope(Generic[R]):
     """One message in a mailbox, with the slots its reply (of type ``R``) goes to."""
 
-    __slots__ = ("cancelled", "client_id", "done", "error", "message", "result", "waiter")
+    __slots__ = ("cancelled", "client_id", "done", "error", "message", "result", "settled", "waiter")
 
     def __init__(self, message: Message[R] | None, client_id: str | None) -> None:
         self.message = message
@@ -39,6 +44,10 @@ class Envelope(Generic[R]):
         self.cancelled = False
         self.result: Any = None  # an R once resolved
         self.error: BaseException | None = None
+        # For a caller that never parks: called with the envelope once it is
+        # resolved or failed (never once cancelled). It must not raise: it runs
+        # inside whatever resolved the envelope (a turn, a commit).
+        self.settled: Callable[[Envelope[R]], None] | None = None
 
     def hold_result(self, result: R) -> None:
         """Keep the turn's reply here until it may be released (its state committed)."""
@@ -84,6 +93,8 @@ class Parking:
         envelope.done = True
         if envelope.waiter is None:
             envelope.result = value  # not parked: the caller reads the slot
+            if envelope.settled is not None:
+                envelope.settled(envelope)
         else:
             self._wake(envelope, value, None)
 
@@ -102,6 +113,8 @@ class Parking:
         envelope.done = True
         if envelope.waiter is None:
             envelope.error = error
+            if envelope.settled is not None:
+                envelope.settled(envelope)
         else:
             self._wake(envelope, None, error)
 

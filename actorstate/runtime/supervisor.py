@@ -231,6 +231,33 @@ class Supervisor:
                     await store.owner_of(session_id)
             raise
 
+    def try_now(self, session_id: str, client_id: str | None, message: Message[R]) -> Envelope[R] | None:
+        """Run ``message``'s turn here and now, with no await, when nothing stands in its way;
+        None when something does (nothing was done: :meth:`ask` instead).
+
+        For a caller that is no task of its own (a transport answering from
+        its reader): it never parks, so a call costs no task, no checkpoint
+        and no wake-up. The turn runs as under :meth:`ask` when the actor is
+        idle. The envelope comes back resolved (or failed), or held for its
+        commit: then set its ``settled``, called when the commit is over.
+
+        Left to :meth:`ask`: an actor not resident, not idle or not ready;
+        a store another process may have changed; a closed state; and
+        another client's session, whose "not found" costs the store read an
+        unknown id costs (see :meth:`ask`).
+        """
+        store = self._store
+        if store is not None and (store.maybe_changed() or self.residency.refreshing):
+            return None
+        actor = self._resident.get(session_id)
+        if actor is None or actor.mailbox is not None or actor.status is not _READY or self.scheduler.closed:
+            return None
+        if client_id is not None and (actor.state is None or actor.state.client_id != client_id):
+            return None
+        envelope = Envelope(message, client_id)
+        self._turns(actor, [envelope])
+        return envelope
+
     async def tell(self, session_id: str, message: Message[Any]) -> None:
         """Post ``message`` without waiting for its turn (fire and forget).
 

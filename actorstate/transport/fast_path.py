@@ -30,12 +30,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .long_integers import may_hold_a_long_integer
-from .tools import ToolError, call_tool
+from .tools import HeldCall, ToolError, call_now, call_tool
 
 if TYPE_CHECKING:
-    from .tools import ToolContext
+    from .tools import Outcome, ToolContext
 
-__all__ = ["FAST_PROTOCOL_VERSIONS", "FastCall", "ToolCallFastPath", "connection_closed_line"]
+__all__ = [
+    "FAST_PROTOCOL_VERSIONS",
+    "FastCall",
+    "ToolCallFastPath",
+    "connection_closed_line",
+    "error_line",
+    "reply_line",
+]
 
 # The handshake versions whose tools/call result the SDK shapes as
 # {"content", "isError", "structuredContent"}; the 2026 era adds
@@ -124,14 +131,40 @@ class ToolCallFastPath:
         try:
             result = await call_tool(self._context, call.name, call.arguments)
         except ToolError as error:
-            body: dict[str, Any] = {"content": [{"text": str(error), "type": "text"}], "isError": True}
-        else:
-            body = {
-                "content": [{"text": result.text, "type": "text"}],
-                "isError": False,
-                "structuredContent": result.structured,
-            }
-        return _encode({"jsonrpc": "2.0", "id": call.id, "result": body})
+            return reply_line(call.id, error)
+        return reply_line(call.id, result)
+
+    def answer_now(self, call: FastCall) -> bytes | HeldCall | None:
+        """The call's reply line, answered without awaiting (see :func:`.tools.call_now`); a
+        :class:`HeldCall` whose outcome :func:`reply_line` encodes once its commit is over;
+        or None: nothing was done, :meth:`answer` it.
+
+        An unexpected exception is raised, as from :meth:`answer`.
+        """
+        outcome = call_now(self._context, call.name, call.arguments)
+        if outcome is None:
+            return None
+        self.calls += 1
+        if isinstance(outcome, HeldCall):
+            return outcome
+        return reply_line(call.id, outcome)
+
+
+def reply_line(request_id: int | str, outcome: Outcome) -> bytes:
+    """A call's reply, encoded as the SDK's server encodes it: its result, or a refusal as an
+    ``isError`` result. Any other exception is raised (the caller logs it and answers with
+    :func:`error_line`, as the SDK answers a raising handler)."""
+    if isinstance(outcome, ToolError):
+        body: dict[str, Any] = {"content": [{"text": str(outcome), "type": "text"}], "isError": True}
+    elif isinstance(outcome, Exception):
+        raise outcome
+    else:
+        body = {
+            "content": [{"text": outcome.text, "type": "text"}],
+            "isError": False,
+            "structuredContent": outcome.structured,
+        }
+    return _encode({"jsonrpc": "2.0", "id": request_id, "result": body})
 
 
 def error_line(request_id: int | str, code: int, message: str) -> bytes:

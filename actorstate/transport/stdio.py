@@ -34,8 +34,10 @@ Like the SDK, it serves the protocol from private duplicates of fds 0 and 1
 and points fd 1 at stderr, so a stray ``print`` cannot corrupt the protocol.
 
 With a :class:`~.fast_path.ToolCallFastPath`, each line is offered to it
-first: the ``tools/call`` requests it takes run here, each in a task of its
-own, and never reach the SDK; ``notifications/cancelled`` cancels them as the
+first: the ``tools/call`` requests it takes are answered here and never reach
+the SDK. One the session can take at once is answered from the reader with
+no task at all (in commit mode its reply goes out once its commit is over);
+any other runs in a task of its own. ``notifications/cancelled`` cancels them as the
 SDK cancels its own, and when serving stops those still running are answered
 "Connection closed", as the SDK answers its own. With a
 :class:`~.handshake.HandshakeFastPath`, the handshake, ``tools/list`` and
@@ -61,7 +63,7 @@ import anyio.to_thread
 import orjson
 
 from ..backend import Cancellable, TaskSet, open_task_set
-from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line
+from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line, reply_line
 from .framing import LineFramer, TooLong
 from .in_flight import InFlight, request_key
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
 
     from .handshake import HandshakeFastPath, HandshakeReply
     from .sdk_wire import EncodingStream, SdkWire
+    from .tools import Outcome
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -312,7 +315,7 @@ async def stdio_transport(
                     await out_send.send((duplicate_id(call.id), None))
                 else:
                     requests.started(call.id)
-                    if not fast_calls.start(call):  # serving stopped meanwhile
+                    if not await fast_calls.start(call):  # serving stopped meanwhile
                         await out_send.send((connection_closed_line(call.id), call.id))
                 return
             if fast_calls.take_cancellation(line, sdk_loaded=sdk.loaded):
@@ -446,22 +449,28 @@ class _SdkLink:
 
 
 class _FastCall:
-    """One fast-path call in flight: its id as the client sent it, and its task's handle."""
+    """One fast-path call in flight: its id as the client sent it, and what cancels it (its task,
+    or its reply held for a commit)."""
 
-    __slots__ = ("id", "task")
+    __slots__ = ("handle", "id")
 
     def __init__(self, request_id: int | str) -> None:
         self.id = request_id
-        self.task: Cancellable | None = None
+        self.handle: Cancellable | None = None
 
 
 class _FastCalls:
-    """The ``tools/call`` requests the fast path took: each runs in a task of its own.
+    """The ``tools/call`` requests the fast path took.
+
+    Each is answered from the reader when it can be, with no task at all
+    (:meth:`.ToolCallFastPath.answer_now`): the reply goes out at once, or,
+    in commit mode, when the commit holding its turn is over. Any other runs
+    in a task of its own.
 
     Keyed as :class:`InFlight` keys them, so a cancellation finds its request.
     A call is settled exactly once, by whoever takes it out of the table first:
-    its own task with the reply, or a cancellation (the client's, unanswered;
-    the server stopping, "Connection closed"). A task that finds its call gone
+    its task or its commit with the reply, or a cancellation (the client's,
+    unanswered; the server stopping, "Connection closed"). A call found gone
     writes nothing.
     """
 
@@ -482,13 +491,26 @@ class _FastCalls:
             return None
         return self._fast_path.take(line)
 
-    def start(self, call: FastCall) -> bool:
-        """Run the call in a task of its own; False if serving has stopped."""
-        if self._tasks is None:
+    async def start(self, call: FastCall) -> bool:
+        """Answer the call now, or hold it for its commit, or run it in a task of its own;
+        False if serving has stopped."""
+        tasks = self._tasks
+        if tasks is None:
             return False
+        try:
+            answered = self._fast_path.answer_now(call)
+        except Exception as error:
+            answered = _raised(call.name, call.id, error)
+        if isinstance(answered, bytes):
+            await self._reply(answered, call.id)
+            return True
         key = request_key(call.id)
         running = self._running[key] = _FastCall(call.id)
-        running.task = self._tasks.start(self._run, call, key, running)
+        if answered is None:
+            running.handle = tasks.start(self._run, call, key, running)
+        else:
+            running.handle = answered
+            answered.then(lambda outcome: self._committed(call.name, key, running, outcome))
         return True
 
     def cancel(self, request_id: object) -> bool:
@@ -498,8 +520,8 @@ class _FastCalls:
         running = self._running.pop(request_key(request_id), None)
         if running is None:
             return False
-        assert running.task is not None
-        running.task.cancel()
+        assert running.handle is not None
+        running.handle.cancel()
         self._requests.answered(running.id)  # settled, unanswered, as the SDK does
         return True
 
@@ -541,8 +563,8 @@ class _FastCalls:
                     stopped = list(self._running.values())
                     self._running.clear()
                     for running in stopped:
-                        assert running.task is not None
-                        running.task.cancel()
+                        assert running.handle is not None
+                        running.handle.cancel()
                     with anyio.CancelScope(shield=True):
                         for running in stopped:
                             await self._reply(connection_closed_line(running.id), running.id)
@@ -552,13 +574,29 @@ class _FastCalls:
     async def _run(self, call: FastCall, key: int | str, running: _FastCall) -> None:
         try:
             line = await self._fast_path.answer(call)
-        except Exception as error:  # a bug: answered as the SDK answers a raising handler
-            logger.exception("tools/call %r raised", call.name)
-            line = error_line(call.id, 0, str(error))
+        except Exception as error:
+            line = _raised(call.name, call.id, error)
         if self._running.get(key) is not running:
             return  # cancelled meanwhile, and settled by the canceller
         del self._running[key]
         await self._reply(line, call.id)
+
+    def _committed(self, name: str, key: int | str, running: _FastCall, outcome: Outcome) -> None:
+        """A held call's commit is over: its reply goes out (from inside the commit: no await)."""
+        if self._running.get(key) is not running:
+            return  # cancelled meanwhile, and settled by the canceller
+        del self._running[key]
+        try:
+            line = reply_line(running.id, outcome)
+        except Exception as error:
+            line = _raised(name, running.id, error)
+        try:
+            self._sink.send_nowait((line, running.id))
+        except anyio.WouldBlock:  # the writer is behind: a task waits for room
+            assert self._tasks is not None  # serving: else the call was settled on the way out
+            self._tasks.start(self._reply, line, running.id)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._requests.answered(running.id)  # the writer is gone: nothing will be written
 
     async def _reply(self, line: bytes, request_id: int | str) -> None:
         try:
@@ -569,3 +607,10 @@ class _FastCalls:
                     await self._sink.send((line, request_id))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._requests.answered(request_id)  # the writer is gone: nothing will be written
+
+
+def _raised(name: str, request_id: int | str, error: Exception) -> bytes:
+    """A call whose tool raised unexpectedly (a bug): logged, and answered as the SDK answers a
+    raising handler."""
+    logger.error("tools/call %r raised", name, exc_info=error)
+    return error_line(request_id, 0, str(error))

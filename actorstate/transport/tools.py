@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -21,27 +22,46 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import ActorStateError, InvalidInput
-from ..state import DEFAULT_CLIENT_ID, canonical_session_id
+from ..state import (
+    DEFAULT_CLIENT_ID,
+    END_SESSION,
+    add_context_message,
+    canonical_session_id,
+    context_message,
+    increment_message,
+    record_action_message,
+    send,
+    send_now,
+    set_preference_message,
+)
 from .arguments import ArgumentsCheck, FormatCheck, SchemaError, compile_arguments
 from .call_figures import INVALID_INPUT, OK, CallFigures, outcome_of
 from .caller import OWNER, Caller
 from .quoting import clipped, clipped_repr
 
 if TYPE_CHECKING:
+    from ..backend import Envelope
     from ..config import Config
+    from ..model.messages import Message
     from ..state import Session, State
 
 __all__ = [
     "Annotations",
+    "HeldCall",
+    "OneTurn",
+    "Outcome",
     "Tool",
     "ToolContext",
     "ToolError",
     "ToolResult",
     "build_tools",
+    "call_now",
     "call_tool",
     "clipped",
     "clipped_repr",
 ]
+
+logger = logging.getLogger("actorstate.tools")
 
 # The checks of the formats the schemas name: a sessionId is a UUID.
 _FORMATS: dict[str, FormatCheck] = {"uuid": canonical_session_id}
@@ -60,6 +80,26 @@ class ToolResult:
 # A handler gets who is calling, and the arguments as the tool's check
 # returns them: every property given is valid, every one with a default is there.
 Handler = Callable[["ToolContext", Caller, dict[str, Any]], Awaitable[ToolResult]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OneTurn:
+    """A tool that is one message to one session (the ``sessionId`` argument's).
+
+    ``message`` builds the message from the checked arguments (raising
+    InvalidInput as the session's method does); ``result`` makes the tool's
+    result from the session's id, the arguments and the turn's reply. As a
+    handler it sends the message and awaits; :func:`call_now` answers the
+    same call without awaiting when the session can take it at once.
+    """
+
+    message: Callable[[Session, dict[str, Any]], Message[Any]]
+    result: Callable[[str, dict[str, Any], Any], ToolResult]
+
+    async def __call__(self, ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
+        session = ctx.session(caller, arguments)
+        reply = await send(session, self.message(session, arguments))
+        return self.result(session.id, arguments, reply)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,6 +138,9 @@ class Tool:
     and as ``annotations.title``, which clients of 2025-03-26 read: the
     tool's own ``title`` came with 2025-06-18); ``annotations``, the hints.
 
+    ``handler`` is a :class:`OneTurn` for a tool that is one message to
+    one session, so that :func:`call_now` can answer it without awaiting.
+
     Error handling:
         SchemaError: ``input_schema`` says something the check would not
             check (see :mod:`.arguments`).
@@ -111,13 +154,16 @@ class Tool:
     title: str | None = None
     annotations: Annotations = Annotations()
     check_arguments: ArgumentsCheck = dataclasses.field(init=False, repr=False, compare=False)
+    one_turn: OneTurn | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
             check = compile_arguments(self.input_schema, formats=_FORMATS)
         except SchemaError as error:
             raise SchemaError(f"tool {self.name!r}: {error}") from None
-        object.__setattr__(self, "check_arguments", check)  # a frozen field, set once, here
+        # Frozen fields, set once, here.
+        object.__setattr__(self, "check_arguments", check)
+        object.__setattr__(self, "one_turn", self.handler if isinstance(self.handler, OneTurn) else None)
 
 
 @dataclasses.dataclass(slots=True)
@@ -178,6 +224,15 @@ def _pretty(value: Any) -> str:
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def _compact(value: Any) -> str:
+    """``value`` as JSON text without spaces, as ``json.dumps(value, ensure_ascii=False,
+    separators=(",", ":"))`` writes it, by orjson (15 times faster), as :func:`_pretty`."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 # -- schemas ------------------------------------------------------------------------------
 
 _UUID = {"type": "string", "format": "uuid", "description": "the id create_session returned"}
@@ -234,54 +289,57 @@ async def _create_session(ctx: ToolContext, caller: Caller, arguments: dict[str,
     return ToolResult(_pretty(result), result)
 
 
-async def _add_context(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(caller, arguments)
-    total = await session.add_context(
-        arguments["key"], arguments["value"], request_id=arguments.get("requestId")
-    )
-    return ToolResult(
-        f"Context added. Session has {total} events.", {"sessionId": session.id, "totalEvents": total}
-    )
+# One message to one session each (see OneTurn): the message from the
+# checked arguments, and the result from the turn's reply.
 
+_ADD_CONTEXT = OneTurn(
+    lambda session, arguments: add_context_message(
+        session, arguments["key"], arguments["value"], request_id=arguments.get("requestId")
+    ),
+    lambda session_id, arguments, total: ToolResult(
+        f"Context added. Session has {total} events.", {"sessionId": session_id, "totalEvents": total}
+    ),
+)
 
-async def _record_action(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(caller, arguments)
-    total = await session.record_action(
-        arguments["action"], details=arguments.get("details"), request_id=arguments.get("requestId")
-    )
-    return ToolResult(
-        f"Action recorded. Total events in session: {total}", {"sessionId": session.id, "totalEvents": total}
-    )
+_RECORD_ACTION = OneTurn(
+    lambda session, arguments: record_action_message(
+        session, arguments["action"], details=arguments.get("details"), request_id=arguments.get("requestId")
+    ),
+    lambda session_id, arguments, total: ToolResult(
+        f"Action recorded. Total events in session: {total}", {"sessionId": session_id, "totalEvents": total}
+    ),
+)
 
+_GET_CONTEXT = OneTurn(
+    lambda session, arguments: context_message(session, max_turns=arguments["maxTurns"]),
+    lambda session_id, arguments, context: ToolResult(_pretty(context), context),
+)
 
-async def _get_context(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
-    context = await ctx.session(caller, arguments).context(max_turns=arguments["maxTurns"])
-    return ToolResult(_pretty(context), context)
+_SET_PREFERENCE = OneTurn(
+    lambda session, arguments: set_preference_message(
+        session, arguments["key"], arguments["value"], request_id=arguments.get("requestId")
+    ),
+    lambda session_id, arguments, metadata: ToolResult(
+        "Preference set. Current metadata: " + _compact(metadata),
+        {"sessionId": session_id, "metadata": metadata},
+    ),
+)
 
+_INCREMENT_COUNTER = OneTurn(
+    lambda session, arguments: increment_message(
+        session, arguments["key"], by=arguments["by"], request_id=arguments.get("requestId")
+    ),
+    lambda session_id, arguments, value: ToolResult(
+        f"Counter: {value}", {"sessionId": session_id, "key": arguments["key"], "value": value}
+    ),
+)
 
-async def _set_preference(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(caller, arguments)
-    metadata = await session.set_preference(
-        arguments["key"], arguments["value"], request_id=arguments.get("requestId")
-    )
-    return ToolResult(
-        "Preference set. Current metadata: "
-        + json.dumps(metadata, ensure_ascii=False, separators=(",", ":")),
-        {"sessionId": session.id, "metadata": metadata},
-    )
-
-
-async def _increment_counter(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
-    key = arguments["key"]
-    session = ctx.session(caller, arguments)
-    value = await session.increment(key, by=arguments["by"], request_id=arguments.get("requestId"))
-    return ToolResult(f"Counter: {value}", {"sessionId": session.id, "key": key, "value": value})
-
-
-async def _end_session(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
-    session = ctx.session(caller, arguments)
-    await session.end()
-    return ToolResult("Session ended and cleaned up.", {"sessionId": session.id, "ended": True})
+_END_SESSION = OneTurn(
+    lambda session, arguments: END_SESSION,
+    lambda session_id, arguments, _: ToolResult(
+        "Session ended and cleaned up.", {"sessionId": session_id, "ended": True}
+    ),
+)
 
 
 async def _list_sessions(ctx: ToolContext, caller: Caller, arguments: dict[str, Any]) -> ToolResult:
@@ -350,7 +408,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["sessionId", "key", "value"],
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
-            _add_context,
+            _ADD_CONTEXT,
             "Add context",
             # Replaces metadata[key] if set; again: another event.
             Annotations(read_only=False, destructive=True, idempotent=False, open_world=False),
@@ -368,7 +426,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["sessionId", "action"],
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
-            _record_action,
+            _RECORD_ACTION,
             "Record action",
             # Appends an event, replacing nothing; again: another event.
             Annotations(read_only=False, destructive=False, idempotent=False, open_world=False),
@@ -389,7 +447,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["sessionId"],
             ),
             _CONTEXT,
-            _get_context,
+            _GET_CONTEXT,
             "Get context",
             _READ_ONLY,
         ),
@@ -403,7 +461,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
             _object(
                 {"sessionId": {"type": "string"}, "metadata": {"type": "object"}}, ["sessionId", "metadata"]
             ),
-            _set_preference,
+            _SET_PREFERENCE,
             "Set preference",
             # Replaces metadata[key] if set; again with the same value: the same metadata.
             Annotations(read_only=False, destructive=True, idempotent=True, open_world=False),
@@ -424,7 +482,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 {"sessionId": {"type": "string"}, "key": {"type": "string"}, "value": {"type": "integer"}},
                 ["sessionId", "key", "value"],
             ),
-            _increment_counter,
+            _INCREMENT_COUNTER,
             "Increment counter",
             # Adds to a counter: the value before is the value after minus by, and a key holding
             # anything but an integer is refused, not replaced. Again: added twice.
@@ -435,7 +493,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
             "End an active session and clean up resources",
             _object({"sessionId": _UUID}, ["sessionId"]),
             _object({"sessionId": {"type": "string"}, "ended": {"type": "boolean"}}, ["sessionId", "ended"]),
-            _end_session,
+            _END_SESSION,
             "End session",
             # Removes the session, metadata and events. Again: "not found", nothing more changes.
             Annotations(read_only=False, destructive=True, idempotent=True, open_world=False),
@@ -512,10 +570,92 @@ async def call_tool(
         if isinstance(error, ActorStateError):
             raise ToolError(str(error)) from None
         raise
-    ctx.calls.record(name, OK, time.perf_counter() - started)
+    _succeeded(ctx, tool, result, started)
+    return result
+
+
+def _succeeded(ctx: ToolContext, tool: Tool, result: ToolResult, started: float) -> None:
+    ctx.calls.record(tool.name, OK, time.perf_counter() - started)
     if ctx._change_listeners and not tool.annotations.read_only:
         session_id = result.structured.get("sessionId")
         if session_id is not None:
             for listener in tuple(ctx._change_listeners):
                 listener(session_id)
-    return result
+
+
+# What call_now answers: the tool's result, ToolError for a refusal (what
+# call_tool raises), or any other exception (a bug, as call_tool raises it).
+Outcome = ToolResult | Exception
+
+
+class HeldCall:
+    """A call :func:`call_now` started whose reply waits for its commit."""
+
+    __slots__ = ("_envelope", "_finish")
+
+    def __init__(self, envelope: Envelope[Any], finish: Callable[[Envelope[Any]], Outcome]) -> None:
+        self._envelope = envelope
+        self._finish = finish
+
+    def then(self, deliver: Callable[[Outcome], None]) -> None:
+        """Hand the call's outcome to ``deliver`` once its commit is over, on the event loop
+        (never once cancelled). It runs inside the commit: what it raises is logged, and
+        goes no further."""
+        finish = self._finish
+
+        def settled(envelope: Envelope[Any]) -> None:
+            try:
+                deliver(finish(envelope))
+            except Exception:
+                logger.exception("delivering the reply of a call held for its commit failed")
+
+        self._envelope.settled = settled
+
+    def cancel(self) -> None:
+        """Nobody waits for the reply any more: ``deliver`` is never called. The turn has run,
+        and its change stands (as for a call cancelled after its turn in :func:`call_tool`)."""
+        self._envelope.cancelled = True
+
+
+def call_now(
+    ctx: ToolContext, name: str, arguments: dict[str, Any] | None, caller: Caller = OWNER
+) -> Outcome | HeldCall | None:
+    """Answer a call without awaiting, if its tool is one turn (:class:`OneTurn`) and the
+    session can take it at once (see :func:`actorstate.state.send_now`); None if not (nothing was done:
+    :func:`call_tool` it).
+
+    Otherwise the call went as :func:`call_tool` would take it (the same
+    checks, the same figures, the same listeners told): its :data:`Outcome`,
+    or a :class:`HeldCall` when the reply waits for its commit.
+    """
+    tool = ctx.tools.get(name)
+    if tool is None or tool.one_turn is None:
+        return None
+    one_turn = tool.one_turn
+    started = time.perf_counter()
+    try:
+        arguments = arguments or {}
+        if not isinstance(arguments, dict):
+            raise InvalidInput("arguments must be a JSON object")
+        checked = tool.check_arguments(arguments)
+        session = ctx.session(caller, checked)
+        envelope = send_now(session, one_turn.message(session, checked))
+    except Exception as error:
+        ctx.calls.record(name, outcome_of(error), time.perf_counter() - started)
+        return ToolError(str(error)) if isinstance(error, ActorStateError) else error
+    if envelope is None:
+        return None
+    session_id = session.id
+
+    def finish(envelope: Envelope[Any]) -> Outcome:
+        try:
+            result = one_turn.result(session_id, checked, envelope.unwrap())
+        except Exception as error:
+            ctx.calls.record(name, outcome_of(error), time.perf_counter() - started)
+            return ToolError(str(error)) if isinstance(error, ActorStateError) else error
+        _succeeded(ctx, tool, result, started)
+        return result
+
+    if envelope.done:
+        return finish(envelope)
+    return HeldCall(envelope, finish)

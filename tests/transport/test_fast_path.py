@@ -55,9 +55,15 @@ def bind_sessions(value: Any, sessions: list[tuple[str, str]], index: int) -> An
 class Pair:
     """The two servers, and the sessions both have, in the order they were made."""
 
-    def __init__(self, version: str = INITIALIZE_PARAMS["protocolVersion"]) -> None:
-        self.fast = RawClient("--durability", "memory")
-        self.sdk = RawClient("--durability", "memory", "--fast-path", "off")
+    def __init__(
+        self, version: str = INITIALIZE_PARAMS["protocolVersion"], databases: tuple[Path, Path] | None = None
+    ) -> None:
+        """``databases``: the fast and the SDK server's files, in commit mode (default: memory only)."""
+        fast, sdk = (
+            (("--db", str(path)) for path in databases) if databases else [("--durability", "memory")] * 2
+        )
+        self.fast = RawClient(*fast)
+        self.sdk = RawClient(*sdk, "--fast-path", "off")
         for server in (self.fast, self.sdk):
             reply = server.request("initialize", {**INITIALIZE_PARAMS, "protocolVersion": version})
             assert reply["result"]["protocolVersion"] == version, reply
@@ -102,6 +108,26 @@ class Pair:
 def _call(request_id: Any, name: Any, arguments: Any, **params: Any) -> dict[str, Any]:
     body = {"name": name, "arguments": arguments, **params}
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": body}
+
+
+def _valid_writes_and_reads(session: str) -> list[dict[str, Any]]:
+    """A call of every tool on ``session`` that succeeds, keyed writes and their retries among them."""
+    writes = [
+        ("add_context", {"key": "topic", "value": {"nested": [1, 2.5, "x"]}}),
+        ("record_action", {"action": "search", "details": "q=refund"}),
+        ("set_preference", {"key": "lang", "value": "fr"}),
+        ("increment_counter", {"key": "hits", "by": 3}),
+        ("increment_counter", {"by": -1, "requestId": "once"}),
+        ("increment_counter", {"by": -1, "requestId": "once"}),  # the retry: the first outcome
+        ("set_preference", {"key": "lang", "value": "de", "requestId": "pref"}),
+        ("set_preference", {"key": "lang", "value": "de", "requestId": "pref"}),
+        ("get_context", {"maxTurns": 3}),
+        ("end_session", {}),
+    ]
+    return [
+        _call(f"valid-{number}", name, {"sessionId": session, **arguments})
+        for number, (name, arguments) in enumerate(writes)
+    ]
 
 
 def _created(reply: Any) -> str | None:
@@ -211,6 +237,22 @@ def test_fast_path_replies_equal_at_every_handshake_version(version: str) -> Non
     pair = Pair(version)
     try:
         _assert_same_replies(pair, examples=120)
+        assert pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"] > 0
+    finally:
+        pair.close()
+
+
+def test_fast_path_replies_equal_the_sdk_paths_in_commit_mode(tmp_path: Path) -> None:
+    """In commit mode too, where the fast path answers a write once its commit is over (its
+    reply held, with no task waiting for it), every reply equals the SDK path's."""
+    pair = Pair(databases=(tmp_path / "fast.db", tmp_path / "sdk.db"))
+    try:
+        for request in _valid_writes_and_reads("@S0"):
+            fast, sdk = pair.exchange(request)
+            assert fast == sdk, request
+            assert "error" not in fast, fast
+            assert not fast["result"]["isError"], fast
+        _assert_same_replies(pair, examples=150)
         assert pair.fast.call("server_stats")["structuredContent"]["fast_path_calls"] > 0
     finally:
         pair.close()
