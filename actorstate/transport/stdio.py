@@ -87,6 +87,15 @@ __all__ = [
 ]
 
 _READ_CHUNK = 256 * 1024
+# The reader lets the writer run after this many lines, even while more input
+# waits. Answers from the reader need no other task, so without a pause every
+# reply waited for the whole chunk to be served: a client with 32 calls in
+# flight got them all at once and then the server sat idle while it sent the
+# next 32. Measured with that client (the stdio benchmark's): memory mode went
+# from 25.7-26.6K to 33.0-33.7K calls/s; 8 lines gave 29.8K (a write and two task
+# switches for every 8 cost more), 24 gave 26.7-29.4K; with 128 in flight,
+# 36.0K before and 37.5K after; with 8 in flight nothing changes.
+_LINES_PER_TURN = 16
 _NOTIFICATION_KEYS = frozenset({"jsonrpc", "method", "params"})
 
 logger = logging.getLogger(__name__)
@@ -287,6 +296,7 @@ async def stdio_transport(
         """Read input into lines (see :class:`LineFramer`); serve them, and refuse those too long."""
         nonlocal read_scope
         framer = LineFramer(max_line_bytes)
+        handled = 0  # lines served since the reader last let the other tasks run
         while not stopping:  # stopped: a line the framer holds unfinished was never a request read
             with anyio.CancelScope() as scope:
                 read_scope = scope
@@ -305,6 +315,10 @@ async def stdio_transport(
                     await out_send.send((too_long(line.size, max_line_bytes), None))
                 else:
                     await dispatch(line)
+                handled += 1
+                if handled == _LINES_PER_TURN:
+                    handled = 0
+                    await anyio.lowlevel.checkpoint()  # the writer sends what is answered
 
     async def dispatch(line: bytes) -> None:
         if fast_calls is not None:
