@@ -51,6 +51,17 @@ class Settled:
         self.event.set()
 
 
+async def _held_increment(session: actorstate.Session, settled: Settled) -> Envelope[Any]:
+    """An increment sent with ``send_now`` and held for its commit, once ``settled`` got it."""
+    envelope = send_now(session, increment_message(session))
+    assert envelope is not None
+    assert not envelope.done  # held: not committed yet
+    envelope.settled = settled
+    with anyio.fail_after(30):
+        await settled.event.wait()
+    return envelope
+
+
 async def test_an_idle_session_answers_at_once_in_memory_mode() -> None:
     """Memory mode: the envelope comes back resolved, the turn applied."""
     async with actorstate.open_state(None) as state:
@@ -69,12 +80,7 @@ async def test_a_write_is_settled_only_once_its_commit_is_over(tmp_path: Path) -
         session = await state.create_session()
         assert await session.increment() == 1
         settled = Settled(check=lambda: _stored_counter(path, session.id))
-        envelope = send_now(session, increment_message(session))
-        assert envelope is not None
-        assert not envelope.done
-        envelope.settled = settled
-        with anyio.fail_after(30):
-            await settled.event.wait()
+        envelope = await _held_increment(session, settled)
         assert settled.envelopes == [envelope]
         assert envelope.unwrap() == 2
         assert settled.seen_then == [2]  # the row said 2 when the reply was released
@@ -90,12 +96,7 @@ async def test_a_failed_commit_fails_the_held_call(tmp_path: Path) -> None:
         await state.housekeeping()  # nothing of the state's own runs on the connection now
         settled = Settled()
         FailingConnection.fail_in = 2  # BEGIN, then the write fails
-        envelope = send_now(session, increment_message(session))
-        assert envelope is not None
-        assert not envelope.done
-        envelope.settled = settled
-        with anyio.fail_after(30):
-            await settled.event.wait()
+        envelope = await _held_increment(session, settled)
         with pytest.raises(StoreError, match="disk I/O error"):
             envelope.unwrap()
         assert (await session.context())["metadata"] == {"counter": 1}
