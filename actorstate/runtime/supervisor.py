@@ -238,8 +238,9 @@ class Supervisor:
         For a caller that is no task of its own (a transport answering from
         its reader): it never parks, so a call costs no task, no checkpoint
         and no wake-up. The turn runs as under :meth:`ask` when the actor is
-        idle. The envelope comes back resolved (or failed), or held for its
-        commit: then set its ``settled``, called when the commit is over.
+        idle. The envelope comes back resolved (or failed), or not yet: held
+        for its commit, or requeued for after a restart when the turn crashed
+        the actor's loop. Then set its ``settled``, called when it is.
 
         Left to :meth:`ask`: an actor not resident, not idle or not ready;
         a store another process may have changed; a closed state; and

@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 
     from ..runtime.histogram import HistogramSnapshot
 
-__all__ = ["INVALID_INPUT", "OK", "OUTCOMES", "UNKNOWN_TOOL", "CallFigures", "outcome_of"]
+__all__ = ["CANCELLED", "INVALID_INPUT", "OK", "OUTCOMES", "UNKNOWN_TOOL", "CallFigures", "outcome_of"]
 
 OK = "ok"
 INVALID_INPUT = "invalid_input"
+CANCELLED = "cancelled"  # the caller left before its reply
 # Every outcome a call can have, so each series exists (at 0) from the start.
 OUTCOMES = (
     OK,
@@ -44,7 +45,7 @@ OUTCOMES = (
     "moved",
     "store_error",
     "closed",
-    "cancelled",
+    CANCELLED,
     "error",
 )
 # The tool name a call to a tool that does not exist counts under: the
@@ -67,7 +68,7 @@ _OUTCOME_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
 def outcome_of(error: BaseException) -> str:
     """The outcome label of a call that raised ``error`` (``error`` for anything unforeseen)."""
     if not isinstance(error, Exception):
-        return "cancelled"  # trio's Cancelled and asyncio's CancelledError: the caller left
+        return CANCELLED  # trio's Cancelled and asyncio's CancelledError: the caller left
     for kind, outcome in _OUTCOME_OF_ERROR:
         if isinstance(error, kind):
             return outcome

@@ -136,7 +136,7 @@ class ToolCallFastPath:
 
     def answer_now(self, call: FastCall) -> bytes | HeldCall | None:
         """The call's reply line, answered without awaiting (see :func:`.tools.call_now`); a
-        :class:`HeldCall` whose outcome :func:`reply_line` encodes once its commit is over;
+        :class:`HeldCall` whose outcome :func:`reply_line` encodes once its reply is released;
         or None: nothing was done, :meth:`answer` it.
 
         An unexpected exception is raised, as from :meth:`answer`.

@@ -35,7 +35,7 @@ from ..state import (
     set_preference_message,
 )
 from .arguments import ArgumentsCheck, FormatCheck, SchemaError, compile_arguments
-from .call_figures import INVALID_INPUT, OK, CallFigures, outcome_of
+from .call_figures import CANCELLED, INVALID_INPUT, OK, CallFigures, outcome_of
 from .caller import OWNER, Caller
 from .quoting import clipped, clipped_repr
 
@@ -226,7 +226,8 @@ def _pretty(value: Any) -> str:
 
 def _compact(value: Any) -> str:
     """``value`` as JSON text without spaces, as ``json.dumps(value, ensure_ascii=False,
-    separators=(",", ":"))`` writes it, by orjson (15 times faster), as :func:`_pretty`."""
+    separators=(",", ":"))`` writes it, by orjson (15 times faster). As in :func:`_pretty`,
+    a float's exponent is written as JavaScript writes it (``1e-7``, not ``1e-07``)."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:
@@ -292,7 +293,7 @@ async def _create_session(ctx: ToolContext, caller: Caller, arguments: dict[str,
 # One message to one session each (see OneTurn): the message from the
 # checked arguments, and the result from the turn's reply.
 
-_ADD_CONTEXT = OneTurn(
+_ADD_CONTEXT_TOOL = OneTurn(
     lambda session, arguments: add_context_message(
         session, arguments["key"], arguments["value"], request_id=arguments.get("requestId")
     ),
@@ -301,7 +302,7 @@ _ADD_CONTEXT = OneTurn(
     ),
 )
 
-_RECORD_ACTION = OneTurn(
+_RECORD_ACTION_TOOL = OneTurn(
     lambda session, arguments: record_action_message(
         session, arguments["action"], details=arguments.get("details"), request_id=arguments.get("requestId")
     ),
@@ -310,12 +311,12 @@ _RECORD_ACTION = OneTurn(
     ),
 )
 
-_GET_CONTEXT = OneTurn(
+_GET_CONTEXT_TOOL = OneTurn(
     lambda session, arguments: context_message(session, max_turns=arguments["maxTurns"]),
     lambda session_id, arguments, context: ToolResult(_pretty(context), context),
 )
 
-_SET_PREFERENCE = OneTurn(
+_SET_PREFERENCE_TOOL = OneTurn(
     lambda session, arguments: set_preference_message(
         session, arguments["key"], arguments["value"], request_id=arguments.get("requestId")
     ),
@@ -325,7 +326,7 @@ _SET_PREFERENCE = OneTurn(
     ),
 )
 
-_INCREMENT_COUNTER = OneTurn(
+_INCREMENT_COUNTER_TOOL = OneTurn(
     lambda session, arguments: increment_message(
         session, arguments["key"], by=arguments["by"], request_id=arguments.get("requestId")
     ),
@@ -334,7 +335,7 @@ _INCREMENT_COUNTER = OneTurn(
     ),
 )
 
-_END_SESSION = OneTurn(
+_END_SESSION_TOOL = OneTurn(
     lambda session, arguments: END_SESSION,
     lambda session_id, arguments, _: ToolResult(
         "Session ended and cleaned up.", {"sessionId": session_id, "ended": True}
@@ -408,7 +409,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["sessionId", "key", "value"],
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
-            _ADD_CONTEXT,
+            _ADD_CONTEXT_TOOL,
             "Add context",
             # Replaces metadata[key] if set; again: another event.
             Annotations(read_only=False, destructive=True, idempotent=False, open_world=False),
@@ -426,7 +427,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["sessionId", "action"],
             ),
             _object({"sessionId": {"type": "string"}, "totalEvents": _TOTAL}, ["sessionId", "totalEvents"]),
-            _RECORD_ACTION,
+            _RECORD_ACTION_TOOL,
             "Record action",
             # Appends an event, replacing nothing; again: another event.
             Annotations(read_only=False, destructive=False, idempotent=False, open_world=False),
@@ -447,7 +448,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 ["sessionId"],
             ),
             _CONTEXT,
-            _GET_CONTEXT,
+            _GET_CONTEXT_TOOL,
             "Get context",
             _READ_ONLY,
         ),
@@ -461,7 +462,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
             _object(
                 {"sessionId": {"type": "string"}, "metadata": {"type": "object"}}, ["sessionId", "metadata"]
             ),
-            _SET_PREFERENCE,
+            _SET_PREFERENCE_TOOL,
             "Set preference",
             # Replaces metadata[key] if set; again with the same value: the same metadata.
             Annotations(read_only=False, destructive=True, idempotent=True, open_world=False),
@@ -482,7 +483,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
                 {"sessionId": {"type": "string"}, "key": {"type": "string"}, "value": {"type": "integer"}},
                 ["sessionId", "key", "value"],
             ),
-            _INCREMENT_COUNTER,
+            _INCREMENT_COUNTER_TOOL,
             "Increment counter",
             # Adds to a counter: the value before is the value after minus by, and a key holding
             # anything but an integer is refused, not replaced. Again: added twice.
@@ -493,7 +494,7 @@ def build_tools(config: Config) -> dict[str, Tool]:
             "End an active session and clean up resources",
             _object({"sessionId": _UUID}, ["sessionId"]),
             _object({"sessionId": {"type": "string"}, "ended": {"type": "boolean"}}, ["sessionId", "ended"]),
-            _END_SESSION,
+            _END_SESSION_TOOL,
             "End session",
             # Removes the session, metadata and events. Again: "not found", nothing more changes.
             Annotations(read_only=False, destructive=True, idempotent=True, open_world=False),
@@ -589,32 +590,49 @@ Outcome = ToolResult | Exception
 
 
 class HeldCall:
-    """A call :func:`call_now` started whose reply waits for its commit."""
+    """A call :func:`call_now` started whose reply waits (for its commit, or for a turn
+    requeued after a crash)."""
 
-    __slots__ = ("_envelope", "_finish")
+    __slots__ = ("_cancelled", "_envelope", "_finish")
 
-    def __init__(self, envelope: Envelope[Any], finish: Callable[[Envelope[Any]], Outcome]) -> None:
+    def __init__(
+        self,
+        envelope: Envelope[Any],
+        finish: Callable[[Envelope[Any]], Outcome],
+        cancelled: Callable[[], None],
+    ) -> None:
         self._envelope = envelope
         self._finish = finish
+        self._cancelled = cancelled
 
     def then(self, deliver: Callable[[Outcome], None]) -> None:
-        """Hand the call's outcome to ``deliver`` once its commit is over, on the event loop
+        """Hand the call's outcome to ``deliver`` once its reply is released, on the event loop
         (never once cancelled). It runs inside the commit: what it raises is logged, and
         goes no further."""
         finish = self._finish
 
         def settled(envelope: Envelope[Any]) -> None:
             try:
-                deliver(finish(envelope))
+                outcome = finish(envelope)
+            except Exception as error:  # a change listener raised: the call answers it, as call_tool's
+                outcome = error
+            try:
+                deliver(outcome)
             except Exception:
-                logger.exception("delivering the reply of a call held for its commit failed")
+                logger.exception("delivering the reply of a held call failed")
 
         self._envelope.settled = settled
 
     def cancel(self) -> None:
-        """Nobody waits for the reply any more: ``deliver`` is never called. The turn has run,
-        and its change stands (as for a call cancelled after its turn in :func:`call_tool`)."""
-        self._envelope.cancelled = True
+        """Nobody waits for the reply any more: ``deliver`` is never called, and the call counts
+        as cancelled. Its turn has run: the change commits with the others, as for a call
+        cancelled after its turn in :func:`call_tool` (and, like that one, a conflict's replay
+        leaves it out)."""
+        envelope = self._envelope
+        if envelope.done or envelope.cancelled:
+            return
+        envelope.cancelled = True
+        self._cancelled()
 
 
 def call_now(
@@ -656,6 +674,9 @@ def call_now(
         _succeeded(ctx, tool, result, started)
         return result
 
+    def cancelled() -> None:
+        ctx.calls.record(name, CANCELLED, time.perf_counter() - started)
+
     if envelope.done:
         return finish(envelope)
-    return HeldCall(envelope, finish)
+    return HeldCall(envelope, finish, cancelled)
