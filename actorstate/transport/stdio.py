@@ -596,7 +596,7 @@ class _FastCalls:
         await self._reply(line, call.id)
 
     def _committed(self, name: str, key: int | str, running: _FastCall, outcome: Outcome) -> None:
-        """A held call's commit is over: its reply goes out (from inside the commit: no await)."""
+        """A held call's reply is released (its commit is over): it goes out, from inside the commit."""
         if self._running.get(key) is not running:
             return  # cancelled meanwhile, and settled by the canceller
         del self._running[key]
