@@ -211,8 +211,17 @@ class SnapshotActor:
 
     async def flush(self, *, keep_on_failure: bool = False) -> bool:
         """Write every dirty session in one transaction; False if the transaction failed."""
-        async with self._flushing:
+        flushing = self._flushing
+        if flushing.locked():
+            async with flushing:
+                return await self._flush(keep_on_failure)
+        # Free: taken without the lock's two checkpoints, a trip round the
+        # event loop on every commit (the store's write yields anyway).
+        flushing.acquire_nowait()
+        try:
             return await self._flush(keep_on_failure)
+        finally:
+            flushing.release()
 
     async def _flush(self, keep_on_failure: bool) -> bool:
         if not self._dirty:

@@ -14,7 +14,7 @@ import actorstate
 from actorstate import SessionMoved, SessionNotFound, StoreUnavailable
 from actorstate.model.codec import decode_session, encode_session
 from actorstate.store.interface import SnapshotWrite, StoredSession, WriteOutcome
-from actorstate.store.memory import MemoryStore
+from actorstate.store.memory import MemoryStore, WriteGate
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -278,6 +278,38 @@ async def test_read_waits_for_a_slow_commit_in_commit_mode() -> None:
                 gate.open()
         assert outcomes.by_name["write"] == 1
         assert outcomes.by_name["read"]["metadata"] == {"counter": 1}
+
+
+async def test_a_flush_asked_for_during_another_waits_for_it() -> None:
+    """One flush at a time: closing the state while the interval's flush is held at the store
+    flushes after it, never beside it, so the last write is stored over the version the
+    held one committed."""
+    store = MemoryStore()
+    session_ids: list[str] = []
+    gates: list[WriteGate] = []
+    ready = anyio.Event()
+
+    async def use_then_close() -> None:
+        async with actorstate.open_state(store, durability="interval") as state:
+            session = await state.create_session()
+            session_ids.append(session.id)
+            gates.append(store.faults.hold_writes())
+            await session.increment()  # acknowledged at once; its flush is held
+            await gates[0].waiting.wait()
+            await session.increment()  # dirty again: the close must flush it
+            ready.set()
+        # leaving the block: the close flushes what is dirty
+
+    with _guarded(store):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(use_then_close)
+            await ready.wait()
+            await anyio.wait_all_tasks_blocked()
+            held_then = len(gates[0].held)
+            gates[0].open()
+    assert held_then == 1  # the close's flush waited for the one in flight
+    row = await _row(store, session_ids[0])
+    assert decode_session(row.state).metadata == {"counter": 2}
 
 
 # -- a failed load --------------------------------------------------------------
