@@ -375,24 +375,35 @@ class Session:
     # first outcome and changes nothing (across restarts: keys are committed
     # with the session), and the key on a different call is refused with
     # InvalidInput. A session remembers its last Config.max_request_ids keys.
+    #
+    # Each method asks the supervisor itself, as send() does: through send()
+    # a call cost one more coroutine, 0.3 µs of its 5.5 (memory mode, measured).
 
     async def add_context(self, key: str, value: Any, *, request_id: str | None = None) -> int:
         """Set ``metadata[key] = value`` and record a ``context`` event; return total events."""
-        return await send(self, add_context_message(self, key, value, request_id=request_id))
+        return await self._supervisor.ask(
+            self.id, self.client_id, add_context_message(self, key, value, request_id=request_id)
+        )
 
     async def record_action(
         self, action: str, details: str | None = None, *, request_id: str | None = None
     ) -> int:
         """Record an ``action`` event; return total events."""
-        return await send(self, record_action_message(self, action, details, request_id=request_id))
+        return await self._supervisor.ask(
+            self.id, self.client_id, record_action_message(self, action, details, request_id=request_id)
+        )
 
     async def set_preference(self, key: str, value: Any, *, request_id: str | None = None) -> dict[str, Any]:
         """Set ``metadata[key] = value``; return a copy of the metadata (a retry: the metadata now)."""
-        return await send(self, set_preference_message(self, key, value, request_id=request_id))
+        return await self._supervisor.ask(
+            self.id, self.client_id, set_preference_message(self, key, value, request_id=request_id)
+        )
 
     async def increment(self, key: str = "counter", by: int = 1, *, request_id: str | None = None) -> int:
         """Add ``by`` to the integer counter ``metadata[key]``; return its new value."""
-        return await send(self, increment_message(self, key, by, request_id=request_id))
+        return await self._supervisor.ask(
+            self.id, self.client_id, increment_message(self, key, by, request_id=request_id)
+        )
 
     async def update(self, fn: Callable[[dict[str, Any]], T]) -> T:
         """Run ``fn(metadata)`` inside the session's turn, atomically.
@@ -422,11 +433,11 @@ class Session:
 
     async def context(self, max_turns: int | None = None) -> dict[str, Any]:
         """``{"sessionId", "totalEvents", "metadata", "recentEvents"}`` with the last ``max_turns`` events."""
-        return await send(self, context_message(self, max_turns))
+        return await self._supervisor.ask(self.id, self.client_id, context_message(self, max_turns))
 
     async def end(self) -> None:
         """End the session; later calls get :class:`SessionNotFound`."""
-        await send(self, END_SESSION)
+        await self._supervisor.ask(self.id, self.client_id, END_SESSION)
 
 
 # -- the messages behind Session's methods, for a transport that sends them itself --

@@ -674,9 +674,10 @@ def call_now(
         _succeeded(ctx, tool, result, started)
         return result
 
+    if envelope.done:
+        return finish(envelope)
+
     def cancelled() -> None:
         ctx.calls.record(name, CANCELLED, time.perf_counter() - started)
 
-    if envelope.done:
-        return finish(envelope)
     return HeldCall(envelope, finish, cancelled)
