@@ -113,15 +113,17 @@ class Reply:
         return self.headers.get("content-type")
 
     def parsed(self) -> Any:
-        """The JSON body, the JSON of an SSE stream's message events, or the text."""
-        if self.content_type == "text/event-stream":
-            return [
-                json.loads(line[5:]) for line in self.body.decode().splitlines() if line.startswith("data:")
-            ]
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return self.body.decode(errors="replace")
+        return parsed_body(self.content_type, self.body)
+
+
+def parsed_body(content_type: str | None, body: bytes) -> Any:
+    """The JSON body, the JSON of an SSE stream's message events, or the text."""
+    if content_type == "text/event-stream":
+        return [json.loads(line[5:]) for line in body.decode().splitlines() if line.startswith("data:")]
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")
 
 
 async def exchange(

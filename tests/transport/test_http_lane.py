@@ -38,7 +38,7 @@ from actorstate.transport.registry import RegistryLimits
 from actorstate.transport.tokens import TokensFile, add_token, revoke_token
 from actorstate.transport.tools import ToolContext
 
-from .test_http_fast_path import HOST, call_body, call_headers, normalised, requests
+from .test_http_fast_path import HOST, call_body, call_headers, normalised, parsed_body, requests
 from .test_http_fast_path import Pair as FastPathPair
 from .test_http_server import Replies
 
@@ -65,15 +65,7 @@ class Reply:
         self.body = body
 
     def parsed(self) -> Any:
-        """The JSON body, the JSON of an event stream's ``data:`` lines, or the text."""
-        if self.headers.get("content-type") == "text/event-stream":
-            return [
-                json.loads(line[5:]) for line in self.body.decode().splitlines() if line.startswith("data:")
-            ]
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return self.body.decode(errors="replace")
+        return parsed_body(self.headers.get("content-type"), self.body)
 
 
 class Served:
@@ -277,17 +269,26 @@ class Held:
         self.replies = Replies(stream)
 
 
-async def _held_call(served: Served) -> Held:
+@contextlib.asynccontextmanager
+async def _held_call(served: Served) -> AsyncIterator[Held]:
     """A new session (its token verified by a first call, so the lane may take the next), then an
-    increment on it, held at its commit by the store's gate."""
+    increment on it, held at its commit by the store's gate for the block. After it the gate
+    opens (else the state could not close: the commit would wait for good) and the connection
+    closes."""
     session_id = (await served.call("create_session", {}))["structuredContent"]["sessionId"]
     await served.call("get_context", {"sessionId": session_id})
     calls = served.lane_calls
     gate = served.store.faults.hold_writes()
     stream = await anyio.connect_tcp("127.0.0.1", served.port)
-    body = json.dumps(call_body(5, "increment_counter", {"sessionId": session_id})).encode()
-    await stream.send(served.raw_request(call_headers("increment_counter"), body))
-    return Held(session_id, calls, gate, stream)
+    try:
+        body = json.dumps(call_body(5, "increment_counter", {"sessionId": session_id})).encode()
+        await stream.send(served.raw_request(call_headers("increment_counter"), body))
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            await gate.waiting.wait()
+        yield Held(session_id, calls, gate, stream)
+    finally:
+        gate.open()
+        await stream.aclose()
 
 
 @pytest.mark.anyio
@@ -298,19 +299,14 @@ async def test_a_client_leaving_cancels_its_call_in_the_lane(tokens_file: tuple[
     outcomes = []
     for lane in (True, False):
         async with open_server(tokens_file, lane=lane, durability="commit") as served:
-            held = await _held_call(served)
-            session_id, calls, gate, stream = held.session_id, held.calls, held.gate, held.stream
-            try:
+            async with _held_call(served) as held:
                 with anyio.fail_after(HANG_GUARD_SECONDS):
-                    await gate.waiting.wait()
                     assert served.registry.open == 1
-                    await stream.aclose()
+                    await held.stream.aclose()
                     await _until_the_registry_lets_go(served)
-                assert gate.held  # still held: the call let go by being cancelled, not by its commit
-            finally:
-                gate.open()  # else the state could not close: its commit would wait for good
-            assert served.lane_calls == calls + (1 if lane else 0)
-            result = await served.call("get_context", {"sessionId": session_id})
+                assert held.gate.held  # still held: the call let go by being cancelled, not by its commit
+            assert served.lane_calls == held.calls + (1 if lane else 0)
+            result = await served.call("get_context", {"sessionId": held.session_id})
             outcomes.append(result["structuredContent"]["metadata"])
     assert outcomes[0] == outcomes[1]
 
@@ -341,34 +337,23 @@ async def test_a_call_past_the_window_is_answered_as_an_event_stream_in_the_lane
     outcomes = []
     for lane in (True, False):
         async with open_server(tokens_file, lane=lane, durability="commit") as served:
-            held = await _held_call(served)
-            session_id, calls, gate, stream, replies = (
-                held.session_id,
-                held.calls,
-                held.gate,
-                held.stream,
-                held.replies,
-            )
-            try:
+            async with _held_call(served) as held:
                 with anyio.fail_after(HANG_GUARD_SECONDS):
-                    status, headers = await replies.head()
+                    status, headers = await held.replies.head()
                     assert (status, headers["content-type"]) == (200, "text/event-stream")
-                    first = await _chunk(replies)
-                    gate.open()
+                    first = await _chunk(held.replies)
+                    held.gate.open()
                     rest = b""
-                    while chunk := await _chunk(replies):
+                    while chunk := await _chunk(held.replies):
                         rest += chunk
-            finally:
-                gate.open()
-                await stream.aclose()
             assert first == b": ping\r\n\r\n"
             [event] = [
                 json.loads(line[5:]) for line in rest.decode().splitlines() if line.startswith("data:")
             ]
             assert event["result"]["structuredContent"]["value"] == 1
-            assert served.lane_calls == calls + (1 if lane else 0)
+            assert served.lane_calls == held.calls + (1 if lane else 0)
             headers.pop("date")
-            outcomes.append((headers, json.dumps(event).replace(session_id, "<session>")))
+            outcomes.append((headers, json.dumps(event).replace(held.session_id, "<session>")))
     assert outcomes[0] == outcomes[1]
 
 
@@ -384,24 +369,18 @@ async def test_a_client_half_closing_around_its_event_stream_cancels_its_call_in
     monkeypatch.setattr(http_fast_path, "_SSE_PING_INTERVAL", 0.05)
     for lane in (True, False):
         async with open_server(tokens_file, lane=lane, durability="commit") as served:
-            held = await _held_call(served)
-            calls, gate, stream, replies = held.calls, held.gate, held.stream, held.replies
-            try:
+            async with _held_call(served) as held:
                 with anyio.fail_after(HANG_GUARD_SECONDS):
-                    await gate.waiting.wait()
                     if half_closes == "before the stream":
-                        await stream.send_eof()
-                    status, headers = await replies.head()
+                        await held.stream.send_eof()
+                    status, headers = await held.replies.head()
                     assert (status, headers["content-type"]) == (200, "text/event-stream")
                     if half_closes == "during the stream":
-                        assert await _chunk(replies) == b": ping\r\n\r\n"
-                        await stream.send_eof()
+                        assert await _chunk(held.replies) == b": ping\r\n\r\n"
+                        await held.stream.send_eof()
                     await _until_the_registry_lets_go(served)
-                assert gate.held  # still held: the call let go by being cancelled, not by its commit
-            finally:
-                gate.open()
-                await stream.aclose()
-            assert served.lane_calls == calls + (1 if lane else 0)
+                assert held.gate.held  # still held: the call let go by being cancelled, not by its commit
+            assert served.lane_calls == held.calls + (1 if lane else 0)
 
 
 @pytest.mark.anyio
