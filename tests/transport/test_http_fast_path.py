@@ -163,7 +163,22 @@ async def exchange(
 # -- the two apps ------------------------------------------------------------------------
 
 
-class App:
+class ToolCaller:
+    """A well-formed tool call on top of a ``post`` of headers and a body."""
+
+    async def post(self, headers: list[tuple[str, str]], body: Any) -> Any:
+        raise NotImplementedError
+
+    async def call(self, name: str, arguments: dict[str, Any], token: str = "alice_token") -> dict[str, Any]:
+        """A well-formed call's result (asserted a success)."""
+        reply = await self.post(call_headers(name, token), call_body(1, name, arguments))
+        assert reply.status == 200, reply.body
+        result: dict[str, Any] = reply.parsed()["result"]
+        assert not result["isError"], result
+        return result
+
+
+class App(ToolCaller):
     """One app over its own state, and what a test needs of it."""
 
     def __init__(self, app: ASGIApp, context: ToolContext, store: MemoryStore) -> None:
@@ -174,14 +189,6 @@ class App:
     async def post(self, headers: list[tuple[str, str]], body: Any, **options: Any) -> Reply:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         return await exchange(self.app, headers, raw, **options)
-
-    async def call(self, name: str, arguments: dict[str, Any], token: str = "alice_token") -> dict[str, Any]:
-        """A well-formed call's result (asserted a success)."""
-        reply = await self.post(call_headers(name, token), call_body(1, name, arguments))
-        assert reply.status == 200, reply.body
-        result: dict[str, Any] = reply.parsed()["result"]
-        assert not result["isError"], result
-        return result
 
     @property
     def fast_calls(self) -> int:

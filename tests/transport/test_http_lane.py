@@ -38,7 +38,15 @@ from actorstate.transport.registry import RegistryLimits
 from actorstate.transport.tokens import TokensFile, add_token, revoke_token
 from actorstate.transport.tools import ToolContext
 
-from .test_http_fast_path import HOST, call_body, call_headers, normalised, parsed_body, requests
+from .test_http_fast_path import (
+    HOST,
+    ToolCaller,
+    call_body,
+    call_headers,
+    normalised,
+    parsed_body,
+    requests,
+)
 from .test_http_fast_path import Pair as FastPathPair
 from .test_http_server import Replies
 
@@ -68,7 +76,7 @@ class Reply:
         return parsed_body(self.headers.get("content-type"), self.body)
 
 
-class Served:
+class Served(ToolCaller):
     """One server on a loopback port, and a keep-alive connection to it (opened again when closed)."""
 
     def __init__(
@@ -110,14 +118,6 @@ class Served:
         if reply_headers.get("connection") == "close":
             await self.close()
         return Reply(status, reply_headers, reply_body)
-
-    async def call(self, name: str, arguments: dict[str, Any], token: str = "alice_token") -> dict[str, Any]:
-        """A well-formed call's result (asserted a success)."""
-        reply = await self.post(call_headers(name, token), call_body(1, name, arguments))
-        assert reply.status == 200, reply.body
-        result: dict[str, Any] = reply.parsed()["result"]
-        assert not result["isError"], result
-        return result
 
     async def close(self) -> None:
         if self.stream is not None:
