@@ -77,6 +77,9 @@ PREFERENCE_KEYS = 8
 
 COMMIT = "actorstate (commit, SQLite)"
 MEMORY = "actorstate (memory)"
+# Commit mode on a store that costs nothing (benchmarks/probes/commit_ceiling.py).
+COMMIT_CEILING = "actorstate (commit, store costing nothing)"
+COMMIT_CEILING_SERVER = os.path.join(os.path.dirname(BASELINES), "probes", "commit_ceiling.py")
 BARE_SDK = "bare Python SDK (memory)"
 NODE = "Node.js TS SDK (memory)"
 
@@ -464,10 +467,11 @@ def prepare_node_baseline() -> Server:
 
 
 def servers(workdir: str) -> list[Server]:
-    """The four servers, in the order the tables list them; commit mode's databases go in ``workdir``."""
+    """The five servers, in the order the tables list them; commit mode's databases go in ``workdir``."""
     actorstate = [sys.executable, "-m", "actorstate", "serve"]
     return [
         Server(COMMIT, lambda number: [*actorstate, "--db", os.path.join(workdir, f"stdio-{number}.db")]),
+        Server(COMMIT_CEILING, lambda number: [sys.executable, COMMIT_CEILING_SERVER]),
         Server(MEMORY, lambda number: [*actorstate, "--durability", "memory"]),
         Server(BARE_SDK, lambda number: [sys.executable, os.path.join(BASELINES, "sdk_server.py")]),
         prepare_node_baseline(),

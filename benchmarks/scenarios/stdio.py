@@ -4,9 +4,11 @@ Each measurement starts one server process and drives it with the raw
 JSON-RPC client of ``benchmarks/stdio_client.py``: 32 requests in flight
 over 50 sessions, the issue's mixed workload, every session's counters
 checked exact at the end. The servers: ``actorstate serve`` in commit mode
-(a fresh SQLite file per measurement) and in memory mode, the bare Python
-SDK server (``baselines/sdk_server.py``) and the Node.js TypeScript SDK
-server (``baselines/node/``; skipped, with the reason, without node and npm).
+(a fresh SQLite file per measurement); actorstate in commit mode on a store
+that costs nothing (``probes/commit_ceiling.py``: the ceiling of any store);
+``actorstate serve`` in memory mode; the bare Python SDK server
+(``baselines/sdk_server.py``) and the Node.js TypeScript SDK server
+(``baselines/node/``; skipped, with the reason, without node and npm).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from benchmarks import stdio_client
-from benchmarks.stdio_client import BARE_SDK, COMMIT, IN_FLIGHT, MEMORY, NODE, SESSIONS
+from benchmarks.stdio_client import BARE_SDK, COMMIT, COMMIT_CEILING, IN_FLIGHT, MEMORY, NODE, SESSIONS
 from benchmarks.suite import P50, P99, Case, Metric, Plan, Scenario
 
 if TYPE_CHECKING:
@@ -47,7 +49,9 @@ class Stdio(Scenario):
         "One client on raw pipes keeps 32 requests in flight over 50 sessions: `increment_counter` 40 %, "
         "`record_action` with 64-byte details 20 %, `set_preference` 20 %, `get_context` 20 %, the same "
         "seeded calls for every server of a repetition. Servers: `actorstate serve` in commit mode (a "
-        "fresh SQLite file per run) and in memory mode; the Python SDK's bare `MCPServer` with a dict and "
+        "fresh SQLite file per run), in commit mode on a store that costs nothing (the library's in-memory store, "
+        "written on the event loop: no SQLite, no thread, no fsync; no store can make commit mode faster) and "
+        "in memory mode; the Python SDK's bare `MCPServer` with a dict and "
         "a lock per session; the Node.js TypeScript SDK server actorstate replaces (a `Map` and a "
         "promise-chain lock per session); the baselines persist nothing. Each run starts a fresh process. "
         "Server CPU is its user + system time per call over the timed calls (from /proc, in 10 ms ticks); "
@@ -79,8 +83,11 @@ class Stdio(Scenario):
                     (COMMIT, BARE_SDK),
                     (MEMORY, BARE_SDK),
                     (COMMIT, MEMORY),
+                    (COMMIT_CEILING, NODE),
+                    (COMMIT, COMMIT_CEILING),
+                    (COMMIT_CEILING, MEMORY),
                 ],
-                ours=[COMMIT, MEMORY],
+                ours=[COMMIT, MEMORY, COMMIT_CEILING],
                 # Every run starts a fresh process, so a warm-up warms no
                 # server; it warms the machine: the page cache holding the
                 # interpreters, modules and node_modules, and the .pyc files

@@ -20,13 +20,22 @@ from typing import Any
 
 import pytest
 
-from benchmarks.stdio_client import BARE_SDK, COMMIT, MEMORY, NODE
+from benchmarks.stdio_client import BARE_SDK, COMMIT, COMMIT_CEILING, MEMORY, NODE
 
 REPO = Path(__file__).resolve().parents[2]
-PYTHON_SERVERS = (COMMIT, MEMORY, BARE_SDK)
+PYTHON_SERVERS = (COMMIT, COMMIT_CEILING, MEMORY, BARE_SDK)
 METRICS = {"rate", "p50_ms", "p99_ms", "cpu_us", "start_ms"}
 QUICK_CALLS = 1_000
-ALL_COMPARISONS = [[COMMIT, NODE], [MEMORY, NODE], [COMMIT, BARE_SDK], [MEMORY, BARE_SDK], [COMMIT, MEMORY]]
+ALL_COMPARISONS = [
+    [COMMIT, NODE],
+    [MEMORY, NODE],
+    [COMMIT, BARE_SDK],
+    [MEMORY, BARE_SDK],
+    [COMMIT, MEMORY],
+    [COMMIT_CEILING, NODE],
+    [COMMIT, COMMIT_CEILING],
+    [COMMIT_CEILING, MEMORY],
+]
 ARGUMENTS = ["--quick", "--reps", "1", "--scenario", "stdio", "--out"]
 
 # Runs the suite with actorstate's memory mode swapped for a server that
@@ -84,7 +93,7 @@ def _measured(system: dict[str, Any]) -> bool:
 
 @pytest.mark.slow
 def test_every_server_is_measured(case: dict[str, Any]) -> None:
-    """The three Python servers are measured, each run with the five metrics, its 2,000 calls made
+    """The four Python servers are measured, each run with the five metrics, its 1,000 calls made
     and its increments checked; Node.js is measured when node and npm are on PATH, else skipped with
     the reason."""
     assert case["params"] == {"in_flight": 32, "sessions": 50, "calls": QUICK_CALLS}
@@ -100,7 +109,8 @@ def test_every_server_is_measured(case: dict[str, Any]) -> None:
 @pytest.mark.slow
 def test_comparisons(case: dict[str, Any]) -> None:
     """Node.js is the baseline, and the ratios are the old script's: commit and memory mode each
-    against Node.js and the bare SDK, and commit against memory (those against Node.js only when
+    against Node.js and the bare SDK, and commit against memory; then commit mode on a store costing
+    nothing against Node.js, SQLite's commit mode and memory mode (those against Node.js only when
     it ran)."""
     assert case["baseline"] == NODE
     if "runs" in case["systems"][NODE]:
