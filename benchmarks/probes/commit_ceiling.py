@@ -7,9 +7,10 @@ server doing the same work in commit mode: every reply held until the
 group commit holding its state is done, snapshots encoded, the flush loop
 and its wake-ups. Only the store differs: the library's ``MemoryStore``,
 whose write is one checkpoint on the event loop (no SQLite, no worker
-thread, no fsync). No store can make commit mode faster than this, so the
-gap between the two rows is what the SQLite store costs, and this row
-against memory mode is what holding replies for a commit costs.
+thread, no fsync). A real store answers from elsewhere, later, so this is
+about the most any store could give commit mode: the gap between the two
+rows is what the SQLite store costs, and this row against memory mode is
+what holding replies for their commit costs.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ JSON-RPC client of ``benchmarks/stdio_client.py``: 32 requests in flight
 over 50 sessions, the issue's mixed workload, every session's counters
 checked exact at the end. The servers: ``actorstate serve`` in commit mode
 (a fresh SQLite file per measurement); actorstate in commit mode on a store
-that costs nothing (``probes/commit_ceiling.py``: the ceiling of any store);
+that costs nothing (``probes/commit_ceiling.py``: about the most any store
+could give it);
 ``actorstate serve`` in memory mode; the bare Python SDK server
 (``baselines/sdk_server.py``) and the Node.js TypeScript SDK server
 (``baselines/node/``; skipped, with the reason, without node and npm).
@@ -50,7 +51,7 @@ class Stdio(Scenario):
         "`record_action` with 64-byte details 20 %, `set_preference` 20 %, `get_context` 20 %, the same "
         "seeded calls for every server of a repetition. Servers: `actorstate serve` in commit mode (a "
         "fresh SQLite file per run), in commit mode on a store that costs nothing (the library's in-memory store, "
-        "written on the event loop: no SQLite, no thread, no fsync; no store can make commit mode faster) and "
+        "written on the event loop: no SQLite, no thread, no fsync: about the most any store could give commit mode) and "
         "in memory mode; the Python SDK's bare `MCPServer` with a dict and "
         "a lock per session; the Node.js TypeScript SDK server actorstate replaces (a `Map` and a "
         "promise-chain lock per session); the baselines persist nothing. Each run starts a fresh process. "
