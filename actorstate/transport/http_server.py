@@ -435,8 +435,12 @@ class _AnyioConnection(_Connection):
         # A reply's watcher for the client leaving may still be unwinding its
         # read when the next request is read: reads take turns.
         self.receiving = anyio.Lock(fast_acquire=True)
+        # A client that reset its connection before it was served has no
+        # address any more (getpeername fails): anyio then has no attribute,
+        # and a lookup without a default would raise out of the server.
         self.server_address, self.client_address = _addresses(
-            stream.extra(SocketAttribute.local_address), stream.extra(SocketAttribute.remote_address)
+            stream.extra(SocketAttribute.local_address, None),
+            stream.extra(SocketAttribute.remote_address, None),
         )
 
     async def run(self) -> None:

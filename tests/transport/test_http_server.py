@@ -10,6 +10,7 @@ import re
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 from collections import defaultdict
@@ -391,6 +392,20 @@ async def test_bad_requests_are_refused_with_their_status_and_the_server_goes_on
             async with connection(port) as (stream, replies):
                 await stream.send(request("/fine"))
                 assert (await replies.read())[0] == 200
+
+
+async def test_clients_resetting_their_connections_at_once_leave_the_server_serving() -> None:
+    """A client that connects and resets at once (as a load balancer's TCP health check may) is
+    gone before it is served: it has no address any more. The server drops it and serves on."""
+    async with serving(App()) as (server, port):
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                # Linger on, with no time: close sends a reset instead of a FIN.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await until(lambda: not server.connections)
+        async with connection(port) as (stream, replies):
+            await stream.send(request("/fine"))
+            assert (await replies.read())[0] == 200
 
 
 async def test_an_app_that_raises_answers_500_and_the_server_goes_on() -> None:
