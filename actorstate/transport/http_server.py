@@ -12,7 +12,9 @@ Streamable HTTP needs:
   and ``MAX_READ_AHEAD`` bytes, then the connection is not read until they
   are answered), keep-alive by HTTP/1.1's rules;
 - a request body is read whole before the app runs, up to ``max_body``
-  (past it: ``413`` and the connection closes); headers up to
+  (past it: ``413`` and the connection closes), and the bodies still
+  arriving on all connections together up to ``max_bodies_receiving``
+  (past it: ``503`` and the connection closes); headers up to
   ``MAX_HEAD_BYTES`` and ``MAX_HEADERS`` (``431``); a parse error, a
   target that is no URL, or an HTTP/1.1 request without exactly one
   ``Host`` answers ``400``, a version other than 1.x ``505``;
@@ -90,6 +92,12 @@ MAX_HEADERS = 100
 # some fifteen times its size: the count bounds that.
 MAX_READ_AHEAD = 1 << 20
 MAX_QUEUED_REQUESTS = 128
+# Bytes of request bodies still arriving, over every connection. Each body
+# may reach ``max_body`` before the app (and the token check) sees it, so
+# clients sending bodies slowly on many connections, no token needed, would
+# otherwise hold max_body times the connections in memory. Past this, the
+# request whose body would go over is answered 503 and its connection closes.
+MAX_BODIES_RECEIVING = 64 << 20
 # Descriptors left to the rest of the process (the store's files and
 # sockets, logs) under the default connection cap: a tenth of the limit, at
 # least this plus room for what asyncio accepts before the cap applies.
@@ -192,11 +200,24 @@ class _Refusal:
         self.message = message
 
 
+class _BodiesReceiving:
+    """The bytes of request bodies still arriving, over every connection of a server, and their bound."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.held = 0
+        self.limit = limit
+
+
 class _RequestParser:
     """httptools' callbacks: completed requests (or the refusal that ends the connection) queue in ``ready``."""
 
-    def __init__(self, max_body: int) -> None:
+    def __init__(self, max_body: int, receiving: _BodiesReceiving) -> None:
         self.max_body = max_body
+        self.receiving = receiving
+        # Bytes of the request being read that count in ``receiving``.
+        self.counted = 0
         self.parser = httptools.HttpRequestParser(self)
         self.current = _Request()
         self.ready: deque[_Request | _Refusal] = deque()
@@ -227,6 +248,12 @@ class _RequestParser:
         if not self.broken:
             self.broken = True
             self.ready.append(_Refusal(status, message))
+            self.release()
+
+    def release(self) -> None:
+        """The request being read is whole, refused or abandoned: its body no longer counts as arriving."""
+        self.receiving.held -= self.counted
+        self.counted = 0
 
     # httptools' callbacks -------------------------------------------------
     def on_message_begin(self) -> None:
@@ -277,14 +304,27 @@ class _RequestParser:
 
     def on_body(self, body: bytes) -> None:
         request = self.current
-        request.body_size += len(body)
+        size = len(body)
+        request.body_size += size
         if request.body_size > self.max_body:
             request.body.clear()
             self._refuse(413, f"Request body too large: the limit is {self.max_body} bytes")
         elif not self.broken:
+            receiving = self.receiving
+            if receiving.held + size > receiving.limit:
+                request.body.clear()
+                self._refuse(
+                    503,
+                    f"the server is receiving {receiving.limit} bytes of request bodies from all its "
+                    "clients at once, its limit: send this request again in a moment",
+                )
+                return
+            receiving.held += size
+            self.counted += size
             request.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.release()
         self.continue_wanted = False
         if not self.broken:
             self.ready.append(self.current)
@@ -424,7 +464,7 @@ class _AnyioConnection(_Connection):
     def __init__(self, server: HttpServer, stream: anyio.abc.SocketStream) -> None:
         self.server = server
         self.stream = stream
-        self.parser = _RequestParser(server.max_body)
+        self.parser = _RequestParser(server.max_body, server.bodies_receiving)
         self.closed = False
         self.eof = False
         self.streaming = False
@@ -571,7 +611,7 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
-        self.parser = _RequestParser(server.max_body)
+        self.parser = _RequestParser(server.max_body, server.bodies_receiving)
         self.closed = False
         self.eof = False
         self.streaming = False
@@ -657,7 +697,7 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         self._client_left()
         self.writable.set()
         self._cancel_idle_timer()
-        self.server.connections.pop(self, None)
+        self.server.forget(self)
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -926,10 +966,12 @@ class HttpServer:
         max_connections: int | None = None,
         send_timeout: float = 60.0,
         lane: Lane | None = None,
+        max_bodies_receiving: int = MAX_BODIES_RECEIVING,
     ) -> None:
         self.app = app
         self.lane = lane
         self.max_body = max_body
+        self.bodies_receiving = _BodiesReceiving(max_bodies_receiving)
         self.keep_alive_timeout = keep_alive_timeout
         self.graceful_timeout = graceful_timeout
         self.backlog = backlog
@@ -969,6 +1011,11 @@ class HttpServer:
                 return False
         self.connections[connection] = None
         return True
+
+    def forget(self, connection: _Connection) -> None:
+        """The connection has ended: it holds no place, and a body it was receiving no bytes."""
+        self.connections.pop(connection, None)
+        connection.parser.release()
 
     def abandon_stuck_sends(self) -> None:
         """Close each connection whose write has waited for its client since the last look.
@@ -1051,7 +1098,7 @@ class HttpServer:
         try:
             await connection.run()
         finally:
-            self.connections.pop(connection, None)
+            self.forget(connection)
 
     async def _serve_on_asyncio(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()

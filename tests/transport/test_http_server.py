@@ -22,6 +22,7 @@ import pytest
 import sniffio
 
 from actorstate.transport.http_server import (
+    MAX_BODIES_RECEIVING,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
     MAX_QUEUED_REQUESTS,
@@ -227,6 +228,7 @@ async def serving(
     receive_buffer: int | None = None,
     max_body: int = MAX_BODY,
     send_timeout: float = 60.0,
+    max_bodies_receiving: int = MAX_BODIES_RECEIVING,
 ) -> AsyncIterator[tuple[HttpServer, int]]:
     sock = socket.socket()
     if receive_buffer is not None:  # inherited by every accepted socket
@@ -241,6 +243,7 @@ async def serving(
         keep_alive_timeout=keep_alive_timeout,
         send_timeout=send_timeout,
         max_connections=max_connections,
+        max_bodies_receiving=max_bodies_receiving,
     )
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve, sock)
@@ -406,6 +409,35 @@ async def test_clients_resetting_their_connections_at_once_leave_the_server_serv
         async with connection(port) as (stream, replies):
             await stream.send(request("/fine"))
             assert (await replies.read())[0] == 200
+
+
+async def test_bodies_still_arriving_are_bounded_over_all_connections() -> None:
+    """Bodies sent slowly on many connections hold at most ``max_bodies_receiving`` bytes: the
+    request whose body would go over is answered 503 and closed. A body that arrives whole, a
+    refused one and one whose client leaves give their bytes back, so later requests are served."""
+    partial = b"x" * 900
+    head = b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: 1000\r\n\r\n"
+    async with serving(App(), max_bodies_receiving=2500) as (server, port):
+        receiving = server.bodies_receiving
+        async with connection(port) as (first, first_replies), connection(port) as (second, _):
+            for stream in (first, second):
+                await stream.send(head + partial)
+            await until(lambda: receiving.held == 1800)
+            async with connection(port) as (third, third_replies):
+                await third.send(head + partial)
+                status, _, body = await third_replies.read()
+                assert status == 503
+                assert b"2500 bytes of request bodies" in body
+                assert await third_replies.closed()
+            assert receiving.held == 1800
+            await first.send(b"y" * 100)  # whole now: answered, and its bytes leave the count
+            assert (await first_replies.read())[:3:2] == (200, b"POST /echo  1000")
+            assert receiving.held == 900
+            async with connection(port) as (fourth, fourth_replies):
+                await fourth.send(request("/echo", b"z" * 1000))
+                assert (await fourth_replies.read())[2] == b"POST /echo  1000"
+        # The second client left with its body half sent.
+        await until(lambda: receiving.held == 0)
 
 
 async def test_an_app_that_raises_answers_500_and_the_server_goes_on() -> None:
