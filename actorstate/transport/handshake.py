@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import __version__
-from .long_integers import may_hold_a_long_integer
+from .left_to_the_sdk import may_hold_a_long_integer
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -70,7 +70,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from .long_integers import may_hold_a_long_integer
+from .left_to_the_sdk import may_hold_a_long_integer, may_nest_too_deep
 from .server import caller_of
 from .tools import ToolError, call_tool
 
@@ -323,8 +323,11 @@ class HttpToolCallFastPath:
         """The call in ``body`` if the fast path answers it exactly as the SDK would, else None."""
         # The SDK refuses a body past its limit (413). The HTTP server's own limit may be
         # higher, and its direct lane hands bodies here unread by _read_body. A server
-        # without tools/call, and a run of 19 digits (see .long_integers): the SDK decides.
-        if len(body) > self._max_body_size or self._params_type is None or may_hold_a_long_integer(body):
+        # without tools/call, and what the SDK reads otherwise than orjson (a run of 19
+        # digits, deep nesting: see .left_to_the_sdk): the SDK decides.
+        if len(body) > self._max_body_size or self._params_type is None:
+            return None
+        if may_hold_a_long_integer(body) or may_nest_too_deep(body):
             return None
         try:
             document = orjson.loads(body)

@@ -75,14 +75,19 @@ class Pair:
 
     def exchange(self, request: dict[str, Any]) -> tuple[Any, Any]:
         """Send ``request`` to both (placeholders made each one's own ids); both replies, normalised."""
+        lines = [json.dumps(self._bind(request, index)).encode() + b"\n" for index in (0, 1)]
+        return self.exchange_lines(lines[0], lines[1], calls=request.get("method") == "tools/call")
+
+    def exchange_lines(self, fast_line: bytes, sdk_line: bytes, *, calls: bool = True) -> tuple[Any, Any]:
+        """Send each server its line; both replies, normalised (``calls``: each is a tools/call)."""
         replies = []
-        for index, server in enumerate((self.fast, self.sdk)):
-            server.send_raw(json.dumps(self._bind(request, index)).encode() + b"\n")
+        for server, line in ((self.fast, fast_line), (self.sdk, sdk_line)):
+            server.send_raw(line)
             try:
                 replies.append(server.receive(timeout=10))
             except TimeoutError:
                 replies.append(None)  # no reply at all: the other server must not answer either
-        if request.get("method") == "tools/call":
+        if calls:
             self.calls_sent += 1
         made = [_created(reply) for reply in replies]
         if made[0] and made[1]:
@@ -229,6 +234,32 @@ def test_fast_path_replies_equal_the_sdk_paths(pair: Pair) -> None:
     sdk_stats = pair.sdk.call("server_stats")["structuredContent"]
     assert 0 < fast_stats["fast_path_calls"] <= pair.calls_sent
     assert "fast_path_calls" not in sdk_stats
+
+
+# Around the fast path's own limit on a value's depth (64), the SDK's parser's (about 200 levels
+# of the whole message) and orjson's (1024).
+NESTING_DEPTHS = [63, 64, 65, 150, 190, *range(195, 201), 250, 600, 1000, *range(1019, 1023), 1100]
+
+
+@pytest.mark.parametrize("depth", NESTING_DEPTHS)
+def test_deeply_nested_arguments_get_the_sdk_paths_replies(pair: Pair, depth: int) -> None:
+    """An argument nested ``depth`` lists deep, where a string is wanted and where any value is,
+    gets the same reply from both servers, however deep (hypothesis's values stay shallow).
+    The lines are written by hand: Python's json module cannot write the deepest."""
+    nested = b"[" * depth + b'"x"' + b"]" * depth
+    line = b'{"jsonrpc":"2.0","id":"deep-%d","method":"tools/call","params":{"name":"create_session",' % depth
+    line += b'"arguments":{"clientId":' + nested + b"}}}\n"
+    fast, sdk = pair.exchange_lines(line, line)
+    assert fast == sdk, (depth, fast, sdk)
+    fast_line, sdk_line = (
+        b'{"jsonrpc":"2.0","id":"deeper-%d","method":"tools/call","params":{"name":"set_preference",' % depth
+        + b'"arguments":{"sessionId":"%s","key":"k","value":' % session.encode()
+        + nested
+        + b"}}}\n"
+        for session in pair.sessions[0]
+    )
+    fast, sdk = pair.exchange_lines(fast_line, sdk_line)
+    assert fast == sdk, (depth, fast, sdk)
 
 
 @pytest.mark.parametrize("version", sorted(FAST_PROTOCOL_VERSIONS - {INITIALIZE_PARAMS["protocolVersion"]}))

@@ -411,6 +411,20 @@ async def _fast_calls(servers: Pair) -> int:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("depth", [150, 196, 197, 198, 199, 250, 1000, 1021, 1100])
+async def test_deeply_nested_arguments_get_the_sdk_paths_replies(depth: int) -> None:
+    """An argument nested ``depth`` lists deep gets the same reply from both apps: past the SDK
+    parser's 200 levels its refusal, not the fast path's tool error. The body is spliced by hand:
+    Python's json module cannot write the deepest."""
+    nested = b"[" * depth + b'"x"' + b"]" * depth
+    template = json.dumps(call_body(1, "create_session", {"clientId": "NESTED"})).encode()
+    body = template.replace(b'"NESTED"', nested)
+    async with open_pair() as servers:
+        fast, sdk = await servers.exchange(call_headers("create_session"), body)
+        assert fast == sdk, (depth, fast, sdk)
+
+
+@pytest.mark.anyio
 async def test_every_tool_answers_the_same_through_the_fast_path() -> None:
     """Valid calls of every tool (each session's own, another's, unknown ones, huge values,
     idempotency keys) are taken by the fast path and answered exactly as the SDK answers them."""

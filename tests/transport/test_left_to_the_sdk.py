@@ -1,4 +1,5 @@
-"""The fast paths' look for a run of 19 digits finds exactly what the regular expression finds."""
+"""What the fast paths leave to the SDK: a run of 19 digits (found exactly as the regular expression
+finds it), and enough brackets to nest past the SDK parser's depth."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actorstate.transport.long_integers import may_hold_a_long_integer
+from actorstate.transport.left_to_the_sdk import MANY_BRACKETS, may_hold_a_long_integer, may_nest_too_deep
 
 _REGEX = re.compile(rb"[0-9]{19}")
 
@@ -29,3 +30,13 @@ def test_runs_of_18_19_and_20_digits() -> None:
     assert may_hold_a_long_integer(b'{"id": 1234567890123456789}')
     assert may_hold_a_long_integer(b"99999999999999999999")
     assert not may_hold_a_long_integer(b"0" * 18 + b"x" + b"0" * 18)
+
+
+def test_deep_nesting_is_told_by_the_opening_brackets() -> None:
+    """A message is left to the SDK once it holds MANY_BRACKETS opening brackets, of either kind,
+    whether or not they nest: fewer cannot nest as deep as the SDK parser's 200 levels."""
+    assert not may_nest_too_deep(b"[" * (MANY_BRACKETS - 1) + b"]" * (MANY_BRACKETS - 1))
+    assert may_nest_too_deep(b"[" * MANY_BRACKETS + b"]" * MANY_BRACKETS)
+    assert may_nest_too_deep(b"{" * 100 + b"[" * (MANY_BRACKETS - 100))
+    assert may_nest_too_deep(b"[]" * MANY_BRACKETS)  # side by side: the SDK answers it as well
+    assert MANY_BRACKETS < 200
