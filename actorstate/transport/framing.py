@@ -21,11 +21,12 @@ class TooLong:
     """A line over the limit, dropped.
 
     ``size`` is how much of it had come when it was dropped: the whole line
-    when its newline came in the same read, else only the first bytes past
-    the limit (the rest is dropped unread).
+    (``whole``) when its newline came in the same read, else only the first
+    bytes past the limit (the rest is dropped unread).
     """
 
     size: int
+    whole: bool
 
 
 class LineFramer:
@@ -57,13 +58,13 @@ class LineFramer:
             size = len(pending)
             pending.clear()
             self._discarding = True
-            return [TooLong(size)]
+            return [TooLong(size, whole=False)]
         events: list[bytes | TooLong] = []
         # The newline ends the line begun in earlier chunks, if any.
         if self._discarding:
             self._discarding = False
         elif len(pending) + end > limit:
-            events.append(TooLong(len(pending) + end))
+            events.append(TooLong(len(pending) + end, whole=True))
         else:
             line = b"".join((pending, chunk[:end])) if pending else chunk[:end]
             if line and not line.isspace():
@@ -74,7 +75,7 @@ class LineFramer:
         start = end + 1
         while (end := chunk.find(b"\n", start)) >= 0:
             if end - start > limit:
-                events.append(TooLong(end - start))
+                events.append(TooLong(end - start, whole=True))
             else:
                 line = chunk[start:end]
                 if line and not line.isspace():
@@ -82,7 +83,7 @@ class LineFramer:
             start = end + 1
         # What follows the last newline starts the next line.
         if len(chunk) - start > limit:
-            events.append(TooLong(len(chunk) - start))
+            events.append(TooLong(len(chunk) - start, whole=False))
             self._discarding = True
         elif start < len(chunk):
             pending += chunk[start:]

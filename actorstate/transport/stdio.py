@@ -312,7 +312,7 @@ async def stdio_transport(
                 return
             for line in framer.feed(chunk):
                 if isinstance(line, TooLong):
-                    await out_send.send((too_long(line.size, max_line_bytes), None))
+                    await out_send.send((too_long(line.size, max_line_bytes, whole=line.whole), None))
                 else:
                     await dispatch(line)
                 handled += 1

@@ -41,9 +41,11 @@ def duplicate_id(request_id: int | str) -> bytes:
     )
 
 
-def too_long(size: int, limit: int) -> bytes:
-    """The refusal of a line over the limit (dropped, so its id is unknown)."""
+def too_long(size: int, limit: int, *, whole: bool) -> bytes:
+    """The refusal of a line over the limit (dropped, so its id is unknown); ``whole``: ``size``
+    is the line's, else only what had come of it."""
+    length = f"{size} bytes" if whole else f"at least {size} bytes"
     return error_line(
         INVALID_REQUEST,
-        f"Invalid Request: a line of more than {size} bytes is over the {limit}-byte limit and was dropped",
+        f"Invalid Request: a line of {length} is over the {limit}-byte limit and was dropped",
     )

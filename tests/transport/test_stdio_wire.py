@@ -54,6 +54,23 @@ def test_state_survives_sigkill_in_commit_mode(tmp_path: Path) -> None:
     assert restarted.close()[0] == 0
 
 
+def test_an_oversized_line_is_refused_with_its_size_or_what_came_of_it(tmp_path: Path) -> None:
+    """A line over the limit read whole (its newline in the same read) is refused with its size;
+    one cut off before its newline came, with "at least" what had come of it."""
+    server = _server(tmp_path / "long.db", "--max-line-bytes", "1024")  # the smallest it takes
+    server.send_raw(b"x" * 1025 + b"\n")
+    assert server.receive()["error"]["message"] == (
+        "Invalid Request: a line of 1025 bytes is over the 1024-byte limit and was dropped"
+    )
+    server.send_raw(b"y" * 1500)
+    server.wait_consumed()  # read before the rest comes: only 1,500 bytes of it are known
+    server.send_raw(b"y" * 500 + b"\n")
+    assert server.receive()["error"]["message"] == (
+        "Invalid Request: a line of at least 1500 bytes is over the 1024-byte limit and was dropped"
+    )
+    assert server.close()[0] == 0
+
+
 def test_garbage_oversized_and_split_lines_do_not_stop_the_server(tmp_path: Path) -> None:
     server = _server(tmp_path / "wire.db", "--max-line-bytes", "100000")
     session_id = server.call("create_session")["structuredContent"]["sessionId"]
