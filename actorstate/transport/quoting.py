@@ -10,7 +10,14 @@ QUOTED_INPUT_CHARS = 60
 
 
 def clipped(text: str) -> str:
-    """``text`` cut to ``QUOTED_INPUT_CHARS`` with an ellipsis: how errors quote caller input."""
+    """``text`` cut to ``QUOTED_INPUT_CHARS`` with an ellipsis: how errors quote caller input.
+
+    Characters that do not print (line breaks, NUL, a right-to-left
+    override...) are shown escaped, as ``\\n`` or ``\\u202e``: quoted raw, a
+    caller's text could break the message's lines or make it read otherwise.
+    """
+    if not text.isprintable():
+        text = repr(text)[1:-1]
     return text if len(text) <= QUOTED_INPUT_CHARS else text[: QUOTED_INPUT_CHARS - 3] + "..."
 
 

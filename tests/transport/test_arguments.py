@@ -141,6 +141,16 @@ def test_names_the_schema_does_not_list_are_refused_listed_and_clipped() -> None
     assert _error(_schema({}), {"a": 1}) == "unknown argument(s) a; this tool takes: none"
 
 
+def test_unknown_names_that_do_not_print_are_shown_escaped() -> None:
+    """A name holding a line break, a NUL or a right-to-left override is quoted escaped, so it
+    cannot break the error's line or make it read otherwise; printable names stay as they are."""
+    schema = _schema({"a": {}})
+    forged = "x\u202e\n; this tool takes: nothing\x00"
+    text = _error(schema, {forged: 1, "é b": 1})
+    assert text == "unknown argument(s) x\\u202e\\n; this tool takes: nothing\\x00, é b; this tool takes: a"
+    assert text.isprintable()
+
+
 def test_unknown_names_are_found_first_then_properties_in_the_schema_order() -> None:
     """With several problems, the error is the first in this order: unknown names, then each property."""
     schema = _schema({"b": {"type": "string"}, "a": {"type": "string"}}, ["a", "b"])
