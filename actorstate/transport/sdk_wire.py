@@ -86,7 +86,9 @@ class SdkWire:
         try:
             message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except ValidationError as error:  # not JSON, or not JSON-RPC
-            await self._out.send((_rejection(line, error), None))
+            rejection = _rejection(line, error)
+            if rejection is not None:
+                await self._out.send((rejection, None))
             await self._to_server.send(error)  # the server logs and drops it, as with the SDK transport
             return
         if isinstance(message, types.JSONRPCRequest):
@@ -198,14 +200,26 @@ class EncodingStream:
         self.close()
 
 
-def _rejection(line: bytes, error: ValidationError) -> bytes:
-    """The error reply for a line the SDK could not read as a JSON-RPC message.
+def _rejection(line: bytes, error: ValidationError) -> bytes | None:
+    """The error reply for a line the SDK could not read as a JSON-RPC message; None for none.
 
     It names the problem, and carries the request's id when the line can be
     read far enough to have one. The SDK's parser refuses some JSON that
     Python's reads (lone surrogate escapes, nesting past its limit), so the
     line is read again here, leniently, to find the id and what is wrong.
+    A notification with array params (JSON-RPC's, not MCP's) gets no reply:
+    it is a valid JSON-RPC notification, which JSON-RPC gives none, and its
+    sender could match an error to nothing. The server logs it. Params that
+    are neither an array nor an object are no JSON-RPC at all, and get
+    -32600 without an id, as JSON-RPC's own examples answer them.
     """
+    if line.startswith(_BYTE_ORDER_MARK):
+        # Python's json reads past it, so the lenient reading below would blame the message.
+        return error_line(
+            PARSE_ERROR,
+            "Parse error: the line starts with a byte order mark (the bytes EF BB BF), which JSON "
+            "sent between programs must not have (RFC 8259, section 8.1): send it without one",
+        )
     refusal = _parser_refusal(error)
     document = _read_leniently(line)
     if document is _UNREADABLE:
@@ -219,12 +233,16 @@ def _rejection(line: bytes, error: ValidationError) -> bytes:
         )
     request_id = document.get("id")
     problem = _explain(refusal, document) or _structural_problem(document)
-    if "params" in document and _is_request(_without_params(document)):
+    envelope = _message(_without_params(document)) if "params" in document else None
+    if isinstance(envelope, types.JSONRPCNotification) and isinstance(document["params"], list):
+        return None
+    if isinstance(envelope, types.JSONRPCRequest):
         return error_line(INVALID_PARAMS, f"Invalid params: {problem}", request_id)
     return error_line(INVALID_REQUEST, f"Invalid Request: {problem}", request_id)
 
 
 _UNREADABLE = object()
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 
 
 def _read_leniently(line: bytes) -> Any:
@@ -276,15 +294,17 @@ def _without_params(document: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if key != "params"}
 
 
-def _is_request(envelope: dict[str, Any]) -> bool:
-    """Whether ``envelope`` alone is a well-formed request (so its params are what is wrong)."""
+def _message(envelope: dict[str, Any]) -> Any:
+    """``envelope`` (a message without its params) as the SDK reads it; None if it cannot.
+
+    A request or a notification here means its params are what is wrong.
+    """
     try:
-        message = types.jsonrpc_message_adapter.validate_json(
+        return types.jsonrpc_message_adapter.validate_json(
             json.dumps(envelope, ensure_ascii=False).encode(), by_name=False
         )
     except (ValueError, RecursionError):
-        return False
-    return isinstance(message, types.JSONRPCRequest)
+        return None
 
 
 def _has_id(line: bytes) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from .raw_client import INITIALIZE_REQUEST, RawClient
 
 if TYPE_CHECKING:
@@ -86,6 +88,38 @@ def test_refused_lines_get_the_precise_code_and_name_their_problem() -> None:
     reply = server.receive()
     assert (reply["id"], reply["error"]["code"]) == (None, -32700)
     assert "not valid UTF-8" in reply["error"]["message"]
+    _still_serving(server)
+
+
+@pytest.mark.parametrize("fast_path", ["on", "off"])
+def test_a_line_starting_with_a_byte_order_mark_is_refused_naming_it(fast_path: str) -> None:
+    """A client writing UTF-8 with a byte order mark (as some Windows tools do) sends it before its
+    first line, the initialize: the reply names the mark, not the message behind it, and the
+    initialize sent again without it is served."""
+    server = RawClient("--durability", "memory", "--fast-path", fast_path)
+    for line in (_line(INITIALIZE_REQUEST), b'{"jsonrpc":"2.0","id":3,"method":"ping"}\n'):
+        server.send_raw(b"\xef\xbb\xbf" + line)
+        reply = server.receive()
+        assert (reply["id"], reply["error"]["code"]) == (None, -32700)
+        assert "byte order mark" in reply["error"]["message"]
+    server.initialize()
+    _still_serving(server)
+
+
+@pytest.mark.parametrize("fast_path", ["on", "off"])
+def test_a_notification_with_wrong_params_gets_no_reply(fast_path: str) -> None:
+    """Array params are JSON-RPC's but not MCP's: a notification with them is dropped (and logged),
+    with no reply, since JSON-RPC gives notifications none; the next request is answered first."""
+    server = RawClient("--durability", "memory", "--fast-path", fast_path)
+    server.initialize()
+    server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/foo","params":[1,2]}\n')
+    server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/initialized","params":[]}\n')
+    server.send_raw(b'{"jsonrpc":"2.0","id":"after","method":"ping"}\n')
+    assert server.receive() == {"jsonrpc": "2.0", "id": "after", "result": {}}
+    # Params that are no structured value are not JSON-RPC: -32600 without an id, as JSON-RPC answers.
+    server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/foo","params":"x"}\n')
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (None, -32600)
     _still_serving(server)
 
 
