@@ -14,7 +14,8 @@ Streamable HTTP needs:
 - a request body is read whole before the app runs, up to ``max_body``
   (past it: ``413`` and the connection closes), and the bodies still
   arriving on all connections together up to ``max_bodies_receiving``
-  (past it: ``503`` and the connection closes); headers up to
+  beyond ``BODY_ALLOWANCE`` each (past it: ``503`` and the connection
+  closes); headers up to
   ``MAX_HEAD_BYTES`` and ``MAX_HEADERS`` (``431``); a parse error, a
   target that is no URL, or an HTTP/1.1 request without exactly one
   ``Host`` answers ``400``, a version other than 1.x ``505``;
@@ -97,7 +98,11 @@ MAX_QUEUED_REQUESTS = 128
 # clients sending bodies slowly on many connections, no token needed, would
 # otherwise hold max_body times the connections in memory. Past this, the
 # request whose body would go over is answered 503 and its connection closes.
+# The first BODY_ALLOWANCE bytes of each body do not count: a tool call is a
+# few hundred bytes, and one who fills the bound must not lock them out (what
+# they hold is bounded by the connections times the allowance).
 MAX_BODIES_RECEIVING = 64 << 20
+BODY_ALLOWANCE = 16 << 10
 # Descriptors left to the rest of the process (the store's files and
 # sockets, logs) under the default connection cap: a tenth of the limit, at
 # least this plus room for what asyncio accepts before the cap applies.
@@ -203,11 +208,26 @@ class _Refusal:
 class _BodiesReceiving:
     """The bytes of request bodies still arriving, over every connection of a server, and their bound."""
 
-    __slots__ = ("held", "limit")
+    __slots__ = ("_warned_at", "held", "limit", "refused")
 
     def __init__(self, limit: int) -> None:
         self.held = 0
         self.limit = limit
+        self.refused = 0
+        self._warned_at = -math.inf
+
+    def refusing(self) -> None:
+        """A request is refused for the bound: counted, and logged at most once a minute."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            logger.warning(
+                "refusing HTTP requests (%d so far): %d bytes of request bodies are arriving at once, "
+                "the limit; clients sending large bodies slowly on many connections hold it",
+                self.refused,
+                self.limit,
+            )
 
 
 class _RequestParser:
@@ -310,17 +330,20 @@ class _RequestParser:
             request.body.clear()
             self._refuse(413, f"Request body too large: the limit is {self.max_body} bytes")
         elif not self.broken:
-            receiving = self.receiving
-            if receiving.held + size > receiving.limit:
-                request.body.clear()
-                self._refuse(
-                    503,
-                    f"the server is receiving {receiving.limit} bytes of request bodies from all its "
-                    "clients at once, its limit: send this request again in a moment",
-                )
-                return
-            receiving.held += size
-            self.counted += size
+            counts = min(size, request.body_size - BODY_ALLOWANCE)
+            if counts > 0:
+                receiving = self.receiving
+                if receiving.held + counts > receiving.limit:
+                    request.body.clear()
+                    receiving.refusing()
+                    self._refuse(
+                        503,
+                        f"the server is receiving {receiving.limit} bytes of request bodies from all its "
+                        "clients at once, its limit: send this request again in a moment",
+                    )
+                    return
+                receiving.held += counts
+                self.counted += counts
             request.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -379,6 +402,13 @@ class _Connection:
     def abandon(self) -> None:
         """The client reads nothing: close the connection now, cancelling what runs on it."""
         raise NotImplementedError
+
+    def lingering(self) -> bool:
+        """Closed by the server, but waiting to send its last bytes to a client that reads nothing."""
+        return False
+
+    # Lingering at the send watch's last look: abandoned if still lingering at the next.
+    lingered = False
 
     # A write waiting for the client to read (``sending``), and how many writes began: the
     # server's send watch abandons a connection still sending the same write a period later.
@@ -690,7 +720,10 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
             self._client_left()
         # With nothing being answered there is nothing left to send (a request
         # begun cannot complete now): returning False closes the transport.
-        return self.task is not None
+        if self.task is None:
+            self.parser.release()
+            return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -722,17 +755,17 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
                         self.paused = False
                         transport.resume_reading()
                 if not await self.answer(request):
-                    transport.close()
+                    self._close()
                     return
         except Exception:
             # One connection's failure is its own: the server serves on.
             logger.exception("an HTTP connection failed")
-            transport.close()
+            self._close()
             return
         finally:
             self.task = None
         if self.server.stopping or self.eof:
-            transport.close()
+            self._close()
         elif not self.closed:
             if parser.continue_wanted:
                 self._continue()
@@ -760,8 +793,24 @@ class _AsyncioConnection(asyncio.Protocol, _Connection):
         transport = self.transport
         if self.task is not None or transport is None or transport.is_closing():
             return False
-        transport.close()
+        self._close()
         return True
+
+    def _close(self) -> None:
+        """Stop reading and close once what is written has gone out.
+
+        asyncio reports the connection lost only once its last bytes have
+        been sent, which a client that reads nothing never lets happen: the
+        body being received is let go now, and the send watch aborts a
+        connection left closing (see :meth:`lingering`).
+        """
+        self.parser.release()
+        assert self.transport is not None
+        self.transport.close()
+
+    def lingering(self) -> bool:
+        transport = self.transport
+        return transport is not None and transport.is_closing() and transport.get_write_buffer_size() > 0
 
     def stream_begins(self) -> None:
         self.streaming = True
@@ -1022,15 +1071,21 @@ class HttpServer:
 
         A client that never reads its replies would otherwise hold its
         connection busy for good (never idle, so never shed at the cap),
-        and a few thousand of them would lock everyone else out.
+        and a few thousand of them would lock everyone else out. So is a
+        connection the server closed whose last bytes its client never
+        takes (asyncio keeps it until they are sent).
         """
         for connection in list(self.connections):
-            if connection.sending and connection.writes == connection.writes_seen:
+            lingering = connection.lingering()
+            if (connection.sending and connection.writes == connection.writes_seen) or (
+                lingering and connection.lingered
+            ):
                 logger.info(
                     "closing an HTTP connection whose client has read nothing for %s s", self.send_timeout
                 )
                 connection.abandon()
             connection.writes_seen = connection.writes
+            connection.lingered = lingering
 
     async def _watch_sends(self) -> None:
         # Looked at every half timeout: a write stuck for one to two looks is abandoned.

@@ -22,6 +22,7 @@ import pytest
 import sniffio
 
 from actorstate.transport.http_server import (
+    BODY_ALLOWANCE,
     MAX_BODIES_RECEIVING,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
@@ -168,6 +169,11 @@ class App:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"B" * (32 << 20)})
             return
+        if path == "/sixty":
+            # Under asyncio's high-water mark: written without waiting, whoever reads it.
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"6" * 60_000})
+            return
         if path == "/slow":
             self.entered.set()
             try:
@@ -226,6 +232,7 @@ async def serving(
     keep_alive_timeout: float = 75.0,
     max_connections: int | None = None,
     receive_buffer: int | None = None,
+    send_buffer: int | None = None,
     max_body: int = MAX_BODY,
     send_timeout: float = 60.0,
     max_bodies_receiving: int = MAX_BODIES_RECEIVING,
@@ -233,6 +240,8 @@ async def serving(
     sock = socket.socket()
     if receive_buffer is not None:  # inherited by every accepted socket
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     sock.listen(100)
     port = sock.getsockname()[1]
@@ -412,32 +421,69 @@ async def test_clients_resetting_their_connections_at_once_leave_the_server_serv
 
 
 async def test_bodies_still_arriving_are_bounded_over_all_connections() -> None:
-    """Bodies sent slowly on many connections hold at most ``max_bodies_receiving`` bytes: the
-    request whose body would go over is answered 503 and closed. A body that arrives whole, a
-    refused one and one whose client leaves give their bytes back, so later requests are served."""
-    partial = b"x" * 900
-    head = b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: 1000\r\n\r\n"
-    async with serving(App(), max_bodies_receiving=2500) as (server, port):
+    """Bodies sent slowly on many connections hold at most ``max_bodies_receiving`` bytes past each
+    one's allowance: the request whose body would go over is answered 503 and closed. A body that
+    arrives whole, a refused one and one whose client leaves give their bytes back, so later
+    requests are served; a body within the allowance is served however full the bound is."""
+    size = BODY_ALLOWANCE + 1000  # each body counts its last 1,000 bytes
+    head = b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: %d\r\n\r\n" % size
+    async with serving(App(), max_body=size, max_bodies_receiving=2500) as (server, port):
         receiving = server.bodies_receiving
         async with connection(port) as (first, first_replies), connection(port) as (second, _):
             for stream in (first, second):
-                await stream.send(head + partial)
+                await stream.send(head + b"x" * (BODY_ALLOWANCE + 900))
             await until(lambda: receiving.held == 1800)
             async with connection(port) as (third, third_replies):
-                await third.send(head + partial)
+                await third.send(head + b"x" * (BODY_ALLOWANCE + 600))
+                await until(lambda: receiving.held == 2400)
+                await third.send(b"x" * 400)
                 status, _, body = await third_replies.read()
                 assert status == 503
                 assert b"2500 bytes of request bodies" in body
                 assert await third_replies.closed()
-            assert receiving.held == 1800
+            assert (receiving.held, receiving.refused) == (1800, 1)
+            async with connection(port) as (small, small_replies):
+                await small.send(request("/echo", b"s" * BODY_ALLOWANCE))  # over the room left, not counted
+                assert (await small_replies.read())[2] == b"POST /echo  %d" % BODY_ALLOWANCE
             await first.send(b"y" * 100)  # whole now: answered, and its bytes leave the count
-            assert (await first_replies.read())[:3:2] == (200, b"POST /echo  1000")
+            assert (await first_replies.read())[:3:2] == (200, b"POST /echo  %d" % size)
             assert receiving.held == 900
             async with connection(port) as (fourth, fourth_replies):
-                await fourth.send(request("/echo", b"z" * 1000))
-                assert (await fourth_replies.read())[2] == b"POST /echo  1000"
+                await fourth.send(request("/echo", b"z" * size))
+                assert (await fourth_replies.read())[2] == b"POST /echo  %d" % size
         # The second client left with its body half sent.
         await until(lambda: receiving.held == 0)
+
+
+async def test_a_body_cut_off_by_the_keep_alive_timeout_gives_its_bytes_back() -> None:
+    """A request whose body stops coming is closed at the keep-alive timeout, and what of its body
+    had come stops counting toward the bound."""
+    size = BODY_ALLOWANCE + 1000
+    head = b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: %d\r\n\r\n" % size
+    async with serving(App(), max_body=size, keep_alive_timeout=0.2) as (server, port):
+        async with connection(port) as (stream, replies):
+            await stream.send(head + b"x" * (BODY_ALLOWANCE + 500))
+            await until(lambda: server.bodies_receiving.held == 500)
+            assert await replies.closed()
+        await until(lambda: server.bodies_receiving.held == 0 and not server.connections)
+
+
+async def test_a_connection_closed_with_its_last_reply_unread_is_let_go() -> None:
+    """A client that asks the server to close after a reply, then reads none of it, leaves the
+    reply's last bytes unsent: the connection is let go after the send timeout all the same, its
+    place given back (asyncio would otherwise keep it until the bytes are sent)."""
+    async with serving(App(), send_timeout=0.4, receive_buffer=4096, send_buffer=4096) as (server, port):
+        sock = socket.socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(request("/sixty", extra="connection: close\r\n"))
+            with anyio.fail_after(HANG_GUARD_SECONDS):
+                assert (await anyio.to_thread.run_sync(sock.recv, 100)).startswith(b"HTTP/1.1 200")
+            # The rest of the reply stays unread, and the server has closed its end.
+            await until(lambda: not server.connections)
+        finally:
+            sock.close()
 
 
 async def test_an_app_that_raises_answers_500_and_the_server_goes_on() -> None:
