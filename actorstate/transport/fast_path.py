@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .left_to_the_sdk import may_hold_a_long_integer, may_nest_too_deep
+from .left_to_the_sdk import left_to_the_sdk
 from .tools import HeldCall, ToolError, call_now, call_tool
 
 if TYPE_CHECKING:
@@ -101,8 +101,8 @@ class ToolCallFastPath:
         """The call on ``line`` if the fast path answers it, else None (the SDK does)."""
         if b'"tools/call"' not in line or not self.active:
             return None
-        if may_hold_a_long_integer(line) or may_nest_too_deep(line):
-            return None  # the SDK reads it otherwise than orjson (see .left_to_the_sdk)
+        if left_to_the_sdk(line):
+            return None
         try:
             document = orjson.loads(line)
         except orjson.JSONDecodeError:

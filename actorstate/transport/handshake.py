@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import __version__
-from .left_to_the_sdk import may_hold_a_long_integer
+from .left_to_the_sdk import left_to_the_sdk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -143,7 +143,7 @@ class HandshakeFastPath:
 
     def take(self, line: bytes) -> HandshakeReply | None:
         """The reply to ``line`` if this path answers it, else None (the SDK does)."""
-        if may_hold_a_long_integer(line):  # the SDK decides
+        if left_to_the_sdk(line):
             return None
         try:
             document = orjson.loads(line)

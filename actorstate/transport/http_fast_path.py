@@ -70,7 +70,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from .left_to_the_sdk import may_hold_a_long_integer, may_nest_too_deep
+from .left_to_the_sdk import left_to_the_sdk
 from .server import caller_of
 from .tools import ToolError, call_tool
 
@@ -327,7 +327,7 @@ class HttpToolCallFastPath:
         # digits, deep nesting: see .left_to_the_sdk): the SDK decides.
         if len(body) > self._max_body_size or self._params_type is None:
             return None
-        if may_hold_a_long_integer(body) or may_nest_too_deep(body):
+        if left_to_the_sdk(body):
             return None
         try:
             document = orjson.loads(body)

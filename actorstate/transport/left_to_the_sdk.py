@@ -11,19 +11,22 @@ kinds of message would be read differently, so they are left to the SDK:
   where the regular expression ``[0-9]{19}`` (tried at every position) cost
   5.5 µs, a tenth of a stdio call's CPU;
 - arrays or objects nested more than 200 levels deep: the SDK's parser
-  refuses them (-32602 naming the depth, or -32600 when the request itself
-  cannot be read), orjson reads up to 1024 levels. Only a message with that
+  refuses them (see :mod:`.sdk_wire` for the reply), orjson reads up to
+  1024 levels. Only a message with that
   many opening brackets can nest that deep; counting them is two
   ``bytes.count`` calls, about 0.1 µs a call. The bound is kept below 200,
   so the SDK's way of counting levels needs no exact match: a message that
-  merely holds many brackets gets the same reply from the SDK, a little later.
+  merely holds many brackets (JSON text kept in a string, say) gets the same
+  reply from the SDK, a little later.
+
+Every fast path asks :func:`left_to_the_sdk` before it reads a message.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["may_hold_a_long_integer", "may_nest_too_deep"]
+__all__ = ["left_to_the_sdk", "may_hold_a_long_integer", "may_nest_too_deep"]
 
 _DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
 _RUN: Final = b"0" * 19
@@ -39,3 +42,8 @@ def may_hold_a_long_integer(data: bytes) -> bool:
 def may_nest_too_deep(data: bytes) -> bool:
     """Whether ``data`` holds enough opening brackets to nest past the SDK parser's 200 levels."""
     return data.count(b"[") + data.count(b"{") >= MANY_BRACKETS
+
+
+def left_to_the_sdk(data: bytes) -> bool:
+    """Whether a fast path must leave the message ``data`` to the SDK (either of the above)."""
+    return may_hold_a_long_integer(data) or may_nest_too_deep(data)

@@ -12,12 +12,14 @@ QUOTED_INPUT_CHARS = 60
 def clipped(text: str) -> str:
     """``text`` cut to ``QUOTED_INPUT_CHARS`` with an ellipsis: how errors quote caller input.
 
-    Characters that do not print (line breaks, NUL, a right-to-left
-    override...) are shown escaped, as ``\\n`` or ``\\u202e``: quoted raw, a
-    caller's text could break the message's lines or make it read otherwise.
+    Text with characters that do not print (line breaks, NUL, a
+    right-to-left override...) is shown as a quoted Python literal, those
+    characters escaped (``'a\\nb'``): quoted raw, it could break the message's
+    lines or make it read otherwise, and the quotes tell an escape from a
+    backslash the caller sent.
     """
     if not text.isprintable():
-        text = repr(text)[1:-1]
+        text = repr(text)
     return text if len(text) <= QUOTED_INPUT_CHARS else text[: QUOTED_INPUT_CHARS - 3] + "..."
 
 

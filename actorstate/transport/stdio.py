@@ -66,6 +66,7 @@ from ..backend import Cancellable, TaskSet, open_task_set
 from .fast_path import FastCall, ToolCallFastPath, connection_closed_line, error_line, reply_line
 from .framing import LineFramer, TooLong
 from .in_flight import InFlight, request_key
+from .left_to_the_sdk import left_to_the_sdk
 from .limits import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LINE_BYTES, DEFAULT_STOP_GRACE
 from .wire_errors import duplicate_id, too_long
 
@@ -550,6 +551,8 @@ class _FastCalls:
         of the wire, which cancels a call of ours too.
         """
         if b'"notifications/cancelled"' not in line or (sdk_loaded and not self._running):
+            return False
+        if left_to_the_sdk(line):
             return False
         try:
             document = orjson.loads(line)

@@ -120,6 +120,29 @@ def test_a_notification_with_wrong_params_gets_no_reply(fast_path: str) -> None:
     server.send_raw(b'{"jsonrpc":"2.0","method":"notifications/foo","params":"x"}\n')
     reply = server.receive()
     assert (reply["id"], reply["error"]["code"]) == (None, -32600)
+    # An id of a type JSON-RPC refuses makes no notification: refused, with array params too.
+    server.send_raw(b'{"jsonrpc":"2.0","id":null,"method":"ping","params":[1]}\n')
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (None, -32600)
+    _still_serving(server)
+
+
+@pytest.mark.parametrize("fast_path", ["on", "off"])
+def test_a_cancellation_nested_too_deeply_is_refused_by_either_path(fast_path: str) -> None:
+    """A cancellation nested past the SDK parser's depth is refused as the SDK refuses it, whether
+    or not the fast path serves: its call is not cancelled by a message the SDK cannot read."""
+    server = (
+        _memory_server() if fast_path == "on" else RawClient("--durability", "memory", "--fast-path", "off")
+    )
+    if fast_path == "off":
+        server.initialize()
+    deep = b"[" * 250 + b"]" * 250
+    server.send_raw(
+        b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":%s}}\n' % deep
+    )
+    reply = server.receive()
+    assert (reply["id"], reply["error"]["code"]) == (None, -32600)
+    assert "nested too deeply" in reply["error"]["message"]
     _still_serving(server)
 
 
