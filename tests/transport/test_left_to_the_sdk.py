@@ -34,9 +34,13 @@ def test_runs_of_18_19_and_20_digits() -> None:
 
 def test_deep_nesting_is_told_by_the_opening_brackets() -> None:
     """A message is left to the SDK once it holds MANY_BRACKETS opening brackets, of either kind,
-    whether or not they nest: fewer cannot nest as deep as the SDK parser's 200 levels."""
+    whether or not they nest: fewer cannot nest as deep as the SDK parser's 200 levels. One
+    shorter than twice that many bytes is never counted: it cannot close that many."""
     assert not may_nest_too_deep(b"[" * (MANY_BRACKETS - 1) + b"]" * (MANY_BRACKETS - 1))
     assert may_nest_too_deep(b"[" * MANY_BRACKETS + b"]" * MANY_BRACKETS)
-    assert may_nest_too_deep(b"{" * 100 + b"[" * (MANY_BRACKETS - 100))
+    assert may_nest_too_deep(
+        b"{" * 100 + b"[" * (MANY_BRACKETS - 100) + b"]" * (MANY_BRACKETS - 100) + b"}" * 100
+    )
     assert may_nest_too_deep(b"[]" * MANY_BRACKETS)  # side by side: the SDK answers it as well
+    assert not may_nest_too_deep(b'{"a":"' + b"[" * MANY_BRACKETS + b'"}')  # in a string, unclosed
     assert MANY_BRACKETS < 200
