@@ -234,11 +234,11 @@ def _rejection(line: bytes, error: ValidationError) -> bytes | None:
     request_id = document.get("id")
     problem = _explain(refusal, document) or _structural_problem(document)
     envelope = _message(_without_params(document)) if "params" in document else None
-    # "id" absent: the SDK also reads a request whose id is of a type JSON-RPC refuses (null, a
-    # float) as a notification, and deliver refuses those.
-    if isinstance(envelope, types.JSONRPCNotification) and "id" not in document:
-        if isinstance(document["params"], list):
-            return None
+    # A notification with array params: no reply. "id" absent, since the SDK also reads a request
+    # whose id is of a type JSON-RPC refuses (null, a float) as a notification (deliver refuses it).
+    notification = isinstance(envelope, types.JSONRPCNotification) and "id" not in document
+    if notification and isinstance(document["params"], list):
+        return None
     if isinstance(envelope, types.JSONRPCRequest):
         return error_line(INVALID_PARAMS, f"Invalid params: {problem}", request_id)
     return error_line(INVALID_REQUEST, f"Invalid Request: {problem}", request_id)
