@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("actorstate.tools")
+
+E = TypeVar("E", bound=BaseException)
 
 # The checks of the formats the schemas name: a sessionId is a UUID.
 _FORMATS: dict[str, FormatCheck] = {"uuid": canonical_session_id}
@@ -567,12 +569,19 @@ async def call_tool(
             raise InvalidInput("arguments must be a JSON object")
         result = await tool.handler(ctx, caller, tool.check_arguments(arguments))
     except BaseException as error:
-        ctx.calls.record(name, outcome_of(error), time.perf_counter() - started)
-        if isinstance(error, ActorStateError):
-            raise ToolError(str(error)) from None
+        refusal = _failed(ctx, name, error, started)
+        if refusal is not error:
+            raise refusal from None
         raise
     _succeeded(ctx, tool, result, started)
     return result
+
+
+def _failed(ctx: ToolContext, name: str, error: E, started: float) -> E | ToolError:
+    """Count a call that raised ``error``; what it answers: ToolError for a refusal (an
+    ActorStateError), else the error itself (a bug, or the caller cancelled)."""
+    ctx.calls.record(name, outcome_of(error), time.perf_counter() - started)
+    return ToolError(str(error)) if isinstance(error, ActorStateError) else error
 
 
 def _succeeded(ctx: ToolContext, tool: Tool, result: ToolResult, started: float) -> None:
@@ -659,8 +668,7 @@ def call_now(
         session = ctx.session(caller, checked)
         envelope = send_now(session, one_turn.message(session, checked))
     except Exception as error:
-        ctx.calls.record(name, outcome_of(error), time.perf_counter() - started)
-        return ToolError(str(error)) if isinstance(error, ActorStateError) else error
+        return _failed(ctx, name, error, started)
     if envelope is None:
         return None
     session_id = session.id
@@ -669,8 +677,7 @@ def call_now(
         try:
             result = one_turn.result(session_id, checked, envelope.unwrap())
         except Exception as error:
-            ctx.calls.record(name, outcome_of(error), time.perf_counter() - started)
-            return ToolError(str(error)) if isinstance(error, ActorStateError) else error
+            return _failed(ctx, name, error, started)
         _succeeded(ctx, tool, result, started)
         return result
 
